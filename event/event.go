@@ -1,0 +1,122 @@
+// Package event is the observation model shared by every capture source and
+// the analyzer: time-stamped facts about packets, sockets and processes.
+//
+// Sources (pcap files, live AF_PACKET, eBPF tracepoints) turn what they see
+// into these values; package analyze turns a stream of them into a report.
+// Nothing here knows about files, kernels or output formats.
+package event
+
+import "net/netip"
+
+// IP protocol numbers used in the model.
+const (
+	ProtoICMP   uint8 = 1
+	ProtoTCP    uint8 = 6
+	ProtoUDP    uint8 = 17
+	ProtoICMPv6 uint8 = 58
+)
+
+// TCP flag bits as they appear in the TCP header's flags byte.
+const (
+	TCPFin uint8 = 0x01
+	TCPSyn uint8 = 0x02
+	TCPRst uint8 = 0x04
+	TCPPsh uint8 = 0x08
+	TCPAck uint8 = 0x10
+)
+
+// Direction says whether the capturing host sent or received a packet,
+// where the capture records it (Linux cooked headers, pcapng flags, NFLOG).
+type Direction uint8
+
+const (
+	DirUnknown Direction = iota
+	DirIn                // received by the capturing host
+	DirOut               // sent by the capturing host
+)
+
+// Process identifies the process behind an observation.
+type Process struct {
+	PID  int
+	Comm string
+}
+
+// Packet is one decoded packet: the header facts the analyzer needs.
+// Payload and Proc point into buffers owned by the source and are valid only
+// until the source delivers the next packet; the analyzer copies what it keeps.
+type Packet struct {
+	Time    int64 // nanoseconds since the Unix epoch
+	WireLen int   // length on the wire, as recorded
+	Iface   int   // capture interface index (pcapng), 0 otherwise
+	Dir     Direction
+
+	Src, Dst         netip.Addr
+	Proto            uint8 // ProtoTCP, ProtoUDP, ProtoICMP, ProtoICMPv6
+	SrcPort, DstPort uint16
+
+	// TCP fields, valid when Proto is ProtoTCP.
+	Flags uint8
+	Seq   uint32
+	Ack   uint32
+
+	// ICMP fields, valid when Proto is ProtoICMP or ProtoICMPv6.
+	ICMPType, ICMPCode uint8
+	// Quoted is the offending packet's header quoted by an ICMP error.
+	Quoted Quoted
+
+	// Payload is the transport payload that was captured (may be shorter than
+	// on the wire when the capture was truncated by a snap length).
+	Payload []byte
+
+	Proc *Process // nil where the capture does not say
+}
+
+// Quoted is the IP and transport header that an ICMP error quotes.
+type Quoted struct {
+	Valid            bool
+	Proto            uint8
+	Src, Dst         netip.Addr
+	SrcPort, DstPort uint16
+	Seq              uint32
+	HasSeq           bool // the quote was long enough to hold the TCP sequence number
+}
+
+// SockKind is what happened to a socket in the kernel.
+type SockKind uint8
+
+const (
+	// SockConnect: the socket left CLOSE for SYN_SENT (an outbound connect).
+	SockConnect SockKind = iota + 1
+	// SockRetransmit: the kernel retransmitted the SYN.
+	SockRetransmit
+	// SockEstablished: the handshake completed.
+	SockEstablished
+	// SockReset: a RST was received in SYN_SENT (connection refused).
+	SockReset
+	// SockError: the kernel reported an error on the socket (Errno is set).
+	SockError
+	// SockClose: the socket went to CLOSE; when it was still in SYN_SENT the
+	// caller gave up (its own connect timeout) unless an error came first.
+	SockClose
+)
+
+// Sock is one socket-level observation from the kernel (eBPF tracepoints).
+type Sock struct {
+	Time   int64 // nanoseconds since the Unix epoch
+	Kind   SockKind
+	Cookie uint64 // identity of the kernel socket, unique while it lives
+	Proto  uint8
+	Src    netip.AddrPort
+	Dst    netip.AddrPort
+	Errno  int // for SockError: ETIMEDOUT, ECONNREFUSED, EHOSTUNREACH...
+	Proc   *Process
+}
+
+// Source statistics that every source reports, so no loss is silent.
+type Stats struct {
+	Packets     uint64 // packets read
+	Bytes       uint64 // bytes on the wire of those packets
+	Undecodable uint64 // packets whose headers could not be decoded
+	Truncated   uint64 // packets cut short by the snap length before their headers ended
+	Lost        uint64 // events the source lost (ring buffer full, kernel drops)
+}
