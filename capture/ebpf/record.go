@@ -1,0 +1,108 @@
+package ebpf
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/egress-dev/egress/event"
+)
+
+// Record kinds; the values match enum kind in bpf/egress.bpf.c.
+const (
+	kindConnect     = 1
+	kindRetransmit  = 2
+	kindEstablished = 3
+	kindReset       = 4
+	kindError       = 5
+	kindClose       = 6
+	kindConnectFail = 7
+)
+
+const (
+	afInet  = 2
+	afInet6 = 10
+)
+
+// recordSize is the size of struct event in bpf/egress.bpf.c.
+const recordSize = 96
+
+// toSock turns one ring-buffer record into the model: the only place where
+// the kernel's layout meets event.Sock. monoOff converts the record's
+// CLOCK_MONOTONIC time to Unix time.
+//
+// The cookie is the socket's kernel address xor its generation shifted into
+// the top bits (kernel addresses share them), so a socket allocated at the
+// address of a closed one gets a different cookie.
+//
+// A connect() that failed before any SYN (no route, a policy's EACCES)
+// becomes a SockError with only Dst set: there was never a SYN_SENT socket.
+func toSock(raw []byte, monoOff int64) (*event.Sock, error) {
+	if len(raw) < recordSize {
+		return nil, fmt.Errorf("decode ring buffer record: %d bytes, want %d", len(raw), recordSize)
+	}
+	var r egressEvent
+	if _, err := binary.Decode(raw[:recordSize], binary.LittleEndian, &r); err != nil {
+		return nil, fmt.Errorf("decode ring buffer record: %w", err)
+	}
+	s := &event.Sock{
+		Time:   int64(r.Ts) + monoOff,
+		Cookie: r.Sk ^ r.Gen<<48,
+		Proto:  event.ProtoTCP,
+		Proc:   &event.Process{PID: int(r.Tgid), Comm: cString(r.Comm[:])},
+	}
+	switch r.Kind {
+	case kindConnect:
+		s.Kind = event.SockConnect
+	case kindRetransmit:
+		s.Kind = event.SockRetransmit
+	case kindEstablished:
+		s.Kind = event.SockEstablished
+	case kindReset:
+		s.Kind = event.SockReset
+	case kindError, kindConnectFail:
+		s.Kind = event.SockError
+		s.Errno = int(r.Err)
+		if r.Err <= 0 {
+			return nil, fmt.Errorf("decode ring buffer record: error kind %d without errno (%d)", r.Kind, r.Err)
+		}
+	case kindClose:
+		s.Kind = event.SockClose
+	default:
+		return nil, fmt.Errorf("decode ring buffer record: unknown kind %d", r.Kind)
+	}
+	src, dst, err := addrs(r.Family, r.Saddr, r.Daddr)
+	if err != nil {
+		return nil, err
+	}
+	if r.Kind != kindConnectFail {
+		s.Src = netip.AddrPortFrom(src, r.Sport)
+	}
+	s.Dst = netip.AddrPortFrom(dst, r.Dport)
+	return s, nil
+}
+
+func addrs(family uint8, saddr, daddr [16]uint8) (src, dst netip.Addr, err error) {
+	switch family {
+	case afInet:
+		return netip.AddrFrom4([4]byte(saddr[:4])), netip.AddrFrom4([4]byte(daddr[:4])), nil
+	case afInet6:
+		// A dual-stack socket talking to IPv4 shows v4-mapped addresses;
+		// the packets on the wire are IPv4, so unmap to join with them.
+		return netip.AddrFrom16(saddr).Unmap(), netip.AddrFrom16(daddr).Unmap(), nil
+	}
+	return netip.Addr{}, netip.Addr{}, errors.New("decode ring buffer record: unknown address family " + fmt.Sprint(family))
+}
+
+func cString(b []int8) string {
+	u := make([]byte, len(b))
+	for i, c := range b {
+		u[i] = byte(c)
+	}
+	if i := bytes.IndexByte(u, 0); i >= 0 {
+		u = u[:i]
+	}
+	return string(u)
+}
