@@ -1,0 +1,125 @@
+package testnet
+
+import (
+	"context"
+	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// buildCommands builds the story's actors into a temporary directory.
+func buildCommands(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("needs the go command to build the test servers: %v", err)
+	}
+	cmd := exec.Command(gobin, "build", "-o", dir+"/",
+		"github.com/egress-dev/egress/internal/testnet/dnsd",
+		"github.com/egress-dev/egress/internal/testnet/vendord",
+		"github.com/egress-dev/egress/internal/testnet/shopapp")
+	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building test servers: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// TestPrivilegedStory builds the recording's topology (app - router -
+// vendor, DNS on the router) and checks a reduced story: the router's
+// firewall silently drops HTTPS to the vendor, so the login's HTTP call
+// succeeds and its HTTPS call blocks for the whole connect timeout.
+func TestPrivilegedStory(t *testing.T) {
+	n := NewForTest(t, "nft", "curl")
+	bin := buildCommands(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	pfx := netip.MustParsePrefix
+
+	app, err := n.Namespace(ctx, "app")
+	must(err)
+	router, err := n.Namespace(ctx, "router")
+	must(err)
+	vendor, err := n.Namespace(ctx, "vendor")
+	must(err)
+	must(n.Link(ctx, app, "eth0", router, "app0"))
+	must(n.Link(ctx, vendor, "eth0", router, "vnd0"))
+	must(app.Addr(ctx, "eth0", pfx("198.18.0.2/24")))
+	must(app.Addr(ctx, "eth0", pfx("2001:db8:1::2/64")))
+	must(router.Addr(ctx, "app0", pfx("198.18.0.1/24")))
+	must(router.Addr(ctx, "app0", pfx("2001:db8:1::1/64")))
+	must(router.Addr(ctx, "vnd0", pfx("198.51.100.1/24")))
+	must(router.Addr(ctx, "vnd0", pfx("2001:db8:2::1/64")))
+	must(vendor.Addr(ctx, "eth0", pfx("198.51.100.10/24")))
+	must(vendor.Addr(ctx, "eth0", pfx("198.51.100.11/24")))
+	must(vendor.Addr(ctx, "eth0", pfx("2001:db8:2::10/64")))
+	must(router.Forwarding(ctx))
+	must(app.Route(ctx, netip.Prefix{}, netip.MustParseAddr("198.18.0.1")))
+	must(app.Route(ctx, netip.Prefix{}, netip.MustParseAddr("2001:db8:1::1")))
+	must(vendor.Route(ctx, netip.Prefix{}, netip.MustParseAddr("198.51.100.1")))
+	must(vendor.Route(ctx, netip.Prefix{}, netip.MustParseAddr("2001:db8:2::1")))
+	must(router.Nft(ctx, `
+table inet egress_test {
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		ip daddr 198.51.100.0/24 tcp dport 443 drop
+	}
+}`))
+	must(app.ResolvConf(netip.MustParseAddr("198.18.0.1"), "timeout:2 attempts:1"))
+
+	var logs syncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server logs:\n%s", logs.String())
+		}
+	})
+	_, err = router.Start(filepath.Join(bin, "dnsd"), &logs, "-listen", "198.18.0.1:53",
+		"-rr", "updates.vendor.test A 198.51.100.10",
+		"-rr", "api.vendor.test CNAME edge.vendor.test",
+		"-rr", "edge.vendor.test A 198.51.100.11")
+	must(err)
+	_, err = vendor.Start(filepath.Join(bin, "vendord"), &logs)
+	must(err)
+	_, err = app.Start(filepath.Join(bin, "shopapp"), &logs, "-listen", "198.18.0.2:8080", "-connect-timeout", "1s")
+	must(err)
+
+	// The servers start asynchronously: retry the login briefly.
+	var out []byte
+	start := time.Now()
+	for i := 0; i < 50; i++ {
+		start = time.Now()
+		out, err = router.Run(ctx, "curl", "-s", "-S", "--max-time", "10", "-d", "user=admin", "http://198.18.0.2:8080/login")
+		if err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("admin login: %v", err)
+	}
+	want := regexp.MustCompile(`^check via go: 200 "latest=4.2.1" \(\S+\)
+license via go: error: Get "https://api.vendor.test/v1/license": connecting to api.vendor.test \(198.51.100.11:443\): dial tcp 198.51.100.11:443: i/o timeout \(1\.\d+s\)
+login ok after \S+
+$`)
+	if !want.Match(out) {
+		t.Errorf("login reply:\n%s\ndoes not match:\n%s", out, want)
+	}
+	if took < time.Second || took > 3*time.Second {
+		t.Errorf("login took %v, want the 1 s connect timeout plus a little", took)
+	}
+	if !strings.Contains(logs.String(), "update check") {
+		t.Errorf("vendor never saw the update check; logs:\n%s", logs.String())
+	}
+}
