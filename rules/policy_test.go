@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -281,4 +282,24 @@ func FuzzParse(f *testing.F) {
 		}
 		p.Check(Dest{Host: "a.example.com", IP: ip("198.51.100.1"), Port: 443, Proto: "tcp"})
 	})
+}
+
+// TestDocExample keeps the policy example in docs/rules.md valid.
+func TestDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../docs/rules.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("no yaml block in docs/rules.md")
+	}
+	p, err := Parse("docs/rules.md", []byte(example))
+	if err != nil {
+		t.Fatalf("documented example does not parse:\n%v", err)
+	}
+	if v := p.Check(Dest{Host: "telemetry.shopvendor.example", Port: 443, Proto: "tcp"}); v.Allowed {
+		t.Errorf("documented deny does not deny: %+v", v)
+	}
 }
