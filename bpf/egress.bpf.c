@@ -69,6 +69,7 @@ struct sockinfo {
 	__u32 tgid;
 	__u32 tid;
 	__u32 announced; /* K_CONNECT sent; set with an atomic exchange */
+	__s32 err_sent;  /* errno already sent by on_error_report */
 	__u16 sport;
 	__u16 dport;
 	__u8 family;
@@ -274,6 +275,13 @@ int on_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	if (oldstate == TCP_SYN_SENT && newstate == TCP_ESTABLISHED)
 		emit(sk, info, K_ESTABLISHED, now, 0, oldstate, newstate);
 	if (newstate == TCP_CLOSE) {
+		/* tcp_done_with_error sets sk_err, then closes, and only then
+		 * calls sk_error_report: send the error first, so a reader sees
+		 * why before it sees the close. */
+		struct sock *s = (void *)sk;
+		int err = BPF_CORE_READ(s, sk_err);
+		if (err > 0 && err != info->err_sent)
+			emit(sk, info, K_ERROR, now, err, oldstate, newstate);
 		emit(sk, info, K_CLOSE, now, 0, oldstate, newstate);
 		/* The address is reused by the next socket at once. */
 		forget(sk, info);
@@ -339,15 +347,38 @@ int on_error_report(struct trace_event_raw_inet_sk_error_report *ctx)
 	t.sport = ctx->sport;
 	t.dport = ctx->dport;
 	COPY_ADDRS(&t, ctx);
+	__u64 sk = 0;
 	__u64 *skp = bpf_map_lookup_elem(&tuples, &t);
-	if (!skp)
-		return 0;
-	__u64 sk = *skp;
+	if (skp) {
+		sk = *skp;
+	} else {
+		/* Not announced yet: an error while connect() still runs (an
+		 * ICMP answer from a local firewall's reject) arrives in the
+		 * connecting thread's context. */
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();
+		struct pending *p = bpf_map_lookup_elem(&connects, &tid);
+		if (!p || !p->made_sk)
+			return 0;
+		sk = p->made_sk;
+	}
 	struct sockinfo *info = bpf_map_lookup_elem(&socks, &sk);
-	if (!info)
+	if (!info || info->dport != ctx->dport)
 		return 0;
+	/* Reached for errors on a live socket; those that close it were sent
+	 * at the close, before this (the socket is forgotten by now). */
+	int err = ctx->error;
+	if (err <= 0) {
+		/* An ICMP error that reached a socket its owner held (inside
+		 * connect()) is kept as the soft error, which SO_ERROR hands to
+		 * the app: that is the error the connect fails with. */
+		struct sock *s = (void *)sk;
+		err = BPF_CORE_READ(s, sk_err_soft);
+		if (err <= 0 || err == info->err_sent)
+			return 0;
+	}
 	announce(sk, info, ctx->sport);
-	emit(sk, info, K_ERROR, bpf_ktime_get_ns(), ctx->error, 0, 0);
+	info->err_sent = err;
+	emit(sk, info, K_ERROR, bpf_ktime_get_ns(), err, 0, 0);
 	return 0;
 }
 

@@ -156,7 +156,8 @@ struct trace_event_raw_sched_process_exit {
 
 /* Kernel objects reached from a connect() fd and a socket. */
 struct sock {
-	int sk_err; /* unused; keeps the type non-empty */
+	int sk_err;
+	int sk_err_soft;
 } __attribute__((preserve_access_index));
 
 struct inet_sock {

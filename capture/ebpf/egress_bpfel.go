@@ -51,6 +51,7 @@ type egressSockinfo struct {
 	Tgid      uint32
 	Tid       uint32
 	Announced uint32
+	ErrSent   int32
 	Sport     uint16
 	Dport     uint16
 	Family    uint8
@@ -58,6 +59,7 @@ type egressSockinfo struct {
 	Saddr     [16]uint8
 	Daddr     [16]uint8
 	Comm      [16]int8
+	_         [4]byte
 }
 
 type egressTuple struct {

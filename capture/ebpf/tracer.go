@@ -56,6 +56,10 @@ type Tracer struct {
 	rd      *ringbuf.Reader
 	monoOff int64 // CLOCK_REALTIME - CLOCK_MONOTONIC, ns: turns bpf_ktime_get_ns into Unix time
 
+	// onRecord, when set before Run, sees each raw record: the privileged
+	// tests save real records as fuzz seeds with it.
+	onRecord func([]byte)
+
 	mu     sync.Mutex // guards closed
 	closed bool
 }
@@ -264,6 +268,9 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 				return ctx.Err()
 			}
 			return fmt.Errorf("read ring buffer: %w", err)
+		}
+		if t.onRecord != nil {
+			t.onRecord(rec.RawSample)
 		}
 		ev, err := toSock(rec.RawSample, t.monoOff)
 		if err != nil {

@@ -1,0 +1,121 @@
+package ebpf
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/egress-dev/egress/event"
+)
+
+func comm(s string) (c [16]int8) {
+	for i := 0; i < len(s) && i < 15; i++ {
+		c[i] = int8(s[i])
+	}
+	return c
+}
+
+func record(t testing.TB, e egressEvent) []byte {
+	b, err := binary.Append(nil, binary.LittleEndian, &e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != recordSize {
+		t.Fatalf("record is %d bytes, want %d", len(b), recordSize)
+	}
+	return b
+}
+
+func TestToSock(t *testing.T) {
+	v4 := func(a, b, c, d byte) (r [16]uint8) { r[0], r[1], r[2], r[3] = a, b, c, d; return r }
+	v6 := func(s string) [16]uint8 { return netip.MustParseAddr(s).As16() }
+	const sk = 0xffff8880_12345678
+	tests := []struct {
+		name string
+		in   egressEvent
+		want *event.Sock
+	}{{
+		name: "connect v4",
+		in: egressEvent{Ts: 1000, Sk: sk, Gen: 3, Tgid: 42, Tid: 43, Kind: kindConnect, Family: afInet,
+			Sport: 40000, Dport: 443, Saddr: v4(198, 18, 0, 1), Daddr: v4(198, 51, 100, 7), Comm: comm("curl")},
+		want: &event.Sock{Time: 1500, Kind: event.SockConnect, Cookie: sk ^ 3<<48, Proto: event.ProtoTCP,
+			Src: netip.MustParseAddrPort("198.18.0.1:40000"), Dst: netip.MustParseAddrPort("198.51.100.7:443"),
+			Proc: &event.Process{PID: 42, Comm: "curl"}},
+	}, {
+		name: "error v6 with a full 15-byte comm",
+		in: egressEvent{Ts: 2000, Sk: sk, Gen: 1, Tgid: 7, Kind: kindError, Err: 111, Family: afInet6,
+			Sport: 5, Dport: 80, Saddr: v6("2001:db8::1"), Daddr: v6("2001:db8::2"), Comm: comm("abcdefghijklmnopq")},
+		want: &event.Sock{Time: 2500, Kind: event.SockError, Errno: 111, Cookie: sk ^ 1<<48, Proto: event.ProtoTCP,
+			Src: netip.MustParseAddrPort("[2001:db8::1]:5"), Dst: netip.MustParseAddrPort("[2001:db8::2]:80"),
+			Proc: &event.Process{PID: 7, Comm: "abcdefghijklmno"}},
+	}, {
+		name: "v4-mapped on a dual-stack socket is unmapped",
+		in: egressEvent{Ts: 0, Sk: sk, Kind: kindRetransmit, Family: afInet6, Sport: 1, Dport: 2,
+			Saddr: v6("::ffff:198.18.0.1"), Daddr: v6("::ffff:203.0.113.9")},
+		want: &event.Sock{Time: 500, Kind: event.SockRetransmit, Cookie: sk, Proto: event.ProtoTCP,
+			Src: netip.MustParseAddrPort("198.18.0.1:1"), Dst: netip.MustParseAddrPort("203.0.113.9:2"),
+			Proc: &event.Process{}},
+	}, {
+		name: "connect failed before any SYN has no source",
+		in: egressEvent{Ts: 10, Sk: sk, Gen: 9, Tgid: 1, Kind: kindConnectFail, Err: 101, Family: afInet,
+			Dport: 443, Daddr: v4(192, 0, 2, 1)},
+		want: &event.Sock{Time: 510, Kind: event.SockError, Errno: 101, Cookie: sk ^ 9<<48, Proto: event.ProtoTCP,
+			Dst: netip.MustParseAddrPort("192.0.2.1:443"), Proc: &event.Process{PID: 1}},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := toSock(record(t, tt.in), 500)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
+				t.Errorf("toSock() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestToSockRejects(t *testing.T) {
+	for name, in := range map[string][]byte{
+		"short":          make([]byte, recordSize-1),
+		"unknown kind":   record(t, egressEvent{Kind: 99, Family: afInet}),
+		"unknown family": record(t, egressEvent{Kind: kindConnect, Family: 3}),
+		"error no errno": record(t, egressEvent{Kind: kindError, Family: afInet}),
+	} {
+		if got, err := toSock(in, 0); err == nil {
+			t.Errorf("%s: toSock() = %+v, want an error", name, got)
+		}
+	}
+}
+
+// FuzzToSock is seeded with records the kernel program wrote during the
+// privileged tests (testdata/records/*.bin, refreshed with -update).
+func FuzzToSock(f *testing.F) {
+	seeds, _ := filepath.Glob("testdata/records/*.bin")
+	if len(seeds) == 0 {
+		f.Fatal("no seed records in testdata/records")
+	}
+	for _, p := range seeds {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := toSock(b, 0)
+		if err != nil {
+			return
+		}
+		if s.Kind < event.SockConnect || s.Kind > event.SockClose || !s.Dst.IsValid() || s.Proc == nil {
+			t.Fatalf("toSock accepted a record into an invalid event: %+v", s)
+		}
+		if s.Kind == event.SockError && s.Errno <= 0 {
+			t.Fatalf("error event without errno: %+v", s)
+		}
+	})
+}
