@@ -32,10 +32,14 @@ type TCPStats struct {
 	Refused     uint64 `json:"refused"`     // RST answered the SYN
 	Rejected    uint64 `json:"rejected"`    // ICMP unreachable answered the SYN
 	Timeout     uint64 `json:"timeout"`     // SYNs dropped silently until the caller gave up
-	IPv6        uint64 `json:"ipv6"`        // attempts over IPv6
-	Looked      uint64 `json:"looked_up"`   // attempts preceded by their DNS lookup
-	TLS         uint64 `json:"tls"`         // established with a ClientHello carrying SNI
-	HTTP        uint64 `json:"http"`        // established with an HTTP request carrying Host
+	// TimeoutAfterEnd counts the timeouts whose caller gave up after the
+	// last packet of the file: an analyzer bounded by the capture must call
+	// them pending (and may call others pending: it infers the give-up).
+	TimeoutAfterEnd uint64 `json:"timeout_after_end"`
+	IPv6            uint64 `json:"ipv6"`      // attempts over IPv6
+	Looked          uint64 `json:"looked_up"` // attempts preceded by their DNS lookup
+	TLS             uint64 `json:"tls"`       // established with a ClientHello carrying SNI
+	HTTP            uint64 `json:"http"`      // established with an HTTP request carrying Host
 
 	SYNs      uint64 `json:"syn_packets"`    // SYN without ACK, retransmissions included
 	SYNACKs   uint64 `json:"synack_packets"` // one per established attempt
@@ -49,15 +53,21 @@ type TCPStats struct {
 // DNSStats counts DNS lookups by expected outcome. A lookup is one question
 // (A or AAAA) asked once, or twice when unanswered.
 type DNSStats struct {
-	Lookups   uint64 `json:"lookups"`
-	NoError   uint64 `json:"noerror"`   // answered with an address (after any CNAME)
-	NoData    uint64 `json:"nodata"`    // NOERROR without an address of the asked type
-	NXDomain  uint64 `json:"nxdomain"`  // name does not exist
-	ServFail  uint64 `json:"servfail"`  // resolver failed
-	Timeout   uint64 `json:"timeout"`   // never answered
-	Queries   uint64 `json:"queries"`   // query packets, retries included
-	Responses uint64 `json:"responses"` // response packets
-	Packets   uint64 `json:"packets"`
+	Lookups uint64 `json:"lookups"`
+	NoError uint64 `json:"noerror"` // answered with an address (after any CNAME)
+	NoData  uint64 `json:"nodata"`  // NOERROR without an address of the asked type
+	// NoDataCNAME counts the NoData answers that carry a CNAME chain (with
+	// an SOA) but no address, as resolvers answer for such names.
+	NoDataCNAME uint64 `json:"nodata_cname"`
+	NXDomain    uint64 `json:"nxdomain"` // name does not exist
+	ServFail    uint64 `json:"servfail"` // resolver failed
+	Timeout     uint64 `json:"timeout"`  // never answered
+	// TimeoutAfterEnd counts the timeouts whose caller gave up after the
+	// last packet of the file (see TCPStats.TimeoutAfterEnd).
+	TimeoutAfterEnd uint64 `json:"timeout_after_end"`
+	Queries         uint64 `json:"queries"`   // query packets, retries included
+	Responses       uint64 `json:"responses"` // response packets
+	Packets         uint64 `json:"packets"`
 }
 
 // TCP flags and IP protocol numbers as they appear on the wire.
@@ -203,6 +213,9 @@ type gen struct {
 	stride int   // slots per client
 	stop   bool
 	stats  Stats
+	// Give-up times of timed-out attempts and lookups that may fall after
+	// the last packet; older ones are pruned as time passes them.
+	tcpGiveUps, dnsGiveUps []int64
 }
 
 // Write generates the capture that cfg describes and writes it to w as a
@@ -221,6 +234,8 @@ func Write(w io.Writer, cfg Config) (Stats, error) {
 	if err := g.run(); err != nil {
 		return g.stats, fmt.Errorf("writing packet %d: %w", g.stats.Packets+1, err)
 	}
+	g.stats.TCP.TimeoutAfterEnd = after(g.tcpGiveUps, g.stats.EndNanos)
+	g.stats.DNS.TimeoutAfterEnd = after(g.dnsGiveUps, g.stats.EndNanos)
 	if err := bw.Flush(); err != nil {
 		return g.stats, fmt.Errorf("flushing capture: %w", err)
 	}
@@ -320,6 +335,12 @@ func (g *gen) run() error {
 		if !g.stop && g.reached() {
 			g.stop = true
 		}
+		if done && f.kind == kindTCP && f.out == outTimeout {
+			g.tcpGiveUps = g.noteGiveUp(g.tcpGiveUps, g.now+hold)
+		}
+		if done && f.kind == kindDNS && f.dnsOut == dnsUnanswered {
+			g.dnsGiveUps = g.noteGiveUp(g.dnsGiveUps, g.now+hold)
+		}
 		switch {
 		case !done && (hold < second || f.detached):
 			f.next = g.now + hold
@@ -375,6 +396,32 @@ func (g *gen) reached() bool {
 		}
 	}
 	return false
+}
+
+// noteGiveUp adds a give-up time to list, first dropping the times already
+// passed (the file will end after them) when the list has grown.
+func (g *gen) noteGiveUp(list []int64, at int64) []int64 {
+	if len(list) == cap(list) {
+		kept := list[:0]
+		for _, t := range list {
+			if t > g.now {
+				kept = append(kept, t)
+			}
+		}
+		list = kept
+	}
+	return append(list, at)
+}
+
+// after counts the times in list later than end.
+func after(list []int64, end int64) uint64 {
+	var n uint64
+	for _, t := range list {
+		if t > end {
+			n++
+		}
+	}
+	return n
 }
 
 func (g *gen) push(id int32) {
@@ -533,6 +580,9 @@ func (g *gen) countLookup(f *flow) {
 		d.NXDomain++
 	case f.qtype == typeA && !nm.v4.IsValid(), f.qtype == typeAAAA && !nm.v6.IsValid():
 		d.NoData++
+		if nm.cname != nil {
+			d.NoDataCNAME++
+		}
 	default:
 		d.NoError++
 	}

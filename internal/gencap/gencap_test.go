@@ -122,6 +122,7 @@ type counts struct {
 	SYNs, SYNACKs, RSTs, ICMPs    uint64
 	Queries, Responses, NXDomain  uint64
 	ServFail, AnsweredWithAddress uint64
+	NoDataCNAME                   uint64
 }
 
 func expected(st Stats) counts {
@@ -129,6 +130,7 @@ func expected(st Stats) counts {
 		SYNs: st.TCP.SYNs, SYNACKs: st.TCP.SYNACKs, RSTs: st.TCP.RSTs, ICMPs: st.TCP.ICMPs,
 		Queries: st.DNS.Queries, Responses: st.DNS.Responses, NXDomain: st.DNS.NXDomain,
 		ServFail: st.DNS.ServFail, AnsweredWithAddress: st.DNS.NoError,
+		NoDataCNAME: st.DNS.NoDataCNAME,
 	}
 }
 
@@ -226,6 +228,8 @@ func TestDecode(t *testing.T) {
 				got.ServFail++
 			case len(d.Answers) > 0 && d.Answers[len(d.Answers)-1].IP != nil:
 				got.AnsweredWithAddress++
+			case len(d.Answers) > 0 && d.Answers[0].Type == layers.DNSTypeCNAME:
+				got.NoDataCNAME++
 			}
 		}
 	}
@@ -234,6 +238,9 @@ func TestDecode(t *testing.T) {
 	}
 	if diff := cmp.Diff(expected(st), got); diff != "" {
 		t.Errorf("counts differ from Stats (-stats +decoded):\n%s", diff)
+	}
+	if st.TCP.TimeoutAfterEnd > st.TCP.Timeout || st.DNS.TimeoutAfterEnd > st.DNS.Timeout || st.DNS.NoDataCNAME == 0 {
+		t.Errorf("inconsistent stats: %+v", st)
 	}
 	if uint64(len(tuples)) != st.TCP.Attempts {
 		t.Errorf("%d distinct SYN 4-tuples, want one per attempt (%d)", len(tuples), st.TCP.Attempts)
@@ -284,10 +291,10 @@ func TestTshark(t *testing.T) {
 	var got counts
 	fields := run("-T", "fields", "-E", "occurrence=f", "-E", "separator=,",
 		"-e", "tcp.flags", "-e", "icmp.type", "-e", "icmpv6.type", "-e", "dns.flags.response",
-		"-e", "dns.flags.rcode", "-e", "dns.a", "-e", "dns.aaaa")
+		"-e", "dns.flags.rcode", "-e", "dns.a", "-e", "dns.aaaa", "-e", "dns.cname")
 	for line := range strings.Lines(fields) {
 		f := strings.Split(strings.TrimRight(line, "\n"), ",")
-		tcpFlags, icmp4, icmp6, resp, rcode, a, aaaa := f[0], f[1], f[2], f[3], f[4], f[5], f[6]
+		tcpFlags, icmp4, icmp6, resp, rcode, a, aaaa, cname := f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]
 		switch {
 		case icmp4 == "3" || icmp6 == "1":
 			got.ICMPs++
@@ -315,8 +322,11 @@ func TestTshark(t *testing.T) {
 			case "2":
 				got.ServFail++
 			case "0":
-				if a != "" || aaaa != "" {
+				switch {
+				case a != "" || aaaa != "":
 					got.AnsweredWithAddress++
+				case cname != "":
+					got.NoDataCNAME++
 				}
 			}
 		}
