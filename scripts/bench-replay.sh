@@ -9,6 +9,9 @@
 #     tshark -q -z conv,tcp -r FILE        (first size only, or all with BENCH_TSHARK_FULL=1)
 # under GNU time, then prints a Markdown table and checks the product targets:
 # >= 2M packets/s, >= 1000 MB/s, peak RSS <= 64 MiB and flat across sizes.
+# With jq installed (apt-get install jq), it also runs egress once more on
+# the first capture, untimed, and checks its outcome counts against what
+# gencap says it generated.
 #
 # Environment:
 #   BENCH_SIZES="0.5GB 2GB"   capture sizes (gencap -size syntax)
@@ -74,6 +77,44 @@ measure() {
 # stat FILE KEY: a top-level number from gencap's indented JSON.
 stat() { sed -n "s/^  \"$2\": \([0-9]*\),*$/\1/p" "$1"; }
 
+# check_results CAP STATS: egress's outcome counts on CAP must match
+# gencap's STATS. A timeout whose give-up is not in the capture may be
+# reported pending; the rest must agree exactly.
+check_results() {
+	if ! command -v jq >/dev/null; then
+		echo "bench-replay: jq missing (apt-get install jq); not checking egress's results" >&2
+		return 0
+	fi
+	echo "checking egress's results on $(basename "$1")" >&2
+	timeout "$limit" "${egress[@]}" "$1" "${extra[@]}" >"$work/report.json" || {
+		echo "bench-replay: egress replay failed on the check run" >&2
+		return 1
+	}
+	local got want
+	got=$(jq -c '
+		def n(o): [.[] | select(.outcome == o)] | length;
+		{established: (.connections | n("established")), refused: (.connections | n("refused")),
+		 rejected: (.connections | n("rejected")),
+		 timeout_or_pending: ((.connections | n("timeout")) + (.connections | n("pending"))),
+		 answered: (.lookups | n("answered")), nodata: (.lookups | n("nodata")),
+		 nxdomain: (.lookups | n("nxdomain")), servfail: (.lookups | n("servfail")),
+		 dns_timeout_or_pending: ((.lookups | n("timeout")) + (.lookups | n("pending")))}' "$work/report.json")
+	want=$(jq -c '
+		{established: .tcp.established, refused: .tcp.refused, rejected: .tcp.rejected,
+		 timeout_or_pending: .tcp.timeout,
+		 answered: (.dns.noerror + .dns.nodata_cname), nodata: (.dns.nodata - .dns.nodata_cname),
+		 nxdomain: .dns.nxdomain, servfail: .dns.servfail, dns_timeout_or_pending: .dns.timeout}' "$2")
+	if [ "$got" != "$want" ]; then
+		echo "RESULTS DIFFER on $(basename "$1"):" >&2
+		echo "  egress: $got" >&2
+		echo "  gencap: $want" >&2
+		results="results: egress DIFFERS from gencap (see stderr)"
+		return 1
+	fi
+	results="results: egress matches gencap's outcome counts ($want)"
+}
+
+results="results: not checked"
 failed=0
 rows=()
 rss=()
@@ -112,6 +153,9 @@ for size in $sizes; do
 			failed=1
 		fi
 	fi
+	if [ "$first" = 1 ] && [ -z "${EGRESS_BIN:-}" ]; then
+		check_results "$cap" "$work/stats-$size.json" || failed=1
+	fi
 	rows+=("| $size ($bytes B) | $packets | $e_s | $e_pps | $e_mbs | $e_rss | $t_s | $t_rss | $ratio |")
 	rm -f "$cap" # free the disk before the next size
 	first=0
@@ -122,6 +166,7 @@ echo "| file size | packets | egress s | pkt/s | MB/s | peak RSS MiB | tshark s 
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 printf '%s\n' "${rows[@]}"
 echo
+echo "$results"
 echo "egress: ${egress[*]##*/} on CPU 0; $(uname -r); $(nproc) CPUs; gencap -seed 1 ${GENCAP_ARGS:-}"
 
 # Targets, from the product issue.
