@@ -442,8 +442,9 @@ func walkIPv6Ext(next uint8, b []byte) (uint8, []byte, fragInfo, error) {
 			return next, b, fi, errIPv6Trunc
 		}
 		next, b = b[0], b[l:]
-		if fi.present && (fi.off != 0) {
-			// A later fragment holds no further headers, only data.
+		if fi.present && (fi.off != 0 || fi.more) {
+			// Offsets count from here: what follows is the fragmentable
+			// part, whose headers are read once it is whole.
 			return next, b, fi, nil
 		}
 	}
@@ -455,7 +456,7 @@ func walkIPv6Ext(next uint8, b []byte) (uint8, []byte, fragInfo, error) {
 func (d *Decoder) fragment(key fragKey, payload []byte, off int, more, complete bool, p *event.Packet, depth int) error {
 	if key.proto != event.ProtoUDP || d.noReassem || d.inReasm {
 		if off == 0 {
-			return d.transport(key.proto, payload, p, depth)
+			return d.upper(key, payload, p, depth)
 		}
 		if key.proto == event.ProtoUDP {
 			d.stats.FragmentsDropped++
@@ -465,7 +466,7 @@ func (d *Decoder) fragment(key fragKey, payload []byte, off int, more, complete 
 	if !complete {
 		d.stats.FragmentsDropped++
 		if off == 0 {
-			return d.transport(key.proto, payload, p, depth)
+			return d.upper(key, payload, p, depth)
 		}
 		return errFragment
 	}
@@ -478,13 +479,27 @@ func (d *Decoder) fragment(key fragKey, payload []byte, off int, more, complete 
 		d.stats.FragmentsHeld++
 		d.stats.Reassembled++
 		d.inReasm = true
-		return d.transport(key.proto, dgram, p, depth)
+		return d.upper(key, dgram, p, depth)
 	}
 	d.stats.FragmentsDropped++
 	if off == 0 {
-		return d.transport(key.proto, payload, p, depth)
+		return d.upper(key, payload, p, depth)
 	}
 	return errFragment
+}
+
+// upper decodes the start of a fragmented packet's fragmentable part: for
+// IPv6 its extension headers come first.
+func (d *Decoder) upper(key fragKey, b []byte, p *event.Packet, depth int) error {
+	proto := key.proto
+	if key.v6 {
+		var err error
+		if proto, b, _, err = walkIPv6Ext(proto, b); err != nil {
+			p.Proto = proto
+			return err
+		}
+	}
+	return d.transport(proto, b, p, depth)
 }
 
 func (d *Decoder) transport(proto uint8, b []byte, p *event.Packet, depth int) error {
