@@ -51,6 +51,14 @@ func LoadCatalog() (*Catalog, error) {
 }
 
 func parseCatalog(data []byte) (*Catalog, error) {
+	entries, err := decodeEntries(data)
+	if err != nil {
+		return nil, err
+	}
+	return buildCatalog(entries)
+}
+
+func decodeEntries(data []byte) ([]*Entry, error) {
 	var doc struct {
 		Entries []*Entry `yaml:"entries"`
 	}
@@ -59,10 +67,15 @@ func parseCatalog(data []byte) (*Catalog, error) {
 	if err := dec.Decode(&doc); err != nil {
 		return nil, fmt.Errorf("parsing catalog: %w", err)
 	}
-	c := &Catalog{entries: doc.Entries, exact: map[string]*Entry{}}
+	return doc.Entries, nil
+}
+
+// buildCatalog checks entries and indexes them by host pattern.
+func buildCatalog(entries []*Entry) (*Catalog, error) {
+	c := &Catalog{entries: entries, exact: map[string]*Entry{}}
 	ids := map[string]bool{}
 	var errs []error
-	for _, e := range doc.Entries {
+	for _, e := range entries {
 		if err := e.validate(); err != nil {
 			errs = append(errs, err)
 			continue

@@ -1,0 +1,53 @@
+# egress — common tasks. `make test` is what CI and the README run.
+GO ?= go
+PKGS := ./...
+
+.PHONY: all build test ci vet fmt-check generate generate-check bench fuzz golden clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -o bin/egress ./cmd/egress
+
+# The README's test command: formatting, vet, a cgo-free build, every test.
+test: fmt-check vet
+	CGO_ENABLED=0 $(GO) build ./...
+	$(GO) test -count=1 -timeout 30m $(PKGS)
+
+# CI also checks that the committed eBPF objects match the C sources.
+ci: generate-check test
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Regenerate the bpf2go output from bpf/*.c (needs clang, llvm, libbpf-dev).
+generate:
+	$(GO) generate ./bpf/...
+
+generate-check: generate
+	git diff --exit-code -- bpf/ capture/ebpf/ || { echo "generated eBPF code is stale: run make generate and commit"; exit 1; }
+
+# Throughput and memory of egress replay against tshark (see docs/benchmarks.md).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./capture/... ./analyze/... ./dnsmsg/... ./appproto/...
+	bash scripts/bench-replay.sh
+
+# Short fuzzing of every parser of untrusted input (FUZZTIME each).
+FUZZTIME ?= 20s
+fuzz:
+	@for pkg in $$($(GO) list $(PKGS)); do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+# Rewrite the golden reports under testdata/golden from the current code.
+golden:
+	$(GO) test -count=1 ./cmd/egress/cli/ -run TestGolden -update
+
+clean:
+	rm -rf bin

@@ -1,0 +1,401 @@
+package analyze
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/egress-dev/egress/dnsmsg"
+	"github.com/egress-dev/egress/event"
+	"github.com/egress-dev/egress/report"
+)
+
+// Analyzer consumes observations and produces a report. It is not safe for
+// concurrent use: one goroutine feeds it, then calls Finish once.
+type Analyzer struct {
+	cfg Config
+
+	flows    map[flowKey]*flow
+	orphans  map[flowKey]orphanSynAck
+	lookups  map[dnsKey][]*lookup
+	nLookups int
+	names    nameTable
+	sockets  map[uint64]*attempt // eBPF sockets by cookie
+	waiting  map[netip.Addr][]waitRef
+	procs    map[event.Process]*event.Process // interned process identities
+	interned map[string]string
+
+	// Facts used to infer which addresses are local.
+	dirOut, initiators, servers, contacted addrSet
+
+	conns   []report.Connection
+	lks     []report.Lookup
+	folded  map[foldKey]int // index into conns/lks of the folded record
+	answers []answeredLookup
+
+	first, last int64
+	lastSweep   int64
+	stats       report.Stats
+
+	msg dnsmsg.Msg // scratch for decoding DNS
+}
+
+type foldKey struct {
+	lookup           bool
+	src, dst         netip.Addr
+	port             uint16
+	name, qtype, out string
+	pid              int
+}
+
+// answeredLookup remembers an A/AAAA answer for the "resolved but never
+// contacted" hint.
+type answeredLookup struct {
+	index int // into lks
+	addrs []netip.Addr
+}
+
+// New returns an Analyzer with cfg.
+func New(cfg Config) *Analyzer {
+	cfg.setDefaults()
+	return &Analyzer{
+		cfg:        cfg,
+		flows:      make(map[flowKey]*flow),
+		orphans:    make(map[flowKey]orphanSynAck),
+		lookups:    make(map[dnsKey][]*lookup),
+		names:      newNameTable(cfg.MaxNames),
+		sockets:    make(map[uint64]*attempt),
+		waiting:    make(map[netip.Addr][]waitRef),
+		procs:      make(map[event.Process]*event.Process),
+		interned:   make(map[string]string),
+		dirOut:     newAddrSet(1024),
+		initiators: newAddrSet(4096),
+		servers:    newAddrSet(4096),
+		contacted:  newAddrSet(1 << 16),
+		folded:     make(map[foldKey]int),
+	}
+}
+
+// Packet observes one decoded packet. The analyzer copies what it keeps.
+func (a *Analyzer) Packet(p *event.Packet) {
+	if a.cfg.To != 0 && p.Time > a.cfg.To {
+		a.stats.OutsideWindow++
+		return
+	}
+	a.clock(p.Time)
+	if p.Dir == event.DirOut {
+		a.dirOut.add(p.Src)
+	}
+	switch p.Proto {
+	case event.ProtoTCP:
+		a.tcp(p)
+	case event.ProtoUDP:
+		if p.SrcPort == 53 || p.DstPort == 53 {
+			a.dnsUDP(p)
+		} else {
+			a.contacted.add(p.Dst)
+		}
+	case event.ProtoICMP, event.ProtoICMPv6:
+		a.icmpError(p)
+	}
+}
+
+// Sock observes one kernel socket event (eBPF backends).
+func (a *Analyzer) Sock(e *event.Sock) {
+	if a.cfg.To != 0 && e.Time > a.cfg.To {
+		a.stats.OutsideWindow++
+		return
+	}
+	a.clock(e.Time)
+	at := a.sockets[e.Cookie]
+	if at == nil {
+		if e.Kind != event.SockConnect {
+			return // a socket connected before we attached
+		}
+		if len(a.sockets) >= a.cfg.MaxFlows {
+			a.stats.FlowsEvicted++
+			return
+		}
+		at = &attempt{client: e.Src, server: e.Dst, start: e.Time, proc: a.keepProc(e.Proc)}
+		at.addSyn(e.Time)
+		a.sockets[e.Cookie] = at
+		a.initiators.add(e.Src.Addr())
+		a.dirOut.add(e.Src.Addr())
+		a.contacted.add(e.Dst.Addr())
+		a.nameAttempt(at, e.Time)
+		return
+	}
+	if at.proc == nil && e.Proc != nil {
+		at.proc = a.keepProc(e.Proc)
+	}
+	switch e.Kind {
+	case event.SockConnect:
+		// The same cookie connecting again: a new attempt on a reused socket.
+		a.finishAttempt(at, e.Time)
+		delete(a.sockets, e.Cookie)
+		a.Sock(e)
+	case event.SockRetransmit:
+		at.addSyn(e.Time)
+	case event.SockEstablished:
+		if at.ans == ansNone && at.established == 0 {
+			at.established = e.Time
+		}
+	case event.SockReset:
+		if at.ans == ansNone && at.established == 0 {
+			at.ans, at.ansTime = ansRST, e.Time
+		}
+	case event.SockError:
+		if at.ans == ansNone && at.established == 0 {
+			at.errno = e.Errno
+			if isTimeoutErrno(e.Errno) {
+				at.kernelTimeout = true
+				at.closed = e.Time
+			} else {
+				at.ans, at.ansTime = ansKernelError, e.Time
+			}
+		}
+	case event.SockClose:
+		if at.closed == 0 {
+			at.closed = e.Time
+		}
+		a.finishAttempt(at, e.Time)
+		delete(a.sockets, e.Cookie)
+	}
+}
+
+// Lost records events the source lost, so the report can say so.
+func (a *Analyzer) Lost(n uint64) { a.stats.EventsLost += n }
+
+// SourceStats merges what the source counted into the report's stats.
+func (a *Analyzer) SourceStats(s event.Stats) {
+	a.stats.Packets = s.Packets
+	a.stats.Bytes = s.Bytes
+	a.stats.Undecodable = s.Undecodable
+	a.stats.Truncated = s.Truncated
+	a.stats.EventsLost += s.Lost
+}
+
+func (a *Analyzer) clock(t int64) {
+	if a.first == 0 {
+		if a.cfg.FromOffset > 0 {
+			a.cfg.From = t + int64(a.cfg.FromOffset)
+		}
+		if a.cfg.ToOffset > 0 {
+			a.cfg.To = t + int64(a.cfg.ToOffset)
+		}
+	}
+	if a.first == 0 || t < a.first {
+		a.first = t
+	}
+	if t > a.last {
+		a.last = t
+	}
+	if a.lastSweep == 0 {
+		a.lastSweep = t
+	}
+	if t-a.lastSweep > int64(10*time.Second) {
+		a.sweep(t, false)
+		a.lastSweep = t
+	}
+}
+
+func (a *Analyzer) keepProc(p *event.Process) *event.Process {
+	if p == nil {
+		return nil
+	}
+	if q, ok := a.procs[*p]; ok {
+		return q
+	}
+	q := &event.Process{PID: p.PID, Comm: p.Comm}
+	if len(a.procs) < 4096 {
+		a.procs[*q] = q
+	}
+	return q
+}
+
+// intern returns a string equal to b, shared between equal names so that
+// heavy DNS traffic does not allocate a string per packet.
+func (a *Analyzer) intern(b []byte) string {
+	if s, ok := a.interned[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(a.interned) < 1<<16 {
+		a.interned[s] = s
+	}
+	return s
+}
+
+// sweep finishes flows and lookups that went idle, so memory follows the
+// number of concurrent flows. With force it also evicts live flows until
+// the table has room, counting them.
+func (a *Analyzer) sweep(now int64, force bool) {
+	for k, f := range a.flows {
+		idle := now - f.lastSeen
+		at := f.att
+		done := (f.finOrRst && idle > int64(2*time.Second)) ||
+			(at.ans != ansNone && idle > int64(60*time.Second)) ||
+			idle > int64(300*time.Second)
+		if done {
+			a.finishFlow(f, now)
+			delete(a.flows, k)
+		}
+	}
+	if force && len(a.flows) >= a.cfg.MaxFlows*9/10 {
+		for k, f := range a.flows {
+			if len(a.flows) < a.cfg.MaxFlows*3/4 {
+				break
+			}
+			a.finishFlow(f, now)
+			delete(a.flows, k)
+			a.stats.FlowsEvicted++
+		}
+	}
+	a.sweepLookups(now, force)
+	a.sweepWaiting(now)
+}
+
+// waitRef is an unanswered attempt or lookup whose give-up time may be
+// revealed by the next new action of the same host.
+type waitRef struct {
+	at *attempt
+	lk *lookup
+}
+
+func (w waitRef) lastTx() int64 {
+	if w.at != nil {
+		return w.at.lastSyn
+	}
+	return w.lk.lastQuery
+}
+
+func (w waitRef) maxGap(a *Analyzer) int64 {
+	if w.at != nil {
+		return w.at.retransmitGap()
+	}
+	return int64(a.cfg.DNSGiveUp) + int64(time.Second)
+}
+
+func (w waitRef) answered() bool {
+	if w.at != nil {
+		return w.at.ans != ansNone || w.at.clientContinued || w.at.serverResponded
+	}
+	return w.lk.resp != 0
+}
+
+func (w waitRef) setNext(t int64) {
+	if w.at != nil {
+		w.at.nextAction = t
+		w.at.waiting = false
+		return
+	}
+	w.lk.nextAction = t
+	w.lk.waiting = false
+}
+
+func (w waitRef) drop() {
+	if w.at != nil {
+		w.at.waiting = false
+		return
+	}
+	w.lk.waiting = false
+}
+
+func (a *Analyzer) wait(at *attempt) {
+	if at.waiting {
+		return
+	}
+	at.waiting = true
+	a.waiting[at.client.Addr()] = append(a.waiting[at.client.Addr()], waitRef{at: at})
+}
+
+func (a *Analyzer) waitLookup(lk *lookup) {
+	if lk.waiting {
+		return
+	}
+	lk.waiting = true
+	a.waiting[lk.client.Addr()] = append(a.waiting[lk.client.Addr()], waitRef{lk: lk})
+}
+
+// action tells waiting attempts and lookups of host src that it did
+// something new at time t: it is no longer blocked in them. self (an attempt)
+// and lookups of qname are the action itself and are skipped.
+func (a *Analyzer) action(src netip.Addr, t int64, self *attempt) {
+	a.actionName(src, t, self, "")
+}
+
+func (a *Analyzer) actionName(src netip.Addr, t int64, self *attempt, qname string) {
+	if len(a.waiting) == 0 {
+		return
+	}
+	list, ok := a.waiting[src]
+	if !ok {
+		return
+	}
+	keep := list[:0]
+	for _, w := range list {
+		if (self != nil && w.at == self) || (qname != "" && w.lk != nil && w.lk.name == qname) {
+			keep = append(keep, w)
+			continue
+		}
+		last := w.lastTx()
+		switch {
+		case w.answered():
+			w.drop()
+		case t <= last:
+			keep = append(keep, w)
+		case t > last+w.maxGap(a):
+			w.drop()
+		default:
+			w.setNext(t)
+		}
+	}
+	if len(keep) == 0 {
+		delete(a.waiting, src)
+		return
+	}
+	for i := len(keep); i < len(list); i++ {
+		list[i] = waitRef{}
+	}
+	a.waiting[src] = keep
+}
+
+func (a *Analyzer) sweepWaiting(now int64) {
+	for src, list := range a.waiting {
+		keep := list[:0]
+		for _, w := range list {
+			if w.answered() || now > w.lastTx()+w.maxGap(a) {
+				w.drop()
+				continue
+			}
+			keep = append(keep, w)
+		}
+		if len(keep) == 0 {
+			delete(a.waiting, src)
+		} else {
+			a.waiting[src] = keep
+		}
+	}
+}
+
+// addrSet is a bounded set of addresses; past its capacity it stops growing
+// and remembers that it overflowed.
+type addrSet struct {
+	m        map[netip.Addr]struct{}
+	max      int
+	overflow bool
+}
+
+func newAddrSet(max int) addrSet { return addrSet{m: make(map[netip.Addr]struct{}), max: max} }
+
+func (s *addrSet) add(x netip.Addr) {
+	if _, ok := s.m[x]; ok {
+		return
+	}
+	if len(s.m) >= s.max {
+		s.overflow = true
+		return
+	}
+	s.m[x] = struct{}{}
+}
+
+func (s *addrSet) has(x netip.Addr) bool { _, ok := s.m[x]; return ok }

@@ -1,0 +1,55 @@
+package analyze
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Config tunes an Analyzer. The zero value is usable: it infers local
+// addresses from the capture, covers the whole capture and uses default
+// table sizes.
+type Config struct {
+	// Local lists this host's addresses. Empty: inferred from the capture.
+	Local []netip.Prefix
+	// LocalAny counts every address as local, so every attempt is reported.
+	LocalAny bool
+
+	// From and To bound the window (Unix nanoseconds); zero means the
+	// capture's first or last packet.
+	From, To int64
+	// FromOffset and ToOffset, when set, place the window edges relative to
+	// the first observation instead.
+	FromOffset, ToOffset time.Duration
+
+	// Table capacities; zero picks the default.
+	MaxFlows   int // concurrent TCP flows tracked (default 65536)
+	MaxLookups int // concurrent unanswered DNS queries (default 16384)
+	MaxNames   int // addresses remembered with their DNS names (default 65536)
+	// MaxRecords is how many connection and lookup records are kept one by
+	// one; past it, repeated successful calls are folded into one record
+	// with a count (default 20000 of each).
+	MaxRecords int
+
+	// DNSGiveUp is how long a resolver is assumed to wait for an answer
+	// when the capture shows no later action of the same host (default 5 s,
+	// the glibc and Go default).
+	DNSGiveUp time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxFlows <= 0 {
+		c.MaxFlows = 65536
+	}
+	if c.MaxLookups <= 0 {
+		c.MaxLookups = 16384
+	}
+	if c.MaxNames <= 0 {
+		c.MaxNames = 65536
+	}
+	if c.MaxRecords <= 0 {
+		c.MaxRecords = 20000
+	}
+	if c.DNSGiveUp <= 0 {
+		c.DNSGiveUp = 5 * time.Second
+	}
+}

@@ -1,0 +1,386 @@
+package analyze
+
+import (
+	"net/netip"
+	"sort"
+	"time"
+
+	"github.com/egress-dev/egress/dnsmsg"
+	"github.com/egress-dev/egress/event"
+	"github.com/egress-dev/egress/report"
+)
+
+// dnsKey groups open queries by client, server and transport; the DNS id
+// and question tell them apart within a group.
+type dnsKey struct {
+	client, server netip.AddrPort
+	tcp            bool
+}
+
+// maxPerKey bounds the open queries kept per client/server/transport.
+const maxPerKey = 64
+
+// lookup is one DNS query with its retransmissions.
+type lookup struct {
+	client, server netip.AddrPort
+	tcp            bool
+	id             uint16
+	name           string
+	qtype          uint16
+	start          int64
+	lastQuery      int64
+	queries        int
+	proc           *event.Process
+
+	resp       int64 // time of the first response (0: none)
+	rcode      uint8
+	nAnswers   int // answer records of any type
+	answers    []netip.Addr
+	cnames     []string
+	icmp       *report.ICMP
+	icmpTime   int64
+	nextAction int64
+	waiting    bool
+}
+
+func (a *Analyzer) dnsUDP(p *event.Packet) {
+	if p.DstPort == 53 {
+		a.contacted.add(p.Dst)
+	}
+	a.dnsMessage(p, p.Payload, false)
+}
+
+// dnsMessage handles one DNS message carried by p (UDP payload or one
+// message reassembled from a TCP stream).
+func (a *Analyzer) dnsMessage(p *event.Packet, b []byte, tcp bool) {
+	m := &a.msg
+	if err := m.Unpack(b); err != nil && !m.QuestionOK() && !(m.HeaderOK() && m.Response) {
+		return
+	}
+	if !m.Response {
+		if !m.QuestionOK() || m.Opcode != 0 {
+			return
+		}
+		a.dnsQuery(p, m, tcp)
+		return
+	}
+	a.dnsResponse(p, m, tcp)
+}
+
+func (a *Analyzer) dnsQuery(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
+	k := dnsKey{client: netip.AddrPortFrom(p.Src, p.SrcPort), server: netip.AddrPortFrom(p.Dst, p.DstPort), tcp: tcp}
+	name := a.intern(m.QName)
+	for _, lk := range a.lookups[k] {
+		if lk.id == m.ID && lk.name == name && lk.qtype == m.QType {
+			lk.queries++
+			lk.lastQuery = p.Time
+			if lk.resp == 0 {
+				lk.nextAction = 0
+				a.waitLookup(lk)
+			}
+			return
+		}
+	}
+	a.actionName(p.Src, p.Time, nil, name)
+	if a.nLookups >= a.cfg.MaxLookups {
+		a.sweepLookups(p.Time, true)
+	}
+	list := a.lookups[k]
+	if len(list) >= maxPerKey {
+		a.finishLookup(list[0], p.Time)
+		list = list[1:]
+		a.nLookups--
+		a.stats.LookupsEvicted++
+	}
+	lk := &lookup{client: k.client, server: k.server, tcp: tcp, id: m.ID, name: name, qtype: m.QType,
+		start: p.Time, lastQuery: p.Time, queries: 1, proc: a.keepProc(p.Proc)}
+	a.lookups[k] = append(list, lk)
+	a.nLookups++
+	a.waitLookup(lk)
+}
+
+func (a *Analyzer) dnsResponse(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
+	k := dnsKey{client: netip.AddrPortFrom(p.Dst, p.DstPort), server: netip.AddrPortFrom(p.Src, p.SrcPort), tcp: tcp}
+	qname := a.intern(m.QName)
+	// Names from every answer, matched or not: a response whose query was
+	// not captured still says what the address is called.
+	a.learnNames(p, m, qname)
+
+	list := a.lookups[k]
+	idx := -1
+	for i, lk := range list {
+		if lk.id != m.ID {
+			continue
+		}
+		if idx < 0 || (lk.name == qname && lk.qtype == m.QType) {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		a.stats.UnmatchedAnswers++
+		return
+	}
+	lk := list[idx]
+	lk.resp = p.Time
+	lk.rcode = m.Rcode
+	lk.nAnswers = len(m.Answers) + m.AnswersDropped
+	for i := range m.Answers {
+		rr := &m.Answers[i]
+		switch {
+		case rr.Addr.IsValid() && len(lk.answers) < 32:
+			lk.answers = append(lk.answers, rr.Addr)
+		case rr.Type == dnsmsg.TypeCNAME && len(lk.cnames) < 8:
+			lk.cnames = append(lk.cnames, a.intern(rr.Target))
+		}
+	}
+	list = append(list[:idx], list[idx+1:]...)
+	if len(list) == 0 {
+		delete(a.lookups, k)
+	} else {
+		a.lookups[k] = list
+	}
+	a.nLookups--
+	a.finishLookup(lk, p.Time)
+}
+
+func (a *Analyzer) learnNames(p *event.Packet, m *dnsmsg.Msg, qname string) {
+	if m.Rcode != 0 || qname == "" {
+		return
+	}
+	for i := range m.Answers {
+		rr := &m.Answers[i]
+		if rr.Addr.IsValid() {
+			a.names.add(rr.Addr, qname, p.Dst, p.Time, rr.TTL, &a.stats)
+		}
+	}
+}
+
+// dnsICMP matches an ICMP unreachable quoting a query to that query.
+func (a *Analyzer) dnsICMP(k flowKey, p *event.Packet) {
+	dk := dnsKey{client: netip.AddrPortFrom(k.src, k.srcPort), server: netip.AddrPortFrom(k.dst, k.dstPort)}
+	for _, lk := range a.lookups[dk] {
+		if lk.resp == 0 && lk.icmp == nil {
+			lk.icmp = icmpInfo(p)
+			lk.icmpTime = p.Time
+		}
+	}
+}
+
+func (a *Analyzer) sweepLookups(now int64, force bool) {
+	limit := int64(a.cfg.DNSGiveUp) * 3
+	for k, list := range a.lookups {
+		keep := list[:0]
+		for _, lk := range list {
+			if now-lk.lastQuery > limit || (force && a.nLookups >= a.cfg.MaxLookups*9/10) {
+				if force && now-lk.lastQuery <= limit {
+					a.stats.LookupsEvicted++
+				}
+				a.finishLookup(lk, now)
+				a.nLookups--
+				continue
+			}
+			keep = append(keep, lk)
+		}
+		if len(keep) == 0 {
+			delete(a.lookups, k)
+		} else {
+			a.lookups[k] = keep
+		}
+	}
+}
+
+func rcodeOutcome(rcode uint8, answers int) string {
+	switch rcode {
+	case 0:
+		if answers > 0 {
+			return report.Answered
+		}
+		return report.NoData
+	case 2:
+		return report.ServFail
+	case 3:
+		return report.NXDomain
+	case 5:
+		return report.DNSRefused
+	}
+	return "rcode-" + itoa(int(rcode))
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[i:])
+}
+
+// resolveLookup decides a lookup's outcome as of time end.
+func (a *Analyzer) resolveLookup(lk *lookup, end int64) (outcome string, t int64, basis string, inferred bool) {
+	switch {
+	case lk.resp != 0:
+		return rcodeOutcome(lk.rcode, lk.nAnswers), lk.resp, "answer", false
+	case lk.icmp != nil:
+		return report.Rejected, lk.icmpTime, "answer", false
+	case lk.nextAction != 0:
+		return report.Timeout, lk.nextAction, "next-action", true
+	case end >= lk.lastQuery+int64(a.cfg.DNSGiveUp):
+		return report.Timeout, lk.lastQuery + int64(a.cfg.DNSGiveUp), "resolver-timeout", true
+	}
+	return report.Pending, end, "window-end", false
+}
+
+func (a *Analyzer) finishLookup(lk *lookup, now int64) {
+	out, end, basis, inferred := a.resolveLookup(lk, now)
+	if a.cfg.From != 0 && end < a.cfg.From {
+		a.stats.OutsideWindow++
+		return
+	}
+	l := report.Lookup{
+		Name:      lk.name,
+		QType:     dnsmsg.TypeString(lk.qtype),
+		Client:    lk.client.Addr().Unmap().String(),
+		Server:    addrPortString(lk.server),
+		Transport: "udp",
+		Start:     time.Unix(0, lk.start).UTC(),
+		Attempts:  lk.queries,
+		Outcome:   out,
+		End:       time.Unix(0, end).UTC(),
+		BlockedMS: ms(end - lk.start),
+		Inferred:  inferred,
+		EndBasis:  basis,
+		ICMP:      lk.icmp,
+		Count:     1,
+		Answers:   []string{},
+	}
+	if lk.tcp {
+		l.Transport = "tcp"
+	}
+	if lk.resp != 0 {
+		l.Rcode = rcodeName(lk.rcode)
+	}
+	sorted := append([]netip.Addr(nil), lk.answers...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Less(sorted[j]) })
+	for _, ad := range sorted {
+		l.Answers = append(l.Answers, ad.Unmap().String())
+	}
+	l.CNAMEs = lk.cnames
+	if lk.proc != nil {
+		pid, comm := lk.proc.PID, lk.proc.Comm
+		l.PID, l.Comm = &pid, &comm
+	}
+	a.addLookup(l, lk)
+}
+
+func (a *Analyzer) addLookup(l report.Lookup, lk *lookup) {
+	if len(a.lks) >= a.cfg.MaxRecords && foldable(l.Outcome) {
+		k := foldKey{lookup: true, src: lk.client.Addr(), dst: lk.server.Addr(), name: l.Name, qtype: l.QType, out: l.Outcome, pid: pidOf(l.PID)}
+		if i, ok := a.folded[k]; ok {
+			f := &a.lks[i]
+			f.Count++
+			f.Attempts += l.Attempts
+			f.BlockedMS += l.BlockedMS
+			a.stats.RecordsFolded++
+			return
+		}
+		if len(a.folded) >= 2*a.cfg.MaxRecords {
+			a.stats.RecordsDropped++
+			return
+		}
+		a.folded[k] = len(a.lks)
+	}
+	if l.Outcome == report.Answered && (lk.qtype == dnsmsg.TypeA || lk.qtype == dnsmsg.TypeAAAA) && len(a.answers) < 4096 {
+		a.answers = append(a.answers, answeredLookup{index: len(a.lks), addrs: lk.answers})
+	}
+	a.lks = append(a.lks, l)
+	lk.client = netip.AddrPort{} // the record owns the data now
+}
+
+func rcodeName(r uint8) string {
+	switch r {
+	case 0:
+		return "NOERROR"
+	case 1:
+		return "FORMERR"
+	case 2:
+		return "SERVFAIL"
+	case 3:
+		return "NXDOMAIN"
+	case 4:
+		return "NOTIMP"
+	case 5:
+		return "REFUSED"
+	}
+	return "RCODE" + itoa(int(r))
+}
+
+func addrPortString(ap netip.AddrPort) string {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+}
+
+// tcpDNS reassembles DNS messages from one TCP flow (RFC 1035 4.2.2 framing),
+// in order only and bounded: a gap drops the buffered bytes.
+type tcpDNS struct {
+	buf     [2][]byte // 0: client to server, 1: server to client
+	next    [2]uint32
+	started [2]bool
+}
+
+const maxDNSTCPBuffer = 65536 + 2
+
+func (a *Analyzer) dnsTCPSegment(f *flow, p *event.Packet, fromClient bool) {
+	d := f.dns
+	dir := 1
+	if fromClient {
+		dir = 0
+	}
+	data := p.Payload
+	seq := p.Seq
+	if !d.started[dir] {
+		d.started[dir] = true
+		d.next[dir] = seq
+	}
+	if off := d.next[dir] - seq; seq != d.next[dir] {
+		if int32(off) > 0 && int(off) < len(data) { // overlap with what we have
+			data = data[off:]
+		} else if int32(off) > 0 {
+			return // a retransmission of bytes already seen
+		} else {
+			d.buf[dir] = d.buf[dir][:0] // a gap: resynchronise at this segment
+		}
+	}
+	d.next[dir] = seq + uint32(len(p.Payload))
+	if len(d.buf[dir])+len(data) > maxDNSTCPBuffer {
+		d.buf[dir] = d.buf[dir][:0]
+		return
+	}
+	d.buf[dir] = append(d.buf[dir], data...)
+	for {
+		msg, rest, ok := dnsmsg.SplitTCP(d.buf[dir])
+		if !ok {
+			break
+		}
+		a.dnsMessage(p, msg, true)
+		n := copy(d.buf[dir], rest)
+		d.buf[dir] = d.buf[dir][:n]
+	}
+}
+
+// dnsOverTCPMidstream handles DNS over a TCP flow whose SYN was not captured:
+// each segment that holds whole messages is decoded on its own.
+func (a *Analyzer) dnsOverTCPMidstream(k flowKey, p *event.Packet) {
+	b := p.Payload
+	for len(b) > 0 {
+		msg, rest, ok := dnsmsg.SplitTCP(b)
+		if !ok {
+			return
+		}
+		a.dnsMessage(p, msg, true)
+		b = rest
+	}
+}

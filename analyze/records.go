@@ -1,0 +1,176 @@
+package analyze
+
+import (
+	"syscall"
+	"time"
+
+	"github.com/egress-dev/egress/report"
+)
+
+// retransmitGap is the longest a sender in SYN_SENT can stay silent before
+// its next SYN is due: twice the last interval (schedules double, or stay
+// linear at 1 s on Linux >= 6.5), or 3 s after a lone SYN (the initial RTO
+// of older stacks), plus slack for timer jitter.
+func (at *attempt) retransmitGap() int64 {
+	d := int64(3 * time.Second)
+	if n := at.syns; n >= 2 && n <= maxSynTimes {
+		if iv := at.synTimes[n-1] - at.synTimes[n-2]; iv > 0 {
+			d = 2 * iv
+		}
+	}
+	return d + d/4 + int64(200*time.Millisecond)
+}
+
+// expectedInterval is the shortest wait before the next SYN: the last
+// interval, or 1 s (Linux's initial RTO) after a lone SYN.
+func (at *attempt) expectedInterval() int64 {
+	if n := at.syns; n >= 2 && n <= maxSynTimes {
+		if iv := at.synTimes[n-1] - at.synTimes[n-2]; iv > 0 {
+			return iv
+		}
+	}
+	return int64(time.Second)
+}
+
+func isTimeoutErrno(errno int) bool { return errno == int(syscall.ETIMEDOUT) }
+
+// resolve decides an attempt's outcome as of time end (the window's end
+// when the attempt is still open then).
+func (a *Analyzer) resolve(at *attempt, end int64) (outcome string, t int64, basis string, inferred bool) {
+	switch at.ans {
+	case ansSynAck:
+		if at.handshakeAcked || at.clientContinuedAfter() {
+			return report.Established, at.ansTime, "answer", false
+		}
+		return report.Aborted, at.ansTime, "answer", false
+	case ansRST:
+		return report.Refused, max(at.ansTime, at.lastAns), "answer", false
+	case ansICMP:
+		return report.Rejected, max(at.ansTime, at.lastAns), "answer", false
+	case ansKernelError:
+		switch syscall.Errno(at.errno) {
+		case syscall.ECONNREFUSED:
+			return report.Refused, at.ansTime, "kernel", false
+		default:
+			return report.Rejected, at.ansTime, "kernel", false
+		}
+	}
+	switch {
+	case at.established != 0:
+		return report.Established, at.established, "kernel", false
+	case at.clientContinued || at.serverResponded:
+		return report.Established, at.start, "peers-continued", true
+	case at.kernelTimeout:
+		return report.Timeout, at.closed, "kernel", false
+	case at.closed != 0:
+		return report.Timeout, at.closed, "socket-closed", false
+	case at.clientRST != 0:
+		return report.Timeout, at.clientRST, "client-rst", false
+	case at.nextAction != 0:
+		return report.Timeout, at.nextAction, "next-action", true
+	case at.newISN != 0:
+		return report.Timeout, at.newISN, "new-attempt", true
+	case end >= at.lastSyn+at.retransmitGap():
+		return report.Timeout, at.lastSyn + at.expectedInterval(), "retransmit-schedule", true
+	}
+	return report.Pending, end, "window-end", false
+}
+
+// clientContinuedAfter: after a SYN-ACK, client ACKs or data also complete
+// the handshake from the analyzer's view (the exact ACK may be lost).
+func (at *attempt) clientContinuedAfter() bool { return at.clientContinued }
+
+func (a *Analyzer) finishFlow(f *flow, now int64) {
+	a.finishAttempt(f.att, now)
+}
+
+// finishAttempt turns an attempt into a report record. now is the time up
+// to which the capture has been seen.
+func (a *Analyzer) finishAttempt(at *attempt, now int64) {
+	out, end, basis, inferred := a.resolve(at, now)
+	if end < at.start {
+		end = at.start // an answer captured before its SYN (reordering)
+	}
+	if a.cfg.From != 0 && end < a.cfg.From {
+		a.stats.OutsideWindow++
+		return
+	}
+	c := report.Connection{
+		Host:       at.host,
+		NameSource: at.nameSource,
+		SrcIP:      at.client.Addr().Unmap().String(),
+		SrcPort:    at.client.Port(),
+		DstIP:      at.server.Addr().Unmap().String(),
+		DstPort:    at.server.Port(),
+		Proto:      "tcp",
+		Start:      time.Unix(0, at.start).UTC(),
+		Attempts:   at.syns,
+		SynAcks:    at.synAcks,
+		RSTs:       at.rsts,
+		Outcome:    out,
+		End:        time.Unix(0, end).UTC(),
+		BlockedMS:  ms(end - at.start),
+		Inferred:   inferred,
+		EndBasis:   basis,
+		ICMP:       at.icmp,
+		// A host talking to itself (loopback, or its own address) is a
+		// local service, not egress.
+		Loopback: at.client.Addr().IsLoopback() || at.server.Addr().IsLoopback() || at.client.Addr() == at.server.Addr(),
+		Count:    1,
+		Src:      at.client,
+		Dst:      at.server,
+	}
+	if c.NameSource == "" {
+		c.NameSource = report.SourceNone
+	}
+	n := at.syns
+	if n > maxSynTimes {
+		n = maxSynTimes
+	}
+	c.SynTimesMS = make([]float64, n)
+	for i := 0; i < n; i++ {
+		c.SynTimesMS[i] = ms(at.synTimes[i] - at.start)
+	}
+	if at.proc != nil {
+		pid, comm := at.proc.PID, at.proc.Comm
+		c.PID, c.Comm = &pid, &comm
+	}
+	a.addConn(c)
+}
+
+func (a *Analyzer) addConn(c report.Connection) {
+	if len(a.conns) < a.cfg.MaxRecords || !foldable(c.Outcome) {
+		a.conns = append(a.conns, c)
+		return
+	}
+	k := foldKey{src: c.Src.Addr(), dst: c.Dst.Addr(), port: c.Dst.Port(), name: c.Host, out: c.Outcome, pid: pidOf(c.PID)}
+	if i, ok := a.folded[k]; ok {
+		f := &a.conns[i]
+		f.Count++
+		f.Attempts += c.Attempts
+		f.BlockedMS += c.BlockedMS
+		a.stats.RecordsFolded++
+		return
+	}
+	if len(a.folded) >= a.cfg.MaxRecords {
+		a.stats.RecordsFolded++ // counted, with nowhere to fold: a distinct call beyond every bound
+		return
+	}
+	a.folded[k] = len(a.conns)
+	a.conns = append(a.conns, c)
+}
+
+func foldable(outcome string) bool {
+	return outcome == report.Established || outcome == report.Answered || outcome == report.NXDomain || outcome == report.NoData
+}
+
+func pidOf(p *int) int {
+	if p == nil {
+		return -1
+	}
+	return *p
+}
+
+func ms(ns int64) float64 {
+	return float64(ns/1000) / 1000
+}

@@ -1,0 +1,296 @@
+// Package pcapfile reads pcap and pcapng capture files (plain or gzip, or
+// from stdin) and delivers each packet, decoded, as an event.Packet.
+//
+// Reading stops at the first unreadable record with an error that says
+// where; everything read before it has already been delivered, so callers
+// still get a partial report.
+package pcapfile
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/egress-dev/egress/capture/decode"
+	"github.com/egress-dev/egress/event"
+)
+
+// Sink receives packets. The packet and everything it points to are valid
+// only during the call.
+type Sink interface {
+	Packet(p *event.Packet)
+}
+
+// Reader is one open capture file.
+type Reader struct {
+	name   string
+	closer io.Closer
+	size   int64        // bytes in the file, 0 when unknown (stdin)
+	pos    atomic.Int64 // bytes consumed from the file, for progress
+	format string
+
+	pcap *pcapgo.Reader
+	ng   *pcapgo.NgReader
+	link decode.LinkType
+	dec  *decode.Decoder
+
+	stats   event.Stats
+	lastCmt string
+	lastPrc *event.Process
+}
+
+// Open opens the capture file name ("-" for stdin). Gzip-compressed files
+// are recognised by their magic number.
+func Open(name string) (*Reader, error) {
+	var (
+		f    *os.File
+		size int64
+	)
+	if name == "-" {
+		f = os.Stdin
+	} else {
+		var err error
+		f, err = os.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("open capture: %w", err)
+		}
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			size = st.Size()
+		}
+	}
+	r, err := newReader(name, f, size)
+	if err != nil {
+		if name != "-" {
+			f.Close()
+		}
+		return nil, err
+	}
+	if name != "-" {
+		r.closer = f
+	}
+	return r, nil
+}
+
+// NewReader reads a capture from rd (plain or gzip); name is used in errors.
+func NewReader(name string, rd io.Reader) (*Reader, error) {
+	return newReader(name, rd, 0)
+}
+
+type countingReader struct {
+	r   io.Reader
+	pos *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.pos.Add(int64(n))
+	return n, err
+}
+
+func newReader(name string, rd io.Reader, size int64) (*Reader, error) {
+	r := &Reader{name: name, size: size, dec: decode.NewDecoder(decode.Options{})}
+	br := bufio.NewReaderSize(countingReader{rd, &r.pos}, 1<<20)
+	magic, err := br.Peek(4)
+	if err != nil {
+		return nil, fmt.Errorf("read capture header of %s: %w (is it empty?)", name, noEOF(err))
+	}
+	var src io.Reader = br
+	compressed := ""
+	if magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("read gzip header of %s: %w", name, err)
+		}
+		zbr := bufio.NewReaderSize(zr, 1<<20)
+		if magic, err = zbr.Peek(4); err != nil {
+			return nil, fmt.Errorf("read capture header of %s (gzip): %w", name, noEOF(err))
+		}
+		src, compressed = zbr, "+gzip"
+	}
+	switch {
+	case string(magic) == "\x0a\x0d\x0d\x0a":
+		ng, err := pcapgo.NewNgReader(src, pcapgo.NgReaderOptions{WantMixedLinkType: true, SkipUnknownVersion: true})
+		if err != nil {
+			return nil, fmt.Errorf("read pcapng header of %s: %w", name, err)
+		}
+		r.ng, r.format = ng, "pcapng"+compressed
+	case isPcapMagic(magic):
+		pr, err := pcapgo.NewReader(src)
+		if err != nil {
+			return nil, fmt.Errorf("read pcap header of %s: %w", name, err)
+		}
+		r.pcap, r.format, r.link = pr, "pcap"+compressed, decode.LinkType(pr.LinkType())
+	default:
+		return nil, fmt.Errorf("%s is not a pcap or pcapng file (magic %x): convert it with `editcap -F pcapng`", name, magic)
+	}
+	return r, nil
+}
+
+func isPcapMagic(m []byte) bool {
+	switch string(m) {
+	case "\xd4\xc3\xb2\xa1", "\xa1\xb2\xc3\xd4", "\x4d\x3c\xb2\xa1", "\xa1\xb2\x3c\x4d":
+		return true
+	}
+	return false
+}
+
+func noEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// Format says what kind of file this is ("pcap", "pcapng+gzip", ...).
+func (r *Reader) Format() string { return r.format }
+
+// Progress returns the bytes of the file consumed so far and its size (0
+// when unknown).
+func (r *Reader) Progress() (done, total int64) { return r.pos.Load(), r.size }
+
+// Stats returns what the reader counted. Call it after Run returns.
+func (r *Reader) Stats() event.Stats { return r.stats }
+
+// Close closes the file.
+func (r *Reader) Close() error {
+	if r.closer != nil {
+		return r.closer.Close()
+	}
+	return nil
+}
+
+// Run reads every packet and hands it to sink. It returns nil at the end of
+// the file, ctx.Err() when cancelled, or an error naming the packet where
+// reading failed (packets before it were delivered).
+func (r *Reader) Run(ctx context.Context, sink Sink) error {
+	var p event.Packet
+	for n := 0; ; n++ {
+		if n&4095 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		data, ci, comments, dir, link, err := r.next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("read %s: packet %d (file offset about %d): %w; the report covers the packets before it",
+				r.name, r.stats.Packets+1, r.pos.Load(), err)
+		}
+		r.stats.Packets++
+		r.stats.Bytes += uint64(ci.Length)
+		p = event.Packet{Time: ci.Timestamp.UnixNano(), WireLen: ci.Length, Iface: ci.InterfaceIndex}
+		if err := r.dec.Decode(link, data, &p); err != nil {
+			// Counted, never silently dropped: the report's stats show them.
+			if errors.Is(err, decode.ErrTruncated) {
+				r.stats.Truncated++
+			} else {
+				r.stats.Undecodable++
+			}
+			continue
+		}
+		if p.Dir == event.DirUnknown {
+			p.Dir = dir
+		}
+		if len(comments) > 0 {
+			p.Proc = r.process(comments)
+		}
+		sink.Packet(&p)
+	}
+}
+
+func (r *Reader) next() (data []byte, ci captureInfo, comments []string, dir event.Direction, link decode.LinkType, err error) {
+	if r.pcap != nil {
+		d, c, err := r.pcap.ZeroCopyReadPacketData()
+		return d, captureInfo{c.Timestamp, c.Length, 0}, nil, event.DirUnknown, r.link, err
+	}
+	d, c, opts, err := r.ng.ZeroCopyReadPacketDataWithOptions()
+	if err != nil {
+		return nil, captureInfo{}, nil, 0, 0, err
+	}
+	link = decode.LinkType(layers.LinkTypeEthernet)
+	if len(c.AncillaryData) > 0 {
+		if lt, ok := c.AncillaryData[0].(layers.LinkType); ok {
+			link = decode.LinkType(lt)
+		}
+	}
+	if opts.Flags != nil {
+		switch opts.Flags.Direction {
+		case pcapgo.NgEpbFlagDirectionInbound:
+			dir = event.DirIn
+		case pcapgo.NgEpbFlagDirectionOutbound:
+			dir = event.DirOut
+		}
+	}
+	return d, captureInfo{c.Timestamp, c.Length, c.InterfaceIndex}, opts.Comments, dir, link, nil
+}
+
+// process reads the process behind a packet from its pcapng comments, as
+// `egress watch --write` writes them ("egress: pid=123 comm=php-fpm"); the
+// PID:/Command: lines of other tools are understood too.
+func (r *Reader) process(comments []string) *event.Process {
+	c := strings.Join(comments, "\n")
+	if c == r.lastCmt {
+		return r.lastPrc
+	}
+	r.lastCmt = c
+	r.lastPrc = ParseProcessComment(c)
+	return r.lastPrc
+}
+
+// ParseProcessComment extracts a process from a packet comment, or nil.
+func ParseProcessComment(c string) *event.Process {
+	var p event.Process
+	found := false
+	for _, line := range strings.Split(c, "\n") {
+		line = strings.TrimSpace(line)
+		if k, v, ok := strings.Cut(line, ":"); ok && !strings.Contains(k, " ") {
+			switch strings.ToLower(k) {
+			case "pid":
+				if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
+					p.PID, found = n, true
+				}
+				continue
+			case "cmd", "command", "comm":
+				p.Comm = strings.TrimSpace(v)
+				continue
+			}
+		}
+		for _, f := range strings.Fields(line) {
+			k, v, ok := strings.Cut(f, "=")
+			if !ok {
+				continue
+			}
+			switch k {
+			case "pid":
+				if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+					p.PID, found = n, true
+				}
+			case "comm":
+				p.Comm = v
+			}
+		}
+	}
+	if !found {
+		return nil
+	}
+	return &p
+}
+
+type captureInfo struct {
+	Timestamp      time.Time
+	Length         int
+	InterfaceIndex int
+}

@@ -1,0 +1,81 @@
+// Package cli is egress's command line: it parses flags, wires a capture
+// source to the analyzer and writes the report. Main takes its streams as
+// arguments and returns the exit code, so tests run it in-process.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, documented in docs/cli.md.
+const (
+	ExitOK       = 0 // ran, nothing that --fail-on names was found
+	ExitFindings = 1 // ran, and found what --fail-on names (or unexpected calls)
+	ExitUsage    = 2 // bad usage, or unreadable input (a partial report may still be printed)
+)
+
+// exitError carries an exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
+
+// env is what every command gets from Main.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// Main runs egress with args and returns the process exit code.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "egress",
+		Short: "Find where an application phones home, and what it costs",
+		Long: `egress finds the outbound connections and DNS lookups an application makes,
+tells which of them blocked (a firewall silently dropping SYNs, a resolver that
+never answers) and how much of an action's time they cost.
+
+  egress replay capture.pcapng          explain a packet capture
+`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(newReplayCmd(e))
+
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintf(stderr, "egress: %v\n", ee.err)
+		}
+		return ee.code
+	}
+	// Anything cobra itself rejects (unknown flag, missing argument) is usage.
+	fmt.Fprintf(stderr, "egress: %v\nRun 'egress --help' for usage.\n", err)
+	return ExitUsage
+}
+
+func usageErr(format string, args ...any) error {
+	return &exitError{code: ExitUsage, err: fmt.Errorf(format, args...)}
+}

@@ -1,0 +1,319 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/egress-dev/egress/analyze"
+	"github.com/egress-dev/egress/capture/pcapfile"
+	"github.com/egress-dev/egress/report"
+	"github.com/egress-dev/egress/rules"
+)
+
+// outputFlags are shared by every command that prints a report.
+type outputFlags struct {
+	format    string
+	failOn    []string
+	all       bool
+	rules     string
+	catalogs  []string
+	noCatalog bool
+}
+
+func (o *outputFlags) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVarP(&o.format, "format", "o", "table", "output format: table or json")
+	f.StringSliceVar(&o.failOn, "fail-on", nil, "exit 1 when a call has one of these outcomes: timeout, pending, refused, rejected, aborted, nxdomain, servfail, failed (all of those)")
+	f.BoolVar(&o.all, "all", false, "table: list every call (by default successful calls beyond 40 are summarised)")
+	f.StringVar(&o.rules, "rules", "", "allowlist (YAML, docs/rules.md): calls it does not allow are unexpected (--fail-on unexpected)")
+	f.StringSliceVar(&o.catalogs, "catalog", nil, "extra catalog of known phone-homes (YAML), added to the built-in one")
+	f.BoolVar(&o.noCatalog, "no-catalog", false, "do not label calls with the catalog of known phone-homes")
+}
+
+var failOutcomes = map[string][]string{
+	"timeout":  {report.Timeout},
+	"pending":  {report.Pending},
+	"refused":  {report.Refused},
+	"rejected": {report.Rejected},
+	"aborted":  {report.Aborted},
+	"nxdomain": {report.NXDomain},
+	"servfail": {report.ServFail},
+	"failed":   {report.Timeout, report.Pending, report.Refused, report.Rejected, report.Aborted, report.NXDomain, report.ServFail},
+	// "unexpected" is not an outcome: a call the --rules policy does not allow.
+	"unexpected": nil,
+}
+
+func (o *outputFlags) validate() error {
+	if o.format != "table" && o.format != "json" {
+		return usageErr("unknown --format %q: use table or json", o.format)
+	}
+	for _, f := range o.failOn {
+		if _, ok := failOutcomes[f]; !ok {
+			return usageErr("unknown --fail-on value %q: use one of timeout, pending, refused, rejected, aborted, nxdomain, servfail, failed, unexpected", f)
+		}
+		if f == "unexpected" && o.rules == "" {
+			return usageErr("--fail-on unexpected needs --rules FILE (the allowlist that says what is expected)")
+		}
+	}
+	return nil
+}
+
+// annotate applies the rules and the catalog to r.
+func (o *outputFlags) annotate(r *report.Report) error {
+	var (
+		pol *rules.Policy
+		cat *rules.Catalog
+		err error
+	)
+	if o.rules != "" {
+		if pol, err = rules.Load(o.rules); err != nil {
+			return usageErr("%v", err)
+		}
+	}
+	if !o.noCatalog {
+		if cat, err = rules.LoadCatalogWith(o.catalogs...); err != nil {
+			return usageErr("%v", err)
+		}
+	}
+	rules.Annotate(r, pol, cat)
+	return nil
+}
+
+// write prints the report and says whether --fail-on matched.
+func (o *outputFlags) write(w io.Writer, r *report.Report) (findings []string, err error) {
+	switch o.format {
+	case "json":
+		err = report.WriteJSON(w, r)
+	default:
+		err = report.WriteTable(w, r, report.TableOptions{All: o.all})
+	}
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, f := range o.failOn {
+		for _, out := range failOutcomes[f] {
+			want[out] = true
+		}
+	}
+	wantUnexpected := false
+	for _, f := range o.failOn {
+		wantUnexpected = wantUnexpected || f == "unexpected"
+	}
+	for _, c := range r.Connections {
+		if c.Loopback {
+			continue
+		}
+		if want[c.Outcome] {
+			findings = append(findings, fmt.Sprintf("%s %s:%d", c.Outcome, orIP(c.Host, c.DstIP), c.DstPort))
+		}
+		if wantUnexpected && c.Verdict != nil && !c.Verdict.Expected {
+			findings = append(findings, fmt.Sprintf("unexpected %s:%d", orIP(c.Host, c.DstIP), c.DstPort))
+		}
+	}
+	for _, l := range r.Lookups {
+		if want[l.Outcome] {
+			findings = append(findings, fmt.Sprintf("%s lookup %s %s", l.Outcome, l.Name, l.QType))
+		}
+	}
+	return findings, nil
+}
+
+func orIP(host, ip string) string {
+	if host != "" {
+		return report.Safe(host)
+	}
+	return ip
+}
+
+type replayFlags struct {
+	out      outputFlags
+	local    string
+	from, to string
+	progress string
+}
+
+func newReplayCmd(e *env) *cobra.Command {
+	var fl replayFlags
+	cmd := &cobra.Command{
+		Use:   "replay CAPTURE",
+		Short: "Explain the outbound calls in a packet capture (pcap, pcapng, .gz, - for stdin)",
+		Long: `replay reads a capture (pcap or pcapng, optionally gzip-compressed, or - for stdin),
+finds every outbound TCP connection attempt and DNS lookup, decides its outcome
+(established, refused, rejected, timeout, pending, aborted; answered, nodata,
+nxdomain, servfail, refused, timeout), names the destinations from the DNS
+answers, TLS SNI or HTTP Host seen in the capture, and reports how much of the
+window the calls blocked.
+
+Local addresses (whose outbound calls count) are taken from --local, else from
+the capture (packet direction in Linux cooked or pcapng captures, else hosts that
+both accept and make connections, else every host that makes connections).`,
+		Example: `  egress replay testdata/captures/story-drop-path.pcap
+  egress replay login.pcapng --format json --fail-on timeout,rejected
+  egress replay big.pcap.gz --local 198.18.0.0/15 --from 10s --to 2m
+  egress replay ci.pcapng --rules allow.yaml --fail-on unexpected --format json
+  tcpdump -i any -w - | egress replay -`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runReplay(cmd.Context(), e, args[0], &fl)
+		},
+	}
+	fl.out.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&fl.local, "local", "", "this host's addresses: CIDRs or addresses, comma-separated, or 'any' to report every attempt")
+	f.StringVar(&fl.from, "from", "", "window start: RFC 3339 time, or an offset from the first packet (e.g. 2.5s)")
+	f.StringVar(&fl.to, "to", "", "window end: RFC 3339 time, or an offset from the first packet (e.g. 2m)")
+	f.StringVar(&fl.progress, "progress", "auto", "progress on stderr: auto (when it is a terminal), always or never")
+	return cmd
+}
+
+func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error {
+	if err := fl.out.validate(); err != nil {
+		return err
+	}
+	cfg, err := replayConfig(fl)
+	if err != nil {
+		return err
+	}
+	var rd *pcapfile.Reader
+	if name == "-" {
+		rd, err = pcapfile.NewReader("stdin", e.stdin)
+	} else {
+		rd, err = pcapfile.Open(name)
+	}
+	if err != nil {
+		return &exitError{code: ExitUsage, err: err}
+	}
+	defer rd.Close()
+
+	an := analyze.New(cfg)
+	stopProgress := startProgress(e.stderr, name, rd, fl.progress)
+	readErr := rd.Run(ctx, an)
+	stopProgress()
+	an.SourceStats(rd.Stats())
+	r := an.Finish()
+	r.Source = name
+	r.Backend = rd.Format()
+	if readErr != nil {
+		r.Errors = append(r.Errors, readErr.Error())
+	}
+	if err := fl.out.annotate(r); err != nil {
+		return err
+	}
+	findings, err := fl.out.write(e.stdout, r)
+	if err != nil {
+		return &exitError{code: ExitUsage, err: err}
+	}
+	if readErr != nil {
+		if errors.Is(readErr, context.Canceled) {
+			return &exitError{code: ExitUsage, err: fmt.Errorf("interrupted: the report covers what was read")}
+		}
+		return &exitError{code: ExitUsage, err: readErr}
+	}
+	if len(findings) > 0 {
+		return &exitError{code: ExitFindings, err: fmt.Errorf("--fail-on matched %d call(s): %s", len(findings), summarise(findings))}
+	}
+	return nil
+}
+
+func summarise(f []string) string {
+	if len(f) > 5 {
+		return strings.Join(f[:5], "; ") + fmt.Sprintf("; and %d more", len(f)-5)
+	}
+	return strings.Join(f, "; ")
+}
+
+func replayConfig(fl *replayFlags) (analyze.Config, error) {
+	var cfg analyze.Config
+	switch strings.TrimSpace(fl.local) {
+	case "":
+	case "any":
+		cfg.LocalAny = true
+	default:
+		for _, s := range strings.Split(fl.local, ",") {
+			s = strings.TrimSpace(s)
+			if s == "" {
+				continue
+			}
+			if p, err := netip.ParsePrefix(s); err == nil {
+				cfg.Local = append(cfg.Local, p.Masked())
+				continue
+			}
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				return cfg, usageErr("--local: %q is neither an address nor a CIDR (e.g. 198.18.0.2 or 198.18.0.0/15, or 'any')", s)
+			}
+			cfg.Local = append(cfg.Local, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	var err error
+	if cfg.From, cfg.FromOffset, err = windowEdge("--from", fl.from); err != nil {
+		return cfg, err
+	}
+	if cfg.To, cfg.ToOffset, err = windowEdge("--to", fl.to); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// windowEdge parses an absolute time or an offset from the first packet.
+func windowEdge(flag, s string) (abs int64, off time.Duration, err error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UnixNano(), 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, 0, usageErr("%s %q: give an RFC 3339 time (2026-11-27T16:00:00Z) or an offset from the first packet (2.5s, 1m)", flag, s)
+	}
+	return 0, d, nil
+}
+
+// startProgress shows how far the reader got, on a terminal only.
+func startProgress(w io.Writer, name string, rd *pcapfile.Reader, mode string) (stop func()) {
+	if mode == "never" || (mode != "always" && !isTerminal(w)) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprint(w, "\r\033[K")
+				return
+			case <-tick.C:
+				n, total := rd.Progress()
+				if total > 0 {
+					fmt.Fprintf(w, "\rreading %s: %3.0f%% (%d of %d MB)", name, 100*float64(n)/float64(total), n>>20, total>>20)
+				} else {
+					fmt.Fprintf(w, "\rreading %s: %d MB", name, n>>20)
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}

@@ -1,0 +1,317 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/olekukonko/tablewriter"
+)
+
+// WriteJSON writes r as indented JSON (the documented schema).
+func WriteJSON(w io.Writer, r *Report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("write json report: %w", err)
+	}
+	return nil
+}
+
+// TableOptions tunes the human-readable report.
+type TableOptions struct {
+	// All lists every record; otherwise successful records beyond
+	// MaxQuiet are summarised in one line (failures are always listed).
+	All      bool
+	MaxQuiet int
+}
+
+// WriteTable writes r for people: the headline first, then the outbound
+// connections, the lookups, loopback traffic, hints and what was counted.
+func WriteTable(w io.Writer, r *Report, opt TableOptions) error {
+	if opt.MaxQuiet <= 0 {
+		opt.MaxQuiet = 40
+	}
+	ew := &errWriter{w: w}
+	ew.printf("%s\n", Safe(r.Headline))
+	if r.Source != "" {
+		ew.printf("source: %s", Safe(r.Source))
+		if r.Backend != "" {
+			ew.printf(" (%s)", Safe(r.Backend))
+		}
+		ew.printf("\n")
+	}
+	for _, e := range r.Errors {
+		ew.printf("error: %s\n", Safe(e))
+	}
+	origin := r.Window.Start
+
+	var egress, loop []Connection
+	for _, c := range r.Connections {
+		if c.Loopback {
+			loop = append(loop, c)
+		} else {
+			egress = append(egress, c)
+		}
+	}
+	ew.printf("\nOutbound connections (%d)\n", len(egress))
+	if len(egress) > 0 {
+		ew.err = connTable(ew, egress, origin, opt)
+	}
+	ew.printf("\nDNS lookups (%d)\n", len(r.Lookups))
+	if len(r.Lookups) > 0 && ew.err == nil {
+		ew.err = lookupTable(ew, r.Lookups, origin, opt)
+	}
+	if len(loop) > 0 && ew.err == nil {
+		ew.printf("\nLoopback connections (%d, local services, not egress)\n", len(loop))
+		ew.err = connTable(ew, loop, origin, opt)
+	}
+	if len(r.Hints) > 0 {
+		ew.printf("\nHints\n")
+		for _, h := range r.Hints {
+			ew.printf("  - %s\n", Safe(h.Text))
+		}
+	}
+	s := r.Stats
+	ew.printf("\nlocal addresses (%s): %s\n", r.Local.Basis, localList(r.Local.Addresses))
+	ew.printf("read %d packets (%s); undecodable %d, truncated %d, flows evicted %d, lookups evicted %d, names evicted %d, records folded %d, dropped %d, events lost %d, inbound attempts %d\n",
+		s.Packets, bytesText(s.Bytes), s.Undecodable, s.Truncated, s.FlowsEvicted, s.LookupsEvicted, s.NamesEvicted,
+		s.RecordsFolded, s.RecordsDropped, s.EventsLost, s.InboundAttempts)
+	return ew.err
+}
+
+func localList(a []string) string {
+	if len(a) == 0 {
+		return "all"
+	}
+	if len(a) > 8 {
+		return strings.Join(a[:8], ", ") + fmt.Sprintf(" and %d more", len(a)-8)
+	}
+	return strings.Join(a, ", ")
+}
+
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
+}
+
+func (e *errWriter) printf(format string, args ...any) {
+	if e.err == nil {
+		_, e.err = fmt.Fprintf(e.w, format, args...)
+	}
+}
+
+func quiet(outcome string) bool {
+	return outcome == Established || outcome == Answered
+}
+
+func connTable(w io.Writer, cs []Connection, origin time.Time, opt TableOptions) error {
+	t := tablewriter.NewWriter(w)
+	t.Header("start", "process", "host", "destination", "syns", "outcome", "blocked")
+	shown, hidden := 0, 0
+	for _, c := range cs {
+		if quiet(c.Outcome) && !opt.All {
+			if shown >= opt.MaxQuiet {
+				hidden++
+				continue
+			}
+			shown++
+		}
+		host := c.Host
+		if host == "" {
+			host = "-"
+		} else if c.NameSource != SourceDNS {
+			host += " (" + c.NameSource + ")"
+		}
+		out := c.Outcome
+		if c.ICMP != nil {
+			out += ": " + c.ICMP.Meaning
+		}
+		blocked := durText(c.BlockedMS)
+		if c.Inferred {
+			blocked = "~" + blocked
+		}
+		if c.Count > 1 {
+			out += fmt.Sprintf(" x%d", c.Count)
+		}
+		if c.Verdict != nil && !c.Verdict.Expected {
+			out += " UNEXPECTED"
+		}
+		if err := t.Append(rel(c.Start, origin), proc(c.PID, c.Comm), Safe(host),
+			joinHostPort(c.DstIP, c.DstPort), fmt.Sprint(c.Attempts), Safe(out), blocked); err != nil {
+			return err
+		}
+	}
+	if err := t.Render(); err != nil {
+		return err
+	}
+	if hidden > 0 {
+		if _, err := fmt.Fprintf(w, "  ... and %d more successful connections (--all lists them)\n", hidden); err != nil {
+			return err
+		}
+	}
+	return knownPhoneHomes(w, cs)
+}
+
+// knownPhoneHomes lists the catalog's labels of the calls, once each.
+func knownPhoneHomes(w io.Writer, cs []Connection) error {
+	seen := map[string]bool{}
+	for _, c := range cs {
+		if c.Verdict == nil || c.Verdict.Catalog == "" || seen[c.Verdict.Catalog] {
+			continue
+		}
+		seen[c.Verdict.Catalog] = true
+		if _, err := fmt.Fprintf(w, "  known phone-home: %s: %s\n", Safe(orDash(c.Host)), Safe(c.Verdict.Catalog)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func lookupTable(w io.Writer, ls []Lookup, origin time.Time, opt TableOptions) error {
+	t := tablewriter.NewWriter(w)
+	t.Header("start", "process", "name", "type", "server", "tries", "outcome", "answers", "blocked")
+	shown, hidden := 0, 0
+	for _, l := range ls {
+		if quiet(l.Outcome) && !opt.All {
+			if shown >= opt.MaxQuiet {
+				hidden++
+				continue
+			}
+			shown++
+		}
+		ans := strings.Join(l.Answers, " ")
+		if len(l.Answers) > 3 {
+			ans = strings.Join(l.Answers[:3], " ") + fmt.Sprintf(" +%d", len(l.Answers)-3)
+		}
+		if ans == "" {
+			ans = "-"
+		}
+		blocked := durText(l.BlockedMS)
+		if l.Inferred {
+			blocked = "~" + blocked
+		}
+		out := l.Outcome
+		if l.Count > 1 {
+			out += fmt.Sprintf(" x%d", l.Count)
+		}
+		server := l.Server
+		if l.Transport == "tcp" {
+			server += "/tcp"
+		}
+		if err := t.Append(rel(l.Start, origin), proc(l.PID, l.Comm), Safe(l.Name), l.QType, server,
+			fmt.Sprint(l.Attempts), Safe(out), ans, blocked); err != nil {
+			return err
+		}
+	}
+	if err := t.Render(); err != nil {
+		return err
+	}
+	if hidden > 0 {
+		_, err := fmt.Fprintf(w, "  ... and %d more answered lookups (--all lists them)\n", hidden)
+		return err
+	}
+	return nil
+}
+
+func joinHostPort(ip string, port uint16) string {
+	if strings.Contains(ip, ":") {
+		return fmt.Sprintf("[%s]:%d", ip, port)
+	}
+	return fmt.Sprintf("%s:%d", ip, port)
+}
+
+func proc(pid *int, comm *string) string {
+	switch {
+	case pid == nil:
+		return "-"
+	case comm == nil || *comm == "":
+		return fmt.Sprint(*pid)
+	}
+	return fmt.Sprintf("%s[%d]", Safe(*comm), *pid)
+}
+
+func rel(t, origin time.Time) string {
+	if origin.IsZero() {
+		return t.Format(time.RFC3339)
+	}
+	return fmt.Sprintf("+%.3fs", t.Sub(origin).Seconds())
+}
+
+func durText(msv float64) string {
+	switch {
+	case msv >= 1000:
+		return fmt.Sprintf("%.2f s", msv/1000)
+	case msv >= 1:
+		return fmt.Sprintf("%.1f ms", msv)
+	}
+	return fmt.Sprintf("%.3f ms", msv)
+}
+
+func bytesText(b uint64) string {
+	switch {
+	case b >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", b)
+}
+
+// Safe makes attacker-controlled text (host names, SNI, process names)
+// harmless on a terminal: control characters, escape sequences and
+// invisible formatting runes are shown as \xHH or \u{...}.
+func Safe(s string) string {
+	clean := true
+	for _, r := range s {
+		if !safeRune(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == unicode.ReplacementChar && len(s) > i && s[i] >= 0x80:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case safeRune(r):
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&b, `\u{%x}`, r)
+		}
+	}
+	return b.String()
+}
+
+func safeRune(r rune) bool {
+	if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == unicode.ReplacementChar {
+		return false
+	}
+	return !unicode.Is(unicode.Cf, r) // bidi overrides, zero-width joiners...
+}
