@@ -451,14 +451,17 @@ func walkIPv6Ext(next uint8, b []byte) (uint8, []byte, fragInfo, error) {
 }
 
 // fragment handles one IP fragment. UDP fragments are reassembled so that a
-// fragmented DNS answer decodes whole; other protocols decode their first
-// fragment only (it alone carries the transport header).
+// fragmented DNS answer decodes whole (for IPv6 also those whose fragment
+// header is followed by another extension header); other protocols decode
+// their first fragment only (it alone carries the transport header).
 func (d *Decoder) fragment(key fragKey, payload []byte, off int, more, complete bool, p *event.Packet, depth int) error {
-	if key.proto != event.ProtoUDP || d.noReassem || d.inReasm {
+	// IPv6 may put extension headers before UDP in the fragmentable part.
+	udpLike := key.proto == event.ProtoUDP || (key.v6 && isIPv6Ext(key.proto))
+	if !udpLike || d.noReassem || d.inReasm {
 		if off == 0 {
 			return d.upper(key, payload, p, depth)
 		}
-		if key.proto == event.ProtoUDP {
+		if udpLike {
 			d.stats.FragmentsDropped++
 		}
 		return errFragment
@@ -486,6 +489,14 @@ func (d *Decoder) fragment(key fragKey, payload []byte, off int, more, complete 
 		return d.upper(key, payload, p, depth)
 	}
 	return errFragment
+}
+
+func isIPv6Ext(proto uint8) bool {
+	switch proto {
+	case 0, 43, 60, 51, 135, 139, 140:
+		return true
+	}
+	return false
 }
 
 // upper decodes the start of a fragmented packet's fragmentable part: for

@@ -318,3 +318,32 @@ func TestDecodeAllocs(t *testing.T) {
 		t.Errorf("%v allocations per pass over %d frames, want 0", allocs, len(frames))
 	}
 }
+
+// TestReassemblyIPv6ExtAfterFragment: the fragmentable part starts with a
+// destination options header, which is read only once the datagram is
+// whole (offsets count from the fragment header).
+func TestReassemblyIPv6ExtAfterFragment(t *testing.T) {
+	payload := bytes.Repeat([]byte("dns!"), 500)
+	udp := build(t, &layers.UDP{SrcPort: 53, DstPort: 40000}, gopacket.Payload(payload))
+	binary.BigEndian.PutUint16(udp[4:], uint16(len(udp)))
+	part := append([]byte{17, 0, 1, 4, 0, 0, 0, 0}, udp...) // dest opts, next: UDP
+	frag := func(off int, data []byte, more bool) []byte {
+		fo := uint16(off)
+		if more {
+			fo |= 1
+		}
+		fh := []byte{60, 0, byte(fo >> 8), byte(fo), 0, 0, 0, 9}
+		return build(t, ip6("2001:db8::53", "2001:db8::1", layers.IPProtocolIPv6Fragment), gopacket.Payload(append(fh, data...)))
+	}
+	d := NewDecoder(Options{})
+	var p event.Packet
+	if err := d.Decode(LinkRaw, frag(1000, part[1000:], false), &p); kindOf(err) != ErrFragment {
+		t.Fatalf("last fragment first: %v", err)
+	}
+	if err := d.Decode(LinkRaw, frag(0, part[:1000], true), &p); err != nil {
+		t.Fatalf("completing fragment: %v", err)
+	}
+	if p.Proto != event.ProtoUDP || p.SrcPort != 53 || !bytes.Equal(p.Payload, payload) {
+		t.Errorf("got proto %d port %d, payload %d bytes (equal %v)", p.Proto, p.SrcPort, len(p.Payload), bytes.Equal(p.Payload, payload))
+	}
+}
