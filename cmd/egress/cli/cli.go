@@ -59,6 +59,7 @@ never answers) and how much of an action's time they cost.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newReplayCmd(e))
+	root.AddCommand(newRulesCmd(e))
 
 	err := root.ExecuteContext(ctx)
 	if err == nil {

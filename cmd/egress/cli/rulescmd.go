@@ -1,0 +1,149 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/egress-dev/egress/analyze"
+	"github.com/egress-dev/egress/capture/pcapfile"
+	"github.com/egress-dev/egress/report"
+	"github.com/egress-dev/egress/rules"
+)
+
+func newRulesCmd(e *env) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "rules",
+		Short: "Check an allowlist, or write a starter one from what an app did",
+		Long: `rules works on the YAML allowlists that --rules reads (docs/rules.md).
+
+  egress rules check FILE                   validate a policy
+  egress rules suggest REPORT.json|CAPTURE  write a starter policy from observed calls`,
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "check FILE",
+		Short: "Validate a policy: exit 0 with a summary, or 2 with every mistake as FILE:LINE",
+		Example: `  egress rules check egress.yaml
+  egress rules check testdata/rules/allow-vendor.yaml`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return rulesCheck(e, args[0])
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "suggest (REPORT.json | CAPTURE)",
+		Short: "Write a starter allowlist that allows exactly the calls seen in a JSON report or a capture",
+		Long: `suggest reads the JSON report of egress run, watch or replay (--format json),
+or a capture (pcap, pcapng, .gz; - for stdin), and writes to stdout a policy with
+one entry per exact host name (or address without a name), protocol and process,
+listing the ports seen. Review it before use: everything the app did is in it.`,
+		Example: `  egress run --format json -- npm test > run.json; egress rules suggest run.json > egress.yaml
+  egress rules suggest testdata/captures/story-drop-path.pcap`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return rulesSuggest(cmd.Context(), e, args[0])
+		},
+	})
+	return cmd
+}
+
+func rulesCheck(e *env, path string) error {
+	pol, err := rules.Load(path)
+	if err != nil {
+		var errs rules.Errors
+		if errors.As(err, &errs) {
+			for _, pe := range errs {
+				fmt.Fprintln(e.stderr, pe.Error())
+			}
+			return &exitError{code: ExitUsage, err: fmt.Errorf("%s: %d mistake(s)", path, len(errs))}
+		}
+		return &exitError{code: ExitUsage, err: err}
+	}
+	allow, deny := pol.Counts()
+	loopback, resolvers := pol.Defaults()
+	fmt.Fprintf(e.stdout, "%s: valid: %d allow, %d deny entries; loopback %s, resolvers %s\n",
+		path, allow, deny, allowedText(loopback), allowedText(resolvers))
+	return nil
+}
+
+func allowedText(b bool) string {
+	if b {
+		return "allowed"
+	}
+	return "not allowed"
+}
+
+func rulesSuggest(ctx context.Context, e *env, name string) error {
+	r, err := readReportOrCapture(ctx, e, name)
+	if err != nil {
+		return &exitError{code: ExitUsage, err: err}
+	}
+	_, err = e.stdout.Write(rules.Suggest(dests(r)))
+	return err
+}
+
+// readReportOrCapture reads a JSON report, or analyses a capture the way
+// replay does with its defaults. JSON is told apart by its first byte.
+func readReportOrCapture(ctx context.Context, e *env, name string) (*report.Report, error) {
+	var in *bufio.Reader
+	if name == "-" {
+		in = bufio.NewReader(e.stdin)
+	} else {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		in = bufio.NewReader(f)
+	}
+	head, _ := in.Peek(64)
+	if t := bytes.TrimLeft(head, " \t\r\n"); len(t) > 0 && t[0] == '{' {
+		var r report.Report
+		if err := json.NewDecoder(in).Decode(&r); err != nil {
+			return nil, fmt.Errorf("reading JSON report %s: %w", name, err)
+		}
+		return &r, nil
+	}
+	rd, err := pcapfile.NewReader(name, in)
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	an := analyze.New(analyze.Config{})
+	if err := rd.Run(ctx, an); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	an.SourceStats(rd.Stats())
+	return an.Finish(), nil
+}
+
+// dests turns a report's outbound connections into the rules' view of
+// them, marking the DNS servers the app used as resolvers.
+func dests(r *report.Report) []rules.Dest {
+	resolvers := map[netip.Addr]bool{}
+	for _, l := range r.Lookups {
+		if ap, err := netip.ParseAddrPort(l.Server); err == nil {
+			resolvers[ap.Addr()] = true
+		}
+	}
+	var ds []rules.Dest
+	for _, c := range r.Connections {
+		if c.Loopback {
+			continue
+		}
+		ip, _ := netip.ParseAddr(c.DstIP)
+		d := rules.Dest{Host: c.Host, IP: ip, Port: c.DstPort, Proto: c.Proto, Resolver: resolvers[ip] && c.DstPort == 53}
+		if c.Comm != nil {
+			d.Process = *c.Comm
+		}
+		ds = append(ds, d)
+	}
+	return ds
+}
