@@ -48,6 +48,9 @@ type Reader struct {
 	stats   event.Stats
 	lastCmt string
 	lastPrc *event.Process
+
+	watch   WatchInfo // from an egress watch file's section header
+	watchOK bool
 }
 
 // Open opens the capture file name ("-" for stdin). Gzip-compressed files
@@ -125,6 +128,9 @@ func newReader(name string, rd io.Reader, size int64) (*Reader, error) {
 			return nil, fmt.Errorf("read pcapng header of %s: %w", name, err)
 		}
 		r.ng, r.format = ng, "pcapng"+compressed
+		if r.watch, r.watchOK = ParseWatchComment(ng.SectionInfo().Comment); r.watchOK {
+			r.stats.Lost = r.watch.Lost
+		}
 	case isPcapMagic(magic):
 		pr, err := pcapgo.NewReader(src)
 		if err != nil {
@@ -188,6 +194,16 @@ func (r *Reader) Run(ctx context.Context, sink Sink) error {
 			}
 			return fmt.Errorf("read %s: packet %d (file offset about %d): %w; the report covers the packets before it",
 				r.name, r.stats.Packets+1, r.pos.Load(), err)
+		}
+		if len(comments) > 0 {
+			// Socket events of egress watch files are not packets seen.
+			if isSock, err := r.sockEvent(sink, comments, ci.Timestamp.UnixNano()); isSock {
+				if err != nil {
+					r.stats.Packets++
+					r.stats.Undecodable++
+				}
+				continue
+			}
 		}
 		r.stats.Packets++
 		r.stats.Bytes += uint64(ci.Length)

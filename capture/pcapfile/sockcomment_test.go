@@ -1,0 +1,96 @@
+package pcapfile
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/egress-dev/egress/event"
+)
+
+var addrCmp = cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })
+
+func TestSockComment(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	for _, s := range []event.Sock{
+		{Kind: event.SockConnect, Cookie: 1<<63 | 5, Proto: event.ProtoTCP, Src: ap("198.18.0.2:41000"), Dst: ap("198.51.100.11:443"), Proc: &event.Process{PID: 7, Comm: "shopapp"}},
+		{Kind: event.SockError, Cookie: 9, Proto: event.ProtoTCP, Src: ap("[2001:db8:1::2]:1"), Dst: ap("[2001:db8:2::10]:80"), Errno: 113},
+		{Kind: event.SockClose, Cookie: 9, Proc: &event.Process{PID: 0, Comm: ""}},
+	} {
+		c := FormatSockComment(&s)
+		got, err := ParseSockComment(c)
+		if err != nil {
+			t.Fatalf("%q: %v", c, err)
+		}
+		if diff := cmp.Diff(&s, got, addrCmp); diff != "" {
+			t.Errorf("%q (-want +got):\n%s", c, diff)
+		}
+	}
+	for _, bad := range []string{
+		"egress: pid=1 comm=x",
+		"egress-sock: cookie=1",
+		"egress-sock: kind=connect cookie=-1",
+		"egress-sock: kind=explode",
+		"egress-sock: kind=connect src=1.2.3.4",
+		"egress-sock: kind=connect pid=-4",
+		"egress-sock: kind=connect junk",
+	} {
+		if s, err := ParseSockComment(bad); err == nil {
+			t.Errorf("ParseSockComment(%q) = %+v, want an error", bad, s)
+		}
+	}
+}
+
+func TestWatchComment(t *testing.T) {
+	w := WatchInfo{From: 1_700_000_000_123_456_789, To: 1_700_000_009_000_000_001, Lost: 12}
+	got, ok := ParseWatchComment("written by egress\n" + FormatWatchComment(w))
+	if !ok || got != w {
+		t.Errorf("got %+v %v, want %+v", got, ok, w)
+	}
+	for _, bad := range []string{"", "egress-watch: from=x", "egress-watch: to=-5", "Sample capture"} {
+		if got, ok := ParseWatchComment(bad); ok {
+			t.Errorf("ParseWatchComment(%q) = %+v, want not ok", bad, got)
+		}
+	}
+}
+
+func TestSafeComm(t *testing.T) {
+	for in, want := range map[string]string{
+		"php-fpm":       "php-fpm",
+		"Web Content":   "Web_Content",
+		"a=b\tc\n":      "a_b_c_",
+		"\xff\x00x":     "__x",
+		"kworker/0:1H+": "kworker/0:1H+",
+	} {
+		if got := SafeComm(in); got != want {
+			t.Errorf("SafeComm(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// FuzzParseSockComment: comments come from files of any origin. Whatever
+// parses must format back to something that parses to the same event.
+func FuzzParseSockComment(f *testing.F) {
+	// Real comments written by egress watch on the DROP story.
+	f.Add("egress-sock: kind=connect cookie=18446619703917651712 proto=6 src=198.18.0.2:45678 dst=198.51.100.11:443 errno=0 pid=1234 comm=shopapp")
+	f.Add("egress-sock: kind=retransmit cookie=18446619703917651712 proto=6 src=198.18.0.2:45678 dst=198.51.100.11:443 errno=0 pid=0 comm=swapper/1")
+	f.Add("egress-sock: kind=error cookie=5 proto=6 src=[2001:db8:1::2]:41001 dst=[2001:db8:2::10]:80 errno=111")
+	f.Add("egress-sock: kind=close cookie=1 proto=6 src=0.0.0.0:0 dst=0.0.0.0:0 errno=0")
+	f.Fuzz(func(t *testing.T, c string) {
+		s, err := ParseSockComment(c)
+		if err != nil {
+			return
+		}
+		if s.Proc != nil {
+			s.Proc.Comm = SafeComm(s.Proc.Comm)
+		}
+		again, err := ParseSockComment(FormatSockComment(s))
+		if err != nil {
+			t.Fatalf("re-parsing %q: %v", FormatSockComment(s), err)
+		}
+		if diff := cmp.Diff(s, again, addrCmp); diff != "" {
+			t.Errorf("round trip of %q (-first +second):\n%s", c, diff)
+		}
+	})
+}

@@ -1,0 +1,252 @@
+package pcapng
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/egress-dev/egress/capture/pcapfile"
+	"github.com/egress-dev/egress/event"
+)
+
+// Writer writes one pcapng file. It is not safe for concurrent use.
+//
+// The section header must hold the window, known only at the end, so
+// records go to path+".partial" first and Close writes the final file (a
+// crash leaves the .partial file, itself a valid pcapng without the window).
+type Writer struct {
+	path      string
+	tmp       *os.File
+	ng        *pcapgo.NgWriter
+	bodyStart int64 // offset of the first record after the header blocks
+	synth     []byte
+	closed    bool
+}
+
+var iface = pcapgo.NgInterface{
+	Name:                "egress-watch",
+	Description:         "packets captured in the watched process's network namespace (AF_PACKET) and kernel socket events (eBPF)",
+	OS:                  runtime.GOOS,
+	LinkType:            layers.LinkTypeLinuxSLL2,
+	SnapLength:          0,
+	TimestampResolution: 9,
+}
+
+func options(comment string) pcapgo.NgWriterOptions {
+	return pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
+		Hardware:    runtime.GOARCH,
+		OS:          runtime.GOOS,
+		Application: "egress watch",
+		Comment:     comment,
+	}}
+}
+
+// Create starts writing path.
+func Create(path string) (*Writer, error) {
+	tmp, err := os.Create(path + ".partial")
+	if err != nil {
+		return nil, fmt.Errorf("create pcapng file: %w", err)
+	}
+	ng, err := pcapgo.NewNgWriterInterface(tmp, iface, options(""))
+	if err == nil {
+		err = ng.Flush()
+	}
+	var off int64
+	if err == nil {
+		off, err = tmp.Seek(0, io.SeekCurrent)
+	}
+	if err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return nil, fmt.Errorf("write pcapng header: %w", err)
+	}
+	return &Writer{path: path, tmp: tmp, ng: ng, bodyStart: off}, nil
+}
+
+// WriteFrame writes one captured frame (a Linux cooked v2 header and the
+// packet) taken at t (Unix ns), wireLen bytes long on the wire, sent or
+// received by proc (nil when unknown).
+func (w *Writer) WriteFrame(t int64, frame []byte, wireLen int, proc *event.Process) error {
+	if wireLen < len(frame) {
+		wireLen = len(frame)
+	}
+	ci := gopacket.CaptureInfo{Timestamp: time.Unix(0, t), CaptureLength: len(frame), Length: wireLen}
+	var opts pcapgo.NgPacketOptions
+	if proc != nil {
+		opts.Comments = []string{pcapfile.FormatProcessComment(proc)}
+	}
+	if err := w.ng.WritePacketWithOptions(ci, frame, opts); err != nil {
+		return fmt.Errorf("write packet to pcapng: %w", err)
+	}
+	return nil
+}
+
+// WriteSock writes a kernel socket event as a synthesized TCP packet whose
+// comment carries the event.
+func (w *Writer) WriteSock(s *event.Sock) error {
+	w.synth = synthesize(w.synth[:0], s)
+	ci := gopacket.CaptureInfo{Timestamp: time.Unix(0, s.Time), CaptureLength: len(w.synth), Length: len(w.synth)}
+	opts := pcapgo.NgPacketOptions{Comments: []string{pcapfile.FormatSockComment(s)}}
+	if err := w.ng.WritePacketWithOptions(ci, w.synth, opts); err != nil {
+		return fmt.Errorf("write socket event to pcapng: %w", err)
+	}
+	return nil
+}
+
+// Close finishes the file with info in its section header. It is safe to
+// call more than once; only the first call writes.
+func (w *Writer) Close(info pcapfile.WatchInfo) error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	defer os.Remove(w.tmp.Name())
+	defer w.tmp.Close()
+	if err := w.ng.Flush(); err != nil {
+		return fmt.Errorf("write pcapng records: %w", err)
+	}
+	out, err := os.Create(w.path)
+	if err != nil {
+		return fmt.Errorf("create pcapng file: %w", err)
+	}
+	ng, err := pcapgo.NewNgWriterInterface(out, iface, options(pcapfile.FormatWatchComment(info)))
+	if err == nil {
+		err = ng.Flush()
+	}
+	if err == nil {
+		_, err = w.tmp.Seek(w.bodyStart, io.SeekStart)
+	}
+	if err == nil {
+		_, err = io.Copy(out, w.tmp)
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write pcapng file %s: %w", w.path, err)
+	}
+	return nil
+}
+
+// Abort removes what was written.
+func (w *Writer) Abort() error {
+	if w.closed {
+		return nil
+	}
+	w.closed = true
+	return errors.Join(w.tmp.Close(), os.Remove(w.tmp.Name()))
+}
+
+// Linux packet types (if_packet.h) for the cooked header.
+const (
+	packetHost     = 0
+	packetOutgoing = 4
+)
+
+// synthesize appends a Linux cooked v2 frame holding the TCP segment that
+// stands for s in Wireshark: the SYN for a connect or a retransmit, the
+// peer's SYN-ACK when established, the peer's RST for a reset or refusal,
+// and the socket's own RST when the kernel or the app gave up. Checksums are
+// valid so Wireshark flags nothing but what happened.
+func synthesize(b []byte, s *event.Sock) []byte {
+	src, dst := s.Src, s.Dst
+	var flags uint8
+	pktType := byte(packetOutgoing)
+	seq, ack := uint32(s.Cookie), uint32(0)
+	switch s.Kind {
+	case event.SockConnect, event.SockRetransmit:
+		flags = event.TCPSyn
+	case event.SockEstablished:
+		src, dst, pktType = dst, src, packetHost
+		flags, seq, ack = event.TCPSyn|event.TCPAck, 0, uint32(s.Cookie)+1
+	case event.SockReset:
+		src, dst, pktType = dst, src, packetHost
+		flags, seq, ack = event.TCPRst|event.TCPAck, 0, uint32(s.Cookie)+1
+	default: // error, close
+		flags, seq = event.TCPRst, uint32(s.Cookie)+1
+	}
+	v6 := src.Addr().Is6() && !src.Addr().Is4In6()
+	proto := uint16(0x0800)
+	if v6 {
+		proto = 0x86DD
+	}
+	// Linux cooked v2: protocol, reserved, ifindex 0, ARPHRD_NONE, packet type, no address.
+	b = binary.BigEndian.AppendUint16(b, proto)
+	b = append(b, 0, 0, 0, 0, 0, 0)
+	b = binary.BigEndian.AppendUint16(b, 0xFFFE)
+	b = append(b, pktType, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+	const tcpLen = 20
+	ipStart := len(b)
+	s4, d4 := as4(src.Addr()), as4(dst.Addr())
+	s16, d16 := src.Addr().As16(), dst.Addr().As16()
+	if v6 {
+		b = append(b, 0x60, 0, 0, 0)
+		b = binary.BigEndian.AppendUint16(b, tcpLen)
+		b = append(b, event.ProtoTCP, 64)
+		b = append(b, s16[:]...)
+		b = append(b, d16[:]...)
+	} else {
+		b = append(b, 0x45, 0)
+		b = binary.BigEndian.AppendUint16(b, 20+tcpLen)
+		b = append(b, 0, 0, 0x40, 0, 64, event.ProtoTCP, 0, 0)
+		b = append(b, s4[:]...)
+		b = append(b, d4[:]...)
+		binary.BigEndian.PutUint16(b[ipStart+10:], ^fold(sum(b[ipStart:ipStart+20], 0)))
+	}
+	tcpStart := len(b)
+	b = binary.BigEndian.AppendUint16(b, src.Port())
+	b = binary.BigEndian.AppendUint16(b, dst.Port())
+	b = binary.BigEndian.AppendUint32(b, seq)
+	b = binary.BigEndian.AppendUint32(b, ack)
+	b = append(b, 5<<4, flags)
+	b = binary.BigEndian.AppendUint16(b, 64240)
+	b = append(b, 0, 0, 0, 0) // checksum, urgent pointer
+	// Pseudo-header checksum.
+	var ps uint32
+	if v6 {
+		ps = sum(s16[:], ps)
+		ps = sum(d16[:], ps)
+	} else {
+		ps = sum(s4[:], ps)
+		ps = sum(d4[:], ps)
+	}
+	ps += uint32(event.ProtoTCP) + tcpLen
+	binary.BigEndian.PutUint16(b[tcpStart+16:], ^fold(sum(b[tcpStart:], ps)))
+	return b
+}
+
+// as4 is a's IPv4 form, 0.0.0.0 for an IPv6 or invalid address (the
+// other family of a mismatched event: the comment still holds the truth).
+func as4(a netip.Addr) [4]byte {
+	if a = a.Unmap(); a.Is4() {
+		return a.As4()
+	}
+	return [4]byte{}
+}
+
+func sum(b []byte, s uint32) uint32 {
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	return s
+}
+
+func fold(s uint32) uint16 {
+	for s > 0xffff {
+		s = s&0xffff + s>>16
+	}
+	return uint16(s)
+}
