@@ -31,7 +31,7 @@ type outputFlags struct {
 
 func (o *outputFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVarP(&o.format, "format", "o", "table", "output format: table or json")
+	f.StringVarP(&o.format, "format", "o", "table", "output format: table, json, junit (one test case per destination) or markdown")
 	f.StringSliceVar(&o.failOn, "fail-on", nil, "exit 1 when a call has one of these outcomes: timeout, pending, refused, rejected, aborted, nxdomain, servfail, failed (all of those)")
 	f.BoolVar(&o.all, "all", false, "table: list every call (by default successful calls beyond 40 are summarised)")
 	f.StringVar(&o.rules, "rules", "", "allowlist (YAML, docs/rules.md): calls it does not allow are unexpected (--fail-on unexpected)")
@@ -53,8 +53,8 @@ var failOutcomes = map[string][]string{
 }
 
 func (o *outputFlags) validate() error {
-	if o.format != "table" && o.format != "json" {
-		return usageErr("unknown --format %q: use table or json", o.format)
+	if o.format != "table" && o.format != "json" && o.format != "junit" && o.format != "markdown" {
+		return usageErr("unknown --format %q: use table, json, junit or markdown", o.format)
 	}
 	for _, f := range o.failOn {
 		if _, ok := failOutcomes[f]; !ok {
@@ -93,6 +93,10 @@ func (o *outputFlags) write(w io.Writer, r *report.Report) (findings []string, e
 	switch o.format {
 	case "json":
 		err = report.WriteJSON(w, r)
+	case "junit":
+		err = report.WriteJUnit(w, r)
+	case "markdown":
+		err = report.WriteMarkdown(w, r)
 	default:
 		err = report.WriteTable(w, r, report.TableOptions{All: o.all})
 	}
@@ -209,6 +213,7 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 	if err := fl.out.annotate(r); err != nil {
 		return err
 	}
+	ciOutputs(e.stderr, r)
 	findings, err := fl.out.write(e.stdout, r)
 	if err != nil {
 		return &exitError{code: ExitUsage, err: err}
