@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"net/netip"
+	"sort"
 	"time"
 
 	"github.com/egress-dev/egress/dnsmsg"
@@ -39,12 +40,12 @@ type Analyzer struct {
 	msg dnsmsg.Msg // scratch for decoding DNS
 }
 
+// foldKey says which successful calls are alike enough to fold together.
 type foldKey struct {
 	lookup           bool
-	src, dst         netip.Addr
+	dst              netip.Addr
 	port             uint16
 	name, qtype, out string
-	pid              int
 }
 
 // answeredLookup remembers an A/AAAA answer for the "resolved but never
@@ -192,7 +193,7 @@ func (a *Analyzer) clock(t int64) {
 	if a.lastSweep == 0 {
 		a.lastSweep = t
 	}
-	if t-a.lastSweep > int64(10*time.Second) {
+	if t-a.lastSweep > int64(time.Second) {
 		a.sweep(t, false)
 		a.lastSweep = t
 	}
@@ -226,32 +227,64 @@ func (a *Analyzer) intern(b []byte) string {
 }
 
 // sweep finishes flows and lookups that went idle, so memory follows the
-// number of concurrent flows. With force it also evicts live flows until
-// the table has room, counting them.
+// number of concurrent flows. With force it also evicts live flows, oldest
+// first, until the table has room, counting them. Flows are finished in a
+// fixed order (by start, then addresses), never in map order, so that the
+// same input always gives the same report.
 func (a *Analyzer) sweep(now int64, force bool) {
-	for k, f := range a.flows {
+	var done []*flow
+	for _, f := range a.flows {
 		idle := now - f.lastSeen
 		at := f.att
-		done := (f.finOrRst && idle > int64(2*time.Second)) ||
+		if (f.finOrRst && idle > int64(2*time.Second)) ||
 			(at.ans != ansNone && idle > int64(60*time.Second)) ||
-			idle > int64(300*time.Second)
-		if done {
-			a.finishFlow(f, now)
-			delete(a.flows, k)
+			idle > int64(300*time.Second) {
+			done = append(done, f)
 		}
 	}
+	a.finishFlows(done, now)
 	if force && len(a.flows) >= a.cfg.MaxFlows*9/10 {
-		for k, f := range a.flows {
-			if len(a.flows) < a.cfg.MaxFlows*3/4 {
-				break
-			}
-			a.finishFlow(f, now)
-			delete(a.flows, k)
-			a.stats.FlowsEvicted++
+		all := make([]*flow, 0, len(a.flows))
+		for _, f := range a.flows {
+			all = append(all, f)
 		}
+		sort.Slice(all, func(i, j int) bool {
+			if all[i].lastSeen != all[j].lastSeen {
+				return all[i].lastSeen < all[j].lastSeen
+			}
+			return flowLess(all[i], all[j])
+		})
+		n := len(a.flows) - a.cfg.MaxFlows*3/4
+		a.stats.FlowsEvicted += uint64(n)
+		a.finishFlows(all[:n], now)
 	}
 	a.sweepLookups(now, force)
 	a.sweepWaiting(now)
+}
+
+// finishFlows finishes and forgets flows, in start order.
+func (a *Analyzer) finishFlows(fs []*flow, now int64) {
+	sort.Slice(fs, func(i, j int) bool { return flowLess(fs[i], fs[j]) })
+	for _, f := range fs {
+		a.finishFlow(f, now)
+		delete(a.flows, f.key)
+	}
+}
+
+func flowLess(x, y *flow) bool {
+	if x.att.start != y.att.start {
+		return x.att.start < y.att.start
+	}
+	if c := x.key.src.Compare(y.key.src); c != 0 {
+		return c < 0
+	}
+	if c := x.key.dst.Compare(y.key.dst); c != 0 {
+		return c < 0
+	}
+	if x.key.srcPort != y.key.srcPort {
+		return x.key.srcPort < y.key.srcPort
+	}
+	return x.key.dstPort < y.key.dstPort
 }
 
 // waitRef is an unanswered attempt or lookup whose give-up time may be

@@ -26,8 +26,8 @@ type Config struct {
 	MaxLookups int // concurrent unanswered DNS queries (default 16384)
 	MaxNames   int // addresses remembered with their DNS names (default 65536)
 	// MaxRecords is how many connection and lookup records are kept one by
-	// one; past it, repeated successful calls are folded into one record
-	// with a count (default 20000 of each).
+	// one; past it, a call like an earlier one (same destination, name and
+	// outcome) is folded into that record's count (default 5000 of each).
 	MaxRecords int
 
 	// DNSGiveUp is how long a resolver is assumed to wait for an answer
@@ -47,7 +47,7 @@ func (c *Config) setDefaults() {
 		c.MaxNames = 65536
 	}
 	if c.MaxRecords <= 0 {
-		c.MaxRecords = 20000
+		c.MaxRecords = 5000
 	}
 	if c.DNSGiveUp <= 0 {
 		c.DNSGiveUp = 5 * time.Second

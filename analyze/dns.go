@@ -168,15 +168,32 @@ func (a *Analyzer) dnsICMP(k flowKey, p *event.Packet) {
 
 func (a *Analyzer) sweepLookups(now int64, force bool) {
 	limit := int64(a.cfg.DNSGiveUp) * 3
+	a.finishLookups(func(lk *lookup) bool { return now-lk.lastQuery > limit }, now, false)
+	if force && a.nLookups >= a.cfg.MaxLookups*9/10 {
+		// Still full of live queries: finish the oldest, counted.
+		var all []*lookup
+		for _, list := range a.lookups {
+			all = append(all, list...)
+		}
+		sortLookups(all)
+		n := a.nLookups - a.cfg.MaxLookups*3/4
+		evict := map[*lookup]bool{}
+		for _, lk := range all[:n] {
+			evict[lk] = true
+		}
+		a.finishLookups(func(lk *lookup) bool { return evict[lk] }, now, true)
+	}
+}
+
+// finishLookups finishes and forgets the open lookups that match, in start
+// order, so the report does not depend on map order.
+func (a *Analyzer) finishLookups(match func(*lookup) bool, now int64, evicted bool) {
+	var done []*lookup
 	for k, list := range a.lookups {
 		keep := list[:0]
 		for _, lk := range list {
-			if now-lk.lastQuery > limit || (force && a.nLookups >= a.cfg.MaxLookups*9/10) {
-				if force && now-lk.lastQuery <= limit {
-					a.stats.LookupsEvicted++
-				}
-				a.finishLookup(lk, now)
-				a.nLookups--
+			if match(lk) {
+				done = append(done, lk)
 				continue
 			}
 			keep = append(keep, lk)
@@ -187,6 +204,30 @@ func (a *Analyzer) sweepLookups(now int64, force bool) {
 			a.lookups[k] = keep
 		}
 	}
+	sortLookups(done)
+	for _, lk := range done {
+		a.finishLookup(lk, now)
+		a.nLookups--
+		if evicted {
+			a.stats.LookupsEvicted++
+		}
+	}
+}
+
+func sortLookups(ls []*lookup) {
+	sort.Slice(ls, func(i, j int) bool {
+		x, y := ls[i], ls[j]
+		if x.start != y.start {
+			return x.start < y.start
+		}
+		if c := x.client.Compare(y.client); c != 0 {
+			return c < 0
+		}
+		if x.id != y.id {
+			return x.id < y.id
+		}
+		return x.name < y.name
+	})
 }
 
 func rcodeOutcome(rcode uint8, answers int) string {
@@ -241,6 +282,21 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 		a.stats.OutsideWindow++
 		return
 	}
+	if len(a.lks) >= a.cfg.MaxRecords {
+		k := foldKey{lookup: true, dst: lk.server.Addr(), name: lk.name, qtype: dnsmsg.TypeString(lk.qtype), out: out}
+		if _, ok := a.folded[k]; !ok && len(a.folded) >= 2*a.cfg.MaxRecords {
+			k = foldKey{lookup: true, name: OtherDestinations, out: out}
+			a.stats.RecordsDropped++
+		}
+		if i, ok := a.folded[k]; ok {
+			f := &a.lks[i]
+			f.Count++
+			f.Attempts += lk.queries
+			f.BlockedMS += ms(end - lk.start)
+			a.stats.RecordsFolded++
+			return
+		}
+	}
 	l := report.Lookup{
 		Name:      lk.name,
 		QType:     dnsmsg.TypeString(lk.qtype),
@@ -278,19 +334,11 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 }
 
 func (a *Analyzer) addLookup(l report.Lookup, lk *lookup) {
-	if len(a.lks) >= a.cfg.MaxRecords && foldable(l.Outcome) {
-		k := foldKey{lookup: true, src: lk.client.Addr(), dst: lk.server.Addr(), name: l.Name, qtype: l.QType, out: l.Outcome, pid: pidOf(l.PID)}
-		if i, ok := a.folded[k]; ok {
-			f := &a.lks[i]
-			f.Count++
-			f.Attempts += l.Attempts
-			f.BlockedMS += l.BlockedMS
-			a.stats.RecordsFolded++
-			return
-		}
+	if len(a.lks) >= a.cfg.MaxRecords {
+		k := foldKey{lookup: true, dst: lk.server.Addr(), name: l.Name, qtype: l.QType, out: l.Outcome}
 		if len(a.folded) >= 2*a.cfg.MaxRecords {
-			a.stats.RecordsDropped++
-			return
+			k = foldKey{lookup: true, name: OtherDestinations, out: l.Outcome}
+			l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", "", []string{}, nil
 		}
 		a.folded[k] = len(a.lks)
 	}

@@ -23,20 +23,21 @@ func (a *Analyzer) Finish() *report.Report {
 	if end < start {
 		end = start
 	}
-	for k, f := range a.flows {
-		a.finishFlow(f, end)
-		delete(a.flows, k)
+	all := make([]*flow, 0, len(a.flows))
+	for _, f := range a.flows {
+		all = append(all, f)
 	}
+	a.finishFlows(all, end)
+	socks := make([]*attempt, 0, len(a.sockets))
 	for c, at := range a.sockets {
-		a.finishAttempt(at, end)
+		socks = append(socks, at)
 		delete(a.sockets, c)
 	}
-	for k, list := range a.lookups {
-		for _, lk := range list {
-			a.finishLookup(lk, end)
-		}
-		delete(a.lookups, k)
+	sort.Slice(socks, func(i, j int) bool { return attemptLess(socks[i], socks[j]) })
+	for _, at := range socks {
+		a.finishAttempt(at, end)
 	}
+	a.finishLookups(func(*lookup) bool { return true }, end, false)
 
 	r := &report.Report{
 		SchemaVersion: report.SchemaVersion,
@@ -460,4 +461,14 @@ func tilde(inferred bool) string {
 		return "~"
 	}
 	return ""
+}
+
+func attemptLess(x, y *attempt) bool {
+	if x.start != y.start {
+		return x.start < y.start
+	}
+	if c := x.client.Compare(y.client); c != 0 {
+		return c < 0
+	}
+	return x.server.Compare(y.server) < 0
 }

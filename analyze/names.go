@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"net/netip"
+	"sort"
 	"time"
 
 	"github.com/egress-dev/egress/appproto"
@@ -35,7 +36,7 @@ func (nt *nameTable) add(addr netip.Addr, name string, client netip.Addr, t int6
 	e := nt.m[addr]
 	if e == nil {
 		if len(nt.m) >= nt.max {
-			nt.evict(t, st)
+			nt.evict(st)
 		}
 		e = new([namesPerAddr]nameEntry)
 		nt.m[addr] = e
@@ -56,28 +57,29 @@ func (nt *nameTable) add(addr netip.Addr, name string, client netip.Addr, t int6
 	e[oldest] = nameEntry{name: name, client: client, seen: t, expires: exp}
 }
 
-// evict frees about a quarter of the table, expired entries first.
-func (nt *nameTable) evict(now int64, st *report.Stats) {
-	target := nt.max * 3 / 4
-	for a, e := range nt.m {
-		if len(nt.m) <= target {
-			return
-		}
-		live := false
-		for i := range e {
-			if e[i].name != "" && e[i].expires > now {
-				live = true
-			}
-		}
-		if !live {
-			delete(nt.m, a)
-		}
+// evict frees about a quarter of the table: the addresses whose newest
+// answer is oldest (an order that does not depend on the map's).
+func (nt *nameTable) evict(st *report.Stats) {
+	type aged struct {
+		addr netip.Addr
+		seen int64
 	}
-	for a := range nt.m {
-		if len(nt.m) <= target {
-			return
+	all := make([]aged, 0, len(nt.m))
+	for a, e := range nt.m {
+		var newest int64
+		for i := range e {
+			newest = max(newest, e[i].seen)
 		}
-		delete(nt.m, a)
+		all = append(all, aged{a, newest})
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].seen != all[j].seen {
+			return all[i].seen < all[j].seen
+		}
+		return all[i].addr.Less(all[j].addr)
+	})
+	for _, x := range all[:len(all)-nt.max*3/4] {
+		delete(nt.m, x.addr)
 		st.NamesEvicted++
 	}
 }

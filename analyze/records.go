@@ -95,6 +95,25 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 		a.stats.OutsideWindow++
 		return
 	}
+	if len(a.conns) >= a.cfg.MaxRecords {
+		// Fold before building the record: past the limit most calls are
+		// repeats, and building costs more than the rest of the analysis.
+		k := foldKey{dst: at.server.Addr(), port: at.server.Port(), name: at.host, out: out}
+		if _, ok := a.folded[k]; !ok && len(a.folded) >= 2*a.cfg.MaxRecords {
+			k = foldKey{name: OtherDestinations, out: out}
+			a.stats.RecordsDropped++
+		}
+		if i, ok := a.folded[k]; ok {
+			f := &a.conns[i]
+			f.Count++
+			f.Attempts += at.syns
+			f.SynAcks += at.synAcks
+			f.RSTs += at.rsts
+			f.BlockedMS += ms(end - at.start)
+			a.stats.RecordsFolded++
+			return
+		}
+	}
 	c := report.Connection{
 		Host:       at.host,
 		NameSource: at.nameSource,
@@ -138,31 +157,40 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 	a.addConn(c)
 }
 
+// addConn keeps a record. Past MaxRecords, a call like an earlier one (same
+// destination, name and outcome) is folded into it: the count grows and the
+// record keeps the first call's client, process and times. Memory so stays
+// bounded however long the capture.
 func (a *Analyzer) addConn(c report.Connection) {
-	if len(a.conns) < a.cfg.MaxRecords || !foldable(c.Outcome) {
+	if len(a.conns) < a.cfg.MaxRecords {
 		a.conns = append(a.conns, c)
 		return
 	}
-	k := foldKey{src: c.Src.Addr(), dst: c.Dst.Addr(), port: c.Dst.Port(), name: c.Host, out: c.Outcome, pid: pidOf(c.PID)}
-	if i, ok := a.folded[k]; ok {
-		f := &a.conns[i]
-		f.Count++
-		f.Attempts += c.Attempts
-		f.BlockedMS += c.BlockedMS
-		a.stats.RecordsFolded++
-		return
-	}
-	if len(a.folded) >= a.cfg.MaxRecords {
-		a.stats.RecordsFolded++ // counted, with nowhere to fold: a distinct call beyond every bound
-		return
+	k := foldKey{dst: c.Dst.Addr(), port: c.Dst.Port(), name: c.Host, out: c.Outcome}
+	if len(a.folded) >= 2*a.cfg.MaxRecords {
+		// Too many distinct destinations to keep even one record each:
+		// the call joins one record per outcome for all the others.
+		k = foldKey{name: OtherDestinations, out: c.Outcome}
+		c.Host, c.NameSource, c.DstIP, c.DstPort = OtherDestinations, report.SourceNone, "", 0
+		a.stats.RecordsDropped++
+		if i, ok := a.folded[k]; ok {
+			f := &a.conns[i]
+			f.Count++
+			f.Attempts += c.Attempts
+			f.SynAcks += c.SynAcks
+			f.RSTs += c.RSTs
+			f.BlockedMS += c.BlockedMS
+			return
+		}
 	}
 	a.folded[k] = len(a.conns)
 	a.conns = append(a.conns, c)
 }
 
-func foldable(outcome string) bool {
-	return outcome == report.Established || outcome == report.Answered || outcome == report.NXDomain || outcome == report.NoData
-}
+// OtherDestinations names the records that gather, per outcome, the calls
+// beyond every bound (stats.records_dropped counts them).
+const OtherDestinations = "(other destinations)"
+
 
 func pidOf(p *int) int {
 	if p == nil {

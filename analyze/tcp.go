@@ -19,7 +19,7 @@ const (
 )
 
 // maxSynTimes bounds the SYN times kept per attempt; the count is exact.
-const maxSynTimes = 16
+const maxSynTimes = 8
 
 // attempt is one client socket's try to connect: one ISN on one 4-tuple.
 type attempt struct {
@@ -261,9 +261,12 @@ const maxOrphans = 1024
 func (a *Analyzer) rememberOrphanSynAck(k flowKey, p *event.Packet) {
 	if len(a.orphans) >= maxOrphans {
 		for key, o := range a.orphans {
-			if p.Time-o.time > 2e9 || len(a.orphans) >= maxOrphans {
+			if p.Time-o.time > 2e9 {
 				delete(a.orphans, key)
 			}
+		}
+		if len(a.orphans) >= maxOrphans {
+			clear(a.orphans) // all recent: a flood, not reordering
 		}
 	}
 	a.orphans[k] = orphanSynAck{time: p.Time, seq: p.Seq, ack: p.Ack}

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,14 +12,82 @@ import (
 	"github.com/olekukonko/tablewriter"
 )
 
-// WriteJSON writes r as indented JSON (the documented schema).
+// WriteJSON writes r as indented JSON (the documented schema). It streams
+// record by record, so a report of many calls never exists twice in memory;
+// the bytes are those of json.MarshalIndent(r, "", "  ") plus a newline.
 func WriteJSON(w io.Writer, r *Report) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(r); err != nil {
-		return fmt.Errorf("write json report: %w", err)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	jw := &jsonWriter{w: bw}
+	jw.raw("{\n")
+	jw.field("schema_version", r.SchemaVersion, false)
+	jw.field("source", r.Source, false)
+	jw.field("backend", r.Backend, false)
+	jw.field("window", r.Window, false)
+	jw.field("headline", r.Headline, false)
+	jw.field("local", r.Local, false)
+	jw.array("connections", len(r.Connections), func(i int) any { return &r.Connections[i] })
+	jw.array("lookups", len(r.Lookups), func(i int) any { return &r.Lookups[i] })
+	jw.field("hints", r.Hints, false)
+	jw.field("stats", r.Stats, false)
+	jw.field("errors", r.Errors, true)
+	jw.raw("}\n")
+	if jw.err == nil {
+		jw.err = bw.Flush()
+	}
+	if jw.err != nil {
+		return fmt.Errorf("write json report: %w", jw.err)
 	}
 	return nil
+}
+
+type jsonWriter struct {
+	w   *bufio.Writer
+	err error
+}
+
+func (j *jsonWriter) raw(s string) {
+	if j.err == nil {
+		_, j.err = j.w.WriteString(s)
+	}
+}
+
+func (j *jsonWriter) value(prefix string, v any) {
+	if j.err != nil {
+		return
+	}
+	b, err := json.MarshalIndent(v, prefix, "  ")
+	if err != nil {
+		j.err = err
+		return
+	}
+	_, j.err = j.w.Write(b)
+}
+
+func (j *jsonWriter) field(name string, v any, last bool) {
+	j.raw("  \"" + name + "\": ")
+	j.value("  ", v)
+	if last {
+		j.raw("\n")
+	} else {
+		j.raw(",\n")
+	}
+}
+
+func (j *jsonWriter) array(name string, n int, elem func(int) any) {
+	j.raw("  \"" + name + "\": ")
+	if n == 0 {
+		j.raw("[],\n")
+		return
+	}
+	j.raw("[\n")
+	for i := 0; i < n; i++ {
+		j.raw("    ")
+		j.value("    ", elem(i))
+		if i < n-1 {
+			j.raw(",\n")
+		}
+	}
+	j.raw("\n  ],\n")
 }
 
 // TableOptions tunes the human-readable report.

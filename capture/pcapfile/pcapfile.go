@@ -210,6 +210,11 @@ func (r *Reader) Run(ctx context.Context, sink Sink) error {
 		p = event.Packet{Time: ci.Timestamp.UnixNano(), WireLen: ci.Length, Iface: ci.InterfaceIndex}
 		if err := r.dec.Decode(link, data, &p); err != nil {
 			// Counted, never silently dropped: the report's stats show them.
+			// A fragment held for reassembly is neither: its datagram is
+			// delivered when the last fragment arrives.
+			if errors.Is(err, decode.ErrFragment) {
+				continue
+			}
 			if errors.Is(err, decode.ErrTruncated) {
 				r.stats.Truncated++
 			} else {

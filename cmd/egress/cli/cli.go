@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 )
@@ -39,8 +41,16 @@ type env struct {
 	stdout, stderr io.Writer
 }
 
+// softMemoryLimit keeps egress's heap near its live data: the analyzer's
+// tables are bounded, so a limit lets the collector run before the heap
+// doubles (GOMEMLIMIT, when set, wins).
+const softMemoryLimit = 48 << 20
+
 // Main runs egress with args and returns the process exit code.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(softMemoryLimit)
+	}
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:   "egress",

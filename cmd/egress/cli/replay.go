@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -140,7 +141,9 @@ func orIP(host, ip string) string {
 }
 
 type replayFlags struct {
-	out      outputFlags
+	out        outputFlags
+	cpuProfile string
+	memProfile string
 	local    string
 	from, to string
 	progress string
@@ -177,6 +180,10 @@ both accept and make connections, else every host that makes connections).`,
 	f.StringVar(&fl.from, "from", "", "window start: RFC 3339 time, or an offset from the first packet (e.g. 2.5s)")
 	f.StringVar(&fl.to, "to", "", "window end: RFC 3339 time, or an offset from the first packet (e.g. 2m)")
 	f.StringVar(&fl.progress, "progress", "auto", "progress on stderr: auto (when it is a terminal), always or never")
+	f.StringVar(&fl.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the run to this file (for developers)")
+	f.MarkHidden("cpuprofile")
+	f.StringVar(&fl.memProfile, "memprofile", "", "write a Go heap profile, taken when the capture is read, to this file (for developers)")
+	f.MarkHidden("memprofile")
 	return cmd
 }
 
@@ -199,10 +206,26 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 	}
 	defer rd.Close()
 
+	if fl.cpuProfile != "" {
+		pf, err := os.Create(fl.cpuProfile)
+		if err != nil {
+			return usageErr("--cpuprofile: %v", err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return usageErr("--cpuprofile: %v", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	an := analyze.New(cfg)
 	stopProgress := startProgress(e.stderr, name, rd, fl.progress)
 	readErr := rd.Run(ctx, an)
 	stopProgress()
+	if fl.memProfile != "" {
+		if err := writeHeapProfile(fl.memProfile); err != nil {
+			return usageErr("--memprofile: %v", err)
+		}
+	}
 	an.SourceStats(rd.Stats())
 	r := an.Finish()
 	r.Source = name
@@ -321,4 +344,16 @@ func isTerminal(w io.Writer) bool {
 	}
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+func writeHeapProfile(name string) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
