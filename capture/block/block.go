@@ -1,0 +1,222 @@
+//go:build linux
+
+package block
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+)
+
+// Options configure the programs before they are loaded.
+type Options struct {
+	// Cgroup is the cgroup v2 directory to attach to.
+	Cgroup string
+	// Enforce refuses every destination not allowed by Allow (and not
+	// loopback, when AllowLoopback). Without it the programs only steer DNS.
+	Enforce       bool
+	AllowLoopback bool
+	// ProxyPort is the port of the DNS proxy on 127.0.0.1 (and [::1] when
+	// Proxy6); 0 leaves DNS alone.
+	ProxyPort uint16
+	Proxy6    bool
+}
+
+// Blocked is one call the programs refused.
+type Blocked struct {
+	Time  int64 // Unix nanoseconds
+	PID   int
+	Comm  string
+	Proto uint8 // 6 TCP, 17 UDP
+	Dst   netip.AddrPort
+}
+
+// Blocker holds the loaded programs and their cgroup links. Close detaches
+// them; the links die with the process too.
+type Blocker struct {
+	objs    blockObjects
+	links   []link.Link
+	rd      *ringbuf.Reader
+	monoOff int64
+
+	mu     sync.Mutex // guards closed
+	closed bool
+}
+
+// Open loads the programs and attaches them to opts.Cgroup.
+func Open(opts Options) (*Blocker, error) {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("remove memlock limit (needs CAP_SYS_RESOURCE or root): %w", err)
+	}
+	spec, err := loadBlock()
+	if err != nil {
+		return nil, fmt.Errorf("read embedded eBPF object: %w", err)
+	}
+	for name, v := range map[string]any{
+		"cfg_enforce":        boolU32(opts.Enforce),
+		"cfg_allow_loopback": boolU32(opts.AllowLoopback),
+		"cfg_proxy_port":     opts.ProxyPort,
+		"cfg_proxy6":         boolU32(opts.Proxy6),
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	b := &Blocker{monoOff: monoOffset()}
+	if err := spec.LoadAndAssign(&b.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load blocking programs: %+v", ve)
+		}
+		return nil, fmt.Errorf("load blocking programs: %w", err)
+	}
+	p := &b.objs.blockPrograms
+	for _, h := range []struct {
+		attach ebpf.AttachType
+		prog   *ebpf.Program
+	}{
+		{ebpf.AttachCGroupInet4Connect, p.BlockConnect4},
+		{ebpf.AttachCGroupInet6Connect, p.BlockConnect6},
+		{ebpf.AttachCGroupUDP4Sendmsg, p.BlockSendmsg4},
+		{ebpf.AttachCGroupUDP6Sendmsg, p.BlockSendmsg6},
+		{ebpf.AttachCGroupUDP4Recvmsg, p.BlockRecvmsg4},
+		{ebpf.AttachCGroupUDP6Recvmsg, p.BlockRecvmsg6},
+	} {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: opts.Cgroup, Attach: h.attach, Program: h.prog})
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("attach %s to cgroup %s: %w", h.attach, opts.Cgroup, err)
+		}
+		b.links = append(b.links, l)
+	}
+	if b.rd, err = ringbuf.NewReader(b.objs.BlockedEvents); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("open ring buffer reader: %w", err)
+	}
+	return b, nil
+}
+
+func boolU32(v bool) uint32 {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+func monoOffset() int64 {
+	var mono, real, mono2 unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
+	_ = unix.ClockGettime(unix.CLOCK_REALTIME, &real)
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono2)
+	return real.Nano() - (mono.Nano()+mono2.Nano())/2
+}
+
+// Allow lets the cgroup reach prefix on port (0: any port) over proto (0:
+// any, 6 TCP, 17 UDP). It returns once the kernel map holds the entry, so
+// a caller that allows before it answers a lookup never races the connect.
+func (b *Blocker) Allow(prefix netip.Prefix, port uint16, proto uint8) error {
+	k := blockAllowKey{Port: port, Proto: proto}
+	a := prefix.Addr()
+	bits := prefix.Bits()
+	if a.Is4() {
+		bits += 96
+	}
+	k.Addr = a.As16()
+	k.Prefixlen = uint32(32 + bits)
+	if err := b.objs.Allow.Update(&k, uint8(1), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("allow %s port %d: %w", prefix, port, err)
+	}
+	return nil
+}
+
+// Lost returns how many refusals were not reported (ring buffer full).
+func (b *Blocker) Lost() uint64 {
+	var perCPU []uint64
+	if err := b.objs.BlockedLost.Lookup(uint32(0), &perCPU); err != nil {
+		return 0
+	}
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	return n
+}
+
+// Run calls fn with each refused call until ctx is done, then returns
+// ctx.Err(). fn runs on Run's goroutine.
+func (b *Blocker) Run(ctx context.Context, fn func(Blocked)) error {
+	stop := context.AfterFunc(ctx, func() {
+		// Let records already in the buffer drain before closing.
+		b.rd.SetDeadline(time.Now())
+	})
+	defer stop()
+	var rec ringbuf.Record
+	for {
+		if err := b.rd.ReadInto(&rec); err != nil {
+			if (errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrClosed)) && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("read blocked calls: %w", err)
+		}
+		bl, err := decode(rec.RawSample, b.monoOff)
+		if err != nil {
+			return err
+		}
+		fn(bl)
+	}
+}
+
+// decode turns one ring-buffer record into a Blocked: the only place the
+// kernel's layout meets Go.
+func decode(raw []byte, monoOff int64) (Blocked, error) {
+	var r blockBlocked
+	if _, err := binary.Decode(raw, binary.LittleEndian, &r); err != nil {
+		return Blocked{}, fmt.Errorf("decode blocked record: %w", err)
+	}
+	addr := netip.AddrFrom16(r.Addr).Unmap()
+	comm := make([]byte, 0, len(r.Comm))
+	for _, c := range r.Comm {
+		comm = append(comm, byte(c))
+	}
+	if i := bytes.IndexByte(comm, 0); i >= 0 {
+		comm = comm[:i]
+	}
+	return Blocked{
+		Time:  int64(r.Ts) + monoOff,
+		PID:   int(r.Tgid),
+		Comm:  string(comm),
+		Proto: r.Proto,
+		Dst:   netip.AddrPortFrom(addr, r.Port),
+	}, nil
+}
+
+// Close detaches the programs and frees the maps; it is safe to call twice.
+func (b *Blocker) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	var errs []error
+	if b.rd != nil {
+		errs = append(errs, b.rd.Close())
+	}
+	for _, l := range b.links {
+		errs = append(errs, l.Close())
+	}
+	errs = append(errs, b.objs.Close())
+	return errors.Join(errs...)
+}
