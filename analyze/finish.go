@@ -65,8 +65,8 @@ func (a *Analyzer) Finish() *report.Report {
 	keepLookup := make([]bool, len(a.lks))
 	for i, l := range a.lks {
 		ad, err := netip.ParseAddr(l.Client)
-		srv, err2 := netip.ParseAddrPort(l.Server)
-		if err == nil && err2 == nil && (isEgress(ad, srv.Addr()) || ad.IsLoopback()) {
+		srv, _ := netip.ParseAddrPort(l.Server) // empty for the "other destinations" record
+		if err == nil && (isEgress(ad, srv.Addr()) || ad.IsLoopback()) {
 			keepLookup[i] = true
 			r.Lookups = append(r.Lookups, l)
 		}

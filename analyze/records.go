@@ -191,7 +191,6 @@ func (a *Analyzer) addConn(c report.Connection) {
 // beyond every bound (stats.records_dropped counts them).
 const OtherDestinations = "(other destinations)"
 
-
 func pidOf(p *int) int {
 	if p == nil {
 		return -1

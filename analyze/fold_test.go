@@ -1,0 +1,79 @@
+package analyze
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/egress-dev/egress/event"
+)
+
+var resolver = netip.MustParseAddr("192.0.2.53")
+
+// dnsPacket builds a DNS query, or its answer with addr, as a UDP packet.
+func dnsPacket(t *testing.T, sec float64, id uint16, name string, answer netip.Addr, response bool) *event.Packet {
+	t.Helper()
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: id, Response: response})
+	b.StartQuestions()
+	q := dnsmessage.Question{Name: dnsmessage.MustNewName(name + "."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}
+	if err := b.Question(q); err != nil {
+		t.Fatal(err)
+	}
+	if response && answer.IsValid() {
+		b.StartAnswers()
+		if err := b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60}, dnsmessage.AResource{A: answer.As4()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msg, err := b.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &event.Packet{Time: at(sec), Proto: event.ProtoUDP, Src: app, Dst: resolver, SrcPort: 40000 + id, DstPort: 53, Payload: msg}
+	if response {
+		p.Src, p.Dst, p.SrcPort, p.DstPort = resolver, app, 53, 40000+id
+	}
+	return p
+}
+
+// TestFoldingKeepsEveryCall: past the record limit calls are folded, and
+// past the fold table's bound gathered per outcome, but every call is still
+// counted in some record.
+func TestFoldingKeepsEveryCall(t *testing.T) {
+	a := New(Config{LocalAny: true, MaxRecords: 3})
+	const n = 40
+	for i := 0; i < n; i++ {
+		sec := float64(i)
+		name := fmt.Sprintf("host%d.example", i%12)
+		addr := netip.AddrFrom4([4]byte{203, 0, 113, byte(i % 12)})
+		a.Packet(dnsPacket(t, sec, uint16(i), name, addr, false))
+		if i%5 != 0 { // every fifth lookup is never answered
+			a.Packet(dnsPacket(t, sec+0.001, uint16(i), name, addr, true))
+		}
+		port := uint16(20000 + i)
+		a.Packet(seg(sec+0.01, app, port, addr, 443, syn, 1, 0, ""))
+		if i%3 != 0 {
+			a.Packet(seg(sec+0.02, addr, 443, app, port, synack, 9, 2, ""))
+			a.Packet(seg(sec+0.03, app, port, addr, 443, ackf, 2, 10, ""))
+		}
+	}
+	r := a.Finish()
+	conns, looks := map[string]int{}, map[string]int{}
+	for _, c := range r.Connections {
+		conns[c.Outcome] += c.Count
+	}
+	for _, l := range r.Lookups {
+		looks[l.Outcome] += l.Count
+	}
+	if conns["established"] != 26 || conns["timeout"]+conns["pending"] != 14 {
+		t.Errorf("connections by outcome %v, want 26 established and 14 unanswered", conns)
+	}
+	if looks["answered"] != 32 || looks["timeout"]+looks["pending"] != 8 {
+		t.Errorf("lookups by outcome %v, want 32 answered and 8 unanswered", looks)
+	}
+	if r.Stats.RecordsFolded == 0 || r.Stats.RecordsDropped == 0 {
+		t.Errorf("stats %+v: want folded and gathered records counted", r.Stats)
+	}
+}
