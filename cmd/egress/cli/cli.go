@@ -69,6 +69,7 @@ never answers) and how much of an action's time they cost.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newReplayCmd(e))
+	root.AddCommand(newWatchCmd(e))
 	root.AddCommand(newRulesCmd(e))
 
 	err := root.ExecuteContext(ctx)
