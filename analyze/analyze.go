@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"bytes"
 	"net/netip"
 	"sort"
 	"time"
@@ -275,10 +276,10 @@ func flowLess(x, y *flow) bool {
 	if x.att.start != y.att.start {
 		return x.att.start < y.att.start
 	}
-	if c := x.key.src.Compare(y.key.src); c != 0 {
+	if c := bytes.Compare(x.key.src[:], y.key.src[:]); c != 0 {
 		return c < 0
 	}
-	if c := x.key.dst.Compare(y.key.dst); c != 0 {
+	if c := bytes.Compare(x.key.dst[:], y.key.dst[:]); c != 0 {
 		return c < 0
 	}
 	if x.key.srcPort != y.key.srcPort {

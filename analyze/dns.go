@@ -156,8 +156,8 @@ func (a *Analyzer) learnNames(p *event.Packet, m *dnsmsg.Msg, qname string) {
 }
 
 // dnsICMP matches an ICMP unreachable quoting a query to that query.
-func (a *Analyzer) dnsICMP(k flowKey, p *event.Packet) {
-	dk := dnsKey{client: netip.AddrPortFrom(k.src, k.srcPort), server: netip.AddrPortFrom(k.dst, k.dstPort)}
+func (a *Analyzer) dnsICMP(client, server netip.AddrPort, p *event.Packet) {
+	dk := dnsKey{client: client, server: server}
 	for _, lk := range a.lookups[dk] {
 		if lk.resp == 0 && lk.icmp == nil {
 			lk.icmp = icmpInfo(p)

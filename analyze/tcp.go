@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"bytes"
 	"net/netip"
 
 	"github.com/egress-dev/egress/event"
@@ -59,7 +60,8 @@ type attempt struct {
 	waiting    bool // listed in Analyzer.waiting
 }
 
-// flow is a TCP 4-tuple the analyzer follows, keyed client -> server.
+// flow is a TCP 4-tuple the analyzer follows, keyed by canonKey (both
+// directions share the key; the attempt says which end is the client).
 type flow struct {
 	key      flowKey
 	att      *attempt
@@ -75,26 +77,39 @@ type flow struct {
 	dns *tcpDNS // DNS over TCP reassembly, when a port is 53
 }
 
+// flowKey holds addresses as 16-byte arrays: no pointers, so the map
+// hashes plain memory and the collector never scans its keys.
 type flowKey struct {
-	src, dst         netip.Addr
+	src, dst         [16]byte
 	srcPort, dstPort uint16
 }
 
-func (k flowKey) reverse() flowKey {
-	return flowKey{src: k.dst, dst: k.src, srcPort: k.dstPort, dstPort: k.srcPort}
+// canonKey orders the two ends so both directions of a flow share one key
+// (one map lookup per packet).
+func canonKey(a netip.Addr, ap uint16, b netip.Addr, bp uint16) flowKey {
+	x, y := a.As16(), b.As16()
+	if c := bytes.Compare(x[:], y[:]); c > 0 || (c == 0 && ap > bp) {
+		x, ap, y, bp = y, bp, x, ap
+	}
+	return flowKey{src: x, dst: y, srcPort: ap, dstPort: bp}
+}
+
+// isClient says whether addr:port is the end that sent the attempt's SYN.
+func (at *attempt) isClient(addr netip.Addr, port uint16) bool {
+	return at.client.Port() == port && at.client.Addr() == addr
 }
 
 func (a *Analyzer) tcp(p *event.Packet) {
-	k := flowKey{src: p.Src, dst: p.Dst, srcPort: p.SrcPort, dstPort: p.DstPort}
+	k := canonKey(p.Src, p.SrcPort, p.Dst, p.DstPort)
 	syn := p.Flags&event.TCPSyn != 0
 	ack := p.Flags&event.TCPAck != 0
 
 	if f := a.flows[k]; f != nil {
-		a.fromClient(f, p, syn, ack)
-		return
-	}
-	if f := a.flows[k.reverse()]; f != nil {
-		a.fromServer(f, p, syn, ack)
+		if f.att.isClient(p.Src, p.SrcPort) {
+			a.fromClient(f, p, syn, ack)
+		} else {
+			a.fromServer(f, p, syn, ack)
+		}
 		return
 	}
 	switch {
@@ -132,8 +147,8 @@ func (a *Analyzer) newAttempt(k flowKey, p *event.Packet) {
 	a.nameAttempt(at, p.Time)
 	a.action(p.Src, p.Time, at)
 	a.wait(at)
-	if orphan, ok := a.orphans[k.reverse()]; ok {
-		delete(a.orphans, k.reverse())
+	if orphan, ok := a.orphans[k]; ok && orphan.from == p.Dst {
+		delete(a.orphans, k)
 		at.synAcks++
 		if ackMatches(orphan.ack, at) {
 			at.ans, at.ansTime, at.serverISN = ansSynAck, orphan.time, orphan.seq
@@ -254,6 +269,7 @@ func (a *Analyzer) fromServer(f *flow, p *event.Packet, syn, ack bool) {
 type orphanSynAck struct {
 	time     int64
 	seq, ack uint32
+	from     netip.Addr
 }
 
 const maxOrphans = 1024
@@ -269,7 +285,7 @@ func (a *Analyzer) rememberOrphanSynAck(k flowKey, p *event.Packet) {
 			clear(a.orphans) // all recent: a flood, not reordering
 		}
 	}
-	a.orphans[k] = orphanSynAck{time: p.Time, seq: p.Seq, ack: p.Ack}
+	a.orphans[k] = orphanSynAck{time: p.Time, seq: p.Seq, ack: p.Ack, from: p.Src}
 }
 
 // icmpError matches an ICMP destination-unreachable to the attempt or lookup
@@ -279,11 +295,10 @@ func (a *Analyzer) icmpError(p *event.Packet) {
 	if !q.Valid || !isUnreachable(p) {
 		return
 	}
-	k := flowKey{src: q.Src, dst: q.Dst, srcPort: q.SrcPort, dstPort: q.DstPort}
 	switch q.Proto {
 	case event.ProtoTCP:
-		f := a.flows[k]
-		if f == nil {
+		f := a.flows[canonKey(q.Src, q.SrcPort, q.Dst, q.DstPort)]
+		if f == nil || !f.att.isClient(q.Src, q.SrcPort) {
 			return
 		}
 		at := f.att
@@ -301,7 +316,7 @@ func (a *Analyzer) icmpError(p *event.Packet) {
 		at.icmp = icmpInfo(p)
 	case event.ProtoUDP:
 		if q.DstPort == 53 {
-			a.dnsICMP(k, p)
+			a.dnsICMP(netip.AddrPortFrom(q.Src, q.SrcPort), netip.AddrPortFrom(q.Dst, q.DstPort), p)
 		}
 	}
 }
