@@ -236,3 +236,31 @@ func TestGzipAndStdin(t *testing.T) {
 		}
 	}
 }
+
+// TestFirewallOnCapturingHost: the same login recorded through NFLOG shows
+// the dropped SYNs; recorded with -i any it shows none, and the report says
+// why the resolved vendor names were never contacted.
+func TestFirewallOnCapturingHost(t *testing.T) {
+	_, out, _ := runMain(t, nil, "replay", "-o", "json", filepath.Join(capturesDir, "story-drop-nflog.pcap"))
+	r := decodeReport(t, out)
+	if len(r.Connections) != 2 || r.Connections[0].Outcome != report.Timeout || r.Connections[1].Outcome != report.Timeout {
+		t.Errorf("nflog capture: %d connections, want the 2 timed-out vendor calls", len(r.Connections))
+	}
+	if len(r.Hints) != 0 {
+		t.Errorf("nflog capture: unexpected hints %+v", r.Hints)
+	}
+	_, out, _ = runMain(t, nil, "replay", "-o", "json", filepath.Join(capturesDir, "story-drop-any.pcap"))
+	r = decodeReport(t, out)
+	if len(r.Connections) != 0 {
+		t.Errorf("-i any capture: %d connections, want none (the firewall dropped the SYNs before the capture)", len(r.Connections))
+	}
+	var subjects []string
+	for _, h := range r.Hints {
+		if h.Kind == "resolved-not-contacted" && strings.Contains(h.Text, "nflog") {
+			subjects = append(subjects, h.Subject)
+		}
+	}
+	if diff := cmp.Diff([]string{"updates.vendor.test", "api.vendor.test"}, subjects); diff != "" {
+		t.Errorf("-i any capture: hints (-want +got):\n%s", diff)
+	}
+}
