@@ -109,6 +109,17 @@ func (a *Analyzer) Sock(e *event.Sock) {
 	}
 	a.clock(e.Time)
 	at := a.sockets[e.Cookie]
+	if at == nil && e.Kind == event.SockError && e.Dst.IsValid() {
+		// connect() failed before any SYN left (a local nftables reject,
+		// no route): a call refused on the spot, blocked for no time.
+		at = &attempt{client: e.Src, server: e.Dst, start: e.Time, proc: a.keepProc(e.Proc),
+			ans: ansKernelError, ansTime: e.Time, errno: e.Errno}
+		a.contacted.add(e.Dst.Addr())
+		a.dirOut.add(e.Src.Addr())
+		a.nameAttempt(at, e.Time)
+		a.finishAttempt(at, e.Time)
+		return
+	}
 	if at == nil {
 		if e.Kind != event.SockConnect {
 			return // a socket connected before we attached

@@ -305,3 +305,32 @@ func TestFlowTableIsBounded(t *testing.T) {
 		t.Errorf("no evictions counted for 10000 concurrent flows in a table of 100")
 	}
 }
+
+// TestKernelEvents: the eBPF backend's socket events give exact outcomes.
+func TestKernelEvents(t *testing.T) {
+	src := netip.AddrPortFrom(app, 40000)
+	dst := netip.AddrPortFrom(vendor, 80)
+	proc := &event.Process{PID: 42, Comm: "php-fpm"}
+	a := New(Config{LocalAny: true})
+	for _, e := range []event.Sock{
+		{Time: at(0), Kind: event.SockConnect, Cookie: 1, Src: src, Dst: dst, Proc: proc},
+		{Time: at(1), Kind: event.SockRetransmit, Cookie: 1},
+		{Time: at(2), Kind: event.SockRetransmit, Cookie: 1},
+		{Time: at(3), Kind: event.SockClose, Cookie: 1},
+		{Time: at(4), Kind: event.SockConnect, Cookie: 2, Src: netip.AddrPortFrom(app, 40001), Dst: netip.AddrPortFrom(vendor, 443), Proc: proc},
+		{Time: at(4.001), Kind: event.SockError, Cookie: 2, Errno: 111},
+		{Time: at(4.001), Kind: event.SockClose, Cookie: 2},
+		{Time: at(5), Kind: event.SockError, Cookie: 3, Dst: netip.AddrPortFrom(vendor, 8443), Errno: 13, Proc: proc},
+	} {
+		a.Sock(&e)
+	}
+	got := summarize(a.Finish())
+	want := []connSummary{
+		{"198.51.100.10:80", "timeout", 3, 3000, false, "socket-closed"},
+		{"198.51.100.10:443", "refused", 1, 1, false, "kernel"},
+		{"198.51.100.10:8443", "rejected", 0, 0, false, "kernel"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}

@@ -89,6 +89,52 @@ func TestHugeRecordAllocatesNothingBig(t *testing.T) {
 	}
 }
 
+// TestHugePcapngBlockAllocatesNothingBig: the same for a pcapng enhanced
+// packet block that claims a 4 GB packet and a 4 GB block.
+func TestHugePcapngBlockAllocatesNothingBig(t *testing.T) {
+	le := binary.LittleEndian
+	var b []byte
+	// Section header block (28 bytes), interface description (20 bytes).
+	b = le.AppendUint32(b, 0x0a0d0d0a)
+	b = le.AppendUint32(b, 28)
+	b = le.AppendUint32(b, 0x1a2b3c4d)
+	b = le.AppendUint16(b, 1)
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint64(b, 0xffffffffffffffff)
+	b = le.AppendUint32(b, 28)
+	b = le.AppendUint32(b, 1)
+	b = le.AppendUint32(b, 20)
+	b = le.AppendUint16(b, 1)
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint32(b, 0)
+	b = le.AppendUint32(b, 20)
+	// Enhanced packet block claiming 4 GB.
+	b = le.AppendUint32(b, 6)
+	b = le.AppendUint32(b, 0xfffffff0)
+	b = le.AppendUint32(b, 0)
+	b = le.AppendUint32(b, 0)
+	b = le.AppendUint32(b, 0)
+	b = le.AppendUint32(b, 0xffffff00)
+	b = le.AppendUint32(b, 0xffffff00)
+	b = append(b, make([]byte, 64)...)
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	r, err := NewReader("huge.pcapng", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.Run(context.Background(), &countSink{})
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Error("a 4 GB block in a 176-byte file read without error")
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 8<<20 {
+		t.Errorf("reading a hostile block allocated %d bytes", grew)
+	}
+}
+
 func TestProcessComment(t *testing.T) {
 	tests := []struct {
 		in   string
