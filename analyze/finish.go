@@ -3,6 +3,7 @@ package analyze
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -160,14 +161,16 @@ type interval struct{ from, to int64 }
 
 // culprit is a failed call named in the headline.
 type culprit struct {
-	lookup  bool
-	qtypes  []string // lookups: the query types that failed
-	n       int      // calls behind this culprit (lookups of one name merge)
-	host    string
-	port    string
-	blocked float64
-	outcome string
-	detail  string // "3 SYNs, ~3.0 s"
+	lookup   bool
+	syns     int      // connections: SYNs of all its calls
+	inferred bool     // some give-up time is inferred
+	qtypes   []string // lookups: the query types that failed
+	n        int      // calls behind this culprit (lookups of one name merge)
+	host     string
+	port     string
+	blocked  float64
+	outcome  string
+	detail   string // "3 SYNs, ~3.0 s"
 }
 
 // blocked returns the union of the blocked intervals of egress calls inside
@@ -234,6 +237,7 @@ func headline(r *report.Report) string {
 	}
 	var cs []culprit
 	var failedBlocked []interval
+	byDest := map[string]int{}
 	for _, c := range r.Connections {
 		if c.Loopback || !failed(c.Outcome) {
 			continue
@@ -242,9 +246,29 @@ func headline(r *report.Report) string {
 		if host == "" {
 			host = c.DstIP
 		}
-		cs = append(cs, culprit{n: 1, host: host, port: fmt.Sprint(c.DstPort), blocked: c.BlockedMS, outcome: c.Outcome,
-			detail: fmt.Sprintf("%s, %s%s", plural(c.Attempts, "SYN"), tilde(c.Inferred), secs(c.BlockedMS))})
 		failedBlocked = append(failedBlocked, interval{c.Start.UnixNano(), c.End.UnixNano()})
+		// Calls to one destination are named once: "host:80 (9 calls, 99
+		// SYNs, up to ~68.4 s)".
+		key := host + "\x00" + fmt.Sprint(c.DstPort)
+		if i, ok := byDest[key]; ok {
+			d := &cs[i]
+			d.n += c.Count
+			d.syns += c.Attempts
+			d.inferred = d.inferred || c.Inferred
+			d.blocked = max(d.blocked, c.BlockedMS)
+			d.detail = fmt.Sprintf("%d calls, %s, up to %s%s", d.n, plural(d.syns, "SYN"), tilde(d.inferred), secs(d.blocked))
+			if d.outcome != c.Outcome {
+				d.outcome = "mixed"
+			}
+			continue
+		}
+		byDest[key] = len(cs)
+		cs = append(cs, culprit{n: c.Count, syns: c.Attempts, inferred: c.Inferred, host: host, port: fmt.Sprint(c.DstPort),
+			blocked: c.BlockedMS, outcome: c.Outcome,
+			detail: fmt.Sprintf("%s, %s%s", plural(c.Attempts, "SYN"), tilde(c.Inferred), secs(c.BlockedMS))})
+		if c.Count > 1 {
+			cs[len(cs)-1].detail = fmt.Sprintf("%d calls, %s, up to %s%s", c.Count, plural(c.Attempts, "SYN"), tilde(c.Inferred), secs(c.BlockedMS))
+		}
 	}
 	// Lookups are named once per name: "lookups of x (A, AAAA; 1 query, ~2.0 s)".
 	byName := map[string]int{}
@@ -255,8 +279,10 @@ func headline(r *report.Report) string {
 		failedBlocked = append(failedBlocked, interval{l.Start.UnixNano(), l.End.UnixNano()})
 		if i, ok := byName[l.Name]; ok {
 			c := &cs[i]
-			c.qtypes = append(c.qtypes, l.QType)
-			c.n++
+			if !slices.Contains(c.qtypes, l.QType) {
+				c.qtypes = append(c.qtypes, l.QType)
+			}
+			c.n += l.Count
 			if l.BlockedMS > c.blocked {
 				c.blocked = l.BlockedMS
 				c.detail = fmt.Sprintf("%s%s", tilde(l.Inferred), secs(l.BlockedMS))
@@ -264,7 +290,7 @@ func headline(r *report.Report) string {
 			continue
 		}
 		byName[l.Name] = len(cs)
-		cs = append(cs, culprit{lookup: true, host: l.Name, qtypes: []string{l.QType}, n: 1, blocked: l.BlockedMS, outcome: l.Outcome,
+		cs = append(cs, culprit{lookup: true, host: l.Name, qtypes: []string{l.QType}, n: l.Count, blocked: l.BlockedMS, outcome: l.Outcome,
 			detail: fmt.Sprintf("%s%s", tilde(l.Inferred), secs(l.BlockedMS))})
 	}
 	nConn, nLook := len(r.Connections), len(r.Lookups)
@@ -291,13 +317,17 @@ func headline(r *report.Report) string {
 	var conns, looks []culprit
 	var nConnCalls, nLookCalls int
 	connKinds, lookKinds := map[string]int{}, map[string]int{}
+	for _, c := range r.Connections {
+		if !c.Loopback && failed(c.Outcome) {
+			connKinds[c.Outcome] += c.Count
+		}
+	}
 	for _, c := range cs {
 		if c.lookup {
 			nLookCalls += c.n
 			lookKinds[c.outcome] += c.n
 		} else {
 			nConnCalls += c.n
-			connKinds[c.outcome] += c.n
 		}
 	}
 	for _, c := range named {
@@ -358,6 +388,8 @@ func joinCulprits(cs []culprit, hidden int, prep string) string {
 	prevHost := ""
 	for _, c := range cs {
 		switch {
+		case c.lookup && c.n > len(c.qtypes):
+			parts = append(parts, fmt.Sprintf("%s (%s, %d queries, up to %s)", c.host, strings.Join(c.qtypes, "+"), c.n, c.detail))
 		case c.lookup:
 			parts = append(parts, fmt.Sprintf("%s (%s, %s)", c.host, strings.Join(c.qtypes, "+"), c.detail))
 		case c.host == prevHost:
