@@ -144,9 +144,9 @@ type replayFlags struct {
 	out        outputFlags
 	cpuProfile string
 	memProfile string
-	local    string
-	from, to string
-	progress string
+	local      string
+	from, to   string
+	progress   string
 }
 
 func newReplayCmd(e *env) *cobra.Command {
