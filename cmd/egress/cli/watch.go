@@ -3,9 +3,11 @@
 package cli
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"strconv"
@@ -195,13 +197,17 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 	var srcErr error
 	to := int64(0)
 	var drainEnd <-chan time.Time
+	tick := time.NewTicker(reorderHold / 2)
+	defer tick.Stop()
 loop:
 	for {
 		select {
 		case s := <-socks:
-			lw.sock(s, to)
+			lw.push(pending{t: s.Time, s: s})
 		case f := <-frames:
-			lw.frame(f, to)
+			lw.push(pending{t: f.Time, f: f})
+		case now := <-tick.C:
+			lw.flush(now.UnixNano()-int64(reorderHold), to)
 		case err := <-srcErrs:
 			// A source ended before the window did: report, keep the other.
 			nSources--
@@ -225,13 +231,14 @@ loop:
 	for done := false; !done; {
 		select {
 		case s := <-socks:
-			lw.sock(s, to)
+			lw.push(pending{t: s.Time, s: s})
 		case f := <-frames:
-			lw.frame(f, to)
+			lw.push(pending{t: f.Time, f: f})
 		default:
 			done = true
 		}
 	}
+	lw.flush(math.MaxInt64, to)
 	<-trigDone
 
 	// The analyzer ends its window at the last observation it saw; this
@@ -284,13 +291,64 @@ loop:
 	return nil
 }
 
+// reorderHold is how long observations wait to be put in time order
+// before they are analyzed: kernel socket events and captured packets come
+// through different queues, and a DNS answer must reach the analyzer before
+// the connect() it names, as it happened.
+const reorderHold = 100 * time.Millisecond
+
 // liveWatch feeds the analyzer and the file from one goroutine, in the same
-// order, so a replay of the file sees what the analyzer saw.
+// order (by time, within reorderHold), so a replay of the file sees what
+// the analyzer saw.
 type liveWatch struct {
 	an   *analyze.Analyzer
 	w    *pcapng.Writer
 	werr error
 	late uint64 // observations after the window's end: written, not analyzed
+
+	queue pendingHeap
+	seq   uint64
+}
+
+// pending is one observation waiting in the reorder buffer: s or f.
+type pending struct {
+	t   int64
+	seq uint64 // arrival order, for equal times
+	s   *event.Sock
+	f   *afpacket.Frame
+}
+
+type pendingHeap []pending
+
+func (h pendingHeap) Len() int { return len(h) }
+func (h pendingHeap) Less(i, j int) bool {
+	return h[i].t < h[j].t || (h[i].t == h[j].t && h[i].seq < h[j].seq)
+}
+func (h pendingHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *pendingHeap) Push(x any)   { *h = append(*h, x.(pending)) }
+func (h *pendingHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+func (l *liveWatch) push(p pending) {
+	l.seq++
+	p.seq = l.seq
+	heap.Push(&l.queue, p)
+}
+
+// flush analyzes, in time order, what is older than until.
+func (l *liveWatch) flush(until, to int64) {
+	for len(l.queue) > 0 && l.queue[0].t <= until {
+		p := heap.Pop(&l.queue).(pending)
+		if p.s != nil {
+			l.sock(p.s, to)
+		} else {
+			l.frame(p.f, to)
+		}
+	}
 }
 
 func (l *liveWatch) sock(s *event.Sock, to int64) {

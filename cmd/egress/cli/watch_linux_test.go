@@ -1,0 +1,444 @@
+//go:build linux
+
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/egress-dev/egress/capture/pcapfile"
+	"github.com/egress-dev/egress/internal/testnet"
+	"github.com/egress-dev/egress/report"
+)
+
+// buildStoryCommands builds the story's actors (as internal/testnet's own
+// story test does) into a temporary directory.
+func buildStoryCommands(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("needs the go command to build the test servers: %v", err)
+	}
+	cmd := exec.Command(gobin, "build", "-o", dir+"/",
+		"github.com/egress-dev/egress/internal/testnet/dnsd",
+		"github.com/egress-dev/egress/internal/testnet/vendord",
+		"github.com/egress-dev/egress/internal/testnet/shopapp")
+	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building test servers: %v\n%s", err, out)
+	}
+	return dir
+}
+
+type syncBuf struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// storyCase is one variant of the phone-home story.
+type storyCase struct {
+	name      string
+	dns       []string // dnsd arguments
+	appNft    string   // nftables ruleset of the app namespace ("" none)
+	vendorNft string   // nftables ruleset of the vendor namespace
+	// check inspects the live report; shop is the web app's pid.
+	check func(t *testing.T, r *report.Report, shop int)
+}
+
+const (
+	connectTimeout = 2 * time.Second
+	storyRRs4      = "updates.vendor.test A 198.51.100.10|api.vendor.test CNAME edge.vendor.test|edge.vendor.test A 198.51.100.11"
+	storyRRs6      = "updates.vendor.test AAAA 2001:db8:2::10|api.vendor.test CNAME edge.vendor.test|edge.vendor.test AAAA 2001:db8:2::11"
+)
+
+func rrArgs(rrs string) []string {
+	var a []string
+	for _, rr := range strings.Split(rrs, "|") {
+		a = append(a, "-rr", rr)
+	}
+	return a
+}
+
+// vendorCalls returns the report's connections to the vendor's port 80
+// (the update check, from the web app) and 443 (the license check, from
+// its curl child), failing when either is missing.
+func vendorCalls(t *testing.T, r *report.Report) (check, license report.Connection) {
+	t.Helper()
+	var n80, n443 int
+	for _, c := range r.Connections {
+		switch c.DstPort {
+		case 80:
+			check, n80 = c, n80+1
+		case 443:
+			license, n443 = c, n443+1
+		}
+	}
+	if n80 != 1 || n443 != 1 {
+		t.Fatalf("want one call to port 80 and one to 443, got %d and %d: %s", n80, n443, connList(r))
+	}
+	return check, license
+}
+
+func connList(r *report.Report) string {
+	var b strings.Builder
+	for _, c := range r.Connections {
+		fmt.Fprintf(&b, "\n  %s %s:%d %s blocked %.0f ms pid %v comm %v", c.Host, c.DstIP, c.DstPort, c.Outcome, c.BlockedMS, deref(c.PID), deref(c.Comm))
+	}
+	for _, l := range r.Lookups {
+		fmt.Fprintf(&b, "\n  lookup %s %s %s attempts %d pid %v comm %v", l.Name, l.QType, l.Outcome, l.Attempts, deref(l.PID), deref(l.Comm))
+	}
+	return b.String()
+}
+
+// keepForDebug copies a failed case's capture where a person can open it.
+func keepForDebug(t *testing.T, path string) {
+	dst := filepath.Join(os.TempDir(), "egress-"+strings.ReplaceAll(t.Name(), "/", "-")+".pcapng")
+	if b, err := os.ReadFile(path); err == nil && os.WriteFile(dst, b, 0o644) == nil {
+		t.Logf("capture kept in %s", dst)
+	}
+}
+
+func deref[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// checkProcs asserts the check came from the web app itself and the
+// license check from a curl child of it.
+func checkProcs(t *testing.T, check, license report.Connection, shop int) {
+	t.Helper()
+	if check.PID == nil || *check.PID != shop || check.Comm == nil || *check.Comm != "shopapp" {
+		t.Errorf("update check made by pid %v comm %v, want the web app (pid %d, shopapp)", deref(check.PID), deref(check.Comm), shop)
+	}
+	if license.PID == nil || *license.PID == shop || license.Comm == nil || *license.Comm != "curl" {
+		t.Errorf("license check made by pid %v comm %v, want its curl child", deref(license.PID), deref(license.Comm))
+	}
+}
+
+func checkNames(t *testing.T, check, license report.Connection) {
+	t.Helper()
+	if check.Host != "updates.vendor.test" || !strings.HasSuffix(license.Host, "vendor.test") || license.Host == "" {
+		t.Errorf("hosts %q and %q, want updates.vendor.test and api.vendor.test (or its CNAME target)", check.Host, license.Host)
+	}
+}
+
+func within(t *testing.T, what string, got float64, want time.Duration) {
+	t.Helper()
+	w := float64(want.Milliseconds())
+	if got < 0.9*w || got > 1.1*w {
+		t.Errorf("%s: %.0f ms, want %.0f ms ± 10%%", what, got, w)
+	}
+}
+
+func timeouts(t *testing.T, r *report.Report, shop int) {
+	check, license := vendorCalls(t, r)
+	for _, c := range []report.Connection{check, license} {
+		if c.Outcome != report.Timeout || c.Attempts < 2 {
+			t.Errorf("%s:%d: outcome %s after %d SYNs, want a timeout with retransmits", c.DstIP, c.DstPort, c.Outcome, c.Attempts)
+		}
+		within(t, fmt.Sprintf("%s:%d blocked", c.DstIP, c.DstPort), c.BlockedMS, connectTimeout)
+	}
+	within(t, "window blocked", r.Window.BlockedMS, 2*connectTimeout)
+	checkNames(t, check, license)
+	checkProcs(t, check, license, shop)
+	if !strings.Contains(r.Headline, "blocked") {
+		t.Errorf("headline %q does not say the window was blocked", r.Headline)
+	}
+}
+
+var storyCases = []storyCase{
+	{
+		name: "drop",
+		dns:  rrArgs(storyRRs4),
+		appNft: `table inet egress_test { chain output {
+			type filter hook output priority filter; policy accept;
+			ip daddr 198.51.100.0/24 tcp dport { 80, 443 } drop
+		}
+		}`,
+		check: timeouts,
+	},
+	{
+		name: "reject",
+		dns:  rrArgs(storyRRs4),
+		vendorNft: `table inet egress_test { chain input {
+			type filter hook input priority filter; policy accept;
+			tcp dport { 80, 443 } reject with icmpx admin-prohibited
+		}
+		}`,
+		check: func(t *testing.T, r *report.Report, shop int) {
+			check, license := vendorCalls(t, r)
+			for _, c := range []report.Connection{check, license} {
+				switch {
+				case c.Outcome == report.Rejected:
+				case c.Outcome == report.Timeout && c.EndBasis == "socket-closed" && c.BlockedMS < 100:
+					// KNOWN GAP (see capture/ebpf's admin-prohibited case):
+					// the ICMP becomes the socket's soft error, no error
+					// event fires, and the analyzer does not yet match the
+					// captured ICMP error (it is in the capture) to a kernel
+					// socket. The app's quick give-up is still exact.
+					t.Logf("%s:%d: known gap: reported as a %.0f ms timeout, not rejected", c.DstIP, c.DstPort, c.BlockedMS)
+				default:
+					t.Errorf("%s:%d: outcome %s (%s) blocked %.0f ms, want rejected at once", c.DstIP, c.DstPort, c.Outcome, c.EndBasis, c.BlockedMS)
+				}
+			}
+			if r.Stats.Packets < 8+2 {
+				t.Errorf("%d packets captured, want the 8 DNS packets and the 2 ICMP errors", r.Stats.Packets)
+			}
+			checkNames(t, check, license)
+			checkProcs(t, check, license, shop)
+		},
+	},
+	{
+		name: "rst",
+		dns:  rrArgs(storyRRs4),
+		vendorNft: `table inet egress_test { chain input {
+			type filter hook input priority filter; policy accept;
+			tcp dport { 80, 443 } reject with tcp reset
+		}
+		}`,
+		check: func(t *testing.T, r *report.Report, shop int) {
+			check, license := vendorCalls(t, r)
+			for _, c := range []report.Connection{check, license} {
+				if c.Outcome != report.Refused || c.BlockedMS > 500 {
+					t.Errorf("%s:%d: outcome %s blocked %.0f ms, want refused at once", c.DstIP, c.DstPort, c.Outcome, c.BlockedMS)
+				}
+			}
+			checkNames(t, check, license)
+			checkProcs(t, check, license, shop)
+		},
+	},
+	{
+		name: "allowed",
+		dns:  rrArgs(storyRRs4),
+		check: func(t *testing.T, r *report.Report, shop int) {
+			check, license := vendorCalls(t, r)
+			for _, c := range []report.Connection{check, license} {
+				if c.Outcome != report.Established {
+					t.Errorf("%s:%d: outcome %s, want established", c.DstIP, c.DstPort, c.Outcome)
+				}
+			}
+			checkNames(t, check, license)
+			checkProcs(t, check, license, shop)
+		},
+	},
+	{
+		name: "nxdomain",
+		dns:  []string{"-rr", "other.vendor.test A 198.51.100.12"},
+		check: func(t *testing.T, r *report.Report, shop int) {
+			if len(r.Connections) != 0 {
+				t.Errorf("connections without names: %s", connList(r))
+			}
+			nx := map[string]bool{}
+			for _, l := range r.Lookups {
+				if l.Outcome == report.NXDomain {
+					nx[l.Name] = true
+				}
+			}
+			if !nx["updates.vendor.test"] || !nx["api.vendor.test"] {
+				t.Errorf("want NXDOMAIN lookups of both names: %s", connList(r))
+			}
+		},
+	},
+	{
+		name: "dns_silent",
+		dns:  []string{"-silent"},
+		check: func(t *testing.T, r *report.Report, shop int) {
+			if len(r.Connections) != 0 {
+				t.Errorf("connections without names: %s", connList(r))
+			}
+			// The web app's resolver gives up after resolv.conf's 2 s,
+			// seen as a timeout; curl gives up on its own connect timeout,
+			// which no packet shows, so its lookups may stay pending until
+			// the window ends.
+			unanswered := map[string]string{}
+			for _, l := range r.Lookups {
+				if l.Outcome == report.Timeout || l.Outcome == report.Pending {
+					unanswered[l.Name] = l.Outcome
+				}
+			}
+			if unanswered["updates.vendor.test"] != report.Timeout || unanswered["api.vendor.test"] == "" {
+				t.Errorf("want the web app's lookups to time out and curl's to go unanswered: %s", connList(r))
+			}
+			if r.Window.BlockedMS < 2*float64(connectTimeout.Milliseconds())*0.9 {
+				t.Errorf("window blocked %.0f ms, want at least the two lookups' timeouts", r.Window.BlockedMS)
+			}
+		},
+	},
+	{
+		name: "ipv6_drop",
+		dns:  rrArgs(storyRRs6),
+		appNft: `table inet egress_test { chain output {
+			type filter hook output priority filter; policy accept;
+			ip6 daddr 2001:db8:2::/64 tcp dport { 80, 443 } drop
+		}
+		}`,
+		check: func(t *testing.T, r *report.Report, shop int) {
+			timeouts(t, r, shop)
+			for _, c := range r.Connections {
+				if !strings.Contains(c.DstIP, ":") {
+					t.Errorf("%s: want IPv6", c.DstIP)
+				}
+			}
+		},
+	},
+}
+
+// TestPrivilegedWatchStory runs the phone-home story in namespaces (app -
+// router - vendor, DNS on the router), watches the web app with egress
+// watch while the router logs in, and checks the report of each variant;
+// every run is also written to pcapng and replayed, and must give the same
+// report.
+func TestPrivilegedWatchStory(t *testing.T) {
+	testnet.RequirePrivileged(t, "nft", "curl")
+	bin := buildStoryCommands(t)
+	for _, c := range storyCases {
+		t.Run(c.name, func(t *testing.T) { runStoryCase(t, bin, c) })
+	}
+}
+
+func runStoryCase(t *testing.T, bin string, c storyCase) {
+	n := testnet.NewForTest(t, "nft", "curl")
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	pfx := netip.MustParsePrefix
+	app, err := n.Namespace(ctx, "app")
+	must(err)
+	router, err := n.Namespace(ctx, "router")
+	must(err)
+	vendor, err := n.Namespace(ctx, "vendor")
+	must(err)
+	must(n.Link(ctx, app, "eth0", router, "app0"))
+	must(n.Link(ctx, vendor, "eth0", router, "vnd0"))
+	must(app.Addr(ctx, "eth0", pfx("198.18.0.2/24")))
+	must(app.Addr(ctx, "eth0", pfx("2001:db8:1::2/64")))
+	must(router.Addr(ctx, "app0", pfx("198.18.0.1/24")))
+	must(router.Addr(ctx, "app0", pfx("2001:db8:1::1/64")))
+	must(router.Addr(ctx, "vnd0", pfx("198.51.100.1/24")))
+	must(router.Addr(ctx, "vnd0", pfx("2001:db8:2::1/64")))
+	for _, a := range []string{"198.51.100.10/24", "198.51.100.11/24", "2001:db8:2::10/64", "2001:db8:2::11/64"} {
+		must(vendor.Addr(ctx, "eth0", pfx(a)))
+	}
+	must(router.Forwarding(ctx))
+	must(app.Route(ctx, netip.Prefix{}, netip.MustParseAddr("198.18.0.1")))
+	must(app.Route(ctx, netip.Prefix{}, netip.MustParseAddr("2001:db8:1::1")))
+	must(vendor.Route(ctx, netip.Prefix{}, netip.MustParseAddr("198.51.100.1")))
+	must(vendor.Route(ctx, netip.Prefix{}, netip.MustParseAddr("2001:db8:2::1")))
+	if c.appNft != "" {
+		must(app.Nft(ctx, c.appNft))
+	}
+	if c.vendorNft != "" {
+		must(vendor.Nft(ctx, c.vendorNft))
+	}
+	// One try, two seconds: a silent server costs the connect timeout.
+	must(app.ResolvConf(netip.MustParseAddr("198.18.0.1"), "timeout:2 attempts:1"))
+
+	var logs syncBuf
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server logs:\n%s", logs.String())
+		}
+	})
+	_, err = router.Start(filepath.Join(bin, "dnsd"), &logs, append([]string{"-listen", "198.18.0.1:53"}, c.dns...)...)
+	must(err)
+	_, err = vendor.Start(filepath.Join(bin, "vendord"), &logs)
+	must(err)
+	shop, err := app.Start(filepath.Join(bin, "shopapp"), &logs, "-listen", "198.18.0.2:8080",
+		"-connect-timeout", connectTimeout.String(), "-child", "license")
+	must(err)
+	// The shop starts asynchronously: wait until it answers (not a login:
+	// that would call the vendor before egress watches).
+	for i := 0; ; i++ {
+		if _, err := router.Run(ctx, "curl", "-s", "--max-time", "2", "http://198.18.0.2:8080/"); err == nil {
+			break
+		}
+		if i == 50 {
+			t.Fatalf("the shop never answered: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	pcap := filepath.Join(t.TempDir(), "watch.pcapng")
+	trigger := fmt.Sprintf("ip netns exec %s curl -s -S --max-time 30 -d user=admin http://198.18.0.2:8080/login", router.Name)
+	var stdout, stderr bytes.Buffer
+	start := time.Now()
+	code := Main(ctx, []string{"watch", "--pid", strconv.Itoa(shop.Cmd.Process.Pid), "--trigger", trigger,
+		"--format", "json", "--write", pcap}, nil, &stdout, &stderr)
+	t.Logf("watch took %v, exit %d; stderr:\n%s", time.Since(start).Round(time.Millisecond), code, stderr.String())
+	if code != ExitOK {
+		t.Fatalf("egress watch exit %d", code)
+	}
+	if !strings.Contains(stderr.String(), "ebpf tracepoints") || !strings.Contains(stderr.String(), "af_packet") {
+		t.Errorf("start-up does not name the backends:\n%s", stderr.String())
+	}
+	var r report.Report
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("watch JSON: %v\n%s", err, stdout.String())
+	}
+	if r.Source != fmt.Sprintf("watch pid %d", shop.Cmd.Process.Pid) || r.Stats.EventsLost != 0 {
+		t.Errorf("source %q, events lost %d", r.Source, r.Stats.EventsLost)
+	}
+	c.check(t, &r, shop.Cmd.Process.Pid)
+	if t.Failed() {
+		t.Logf("report: %s", connList(&r))
+		keepForDebug(t, pcap)
+	}
+
+	// The round trip: the file, replayed over the same window, gives the
+	// same report.
+	rd, err := pcapfile.Open(pcap)
+	must(err)
+	wi, ok := rd.Watch()
+	rd.Close()
+	if !ok {
+		t.Fatal("the pcapng file does not record the watch window")
+	}
+	edge := func(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
+	var rout, rerr bytes.Buffer
+	if code := Main(ctx, []string{"replay", pcap, "--format", "json", "--from", edge(wi.From), "--to", edge(wi.To)}, nil, &rout, &rerr); code != ExitOK {
+		t.Fatalf("replay of the written file: exit %d: %s", code, rerr.String())
+	}
+	var live, replayed map[string]any
+	must(json.Unmarshal(stdout.Bytes(), &live))
+	must(json.Unmarshal(rout.Bytes(), &replayed))
+	for _, m := range []map[string]any{live, replayed} {
+		delete(m, "source")
+		delete(m, "backend")
+	}
+	if diff := cmp.Diff(live, replayed); diff != "" {
+		t.Errorf("replay of the written file differs from the live report (-live +replay):\n%s", diff)
+	}
+}
