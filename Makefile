@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all build test ci vet fmt-check generate generate-check bench fuzz golden clean
+.PHONY: all build test ci vet fmt-check generate generate-check bench bench-watch fuzz golden clean
 
 all: build
 
@@ -35,6 +35,10 @@ generate-check: generate
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./capture/... ./analyze/... ./dnsmsg/... ./appproto/...
 	bash scripts/bench-replay.sh
+
+# Overhead of egress watch on a connect-heavy loopback load (root; see docs/benchmarks.md).
+bench-watch:
+	bash scripts/bench-watch.sh
 
 # Short fuzzing of every parser of untrusted input (FUZZTIME each).
 FUZZTIME ?= 20s

@@ -22,9 +22,12 @@ type Analyzer struct {
 	nLookups int
 	names    nameTable
 	sockets  map[uint64]*attempt // eBPF sockets by cookie
-	waiting  map[netip.Addr][]waitRef
-	procs    map[event.Process]*event.Process // interned process identities
-	interned map[string]string
+	// socketByTuple finds kernel sockets by their 4-tuple, for ICMP errors
+	// captured as packets.
+	socketByTuple map[flowKey]*attempt
+	waiting       map[netip.Addr][]waitRef
+	procs         map[event.Process]*event.Process // interned process identities
+	interned      map[string]string
 
 	// Facts used to infer which addresses are local.
 	dirOut, initiators, servers, contacted addrSet
@@ -60,20 +63,21 @@ type answeredLookup struct {
 func New(cfg Config) *Analyzer {
 	cfg.setDefaults()
 	return &Analyzer{
-		cfg:        cfg,
-		flows:      make(map[flowKey]*flow),
-		orphans:    make(map[flowKey]orphanSynAck),
-		lookups:    make(map[dnsKey][]*lookup),
-		names:      newNameTable(cfg.MaxNames),
-		sockets:    make(map[uint64]*attempt),
-		waiting:    make(map[netip.Addr][]waitRef),
-		procs:      make(map[event.Process]*event.Process),
-		interned:   make(map[string]string),
-		dirOut:     newAddrSet(1024),
-		initiators: newAddrSet(4096),
-		servers:    newAddrSet(4096),
-		contacted:  newAddrSet(1 << 16),
-		folded:     make(map[foldKey]int),
+		cfg:           cfg,
+		flows:         make(map[flowKey]*flow),
+		orphans:       make(map[flowKey]orphanSynAck),
+		lookups:       make(map[dnsKey][]*lookup),
+		names:         newNameTable(cfg.MaxNames),
+		sockets:       make(map[uint64]*attempt),
+		socketByTuple: make(map[flowKey]*attempt),
+		waiting:       make(map[netip.Addr][]waitRef),
+		procs:         make(map[event.Process]*event.Process),
+		interned:      make(map[string]string),
+		dirOut:        newAddrSet(1024),
+		initiators:    newAddrSet(4096),
+		servers:       newAddrSet(4096),
+		contacted:     newAddrSet(1 << 16),
+		folded:        make(map[foldKey]int),
 	}
 }
 
@@ -131,6 +135,9 @@ func (a *Analyzer) Sock(e *event.Sock) {
 		at = &attempt{client: e.Src, server: e.Dst, start: e.Time, proc: a.keepProc(e.Proc)}
 		at.addSyn(e.Time)
 		a.sockets[e.Cookie] = at
+		if e.Src.IsValid() && e.Dst.IsValid() {
+			a.socketByTuple[canonKey(e.Src.Addr(), e.Src.Port(), e.Dst.Addr(), e.Dst.Port())] = at
+		}
 		a.initiators.add(e.Src.Addr())
 		a.dirOut.add(e.Src.Addr())
 		a.contacted.add(e.Dst.Addr())
@@ -144,7 +151,7 @@ func (a *Analyzer) Sock(e *event.Sock) {
 	case event.SockConnect:
 		// The same cookie connecting again: a new attempt on a reused socket.
 		a.finishAttempt(at, e.Time)
-		delete(a.sockets, e.Cookie)
+		a.forgetSocket(e.Cookie, at)
 		a.Sock(e)
 	case event.SockRetransmit:
 		at.addSyn(e.Time)
@@ -171,7 +178,15 @@ func (a *Analyzer) Sock(e *event.Sock) {
 			at.closed = e.Time
 		}
 		a.finishAttempt(at, e.Time)
-		delete(a.sockets, e.Cookie)
+		a.forgetSocket(e.Cookie, at)
+	}
+}
+
+func (a *Analyzer) forgetSocket(cookie uint64, at *attempt) {
+	delete(a.sockets, cookie)
+	k := canonKey(at.client.Addr(), at.client.Port(), at.server.Addr(), at.server.Port())
+	if a.socketByTuple[k] == at {
+		delete(a.socketByTuple, k)
 	}
 }
 

@@ -334,3 +334,22 @@ func TestKernelEvents(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+// TestKernelSocketRejectedByICMPPacket: in watch mode the ICMP error is a
+// captured packet while the kernel keeps it as a soft error; the attempt is
+// rejected, and blocked until the socket closed.
+func TestKernelSocketRejectedByICMPPacket(t *testing.T) {
+	src := netip.AddrPortFrom(app, 40000)
+	dst := netip.AddrPortFrom(vendor, 443)
+	a := New(Config{LocalAny: true})
+	a.Sock(&event.Sock{Time: at(0), Kind: event.SockConnect, Cookie: 9, Src: src, Dst: dst})
+	a.Packet(&event.Packet{Time: at(0.001), Src: router, Dst: app, Proto: event.ProtoICMP, ICMPType: 3, ICMPCode: 13,
+		Quoted: event.Quoted{Valid: true, Proto: event.ProtoTCP, Src: app, Dst: vendor, SrcPort: 40000, DstPort: 443}})
+	a.Sock(&event.Sock{Time: at(1), Kind: event.SockRetransmit, Cookie: 9})
+	a.Sock(&event.Sock{Time: at(1.02), Kind: event.SockClose, Cookie: 9})
+	got := summarize(a.Finish())
+	want := []connSummary{{"198.51.100.10:443", "rejected", 2, 1020, false, "answer"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}

@@ -46,7 +46,9 @@ func (a *Analyzer) resolve(at *attempt, end int64) (outcome string, t int64, bas
 	case ansRST:
 		return report.Refused, max(at.ansTime, at.lastAns), "answer", false
 	case ansICMP:
-		return report.Rejected, max(at.ansTime, at.lastAns), "answer", false
+		// The caller stays blocked while the stack retries after a soft
+		// error: until the last rejection, or the socket's close if seen.
+		return report.Rejected, max(at.ansTime, at.lastAns, at.closed), "answer", false
 	case ansKernelError:
 		switch syscall.Errno(at.errno) {
 		case syscall.ECONNREFUSED:

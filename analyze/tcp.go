@@ -297,11 +297,18 @@ func (a *Analyzer) icmpError(p *event.Packet) {
 	}
 	switch q.Proto {
 	case event.ProtoTCP:
-		f := a.flows[canonKey(q.Src, q.SrcPort, q.Dst, q.DstPort)]
-		if f == nil || !f.att.isClient(q.Src, q.SrcPort) {
+		var at *attempt
+		if f := a.flows[canonKey(q.Src, q.SrcPort, q.Dst, q.DstPort)]; f != nil {
+			at = f.att
+		} else {
+			// A kernel-observed socket (watch): the ICMP error is seen as a
+			// packet, while the kernel may keep it as a soft error and
+			// report nothing.
+			at = a.socketByTuple[canonKey(q.Src, q.SrcPort, q.Dst, q.DstPort)]
+		}
+		if at == nil || !at.isClient(q.Src, q.SrcPort) {
 			return
 		}
-		at := f.att
 		if q.HasSeq && q.Seq != at.isn {
 			return
 		}

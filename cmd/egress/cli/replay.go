@@ -205,6 +205,11 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 		return &exitError{code: ExitUsage, err: err}
 	}
 	defer rd.Close()
+	// A file written by `egress watch --write` carries the live window:
+	// replaying it covers the same span, so both give the same report.
+	if w, ok := rd.Watch(); ok && fl.from == "" && fl.to == "" {
+		cfg.From, cfg.To = w.From, w.To
+	}
 
 	if fl.cpuProfile != "" {
 		pf, err := os.Create(fl.cpuProfile)
