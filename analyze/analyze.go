@@ -132,7 +132,7 @@ func (a *Analyzer) Sock(e *event.Sock) {
 			a.stats.FlowsEvicted++
 			return
 		}
-		at = &attempt{client: e.Src, server: e.Dst, start: e.Time, proc: a.keepProc(e.Proc)}
+		at = &attempt{client: e.Src, server: e.Dst, start: e.Time, proc: a.keepProc(e.Proc), kernel: true}
 		at.addSyn(e.Time)
 		a.sockets[e.Cookie] = at
 		if e.Src.IsValid() && e.Dst.IsValid() {

@@ -344,7 +344,7 @@ func TestKernelSocketRejectedByICMPPacket(t *testing.T) {
 	a := New(Config{LocalAny: true})
 	a.Sock(&event.Sock{Time: at(0), Kind: event.SockConnect, Cookie: 9, Src: src, Dst: dst})
 	a.Packet(&event.Packet{Time: at(0.001), Src: router, Dst: app, Proto: event.ProtoICMP, ICMPType: 3, ICMPCode: 13,
-		Quoted: event.Quoted{Valid: true, Proto: event.ProtoTCP, Src: app, Dst: vendor, SrcPort: 40000, DstPort: 443}})
+		Quoted: event.Quoted{Valid: true, Proto: event.ProtoTCP, Src: app, Dst: vendor, SrcPort: 40000, DstPort: 443, Seq: 123456, HasSeq: true}})
 	a.Sock(&event.Sock{Time: at(1), Kind: event.SockRetransmit, Cookie: 9})
 	a.Sock(&event.Sock{Time: at(1.02), Kind: event.SockClose, Cookie: 9})
 	got := summarize(a.Finish())

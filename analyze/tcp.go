@@ -47,6 +47,7 @@ type attempt struct {
 	clientRST       int64 // time of a client RST (0: none)
 	clientContinued bool  // client sent ACKs/data although no answer was captured
 	serverResponded bool  // server sent something other than SYN-ACK/RST
+	kernel          bool  // seen by the kernel backend (eBPF), not as packets
 	closed          int64 // eBPF: the socket was closed (time)
 	kernelTimeout   bool  // eBPF: the kernel gave up (ETIMEDOUT)
 	established     int64 // eBPF: ESTABLISHED time
@@ -309,8 +310,8 @@ func (a *Analyzer) icmpError(p *event.Packet) {
 		if at == nil || !at.isClient(q.Src, q.SrcPort) {
 			return
 		}
-		if q.HasSeq && q.Seq != at.isn {
-			return
+		if q.HasSeq && q.Seq != at.isn && !at.kernel {
+			return // the kernel view does not know the ISN
 		}
 		if at.ans == ansICMP {
 			at.lastAns = p.Time

@@ -196,17 +196,10 @@ var storyCases = []storyCase{
 		check: func(t *testing.T, r *report.Report, shop int) {
 			check, license := vendorCalls(t, r)
 			for _, c := range []report.Connection{check, license} {
-				switch {
-				case c.Outcome == report.Rejected:
-				case c.Outcome == report.Timeout && c.EndBasis == "socket-closed" && c.BlockedMS < 100:
-					// KNOWN GAP (see capture/ebpf's admin-prohibited case):
-					// the ICMP becomes the socket's soft error, no error
-					// event fires, and the analyzer does not yet match the
-					// captured ICMP error (it is in the capture) to a kernel
-					// socket. The app's quick give-up is still exact.
-					t.Logf("%s:%d: known gap: reported as a %.0f ms timeout, not rejected", c.DstIP, c.DstPort, c.BlockedMS)
-				default:
-					t.Errorf("%s:%d: outcome %s (%s) blocked %.0f ms, want rejected at once", c.DstIP, c.DstPort, c.Outcome, c.EndBasis, c.BlockedMS)
+				// The kernel keeps the ICMP as a soft error and reports no
+				// errno; the analyzer matches the captured ICMP error.
+				if c.Outcome != report.Rejected || c.ICMP == nil || c.BlockedMS > 100 {
+					t.Errorf("%s:%d: outcome %s (%s) icmp %v blocked %.0f ms, want rejected at once", c.DstIP, c.DstPort, c.Outcome, c.EndBasis, c.ICMP, c.BlockedMS)
 				}
 			}
 			if r.Stats.Packets < 8+2 {
