@@ -171,6 +171,7 @@ type culprit struct {
 	blocked  float64
 	outcome  string
 	detail   string // "3 SYNs, ~3.0 s"
+	proc     string // "shopapp[4242]" where the process is known
 }
 
 // blocked returns the union of the blocked intervals of egress calls inside
@@ -268,6 +269,9 @@ func headline(r *report.Report) string {
 			detail: fmt.Sprintf("%s, %s%s", plural(c.Attempts, "SYN"), tilde(c.Inferred), secs(c.BlockedMS))})
 		if c.Count > 1 {
 			cs[len(cs)-1].detail = fmt.Sprintf("%d calls, %s, up to %s%s", c.Count, plural(c.Attempts, "SYN"), tilde(c.Inferred), secs(c.BlockedMS))
+		}
+		if c.PID != nil {
+			cs[len(cs)-1].proc = procName(c.PID, c.Comm)
 		}
 	}
 	// Lookups are named once per name: "lookups of x (A, AAAA; 1 query, ~2.0 s)".
@@ -393,9 +397,9 @@ func joinCulprits(cs []culprit, hidden int, prep string) string {
 		case c.lookup:
 			parts = append(parts, fmt.Sprintf("%s (%s, %s)", c.host, strings.Join(c.qtypes, "+"), c.detail))
 		case c.host == prevHost:
-			parts = append(parts, ":"+c.port+" ("+c.detail+")")
+			parts = append(parts, ":"+c.port+" ("+c.detail+")"+by(c.proc))
 		default:
-			parts = append(parts, c.host+":"+c.port+" ("+c.detail+")")
+			parts = append(parts, c.host+":"+c.port+" ("+c.detail+")"+by(c.proc))
 			prevHost = c.host
 		}
 	}
@@ -503,4 +507,19 @@ func attemptLess(x, y *attempt) bool {
 		return c < 0
 	}
 	return x.server.Compare(y.server) < 0
+}
+
+func by(proc string) string {
+	if proc == "" {
+		return ""
+	}
+	return " by " + proc
+}
+
+// procName is "comm[pid]" (comm made terminal-safe by the renderer).
+func procName(pid *int, comm *string) string {
+	if comm == nil || *comm == "" {
+		return fmt.Sprintf("pid %d", *pid)
+	}
+	return fmt.Sprintf("%s[%d]", *comm, *pid)
 }
