@@ -513,7 +513,7 @@ func by(proc string) string {
 	if proc == "" {
 		return ""
 	}
-	return " by " + proc
+	return " from " + proc
 }
 
 // procName is "comm[pid]" (comm made terminal-safe by the renderer).

@@ -172,7 +172,7 @@ func timeouts(t *testing.T, r *report.Report, shop int) {
 	// The first line says it all: most of the login blocked, both calls,
 	// their attempts and blocked time, and the processes that made them.
 	for _, want := range []string{"window was blocked", "2 unanswered calls", "updates.vendor.test:80 (", "SYNs",
-		fmt.Sprintf("by shopapp[%d]", shop), "by curl["} {
+		fmt.Sprintf("from shopapp[%d]", shop), "from curl["} {
 		if !strings.Contains(r.Headline, want) {
 			t.Errorf("headline %q does not contain %q", r.Headline, want)
 		}
