@@ -3,7 +3,6 @@ package testnet
 import (
 	"context"
 	"net/netip"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -11,32 +10,13 @@ import (
 	"time"
 )
 
-// buildCommands builds the story's actors into a temporary directory.
-func buildCommands(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skipf("needs the go command to build the test servers: %v", err)
-	}
-	cmd := exec.Command(gobin, "build", "-o", dir+"/",
-		"github.com/egress-dev/egress/internal/testnet/dnsd",
-		"github.com/egress-dev/egress/internal/testnet/vendord",
-		"github.com/egress-dev/egress/internal/testnet/shopapp")
-	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building test servers: %v\n%s", err, out)
-	}
-	return dir
-}
-
 // TestPrivilegedStory builds the recording's topology (app - router -
 // vendor, DNS on the router) and checks a reduced story: the router's
 // firewall silently drops HTTPS to the vendor, so the login's HTTP call
 // succeeds and its HTTPS call blocks for the whole connect timeout.
 func TestPrivilegedStory(t *testing.T) {
 	n := NewForTest(t, "nft", "curl")
-	bin := buildCommands(t)
+	bin := BuildActors(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	must := func(err error) {
@@ -78,7 +58,7 @@ table inet egress_test {
 }`))
 	must(app.ResolvConf(netip.MustParseAddr("198.18.0.1"), "timeout:2 attempts:1"))
 
-	var logs syncBuffer
+	var logs SyncBuffer
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("server logs:\n%s", logs.String())

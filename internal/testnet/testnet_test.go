@@ -1,7 +1,6 @@
 package testnet
 
 import (
-	"bytes"
 	"context"
 	"net/netip"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -48,8 +46,8 @@ func TestPrivilegedTwoNamespaces(t *testing.T) {
 
 	// HTTP across the link over IPv4 and IPv6 to a server started with
 	// Start; a closed port answers with a RST (curl exit 7).
-	bin := buildCommands(t)
-	var logs syncBuffer
+	bin := BuildActors(t)
+	var logs SyncBuffer
 	srv, err := right.Start(filepath.Join(bin, "vendord"), &logs, "-http", ":80", "-https", "")
 	if err != nil {
 		t.Fatal(err)
@@ -97,23 +95,4 @@ func TestPrivilegedTwoNamespaces(t *testing.T) {
 			t.Errorf("namespace %s left behind:\n%s", ns.Name, out)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of several
-// processes' output copiers.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

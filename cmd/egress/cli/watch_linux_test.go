@@ -9,11 +9,9 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,43 +21,6 @@ import (
 	"github.com/egress-dev/egress/internal/testnet"
 	"github.com/egress-dev/egress/report"
 )
-
-// buildStoryCommands builds the story's actors (as internal/testnet's own
-// story test does) into a temporary directory.
-func buildStoryCommands(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("needs the go command to build the test servers: %v", err)
-	}
-	cmd := exec.Command(gobin, "build", "-o", dir+"/",
-		"github.com/egress-dev/egress/internal/testnet/dnsd",
-		"github.com/egress-dev/egress/internal/testnet/vendord",
-		"github.com/egress-dev/egress/internal/testnet/shopapp")
-	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building test servers: %v\n%s", err, out)
-	}
-	return dir
-}
-
-type syncBuf struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // storyCase is one variant of the phone-home story.
 type storyCase struct {
@@ -316,7 +277,7 @@ var storyCases = []storyCase{
 // report.
 func TestPrivilegedWatchStory(t *testing.T) {
 	testnet.RequirePrivileged(t, "nft", "curl")
-	bin := buildStoryCommands(t)
+	bin := testnet.BuildActors(t)
 	for _, c := range storyCases {
 		t.Run(c.name, func(t *testing.T) { runStoryCase(t, bin, c) })
 	}
@@ -364,7 +325,7 @@ func runStoryCase(t *testing.T, bin string, c storyCase) {
 	// One try, two seconds: a silent server costs the connect timeout.
 	must(app.ResolvConf(netip.MustParseAddr("198.18.0.1"), "timeout:2 attempts:1"))
 
-	var logs syncBuf
+	var logs testnet.SyncBuffer
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("server logs:\n%s", logs.String())
