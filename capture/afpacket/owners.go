@@ -1,8 +1,9 @@
 package afpacket
 
 import (
+	"github.com/egress-dev/egress/internal/procfs"
+
 	"bufio"
-	"bytes"
 	"io"
 	"os"
 	"path/filepath"
@@ -130,44 +131,11 @@ func (o *SocketOwners) lookup(k ownerKey) *event.Process {
 
 // tree returns root and its living descendants (from each process's ppid).
 func (o *SocketOwners) tree() []int {
-	ents, err := os.ReadDir(o.proc)
+	tree, err := procfs.Tree(o.proc, o.root)
 	if err != nil {
 		return []int{o.root}
 	}
-	children := map[int][]int{}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(o.proc, e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		if ppid, ok := parsePPID(b); ok {
-			children[ppid] = append(children[ppid], pid)
-		}
-	}
-	out := []int{o.root}
-	for i := 0; i < len(out) && len(out) < 1<<16; i++ {
-		out = append(out, children[out[i]]...)
-	}
-	return out
-}
-
-// parsePPID reads the 4th field of /proc/<pid>/stat; the command name
-// (2nd) may hold spaces and parentheses, so parsing starts after the last ')'.
-func parsePPID(stat []byte) (int, bool) {
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := bytes.Fields(stat[i+1:])
-	if len(f) < 2 {
-		return 0, false
-	}
-	ppid, err := strconv.Atoi(string(f[1]))
-	return ppid, err == nil && ppid >= 0
+	return tree
 }
 
 // socketInodes reads a /proc/net/{udp,tcp}[6] table and returns the inodes

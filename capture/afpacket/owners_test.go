@@ -51,24 +51,6 @@ func FuzzSocketInodes(f *testing.F) {
 	})
 }
 
-func TestParsePPID(t *testing.T) {
-	for stat, want := range map[string]int{
-		"1234 (shopapp) S 99 1234 1234 0 -1": 99,
-		"77 (a) b) (c) R 5 77 77 0 -1":       5,
-		"garbage":                            -1,
-		"1 (init)":                           -1,
-		"12 (x) S notanumber 1":              -1,
-	} {
-		got, ok := parsePPID([]byte(stat))
-		if !ok {
-			got = -1
-		}
-		if got != want {
-			t.Errorf("parsePPID(%q) = %d, want %d", stat, got, want)
-		}
-	}
-}
-
 // TestSocketOwnersSelf finds this test process as the owner of a UDP
 // socket it holds, the way a resolver holds its query socket.
 func TestSocketOwnersSelf(t *testing.T) {
