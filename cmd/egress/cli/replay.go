@@ -32,7 +32,7 @@ type outputFlags struct {
 
 func (o *outputFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVarP(&o.format, "format", "o", "table", "output format: table, json, junit (one test case per destination) or markdown")
+	f.StringVarP(&o.format, "format", "o", "table", "output format: table, json, junit (one test case per destination), markdown or html (a timeline)")
 	f.StringSliceVar(&o.failOn, "fail-on", nil, "exit 1 when a call has one of these outcomes: timeout, pending, refused, rejected, aborted, nxdomain, servfail, failed (all of those)")
 	f.BoolVar(&o.all, "all", false, "table: list every call (by default successful calls beyond 40 are summarised)")
 	f.StringVar(&o.rules, "rules", "", "allowlist (YAML, docs/rules.md): calls it does not allow are unexpected (--fail-on unexpected)")
@@ -54,8 +54,8 @@ var failOutcomes = map[string][]string{
 }
 
 func (o *outputFlags) validate() error {
-	if o.format != "table" && o.format != "json" && o.format != "junit" && o.format != "markdown" {
-		return usageErr("unknown --format %q: use table, json, junit or markdown", o.format)
+	if o.format != "table" && o.format != "json" && o.format != "junit" && o.format != "markdown" && o.format != "html" {
+		return usageErr("unknown --format %q: use table, json, junit, markdown or html", o.format)
 	}
 	for _, f := range o.failOn {
 		if _, ok := failOutcomes[f]; !ok {
@@ -98,6 +98,8 @@ func (o *outputFlags) write(w io.Writer, r *report.Report) (findings []string, e
 		err = report.WriteJUnit(w, r)
 	case "markdown":
 		err = report.WriteMarkdown(w, r)
+	case "html":
+		err = report.WriteHTML(w, r)
 	default:
 		err = report.WriteTable(w, r, report.TableOptions{All: o.all})
 	}
