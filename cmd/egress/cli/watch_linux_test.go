@@ -28,6 +28,11 @@ type storyCase struct {
 	dns       []string // dnsd arguments
 	appNft    string   // nftables ruleset of the app namespace ("" none)
 	vendorNft string   // nftables ruleset of the vendor namespace
+	// stub runs a caching stub resolver (dnsmasq on 127.0.0.53) in the app
+	// namespace, as systemd-resolved would: the app asks it over loopback and
+	// it asks the real server, so the names come from the stub's upstream
+	// answers, joined to the app's connects by address.
+	stub bool
 	// check inspects the live report; shop is the web app's pid.
 	check func(t *testing.T, r *report.Report, shop int)
 }
@@ -141,6 +146,26 @@ func timeouts(t *testing.T, r *report.Report, shop int) {
 }
 
 var storyCases = []storyCase{
+	{
+		name: "drop_via_stub_resolver",
+		dns:  rrArgs(storyRRs4),
+		stub: true,
+		appNft: `table inet egress_test { chain output {
+			type filter hook output priority filter; policy accept;
+			ip daddr 198.51.100.0/24 tcp dport { 80, 443 } drop
+		}
+		}`,
+		check: func(t *testing.T, r *report.Report, shop int) {
+			timeouts(t, r, shop)
+			servers := map[string]bool{}
+			for _, l := range r.Lookups {
+				servers[l.Server] = true
+			}
+			if !servers["127.0.0.53:53"] || !servers["198.18.0.1:53"] {
+				t.Errorf("lookups went to %v, want the app's to the stub (127.0.0.53) and the stub's upstream (198.18.0.1)", servers)
+			}
+		},
+	},
 	{
 		name: "drop",
 		dns:  rrArgs(storyRRs4),
@@ -323,7 +348,11 @@ func runStoryCase(t *testing.T, bin string, c storyCase) {
 		must(vendor.Nft(ctx, c.vendorNft))
 	}
 	// One try, two seconds: a silent server costs the connect timeout.
-	must(app.ResolvConf(netip.MustParseAddr("198.18.0.1"), "timeout:2 attempts:1"))
+	resolver := netip.MustParseAddr("198.18.0.1")
+	if c.stub {
+		resolver = netip.MustParseAddr("127.0.0.53")
+	}
+	must(app.ResolvConf(resolver, "timeout:2 attempts:1"))
 
 	var logs testnet.SyncBuffer
 	t.Cleanup(func() {
@@ -335,6 +364,11 @@ func runStoryCase(t *testing.T, bin string, c storyCase) {
 	must(err)
 	_, err = vendor.Start(filepath.Join(bin, "vendord"), &logs)
 	must(err)
+	if c.stub {
+		_, err = app.Start("dnsmasq", &logs, "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",
+			"--listen-address=127.0.0.53", "--server=198.18.0.1", "--user=root", "--pid-file=", "--log-facility=-")
+		must(err)
+	}
 	shop, err := app.Start(filepath.Join(bin, "shopapp"), &logs, "-listen", "198.18.0.2:8080",
 		"-connect-timeout", connectTimeout.String(), "-child", "license")
 	must(err)
