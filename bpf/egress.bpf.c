@@ -175,6 +175,19 @@ static __always_inline void count_lost(void)
 		}                                                                         \
 	} while (0)
 
+/* Wake the reader only once a batch has piled up: one wakeup per record
+ * costs user space an epoll_wait and a futex per connect. The reader also
+ * polls on a short timer (capture/ebpf), so a lone record is never stuck. */
+#define WAKEUP_BYTES (64 * 1024)
+#define RB_AVAIL_DATA 0
+#define RB_NO_WAKEUP 1
+#define RB_FORCE_WAKEUP 2
+
+static __always_inline __u64 wakeup_flag(void)
+{
+	return bpf_ringbuf_query(&events, RB_AVAIL_DATA) >= WAKEUP_BYTES ? RB_FORCE_WAKEUP : RB_NO_WAKEUP;
+}
+
 static __always_inline void emit(__u64 sk, struct sockinfo *info, __u8 kind, __u64 ts, __s32 err,
 				 __u8 oldstate, __u8 newstate)
 {
@@ -199,7 +212,7 @@ static __always_inline void emit(__u64 sk, struct sockinfo *info, __u8 kind, __u
 	__builtin_memcpy(e->daddr, info->daddr, 16);
 	__builtin_memcpy(e->comm, info->comm, 16);
 	e->pad = 0;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wakeup_flag());
 }
 
 /*

@@ -39,19 +39,16 @@ const recordSize = 96
 //
 // A connect() that failed before any SYN (no route, a policy's EACCES)
 // becomes a SockError with only Dst set: there was never a SYN_SENT socket.
-func toSock(raw []byte, monoOff int64) (*event.Sock, error) {
+func toSock(raw []byte, monoOff int64, procs *procCache) (*event.Sock, error) {
 	if len(raw) < recordSize {
 		return nil, fmt.Errorf("decode ring buffer record: %d bytes, want %d", len(raw), recordSize)
 	}
-	var r egressEvent
-	if _, err := binary.Decode(raw[:recordSize], binary.LittleEndian, &r); err != nil {
-		return nil, fmt.Errorf("decode ring buffer record: %w", err)
-	}
+	r := decodeRecord(raw)
 	s := &event.Sock{
 		Time:   int64(r.Ts) + monoOff,
 		Cookie: r.Sk ^ r.Gen<<48,
 		Proto:  event.ProtoTCP,
-		Proc:   &event.Process{PID: int(r.Tgid), Comm: cString(r.Comm[:])},
+		Proc:   procs.get(r.Tgid, r.Comm),
 	}
 	switch r.Kind {
 	case kindConnect:
@@ -94,6 +91,59 @@ func addrs(family uint8, saddr, daddr [16]uint8) (src, dst netip.Addr, err error
 		return netip.AddrFrom16(saddr).Unmap(), netip.AddrFrom16(daddr).Unmap(), nil
 	}
 	return netip.Addr{}, netip.Addr{}, errors.New("decode ring buffer record: unknown address family " + fmt.Sprint(family))
+}
+
+// decodeRecord reads struct event (bpf/egress.bpf.c) field by field: the
+// layout is fixed and little-endian (bpfel), and reflection-based decoding
+// cost more than the rest of the per-event work.
+func decodeRecord(b []byte) egressEvent {
+	le := binary.LittleEndian
+	var r egressEvent
+	r.Ts = le.Uint64(b[0:])
+	r.Sk = le.Uint64(b[8:])
+	r.Gen = le.Uint64(b[16:])
+	r.Tgid = le.Uint32(b[24:])
+	r.Tid = le.Uint32(b[28:])
+	r.Err = int32(le.Uint32(b[32:]))
+	r.Kind, r.Family, r.Oldstate, r.Newstate = b[36], b[37], b[38], b[39]
+	r.Sport = le.Uint16(b[40:])
+	r.Dport = le.Uint16(b[42:])
+	copy(r.Saddr[:], b[44:60])
+	copy(r.Daddr[:], b[60:76])
+	for i := range r.Comm {
+		r.Comm[i] = int8(b[76+i])
+	}
+	r.Pad = le.Uint32(b[92:])
+	return r
+}
+
+// procCache shares one event.Process per (pid, comm), so a busy process
+// does not cost a string per event. Bounded: it starts over when full.
+type procCache struct {
+	m map[procKey]*event.Process
+}
+
+type procKey struct {
+	pid  uint32
+	comm [16]int8
+}
+
+func newProcCache() *procCache { return &procCache{m: make(map[procKey]*event.Process)} }
+
+func (c *procCache) get(pid uint32, comm [16]int8) *event.Process {
+	if c == nil {
+		return &event.Process{PID: int(pid), Comm: cString(comm[:])}
+	}
+	k := procKey{pid, comm}
+	if p, ok := c.m[k]; ok {
+		return p
+	}
+	if len(c.m) >= 4096 {
+		clear(c.m)
+	}
+	p := &event.Process{PID: int(pid), Comm: cString(comm[:])}
+	c.m[k] = p
+	return p
 }
 
 func cString(b []int8) string {

@@ -68,7 +68,7 @@ func TestToSock(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := toSock(record(t, tt.in), 500)
+			got, err := toSock(record(t, tt.in), 500, newProcCache())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,7 +86,7 @@ func TestToSockRejects(t *testing.T) {
 		"unknown family": record(t, egressEvent{Kind: kindConnect, Family: 3}),
 		"error no errno": record(t, egressEvent{Kind: kindError, Family: afInet}),
 	} {
-		if got, err := toSock(in, 0); err == nil {
+		if got, err := toSock(in, 0, nil); err == nil {
 			t.Errorf("%s: toSock() = %+v, want an error", name, got)
 		}
 	}
@@ -107,7 +107,7 @@ func FuzzToSock(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, err := toSock(b, 0)
+		s, err := toSock(b, 0, newProcCache())
 		if err != nil {
 			return
 		}
@@ -118,4 +118,24 @@ func FuzzToSock(f *testing.F) {
 			t.Fatalf("error event without errno: %+v", s)
 		}
 	})
+}
+
+// TestDecodeRecordMatchesLayout: the hand-written decoder reads what
+// encoding/binary reads from the generated struct's layout.
+func TestDecodeRecordMatchesLayout(t *testing.T) {
+	want := egressEvent{Ts: 1, Sk: 2, Gen: 3, Tgid: 4, Tid: 5, Err: -6, Kind: 7, Family: 8, Oldstate: 9, Newstate: 10,
+		Sport: 11, Dport: 12, Pad: 13}
+	for i := range 16 {
+		want.Saddr[i], want.Daddr[i], want.Comm[i] = uint8(20+i), uint8(40+i), int8(60+i)
+	}
+	b, err := binary.Append(nil, binary.LittleEndian, &want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != recordSize {
+		t.Fatalf("struct event is %d bytes, recordSize says %d", len(b), recordSize)
+	}
+	if got := decodeRecord(b); got != want {
+		t.Errorf("decodeRecord = %+v, want %+v", got, want)
+	}
 }

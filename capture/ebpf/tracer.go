@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -258,12 +259,23 @@ func (t *Tracer) Lost() uint64 {
 // Run delivers observations to sink until ctx is done, then returns
 // ctx.Err(). It closes the ring-buffer reader on return, so a Tracer runs
 // once.
+// pollInterval bounds how long a record waits in the ring buffer when the
+// programs did not wake the reader (they do so once 64 KiB pile up).
+const pollInterval = 20 * time.Millisecond
+
 func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 	stop := context.AfterFunc(ctx, func() { t.rd.Close() })
 	defer stop()
 	var rec ringbuf.Record
+	procs := newProcCache()
 	for {
+		// The programs wake us only once a batch has piled up; the
+		// deadline collects whatever came since, pollInterval at the latest.
+		t.rd.SetDeadline(time.Now().Add(pollInterval))
 		if err := t.rd.ReadInto(&rec); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
+			}
 			if errors.Is(err, ringbuf.ErrClosed) && ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -272,7 +284,7 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 		if t.onRecord != nil {
 			t.onRecord(rec.RawSample)
 		}
-		ev, err := toSock(rec.RawSample, t.monoOff)
+		ev, err := toSock(rec.RawSample, t.monoOff, procs)
 		if err != nil {
 			// Our own kernel program wrote it: a mismatch is a build bug.
 			return err
