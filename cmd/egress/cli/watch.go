@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -96,6 +97,18 @@ const drainAfter = 200 * time.Millisecond
 func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 	if err := fl.validate(); err != nil {
 		return err
+	}
+	// For developers: EGRESS_CPUPROFILE=file profiles the live pipeline.
+	if path := os.Getenv("EGRESS_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return usageErr("EGRESS_CPUPROFILE: %v", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return usageErr("EGRESS_CPUPROFILE: %v", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	attachStart := time.Now()
 	tr, err := ebpf.Open(ebpf.Options{PIDs: []int{fl.pid}, FollowChildren: true})
