@@ -346,7 +346,6 @@ func (a *Analyzer) addLookup(l report.Lookup, lk *lookup) {
 		a.answers = append(a.answers, answeredLookup{index: len(a.lks), addrs: lk.answers})
 	}
 	a.lks = append(a.lks, l)
-	lk.client = netip.AddrPort{} // the record owns the data now
 }
 
 func rcodeName(r uint8) string {

@@ -39,7 +39,9 @@ func isTimeoutErrno(errno int) bool { return errno == int(syscall.ETIMEDOUT) }
 func (a *Analyzer) resolve(at *attempt, end int64) (outcome string, t int64, basis string, inferred bool) {
 	switch at.ans {
 	case ansSynAck:
-		if at.handshakeAcked || at.clientContinuedAfter() {
+		// Any ACK or data from the client after the SYN-ACK completes the
+		// handshake from the analyzer's view (the exact ACK may be lost).
+		if at.handshakeAcked {
 			return report.Established, at.ansTime, "answer", false
 		}
 		return report.Aborted, at.ansTime, "answer", false
@@ -78,9 +80,6 @@ func (a *Analyzer) resolve(at *attempt, end int64) (outcome string, t int64, bas
 	return report.Pending, end, "window-end", false
 }
 
-// clientContinuedAfter: after a SYN-ACK, client ACKs or data also complete
-// the handshake from the analyzer's view (the exact ACK may be lost).
-func (at *attempt) clientContinuedAfter() bool { return at.clientContinued }
 
 func (a *Analyzer) finishFlow(f *flow, now int64) {
 	a.finishAttempt(f.att, now)
