@@ -80,7 +80,6 @@ func (a *Analyzer) resolve(at *attempt, end int64) (outcome string, t int64, bas
 	return report.Pending, end, "window-end", false
 }
 
-
 func (a *Analyzer) finishFlow(f *flow, now int64) {
 	a.finishAttempt(f.att, now)
 }
