@@ -106,7 +106,7 @@ func TestCINotGitHub(t *testing.T) {
 	if code != ExitOK || stderr != "" {
 		t.Errorf("exit %d, stderr %q; want 0 and nothing", code, stderr)
 	}
-	if code, _, stderr := runMain(t, nil, "replay", capture, "--format", "html"); code != ExitUsage || !strings.Contains(stderr, "junit") {
-		t.Errorf("--format html: exit %d, stderr %q; want %d naming the formats", code, stderr, ExitUsage)
+	if code, _, stderr := runMain(t, nil, "replay", capture, "--format", "pdf"); code != ExitUsage || !strings.Contains(stderr, "junit") {
+		t.Errorf("--format pdf: exit %d, stderr %q; want %d naming the formats", code, stderr, ExitUsage)
 	}
 }
