@@ -38,6 +38,7 @@ enum kind {
 	K_ERROR = 5,        /* inet_sk_error_report; err is the errno */
 	K_CLOSE = 6,        /* ->CLOSE; oldstate says from where */
 	K_CONNECT_FAIL = 7, /* connect() failed before any SYN (no route...) */
+	K_UDP_CONNECT = 8,  /* a UDP socket was connected to port 53: its local address names the process of its queries */
 };
 
 struct event {
@@ -97,7 +98,8 @@ struct pending {
 	__u64 made_sk; /* socket that went SYN_SENT during this call, or 0 */
 	__u16 dport;
 	__u8 family;
-	__u8 pad[5];
+	__u8 udp; /* a datagram socket connecting to a DNS server */
+	__u8 pad[4];
 	__u8 daddr[16];
 };
 
@@ -396,7 +398,8 @@ int on_error_report(struct trace_event_raw_inet_sk_error_report *ctx)
 }
 
 /* The struct sock behind fd in the current task, or 0 if fd is no stream socket. */
-static __always_inline __u64 stream_sock_of_fd(int fd)
+/* sock_of_fd returns the struct sock behind fd and the socket's type. */
+static __always_inline __u64 sock_of_fd(int fd, short *type)
 {
 	struct task_struct *task = (void *)bpf_get_current_task();
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
@@ -407,8 +410,9 @@ static __always_inline __u64 stream_sock_of_fd(int fd)
 	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
 		return 0;
 	struct socket *sock = BPF_CORE_READ(f, private_data);
-	if (!sock || BPF_CORE_READ(sock, type) != SOCK_STREAM)
+	if (!sock)
 		return 0;
+	*type = BPF_CORE_READ(sock, type);
 	return (__u64)BPF_CORE_READ(sock, sk);
 }
 
@@ -440,9 +444,14 @@ int on_connect_enter(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	}
 	p.family = family;
-	p.sk = stream_sock_of_fd((int)ctx->args[0]);
+	short type = 0;
+	p.sk = sock_of_fd((int)ctx->args[0], &type);
 	if (!p.sk)
-		return 0; /* UDP and other datagram connects are not calls out */
+		return 0;
+	if (type == SOCK_DGRAM && p.dport == 53)
+		p.udp = 1; /* a resolver's socket: remember whose it is */
+	else if (type != SOCK_STREAM)
+		return 0; /* other datagram connects are not calls out */
 	p.ts = bpf_ktime_get_ns();
 	bpf_map_update_elem(&connects, &tid, &p, BPF_ANY);
 	return 0;
@@ -467,6 +476,29 @@ int on_connect_exit(struct trace_event_raw_sys_exit *ctx)
 	if (!p)
 		return 0;
 	long ret = ctx->ret;
+	if (p->udp) {
+		/* connect() bound the socket: its local address now says which
+		 * process sends the DNS queries from it. */
+		if (ret == 0) {
+			struct sock *sk = (void *)p->sk;
+			struct inet_sock *inet = (void *)p->sk;
+			struct sockinfo info = {};
+			info.tgid = id >> 32;
+			info.tid = tid;
+			info.family = p->family;
+			info.dport = p->dport;
+			info.sport = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
+			__builtin_memcpy(info.daddr, p->daddr, 16);
+			if (p->family == AF_INET)
+				BPF_CORE_READ_INTO(&info.saddr, sk, __sk_common.skc_rcv_saddr);
+			else
+				BPF_CORE_READ_INTO(&info.saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+			bpf_get_current_comm(info.comm, sizeof(info.comm));
+			emit(p->sk, &info, K_UDP_CONNECT, bpf_ktime_get_ns(), 0, 0, 0);
+		}
+		bpf_map_delete_elem(&connects, &tid);
+		return 0;
+	}
 	__u64 made = p->made_sk;
 	if (made) {
 		/* The SYN has left: the source port is bound now. */

@@ -42,6 +42,7 @@ enum {
 #define AF_INET6 10
 #define IPPROTO_TCP 6
 #define SOCK_STREAM 1
+#define SOCK_DGRAM 2
 
 /* include/net/tcp_states.h */
 enum {
@@ -155,7 +156,19 @@ struct trace_event_raw_sched_process_exit {
 } __attribute__((preserve_access_index));
 
 /* Kernel objects reached from a connect() fd and a socket. */
+struct in6_addr {
+	union {
+		__u8 u6_addr8[16];
+	} in6_u;
+} __attribute__((preserve_access_index));
+
+struct sock_common {
+	__be32 skc_rcv_saddr;
+	struct in6_addr skc_v6_rcv_saddr;
+} __attribute__((preserve_access_index));
+
 struct sock {
+	struct sock_common __sk_common;
 	int sk_err;
 	int sk_err_soft;
 } __attribute__((preserve_access_index));

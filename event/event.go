@@ -98,6 +98,10 @@ const (
 	// SockClose: the socket went to CLOSE; when it was still in SYN_SENT the
 	// caller gave up (its own connect timeout) unless an error came first.
 	SockClose
+	// SockUDPConnect: a UDP socket was connected to a DNS server (port 53).
+	// Src is its local address: the datagrams sent from it are the
+	// process's lookups. Proto is ProtoUDP; not a call of its own.
+	SockUDPConnect
 )
 
 // Sock is one socket-level observation from the kernel (eBPF tracepoints).

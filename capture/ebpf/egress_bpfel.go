@@ -40,7 +40,8 @@ type egressPending struct {
 	MadeSk uint64
 	Dport  uint16
 	Family uint8
-	Pad    [5]uint8
+	Udp    uint8
+	Pad    [4]uint8
 	Daddr  [16]uint8
 }
 

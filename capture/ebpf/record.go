@@ -19,6 +19,7 @@ const (
 	kindError       = 5
 	kindClose       = 6
 	kindConnectFail = 7
+	kindUDPConnect  = 8
 )
 
 const (
@@ -67,6 +68,9 @@ func toSock(raw []byte, monoOff int64, procs *procCache) (*event.Sock, error) {
 		}
 	case kindClose:
 		s.Kind = event.SockClose
+	case kindUDPConnect:
+		s.Kind = event.SockUDPConnect
+		s.Proto = event.ProtoUDP
 	default:
 		return nil, fmt.Errorf("decode ring buffer record: unknown kind %d", r.Kind)
 	}

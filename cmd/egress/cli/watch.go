@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime/pprof"
@@ -321,6 +322,10 @@ type liveWatch struct {
 
 	queue pendingHeap
 	seq   uint64
+
+	// resolverSockets maps the local address of a process's connected DNS
+	// socket to the process (from the kernel), bounded.
+	resolverSockets map[netip.AddrPort]*event.Process
 }
 
 // pending is one observation waiting in the reorder buffer: s or f.
@@ -365,6 +370,17 @@ func (l *liveWatch) flush(until, to int64) {
 }
 
 func (l *liveWatch) sock(s *event.Sock, to int64) {
+	if s.Kind == event.SockUDPConnect {
+		// Not a call: it says whose DNS queries leave from that address.
+		if len(l.resolverSockets) >= 4096 {
+			clear(l.resolverSockets)
+		}
+		if l.resolverSockets == nil {
+			l.resolverSockets = make(map[netip.AddrPort]*event.Process)
+		}
+		l.resolverSockets[s.Src] = s.Proc
+		return
+	}
 	if s.Proc != nil {
 		// As the file can hold it, so live and replay agree.
 		s.Proc.Comm = pcapfile.SafeComm(s.Proc.Comm)
@@ -380,6 +396,11 @@ func (l *liveWatch) sock(s *event.Sock, to int64) {
 func (l *liveWatch) frame(f *afpacket.Frame, to int64) {
 	var proc *event.Process
 	if f.Err == nil {
+		if f.Packet.Proc == nil && f.Packet.Proto == event.ProtoUDP && f.Packet.DstPort == 53 {
+			// The kernel saw which process connected this resolver socket
+			// (the socket may be gone before /proc could say).
+			f.Packet.Proc = l.resolverSockets[netip.AddrPortFrom(f.Packet.Src, f.Packet.SrcPort)]
+		}
 		proc = f.Packet.Proc
 	}
 	l.write(func() error { return l.w.WriteFrame(f.Time, f.Data, f.WireLen, proc) })

@@ -116,6 +116,30 @@ func checkNames(t *testing.T, check, license report.Connection) {
 	}
 }
 
+// checkLookupProcs: the web app's own lookups (Go's resolver) and its curl
+// child's (glibc) carry their process, from the kernel's view of the
+// resolver socket's connect().
+func checkLookupProcs(t *testing.T, r *report.Report, shop int) {
+	t.Helper()
+	byName := map[string]string{}
+	for _, l := range r.Lookups {
+		if l.QType != "A" || l.Server == "198.18.0.1:53" && strings.HasPrefix(l.Client, "127.") {
+			continue
+		}
+		if l.PID != nil && l.Comm != nil {
+			byName[l.Name] = fmt.Sprintf("%s[%d]", *l.Comm, *l.PID)
+		} else if _, ok := byName[l.Name]; !ok {
+			byName[l.Name] = "-"
+		}
+	}
+	if got, want := byName["updates.vendor.test"], fmt.Sprintf("shopapp[%d]", shop); got != want {
+		t.Errorf("lookup of updates.vendor.test made by %s, want %s", got, want)
+	}
+	if got := byName["api.vendor.test"]; !strings.HasPrefix(got, "curl[") {
+		t.Errorf("lookup of api.vendor.test made by %s, want the curl child", got)
+	}
+}
+
 func within(t *testing.T, what string, got float64, want time.Duration) {
 	t.Helper()
 	w := float64(want.Milliseconds())
@@ -135,6 +159,7 @@ func timeouts(t *testing.T, r *report.Report, shop int) {
 	within(t, "window blocked", r.Window.BlockedMS, 2*connectTimeout)
 	checkNames(t, check, license)
 	checkProcs(t, check, license, shop)
+	checkLookupProcs(t, r, shop)
 	// The first line says it all: most of the login blocked, both calls,
 	// their attempts and blocked time, and the processes that made them.
 	for _, want := range []string{"window was blocked", "2 unanswered calls", "updates.vendor.test:80 (", "SYNs",
