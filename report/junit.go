@@ -10,6 +10,12 @@ import (
 	"strings"
 )
 
+// End bases that egress run --block sets on what it refused.
+const (
+	BasisBlockedConnect = "blocked: egress run --block refused connect()/sendmsg() with EPERM"
+	BasisBlockedLookup  = "blocked: egress run --block answered REFUSED (name not allowed)"
+)
+
 // Destination is every outbound call to one host (or address), port and
 // protocol: the unit a CI check passes or fails. Loopback calls are left
 // out: a local database is not a phone-home.
@@ -37,8 +43,12 @@ func (d *Destination) Failed() bool {
 	return false
 }
 
-// Target is "name:port", bracketing IPv6 addresses.
+// Target is "name:port", bracketing IPv6 addresses; a refused name
+// (Proto "dns") is just the name.
 func (d *Destination) Target() string {
+	if d.Proto == "dns" {
+		return Safe(d.Name)
+	}
 	if a, err := netip.ParseAddr(d.Name); err == nil && a.Is6() {
 		return fmt.Sprintf("[%s]:%d", d.Name, d.Port)
 	}
@@ -66,7 +76,8 @@ func (d *Destination) OutcomeText() string {
 	return strings.Join(parts, ", ")
 }
 
-// Destinations groups r's outbound connections by destination: unexpected
+// Destinations groups r's outbound connections by destination, plus the
+// names egress run --block refused to resolve (Proto "dns"): unexpected
 // ones first, then failed ones, then by name and port.
 func Destinations(r *Report) []*Destination {
 	type key struct {
@@ -111,6 +122,31 @@ func Destinations(r *Report) []*Destination {
 			if d.Catalog == "" {
 				d.Catalog = v.Catalog
 			}
+		}
+	}
+	// Names the DNS proxy of egress run --block refused are destinations
+	// too: the app wanted to reach them, and the policy said no.
+	for i := range r.Lookups {
+		l := &r.Lookups[i]
+		if l.EndBasis != BasisBlockedLookup {
+			continue
+		}
+		k := key{l.Name, 0, "dns"}
+		d := byKey[k]
+		if d == nil {
+			d = &Destination{Name: l.Name, Proto: "dns", Outcomes: map[string]int{}, Unexpected: true,
+				Rule: "no rule", Reasons: []string{l.EndBasis}}
+			byKey[k] = d
+			ds = append(ds, d)
+		}
+		n := max(l.Count, 1)
+		d.Calls += n
+		d.Outcomes[l.Outcome] += n
+		if p := proc(l.PID, l.Comm); p != "-" && !slices.Contains(d.Processes, p) && len(d.Processes) < 8 {
+			d.Processes = append(d.Processes, p)
+		}
+		if l.Verdict != nil && d.Catalog == "" {
+			d.Catalog = l.Verdict.Catalog
 		}
 	}
 	for _, d := range ds {
@@ -245,7 +281,11 @@ func WriteJUnit(w io.Writer, r *Report) error {
 
 func failureText(d *Destination) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "host: %s\nport: %d/%s\n", Safe(d.Name), d.Port, d.Proto)
+	if d.Proto == "dns" {
+		fmt.Fprintf(&b, "lookup: %s\n", Safe(d.Name))
+	} else {
+		fmt.Fprintf(&b, "host: %s\nport: %d/%s\n", Safe(d.Name), d.Port, d.Proto)
+	}
 	if len(d.Processes) > 0 {
 		fmt.Fprintf(&b, "process: %s\n", strings.Join(d.Processes, ", "))
 	}

@@ -9,9 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"sync"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -157,15 +155,14 @@ func (b *Blocker) Lost() uint64 {
 // Run calls fn with each refused call until ctx is done, then returns
 // ctx.Err(). fn runs on Run's goroutine.
 func (b *Blocker) Run(ctx context.Context, fn func(Blocked)) error {
-	stop := context.AfterFunc(ctx, func() {
-		// Let records already in the buffer drain before closing.
-		b.rd.SetDeadline(time.Now())
-	})
+	// Closing is the only way to wake a blocked read; callers wait a moment
+	// after the command exits so the last records are read first.
+	stop := context.AfterFunc(ctx, func() { b.rd.Close() })
 	defer stop()
 	var rec ringbuf.Record
 	for {
 		if err := b.rd.ReadInto(&rec); err != nil {
-			if (errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ringbuf.ErrClosed)) && ctx.Err() != nil {
+			if errors.Is(err, ringbuf.ErrClosed) && ctx.Err() != nil {
 				return ctx.Err()
 			}
 			return fmt.Errorf("read blocked calls: %w", err)

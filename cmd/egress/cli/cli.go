@@ -71,6 +71,7 @@ never answers) and how much of an action's time they cost.
 	root.AddCommand(newReplayCmd(e))
 	root.AddCommand(newWatchCmd(e))
 	root.AddCommand(newRulesCmd(e))
+	root.AddCommand(newRunCmd(e))
 
 	err := root.ExecuteContext(ctx)
 	if err == nil {

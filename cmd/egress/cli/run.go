@@ -1,13 +1,526 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/egress-dev/egress/analyze"
+	"github.com/egress-dev/egress/capture/block"
+	"github.com/egress-dev/egress/capture/ebpf"
+	"github.com/egress-dev/egress/dnsmsg"
+	"github.com/egress-dev/egress/event"
+	"github.com/egress-dev/egress/internal/cgrouprun"
+	"github.com/egress-dev/egress/internal/dnsproxy"
 	"github.com/egress-dev/egress/report"
+	"github.com/egress-dev/egress/rules"
 )
+
+// ExitUnexpected is egress run's exit code when the command succeeded but
+// made calls the policy does not allow (in enforce mode). Documented in
+// docs/ci.md.
+const ExitUnexpected = 3
+
+type runFlags struct {
+	out       outputFlags
+	mode      string
+	block     bool
+	resolvers []string
+	report    string
+}
+
+func newRunCmd(e *env) *cobra.Command {
+	var fl runFlags
+	cmd := &cobra.Command{
+		Use:   "run [flags] -- CMD [ARGS...]",
+		Short: "Run a command in its own cgroup and report (or block) the outbound calls it makes",
+		Long: `run starts CMD in a cgroup v2 made for it, traces every process in that
+cgroup with eBPF (connect() calls, SYN retransmits, outcomes), sees its DNS
+lookups through a small DNS proxy the cgroup's port-53 traffic is steered to,
+and reports when CMD exits. Needs root (or CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN).
+
+With --rules, calls the policy does not allow are unexpected. In enforce mode
+(the default) egress exits 3 when CMD succeeded but made unexpected calls; in
+audit mode it only reports them. CMD's own exit status wins when CMD fails.
+
+--block refuses unexpected destinations in the kernel: connect() and sendmsg()
+fail with EPERM at once, and names the policy does not allow get REFUSED from
+the proxy, so a blocked call fails fast instead of hanging (docs/block.md).
+
+Exit codes: CMD's status when it failed; 3 unexpected calls (enforce mode);
+1 --fail-on matched; 2 usage or set-up error; 0 otherwise (docs/ci.md).`,
+		Example: `  egress run --rules egress.yaml -- npm test
+  egress run --rules egress.yaml --block --format junit --report egress.xml -- ./login.sh
+  egress run --mode audit --format json -- curl -s https://example.com/`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.ArgsLenAtDash() != 0 {
+				return usageErr("put -- before the command: egress run [flags] -- CMD ARGS")
+			}
+			return runRun(cmd.Context(), e, args, &fl)
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	fl.out.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&fl.mode, "mode", "enforce", "enforce: exit 3 when CMD made unexpected calls; audit: report them only")
+	f.BoolVar(&fl.block, "block", false, "refuse calls the --rules policy does not allow, at connect() (needs --rules)")
+	f.StringSliceVar(&fl.resolvers, "resolver", nil, "resolvers the DNS proxy forwards to (ADDR or ADDR:PORT; default: /etc/resolv.conf)")
+	f.StringVar(&fl.report, "report", "", "write the report to this file instead of stdout (CMD's output stays on stdout)")
+	return cmd
+}
+
+// runState is what the event goroutine owns: the analyzer and the calls
+// the blocker refused.
+type runState struct {
+	an      *analyze.Analyzer
+	blocked map[blockedKey]*report.Connection
+	order   []blockedKey
+}
+
+type blockedKey struct {
+	pid   int
+	dst   netip.AddrPort
+	proto uint8
+}
+
+// maxBlocked bounds the distinct refused calls kept; repeats are counted.
+const maxBlocked = 10000
+
+func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
+	if err := fl.out.validate(); err != nil {
+		return err
+	}
+	if fl.mode != "enforce" && fl.mode != "audit" {
+		return usageErr("unknown --mode %q: use enforce or audit", fl.mode)
+	}
+	if fl.block && fl.out.rules == "" {
+		return usageErr("--block needs --rules FILE (the allowlist of what may be reached)")
+	}
+	var pol *rules.Policy
+	if fl.out.rules != "" {
+		var err error
+		if pol, err = rules.Load(fl.out.rules); err != nil {
+			return usageErr("%v", err)
+		}
+	}
+	upstreams, err := resolvers(fl.resolvers)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	if len(upstreams) == 0 && fl.block {
+		return usageErr("--block needs a resolver for the DNS proxy: none in /etc/resolv.conf, give --resolver ADDR")
+	}
+	if _, err := exec.LookPath(args[0]); err != nil {
+		return usageErr("%v", err)
+	}
+
+	g, err := cgrouprun.New("egress-run")
+	if err != nil {
+		return &exitError{code: ExitUsage, err: err}
+	}
+	defer func() {
+		if err := g.Remove(); err != nil {
+			fmt.Fprintf(e.stderr, "egress: %v\n", err)
+		}
+	}()
+
+	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBg()
+	var bg sync.WaitGroup
+	evs := make(chan func(*runState), 4096)
+	st := &runState{blocked: map[blockedKey]*report.Connection{}}
+
+	// Names the proxy answered, for refused calls to their addresses.
+	var namesMu sync.Mutex
+	names := map[netip.Addr]string{}
+	refused := map[string]bool{} // names the proxy refused
+
+	var blocker *block.Blocker
+	var proxy *dnsproxy.Proxy
+	if len(upstreams) > 0 {
+		dp := &dnsPolicy{pol: pol, enforce: fl.block}
+		proxy, err = dnsproxy.Listen(dnsproxy.Config{Upstreams: upstreams, Policy: dp, Observe: func(x dnsproxy.Exchange) {
+			if x.Refused {
+				var m dnsmsg.Msg
+				if m.Unpack(x.Query); m.QuestionOK() {
+					namesMu.Lock()
+					if len(refused) < 1<<16 {
+						refused[strings.TrimSuffix(string(m.QName), ".")] = true
+					}
+					namesMu.Unlock()
+				}
+			}
+			if !x.TCP {
+				evs <- func(s *runState) { feedDNS(s.an, x) }
+			}
+		}})
+		if err != nil {
+			return &exitError{code: ExitUsage, err: err}
+		}
+		loopback := true
+		if pol != nil {
+			loopback, _ = pol.Defaults()
+		}
+		blocker, err = block.Open(block.Options{Cgroup: g.Path, Enforce: fl.block, AllowLoopback: loopback,
+			ProxyPort: proxy.Port(), Proxy6: proxy.IPv6()})
+		if err != nil {
+			return &exitError{code: ExitUsage, err: err}
+		}
+		defer blocker.Close()
+		dp.blocker = blocker
+		dp.names = func(name string, addrs []netip.Addr) {
+			namesMu.Lock()
+			defer namesMu.Unlock()
+			for _, a := range addrs {
+				if len(names) < 1<<16 {
+					names[a.Unmap()] = name
+				}
+			}
+		}
+		if fl.block {
+			for _, gr := range pol.AddrGrants() {
+				if err := allowGrant(blocker, gr.Prefix, gr); err != nil {
+					return &exitError{code: ExitUsage, err: err}
+				}
+			}
+		}
+		bg.Go(func() { proxy.Serve(bgCtx) })
+		bg.Go(func() {
+			blocker.Run(bgCtx, func(b block.Blocked) {
+				evs <- func(s *runState) { s.addBlocked(b) }
+			})
+		})
+	} else {
+		fmt.Fprintln(e.stderr, "egress: no resolver in /etc/resolv.conf: DNS is not proxied, calls are named only by address")
+	}
+
+	tr, err := ebpf.Open(ebpf.Options{CgroupID: g.ID})
+	if err != nil {
+		return &exitError{code: ExitUsage, err: err}
+	}
+	defer tr.Close()
+	bg.Go(func() {
+		tr.Run(bgCtx, sockSink(func(s *event.Sock) { evs <- func(st *runState) { st.an.Sock(s) } }))
+	})
+
+	start := time.Now()
+	st.an = analyze.New(analyze.Config{LocalAny: true, From: start.UnixNano()})
+	consumed := make(chan struct{})
+	go func() {
+		defer close(consumed)
+		for f := range evs {
+			f(st)
+		}
+	}()
+
+	cmd := g.Command(ctx, args[0], args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
+	if fl.report == "" {
+		// The report goes to stdout after CMD's output; keep them apart.
+		cmd.Stdout = e.stderr
+	}
+	cmd.WaitDelay = 2 * time.Second
+	runErr := cmd.Run()
+	cmdCode := 0
+	var ee *exec.ExitError
+	switch {
+	case errors.As(runErr, &ee):
+		cmdCode = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			cmdCode = 128 + int(ws.Signal())
+		}
+	case runErr != nil:
+		stopBg()
+		bg.Wait()
+		close(evs)
+		<-consumed
+		return &exitError{code: ExitUsage, err: fmt.Errorf("run %s: %w", args[0], runErr)}
+	}
+	// What CMD left running dies with it; then let the kernel's last
+	// records (closes, refusals) reach the ring buffers before stopping.
+	g.Kill()
+	time.Sleep(200 * time.Millisecond)
+	stopBg()
+	bg.Wait()
+	close(evs)
+	<-consumed
+
+	if lost := tr.Lost(); lost > 0 {
+		st.an.Lost(lost)
+	}
+	r := st.an.Finish()
+	r.Source = "run " + strings.Join(args, " ")
+	r.Backend = tr.Backend()
+	if proxy != nil {
+		r.Backend += ", dns proxy"
+		if fl.block {
+			r.Backend += ", cgroup connect/sendmsg blocking"
+		}
+		if lost := blocker.Lost(); lost > 0 {
+			r.Stats.EventsLost += lost
+		}
+	}
+	namesMu.Lock()
+	st.mergeBlocked(r, names, refused)
+	namesMu.Unlock()
+	if err := fl.out.annotate(r); err != nil {
+		return err
+	}
+	out := e.stdout
+	var file *os.File
+	if fl.report != "" {
+		if file, err = os.Create(fl.report); err != nil {
+			return &exitError{code: ExitUsage, err: fmt.Errorf("write report: %w", err)}
+		}
+		defer file.Close()
+		out = file
+	}
+	ciOutputs(e.stderr, r)
+	findings, err := fl.out.write(out, r)
+	if err == nil && file != nil {
+		err = file.Close()
+	}
+	if err != nil {
+		return &exitError{code: ExitUsage, err: err}
+	}
+	unexpected := 0
+	for _, c := range r.Connections {
+		if c.Verdict != nil && !c.Verdict.Expected && !c.Loopback {
+			unexpected++
+		}
+	}
+	switch {
+	case cmdCode != 0:
+		return &exitError{code: cmdCode, err: fmt.Errorf("%s exited with status %d", args[0], cmdCode)}
+	case unexpected > 0 && fl.mode == "enforce":
+		return &exitError{code: ExitUnexpected, err: fmt.Errorf("%d unexpected call(s) (--mode audit reports without failing)", unexpected)}
+	case len(findings) > 0:
+		return &exitError{code: ExitFindings, err: fmt.Errorf("--fail-on matched %d call(s): %s", len(findings), summarise(findings))}
+	}
+	if unexpected > 0 {
+		fmt.Fprintf(e.stderr, "egress: audit: %d unexpected call(s)\n", unexpected)
+	}
+	return nil
+}
+
+type sockSink func(*event.Sock)
+
+func (f sockSink) Sock(s *event.Sock) { f(s) }
+
+// feedDNS gives the analyzer a proxied UDP exchange as the two datagrams
+// the app saw: its query to the resolver and the answer.
+func feedDNS(an *analyze.Analyzer, x dnsproxy.Exchange) {
+	q := event.Packet{Time: x.QueryTime, WireLen: 28 + len(x.Query), Dir: event.DirOut,
+		Src: x.Client.Addr(), Dst: x.Upstream.Addr(), Proto: event.ProtoUDP,
+		SrcPort: x.Client.Port(), DstPort: x.Upstream.Port(), Payload: x.Query}
+	an.Packet(&q)
+	if x.Reply == nil {
+		return
+	}
+	a := event.Packet{Time: x.ReplyTime, WireLen: 28 + len(x.Reply), Dir: event.DirIn,
+		Src: x.Upstream.Addr(), Dst: x.Client.Addr(), Proto: event.ProtoUDP,
+		SrcPort: x.Upstream.Port(), DstPort: x.Client.Port(), Payload: x.Reply}
+	an.Packet(&a)
+}
+
+func (s *runState) addBlocked(b block.Blocked) {
+	k := blockedKey{b.PID, b.Dst, b.Proto}
+	if c := s.blocked[k]; c != nil {
+		c.Count++
+		return
+	}
+	if len(s.blocked) >= maxBlocked {
+		return
+	}
+	pid, comm := b.PID, b.Comm
+	proto := "tcp"
+	if b.Proto == event.ProtoUDP {
+		proto = "udp"
+	}
+	t := time.Unix(0, b.Time).UTC()
+	s.blocked[k] = &report.Connection{
+		PID: &pid, Comm: &comm, NameSource: report.SourceNone,
+		DstIP: b.Dst.Addr().String(), DstPort: b.Dst.Port(), Proto: proto,
+		Start: t, End: t, Outcome: report.Rejected, EndBasis: report.BasisBlockedConnect,
+		SynTimesMS: []float64{}, Count: 1, Dst: b.Dst,
+	}
+	s.order = append(s.order, k)
+}
+
+// mergeBlocked marks what the blocker refused in r. A refused TCP connect
+// is already a rejected call in the analyzer's view (the connect() failed):
+// it gets the blocker's reason. Refused UDP sends, which the tracepoints do
+// not see, are added, named by the proxy's answers where one gave their
+// address. Lookups the proxy refused get their reason too.
+func (s *runState) mergeBlocked(r *report.Report, names map[netip.Addr]string, refused map[string]bool) {
+	for i := range r.Lookups {
+		if l := &r.Lookups[i]; l.Outcome == report.DNSRefused && refused[strings.TrimSuffix(l.Name, ".")] {
+			l.EndBasis = report.BasisBlockedLookup
+		}
+	}
+	if len(s.order) == 0 {
+		return
+	}
+	n := 0
+	added := false
+	for _, k := range s.order {
+		c := s.blocked[k]
+		n += c.Count
+		matched := false
+		for i := range r.Connections {
+			rc := &r.Connections[i]
+			if rc.Outcome == report.Rejected && rc.Proto == c.Proto && rc.DstIP == c.DstIP && rc.DstPort == c.DstPort &&
+				rc.PID != nil && *rc.PID == k.pid && rc.Attempts <= 1 {
+				rc.EndBasis = report.BasisBlockedConnect
+				matched = true
+			}
+		}
+		if matched {
+			continue
+		}
+		if name, ok := names[c.Dst.Addr().Unmap()]; ok {
+			c.Host, c.NameSource = name, report.SourceDNS
+		}
+		r.Connections = append(r.Connections, *c)
+		added = true
+	}
+	if added {
+		slices.SortStableFunc(r.Connections, func(a, b report.Connection) int { return a.Start.Compare(b.Start) })
+	}
+	r.Hints = append(r.Hints, report.Hint{Kind: "blocked", Subject: fmt.Sprintf("%d call(s)", n),
+		Text: "egress run --block refused calls to destinations the policy does not allow: the app got EPERM at once instead of waiting"})
+}
+
+// resolvers returns the --resolver addresses, else the nameservers of
+// /etc/resolv.conf, as ADDR:53 unless a port is given.
+func resolvers(flag []string) ([]netip.AddrPort, error) {
+	var list []string
+	if len(flag) > 0 {
+		list = flag
+	} else {
+		data, err := os.ReadFile("/etc/resolv.conf")
+		if err != nil {
+			return nil, nil
+		}
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			if len(f) >= 2 && f[0] == "nameserver" {
+				list = append(list, f[1])
+			}
+		}
+	}
+	var out []netip.AddrPort
+	for _, s := range list {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			out = append(out, ap)
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("resolver %q is not an address or address:port", s)
+		}
+		out = append(out, netip.AddrPortFrom(a.WithZone(""), 53))
+	}
+	return out, nil
+}
+
+// dnsPolicy decides for the DNS proxy: with enforcement, names the policy
+// cannot allow are refused before they are forwarded, and the addresses
+// of allowed names enter the kernel's allow map before the answer goes out.
+type dnsPolicy struct {
+	pol     *rules.Policy
+	enforce bool
+	blocker *block.Blocker
+	names   func(name string, addrs []netip.Addr)
+}
+
+func (d *dnsPolicy) Ask(name string) bool {
+	if !d.enforce {
+		return true
+	}
+	grants, denied := d.pol.NameGrants(name)
+	// A name no host entry allows may still resolve to an allowed cidr:
+	// forward it and decide on the addresses.
+	return !denied && (len(grants) > 0 || len(d.pol.AddrGrants()) > 0)
+}
+
+func (d *dnsPolicy) Answered(name string, cnames []string, addrs []netip.Addr) bool {
+	d.names(strings.TrimSuffix(name, "."), addrs)
+	if !d.enforce {
+		return true
+	}
+	grants, denied := d.pol.NameGrants(append([]string{name}, cnames...)...)
+	if denied {
+		return false
+	}
+	if len(addrs) == 0 {
+		return len(grants) > 0 // NODATA, NXDOMAIN or a CNAME only: nothing to open
+	}
+	ok := false
+	for _, a := range addrs {
+		for _, gr := range grants {
+			if gr.Prefix.IsValid() && !gr.Prefix.Contains(a.Unmap()) {
+				continue
+			}
+			if err := allowGrant(d.blocker, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), gr); err != nil {
+				return false // cannot open the way: refuse rather than let the app hang
+			}
+			ok = true
+		}
+		for _, gr := range d.pol.AddrGrants() {
+			ok = ok || gr.Prefix.Contains(a.Unmap())
+		}
+	}
+	return ok
+}
+
+// maxRangePorts is the widest port range entered port by port; a wider
+// range becomes "any port" in the kernel map (the report still applies
+// the exact range).
+const maxRangePorts = 1024
+
+// allowGrant enters one grant for prefix into the kernel's allow map.
+func allowGrant(b *block.Blocker, prefix netip.Prefix, gr rules.Grant) error {
+	var proto uint8
+	switch gr.Proto {
+	case "tcp":
+		proto = event.ProtoTCP
+	case "udp":
+		proto = event.ProtoUDP
+	case "":
+	default:
+		return nil // ICMP and others are not connect()ed: nothing to open
+	}
+	if len(gr.Ports) == 0 {
+		return b.Allow(prefix, 0, proto)
+	}
+	for _, pr := range gr.Ports {
+		if int(pr.Hi)-int(pr.Lo) >= maxRangePorts {
+			return b.Allow(prefix, 0, proto)
+		}
+		for p := int(pr.Lo); p <= int(pr.Hi); p++ {
+			if err := b.Allow(prefix, uint16(p), proto); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
 
 // ciOutputs adds what a CI runner shows next to the report: on GitHub
 // Actions (GITHUB_ACTIONS=true) error and warning annotations on stderr,
