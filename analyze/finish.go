@@ -297,10 +297,18 @@ func headline(r *report.Report) string {
 		cs = append(cs, culprit{lookup: true, host: l.Name, qtypes: []string{l.QType}, n: l.Count, blocked: l.BlockedMS, outcome: l.Outcome,
 			detail: fmt.Sprintf("%s%s", tilde(l.Inferred), secs(l.BlockedMS))})
 	}
-	nConn, nLook := len(r.Connections), len(r.Lookups)
+	nConn, nLook := 0, 0
+	for _, c := range r.Connections {
+		if !c.Loopback {
+			nConn += c.Count
+		}
+	}
+	for _, l := range r.Lookups {
+		nLook += l.Count
+	}
 	head := fmt.Sprintf("the %s window was blocked %s (%s)", secs(w.DurationMS), secs(w.BlockedMS), pct(w.BlockedMS, w.DurationMS))
 	if len(cs) == 0 {
-		return fmt.Sprintf("%s; %d outbound connections and %d lookups, none failed", head, nConn, nLook)
+		return fmt.Sprintf("%s; %s and %s, none failed", head, count(nConn, "outbound connection"), count(nLook, "lookup"))
 	}
 	sort.SliceStable(cs, func(i, j int) bool { return cs[i].blocked > cs[j].blocked })
 	// The calls that matter: the largest, until they cover most of the
@@ -522,4 +530,11 @@ func procName(pid *int, comm *string) string {
 		return fmt.Sprintf("pid %d", *pid)
 	}
 	return fmt.Sprintf("%s[%d]", *comm, *pid)
+}
+
+func count(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
