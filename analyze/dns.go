@@ -282,13 +282,12 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 		a.stats.OutsideWindow++
 		return
 	}
-	if len(a.lks) >= a.cfg.MaxRecords {
-		k := foldKey{lookup: true, dst: lk.server.Addr(), name: lk.name, qtype: dnsmsg.TypeString(lk.qtype), out: out}
-		if _, ok := a.folded[k]; !ok && len(a.folded) >= 2*a.cfg.MaxRecords {
-			k = foldKey{lookup: true, name: OtherDestinations, out: out}
-			a.stats.RecordsDropped++
-		}
-		if i, ok := a.folded[k]; ok {
+	folding := len(a.lks) >= a.cfg.MaxRecords
+	var key foldKey
+	var other bool
+	if folding {
+		key, other = a.foldSlot(foldKey{lookup: true, dst: lk.server.Addr(), name: lk.name, qtype: dnsmsg.TypeString(lk.qtype), out: out})
+		if i, ok := a.folded[key]; ok {
 			f := &a.lks[i]
 			f.Count++
 			f.Attempts += lk.queries
@@ -330,18 +329,16 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 		pid, comm := lk.proc.PID, lk.proc.Comm
 		l.PID, l.Comm = &pid, &comm
 	}
+	if other {
+		l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", "", []string{}, nil
+	}
+	if folding {
+		a.folded[key] = len(a.lks)
+	}
 	a.addLookup(l, lk)
 }
 
 func (a *Analyzer) addLookup(l report.Lookup, lk *lookup) {
-	if len(a.lks) >= a.cfg.MaxRecords {
-		k := foldKey{lookup: true, dst: lk.server.Addr(), name: l.Name, qtype: l.QType, out: l.Outcome}
-		if len(a.folded) >= 2*a.cfg.MaxRecords {
-			k = foldKey{lookup: true, name: OtherDestinations, out: l.Outcome}
-			l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", "", []string{}, nil
-		}
-		a.folded[k] = len(a.lks)
-	}
 	if l.Outcome == report.Answered && (lk.qtype == dnsmsg.TypeA || lk.qtype == dnsmsg.TypeAAAA) && len(a.answers) < 4096 {
 		a.answers = append(a.answers, answeredLookup{index: len(a.lks), addrs: lk.answers})
 	}

@@ -95,15 +95,15 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 		a.stats.OutsideWindow++
 		return
 	}
-	if len(a.conns) >= a.cfg.MaxRecords {
-		// Fold before building the record: past the limit most calls are
-		// repeats, and building costs more than the rest of the analysis.
-		k := foldKey{dst: at.server.Addr(), port: at.server.Port(), name: at.host, out: out}
-		if _, ok := a.folded[k]; !ok && len(a.folded) >= 2*a.cfg.MaxRecords {
-			k = foldKey{name: OtherDestinations, out: out}
-			a.stats.RecordsDropped++
-		}
-		if i, ok := a.folded[k]; ok {
+	// Past the record limit a call like an earlier one is folded into it,
+	// before the record is built: past the limit most calls are repeats,
+	// and building costs more than the rest of the analysis.
+	folding := len(a.conns) >= a.cfg.MaxRecords
+	var key foldKey
+	var other bool
+	if folding {
+		key, other = a.foldSlot(foldKey{dst: at.server.Addr(), port: at.server.Port(), name: at.host, out: out})
+		if i, ok := a.folded[key]; ok {
 			f := &a.conns[i]
 			f.Count++
 			f.Attempts += at.syns
@@ -154,37 +154,25 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 		pid, comm := at.proc.PID, at.proc.Comm
 		c.PID, c.Comm = &pid, &comm
 	}
-	a.addConn(c)
+	if other {
+		c.Host, c.NameSource, c.DstIP, c.DstPort = OtherDestinations, report.SourceNone, "", 0
+	}
+	if folding {
+		a.folded[key] = len(a.conns)
+	}
+	a.conns = append(a.conns, c)
 }
 
-// addConn keeps a record. Past MaxRecords, a call like an earlier one (same
-// destination, name and outcome) is folded into it: the count grows and the
-// record keeps the first call's client, process and times. Memory so stays
-// bounded however long the capture.
-func (a *Analyzer) addConn(c report.Connection) {
-	if len(a.conns) < a.cfg.MaxRecords {
-		a.conns = append(a.conns, c)
-		return
+// foldSlot says which record a call past the record limit joins: the one of
+// its own fold key, or, when the fold table is full and the key is new, the
+// per-outcome "other destinations" record (counted in records_dropped).
+// Memory so stays bounded however long the capture.
+func (a *Analyzer) foldSlot(k foldKey) (slot foldKey, other bool) {
+	if _, ok := a.folded[k]; ok || len(a.folded) < 2*a.cfg.MaxRecords {
+		return k, false
 	}
-	k := foldKey{dst: c.Dst.Addr(), port: c.Dst.Port(), name: c.Host, out: c.Outcome}
-	if len(a.folded) >= 2*a.cfg.MaxRecords {
-		// Too many distinct destinations to keep even one record each:
-		// the call joins one record per outcome for all the others.
-		k = foldKey{name: OtherDestinations, out: c.Outcome}
-		c.Host, c.NameSource, c.DstIP, c.DstPort = OtherDestinations, report.SourceNone, "", 0
-		a.stats.RecordsDropped++
-		if i, ok := a.folded[k]; ok {
-			f := &a.conns[i]
-			f.Count++
-			f.Attempts += c.Attempts
-			f.SynAcks += c.SynAcks
-			f.RSTs += c.RSTs
-			f.BlockedMS += c.BlockedMS
-			return
-		}
-	}
-	a.folded[k] = len(a.conns)
-	a.conns = append(a.conns, c)
+	a.stats.RecordsDropped++
+	return foldKey{lookup: k.lookup, name: OtherDestinations, out: k.out}, true
 }
 
 // OtherDestinations names the records that gather, per outcome, the calls
