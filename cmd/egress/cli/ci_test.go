@@ -4,10 +4,13 @@ import (
 	"encoding/xml"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"go.yaml.in/yaml/v3"
 )
 
 const ciGoldenDir = "testdata/ci"
@@ -75,6 +78,10 @@ func TestCIFormats(t *testing.T) {
 				}
 				checkGolden(t, "story-drop-path."+tt.policy+".summary.md",
 					strings.ReplaceAll(string(sum), capture, "testdata/captures/story-drop-path.pcap"))
+				// The site catalog labels the vendor's calls.
+				if label := "Web shop version check at admin login"; !strings.Contains(out, label) {
+					t.Errorf("the report lacks the catalog label %q", label)
+				}
 				if format == "junit" {
 					var doc struct {
 						Tests    int `xml:"tests,attr"`
@@ -108,5 +115,46 @@ func TestCINotGitHub(t *testing.T) {
 	}
 	if code, _, stderr := runMain(t, nil, "replay", capture, "--format", "pdf"); code != ExitUsage || !strings.Contains(stderr, "junit") {
 		t.Errorf("--format pdf: exit %d, stderr %q; want %d naming the formats", code, stderr, ExitUsage)
+	}
+}
+
+// TestActionYAML: the composite action parses, uses only the inputs it
+// declares, and passes each egress flag it builds to a real egress run flag.
+func TestActionYAML(t *testing.T) {
+	data, err := os.ReadFile("../../../action.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var action struct {
+		Inputs map[string]any `yaml:"inputs"`
+		Runs   struct {
+			Using string `yaml:"using"`
+			Steps []struct {
+				Run string            `yaml:"run"`
+				Env map[string]string `yaml:"env"`
+			} `yaml:"steps"`
+		} `yaml:"runs"`
+	}
+	if err := yaml.Unmarshal(data, &action); err != nil {
+		t.Fatalf("action.yml: %v", err)
+	}
+	if action.Runs.Using != "composite" || len(action.Runs.Steps) == 0 {
+		t.Fatalf("action.yml: runs.using %q with %d steps, want a composite action", action.Runs.Using, len(action.Runs.Steps))
+	}
+	for _, m := range regexp.MustCompile(`inputs\.([a-z_]+)`).FindAllStringSubmatch(string(data), -1) {
+		if _, ok := action.Inputs[m[1]]; !ok {
+			t.Errorf("action.yml uses undeclared input %q", m[1])
+		}
+	}
+	run := newRunCmd(&env{})
+	for _, step := range action.Runs.Steps {
+		for _, m := range regexp.MustCompile(`(?:^|[ (])--([a-z-]+)`).FindAllStringSubmatch(step.Run, -1) {
+			if slices.Contains([]string{"preserve-env"}, m[1]) {
+				continue // sudo's
+			}
+			if run.Flags().Lookup(m[1]) == nil {
+				t.Errorf("action.yml passes --%s, which egress run does not have", m[1])
+			}
+		}
 	}
 }
