@@ -297,9 +297,11 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
+	// Destinations count what a CI check fails on: unexpected connections
+	// and the names --block refused.
 	unexpected := 0
-	for _, c := range r.Connections {
-		if c.Verdict != nil && !c.Verdict.Expected && !c.Loopback {
+	for _, d := range report.Destinations(r) {
+		if d.Unexpected {
 			unexpected++
 		}
 	}
@@ -307,12 +309,12 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	case cmdCode != 0:
 		return &exitError{code: cmdCode, err: fmt.Errorf("%s exited with status %d", args[0], cmdCode)}
 	case unexpected > 0 && fl.mode == "enforce":
-		return &exitError{code: ExitUnexpected, err: fmt.Errorf("%d unexpected call(s) (--mode audit reports without failing)", unexpected)}
+		return &exitError{code: ExitUnexpected, err: fmt.Errorf("%d unexpected destination(s) (--mode audit reports without failing)", unexpected)}
 	case len(findings) > 0:
 		return &exitError{code: ExitFindings, err: fmt.Errorf("--fail-on matched %d call(s): %s", len(findings), summarise(findings))}
 	}
 	if unexpected > 0 {
-		fmt.Fprintf(e.stderr, "egress: audit: %d unexpected call(s)\n", unexpected)
+		fmt.Fprintf(e.stderr, "egress: audit: %d unexpected destination(s)\n", unexpected)
 	}
 	return nil
 }

@@ -292,7 +292,7 @@ func TestPrivilegedRun(t *testing.T) {
 
 	t.Run("audit mode reports without failing", func(t *testing.T) {
 		res := n.egressRun(t, nil, []string{"--rules", n.policy, "--block", "--mode", "audit", "--format", "json"}, trackerIP)
-		if res.code != ExitOK || !strings.Contains(res.stdout, "198.51.100.10") || !strings.Contains(res.stderr, "audit: 1 unexpected") {
+		if res.code != ExitOK || !strings.Contains(res.stdout, "198.51.100.10") || !strings.Contains(res.stderr, "audit: 1 unexpected destination") {
 			t.Errorf("exit %d, want 0 with the call reported\nstderr:\n%s", res.code, res.stderr)
 		}
 	})
@@ -347,3 +347,124 @@ func TestPrivilegedRunCleansUp(t *testing.T) {
 }
 
 func cmpStrings(a, b []string) bool { return strings.Join(a, "\n") == strings.Join(b, "\n") }
+
+// TestPrivilegedRunStory is the story: the shop's admin login waits for a
+// license check that the router's firewall silently drops. Under egress run
+// the login takes the shop's whole connect timeout and the report blames
+// api.vendor.test; with --block and a policy that does not allow it, the
+// same login finishes at once, measured in the same test.
+func TestPrivilegedRunStory(t *testing.T) {
+	n := testnet.NewForTest(t, "nft", "curl", "sh", "sleep")
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+"/", "github.com/egress-dev/egress/cmd/egress",
+		"github.com/egress-dev/egress/internal/testnet/dnsd", "github.com/egress-dev/egress/internal/testnet/vendord",
+		"github.com/egress-dev/egress/internal/testnet/shopapp")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	pfx := netip.MustParsePrefix
+	app, err := n.Namespace(ctx, "app")
+	must(err)
+	router, err := n.Namespace(ctx, "router")
+	must(err)
+	vendor, err := n.Namespace(ctx, "vendor")
+	must(err)
+	must(n.Link(ctx, app, "eth0", router, "app0"))
+	must(n.Link(ctx, vendor, "eth0", router, "vnd0"))
+	must(app.Addr(ctx, "eth0", pfx("198.18.0.2/24")))
+	must(router.Addr(ctx, "app0", pfx("198.18.0.1/24")))
+	must(router.Addr(ctx, "vnd0", pfx("198.51.100.1/24")))
+	must(vendor.Addr(ctx, "eth0", pfx("198.51.100.10/24")))
+	must(vendor.Addr(ctx, "eth0", pfx("198.51.100.11/24")))
+	must(router.Forwarding(ctx))
+	must(app.Route(ctx, netip.Prefix{}, netip.MustParseAddr("198.18.0.1")))
+	must(vendor.Route(ctx, netip.Prefix{}, netip.MustParseAddr("198.51.100.1")))
+	must(router.Nft(ctx, `
+table inet egress_test {
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		ip daddr 198.51.100.0/24 tcp dport 443 drop
+	}
+}`))
+	must(app.ResolvConf(netip.MustParseAddr("198.18.0.1"), "timeout:2 attempts:1"))
+	var logs syncBuf
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server logs:\n%s", logs.String())
+		}
+	})
+	_, err = router.Start(filepath.Join(bin, "dnsd"), &logs, "-listen", "198.18.0.1:53",
+		"-rr", "updates.vendor.test A 198.51.100.10",
+		"-rr", "api.vendor.test CNAME edge.vendor.test",
+		"-rr", "edge.vendor.test A 198.51.100.11")
+	must(err)
+	_, err = vendor.Start(filepath.Join(bin, "vendord"), &logs)
+	must(err)
+
+	// The login, as a command: start the shop, log in once, stop it.
+	login := fmt.Sprintf(`%s -listen 127.0.0.1:8080 -connect-timeout 5s & shop=$!
+for i in $(seq 50); do curl -s -o /dev/null http://127.0.0.1:8080/ && break; sleep 0.1; done
+s=$(date +%%s%%N); curl -s -d user=admin http://127.0.0.1:8080/login; e=$(date +%%s%%N)
+echo "login took $(( (e-s)/1000000 )) ms"
+kill $shop`, filepath.Join(bin, "shopapp"))
+	policy := filepath.Join(rulesDir, "story-update-only.yaml")
+	catalog := filepath.Join(rulesDir, "vendor-catalog.yaml")
+	took := regexp.MustCompile(`login took (\d+) ms`)
+	run := func(block bool) (code int, loginMS int, stdout, stderr string) {
+		t.Helper()
+		args := []string{"netns", "exec", app.Name, filepath.Join(bin, "egress"), "run", "--rules", policy,
+			"--catalog", catalog, "--format", "junit"}
+		if block {
+			args = append(args, "--block")
+		}
+		cmd := exec.CommandContext(ctx, "ip", append(args, "--", "sh", "-c", login)...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		m := took.FindStringSubmatch(errb.String())
+		if m == nil {
+			t.Fatalf("the login did not run (block %v):\n%s", block, errb.String())
+		}
+		ms, _ := strconv.Atoi(m[1])
+		return code, ms, out.String(), errb.String()
+	}
+
+	code, hangMS, out, stderr := run(false)
+	_, failed := parseJUnit(t, out)
+	if code != ExitUnexpected || !cmpStrings(failed, []string{"edge.vendor.test:443/tcp"}) && !cmpStrings(failed, []string{"api.vendor.test:443/tcp"}) {
+		t.Errorf("without --block: exit %d, failed %q; want %d and the license check\n%s\n%s", code, failed, ExitUnexpected, out, stderr)
+	}
+	if hangMS < 4500 {
+		t.Errorf("without --block the login took %d ms; want the 5 s connect timeout", hangMS)
+	}
+	if !strings.Contains(out, "Web shop version check at admin login") {
+		t.Errorf("the catalog does not label the vendor's call:\n%s", out)
+	}
+
+	code, fastMS, out, stderr := run(true)
+	_, failed = parseJUnit(t, out)
+	if code != ExitUnexpected || !cmpStrings(failed, []string{"api.vendor.test/dns"}) {
+		t.Errorf("with --block: exit %d, failed %q; want %d and the refused name\n%s\n%s", code, failed, ExitUnexpected, out, stderr)
+	}
+	if !strings.Contains(stderr, `check via go: 200 "latest=4.2.1"`) {
+		t.Errorf("the allowed update check did not get through under --block:\n%s", stderr)
+	}
+	if fastMS > 1000 || fastMS*5 > hangMS {
+		t.Errorf("with --block the login took %d ms against %d ms without: want well under a second", fastMS, hangMS)
+	}
+	t.Logf("admin login: %d ms hanging on the dropped license check, %d ms with --block", hangMS, fastMS)
+}
