@@ -59,7 +59,13 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 tells which of them blocked (a firewall silently dropping SYNs, a resolver that
 never answers) and how much of an action's time they cost.
 
-  egress replay capture.pcapng          explain a packet capture
+  egress replay capture.pcapng                  explain a packet capture
+  sudo egress watch --pid N --trigger 'CMD'     watch a running process live (eBPF)
+  sudo egress run --rules allow.yaml -- CMD     run a command, fail on unexpected calls
+  egress rules check allow.yaml                 validate an allowlist
+
+Exit codes: 0 ok, 1 --fail-on matched, 2 usage or unreadable input,
+3 unexpected calls (run); docs/cli.md.
 `,
 		SilenceUsage:  true,
 		SilenceErrors: true,
