@@ -2,6 +2,9 @@ package testnet
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
 	"os/exec"
 	"sync"
 	"testing"
@@ -45,4 +48,58 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// StoryHosts are the namespaces of the phone-home story: the app (the web
+// shop; 198.18.0.2, 2001:db8:1::2), a router (198.18.0.1 and 198.51.100.1,
+// 2001:db8:1::1 and 2001:db8:2::1, forwarding; the DNS server runs here) and
+// the vendor (198.51.100.10 and .11, 2001:db8:2::10 and ::11).
+type StoryHosts struct {
+	App, Router, Vendor *Namespace
+}
+
+// Story builds the story's three namespaces in n, linked app - router -
+// vendor with addresses and default routes. Firewalls, resolv.conf and the
+// actors are the caller's.
+func Story(ctx context.Context, n *Net) (*StoryHosts, error) {
+	app, err := n.Namespace(ctx, "app")
+	if err != nil {
+		return nil, err
+	}
+	router, err := n.Namespace(ctx, "router")
+	if err != nil {
+		return nil, err
+	}
+	vendor, err := n.Namespace(ctx, "vendor")
+	if err != nil {
+		return nil, err
+	}
+	pfx := netip.MustParsePrefix
+	steps := []func() error{
+		func() error { return n.Link(ctx, app, "eth0", router, "app0") },
+		func() error { return n.Link(ctx, vendor, "eth0", router, "vnd0") },
+		func() error { return app.Addr(ctx, "eth0", pfx("198.18.0.2/24")) },
+		func() error { return app.Addr(ctx, "eth0", pfx("2001:db8:1::2/64")) },
+		func() error { return router.Addr(ctx, "app0", pfx("198.18.0.1/24")) },
+		func() error { return router.Addr(ctx, "app0", pfx("2001:db8:1::1/64")) },
+		func() error { return router.Addr(ctx, "vnd0", pfx("198.51.100.1/24")) },
+		func() error { return router.Addr(ctx, "vnd0", pfx("2001:db8:2::1/64")) },
+	}
+	for _, a := range []string{"198.51.100.10/24", "198.51.100.11/24", "2001:db8:2::10/64", "2001:db8:2::11/64"} {
+		steps = append(steps, func() error { return vendor.Addr(ctx, "eth0", pfx(a)) })
+	}
+	// Routes last: a gateway must be on a link that has an address.
+	steps = append(steps,
+		func() error { return router.Forwarding(ctx) },
+		func() error { return app.Route(ctx, netip.Prefix{}, netip.MustParseAddr("198.18.0.1")) },
+		func() error { return app.Route(ctx, netip.Prefix{}, netip.MustParseAddr("2001:db8:1::1")) },
+		func() error { return vendor.Route(ctx, netip.Prefix{}, netip.MustParseAddr("198.51.100.1")) },
+		func() error { return vendor.Route(ctx, netip.Prefix{}, netip.MustParseAddr("2001:db8:2::1")) },
+	)
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return nil, fmt.Errorf("building the story's hosts: %w", err)
+		}
+	}
+	return &StoryHosts{App: app, Router: router, Vendor: vendor}, nil
 }

@@ -25,30 +25,9 @@ func TestPrivilegedStory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pfx := netip.MustParsePrefix
-
-	app, err := n.Namespace(ctx, "app")
+	hosts, err := Story(ctx, n)
 	must(err)
-	router, err := n.Namespace(ctx, "router")
-	must(err)
-	vendor, err := n.Namespace(ctx, "vendor")
-	must(err)
-	must(n.Link(ctx, app, "eth0", router, "app0"))
-	must(n.Link(ctx, vendor, "eth0", router, "vnd0"))
-	must(app.Addr(ctx, "eth0", pfx("198.18.0.2/24")))
-	must(app.Addr(ctx, "eth0", pfx("2001:db8:1::2/64")))
-	must(router.Addr(ctx, "app0", pfx("198.18.0.1/24")))
-	must(router.Addr(ctx, "app0", pfx("2001:db8:1::1/64")))
-	must(router.Addr(ctx, "vnd0", pfx("198.51.100.1/24")))
-	must(router.Addr(ctx, "vnd0", pfx("2001:db8:2::1/64")))
-	must(vendor.Addr(ctx, "eth0", pfx("198.51.100.10/24")))
-	must(vendor.Addr(ctx, "eth0", pfx("198.51.100.11/24")))
-	must(vendor.Addr(ctx, "eth0", pfx("2001:db8:2::10/64")))
-	must(router.Forwarding(ctx))
-	must(app.Route(ctx, netip.Prefix{}, netip.MustParseAddr("198.18.0.1")))
-	must(app.Route(ctx, netip.Prefix{}, netip.MustParseAddr("2001:db8:1::1")))
-	must(vendor.Route(ctx, netip.Prefix{}, netip.MustParseAddr("198.51.100.1")))
-	must(vendor.Route(ctx, netip.Prefix{}, netip.MustParseAddr("2001:db8:2::1")))
+	app, router, vendor := hosts.App, hosts.Router, hosts.Vendor
 	must(router.Nft(ctx, `
 table inet egress_test {
 	chain forward {

@@ -343,29 +343,9 @@ func runStoryCase(t *testing.T, bin string, c storyCase) {
 			t.Fatal(err)
 		}
 	}
-	pfx := netip.MustParsePrefix
-	app, err := n.Namespace(ctx, "app")
+	hosts, err := testnet.Story(ctx, n)
 	must(err)
-	router, err := n.Namespace(ctx, "router")
-	must(err)
-	vendor, err := n.Namespace(ctx, "vendor")
-	must(err)
-	must(n.Link(ctx, app, "eth0", router, "app0"))
-	must(n.Link(ctx, vendor, "eth0", router, "vnd0"))
-	must(app.Addr(ctx, "eth0", pfx("198.18.0.2/24")))
-	must(app.Addr(ctx, "eth0", pfx("2001:db8:1::2/64")))
-	must(router.Addr(ctx, "app0", pfx("198.18.0.1/24")))
-	must(router.Addr(ctx, "app0", pfx("2001:db8:1::1/64")))
-	must(router.Addr(ctx, "vnd0", pfx("198.51.100.1/24")))
-	must(router.Addr(ctx, "vnd0", pfx("2001:db8:2::1/64")))
-	for _, a := range []string{"198.51.100.10/24", "198.51.100.11/24", "2001:db8:2::10/64", "2001:db8:2::11/64"} {
-		must(vendor.Addr(ctx, "eth0", pfx(a)))
-	}
-	must(router.Forwarding(ctx))
-	must(app.Route(ctx, netip.Prefix{}, netip.MustParseAddr("198.18.0.1")))
-	must(app.Route(ctx, netip.Prefix{}, netip.MustParseAddr("2001:db8:1::1")))
-	must(vendor.Route(ctx, netip.Prefix{}, netip.MustParseAddr("198.51.100.1")))
-	must(vendor.Route(ctx, netip.Prefix{}, netip.MustParseAddr("2001:db8:2::1")))
+	app, router, vendor := hosts.App, hosts.Router, hosts.Vendor
 	if c.appNft != "" {
 		must(app.Nft(ctx, c.appNft))
 	}
