@@ -11,10 +11,17 @@ import (
 )
 
 // dnsKey groups open queries by client, server and transport; the DNS id
-// and question tell them apart within a group.
+// and question tell them apart within a group. Addresses are plain bytes
+// (no pointers) so the map hashes memory, as for flows.
 type dnsKey struct {
-	client, server netip.AddrPort
-	tcp            bool
+	client, server         [16]byte
+	clientPort, serverPort uint16
+	tcp                    bool
+}
+
+func mkDNSKey(client, server netip.AddrPort, tcp bool) dnsKey {
+	return dnsKey{client: client.Addr().As16(), server: server.Addr().As16(),
+		clientPort: client.Port(), serverPort: server.Port(), tcp: tcp}
 }
 
 // maxPerKey bounds the open queries kept per client/server/transport.
@@ -68,7 +75,8 @@ func (a *Analyzer) dnsMessage(p *event.Packet, b []byte, tcp bool) {
 }
 
 func (a *Analyzer) dnsQuery(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
-	k := dnsKey{client: netip.AddrPortFrom(p.Src, p.SrcPort), server: netip.AddrPortFrom(p.Dst, p.DstPort), tcp: tcp}
+	client, server := netip.AddrPortFrom(p.Src, p.SrcPort), netip.AddrPortFrom(p.Dst, p.DstPort)
+	k := mkDNSKey(client, server, tcp)
 	name := a.intern(m.QName)
 	for _, lk := range a.lookups[k] {
 		if lk.id == m.ID && lk.name == name && lk.qtype == m.QType {
@@ -92,7 +100,7 @@ func (a *Analyzer) dnsQuery(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
 		a.nLookups--
 		a.stats.LookupsEvicted++
 	}
-	lk := &lookup{client: k.client, server: k.server, tcp: tcp, id: m.ID, name: name, qtype: m.QType,
+	lk := &lookup{client: client, server: server, tcp: tcp, id: m.ID, name: name, qtype: m.QType,
 		start: p.Time, lastQuery: p.Time, queries: 1, proc: a.keepProc(p.Proc)}
 	a.lookups[k] = append(list, lk)
 	a.nLookups++
@@ -100,7 +108,7 @@ func (a *Analyzer) dnsQuery(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
 }
 
 func (a *Analyzer) dnsResponse(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
-	k := dnsKey{client: netip.AddrPortFrom(p.Dst, p.DstPort), server: netip.AddrPortFrom(p.Src, p.SrcPort), tcp: tcp}
+	k := mkDNSKey(netip.AddrPortFrom(p.Dst, p.DstPort), netip.AddrPortFrom(p.Src, p.SrcPort), tcp)
 	qname := a.intern(m.QName)
 	// Names from every answer, matched or not: a response whose query was
 	// not captured still says what the address is called.
@@ -157,7 +165,7 @@ func (a *Analyzer) learnNames(p *event.Packet, m *dnsmsg.Msg, qname string) {
 
 // dnsICMP matches an ICMP unreachable quoting a query to that query.
 func (a *Analyzer) dnsICMP(client, server netip.AddrPort, p *event.Packet) {
-	dk := dnsKey{client: client, server: server}
+	dk := mkDNSKey(client, server, false)
 	for _, lk := range a.lookups[dk] {
 		if lk.resp == 0 && lk.icmp == nil {
 			lk.icmp = icmpInfo(p)
@@ -286,7 +294,7 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 	var key foldKey
 	var other bool
 	if folding {
-		key, other = a.foldSlot(foldKey{lookup: true, dst: lk.server.Addr(), name: lk.name, qtype: dnsmsg.TypeString(lk.qtype), out: out})
+		key, other = a.foldSlot(foldKey{lookup: true, dst: lk.server.Addr().As16(), port: lk.server.Port(), name: lk.name, qtype: lk.qtype, out: outcomeCode(out)})
 		if i, ok := a.folded[key]; ok {
 			f := &a.lks[i]
 			f.Count++

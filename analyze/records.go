@@ -102,7 +102,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 	var key foldKey
 	var other bool
 	if folding {
-		key, other = a.foldSlot(foldKey{dst: at.server.Addr(), port: at.server.Port(), name: at.host, out: out})
+		key, other = a.foldSlot(foldKey{dst: at.server.Addr().As16(), port: at.server.Port(), name: at.host, out: outcomeCode(out)})
 		if i, ok := a.folded[key]; ok {
 			f := &a.conns[i]
 			f.Count++

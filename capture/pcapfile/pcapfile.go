@@ -207,7 +207,8 @@ func (r *Reader) Run(ctx context.Context, sink Sink) error {
 		}
 		r.stats.Packets++
 		r.stats.Bytes += uint64(ci.Length)
-		p = event.Packet{Time: ci.Timestamp.UnixNano(), WireLen: ci.Length, Iface: ci.InterfaceIndex}
+		// Decode resets every other field.
+		p.Time, p.WireLen, p.Iface = ci.Timestamp.UnixNano(), ci.Length, ci.InterfaceIndex
 		if err := r.dec.Decode(link, data, &p); err != nil {
 			// Counted, never silently dropped: the report's stats show them.
 			// A fragment held for reassembly is neither: its datagram is
