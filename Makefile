@@ -34,7 +34,7 @@ generate-check: generate
 # Throughput and memory of egress replay against tshark (see docs/benchmarks.md).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./capture/... ./analyze/... ./dnsmsg/... ./appproto/...
-	bash scripts/bench-replay.sh
+	BENCH_TSHARK_FULL=1 bash scripts/bench-replay.sh
 
 # Overhead of egress watch on a connect-heavy loopback load (root; see docs/benchmarks.md).
 bench-watch:
