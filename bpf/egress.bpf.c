@@ -185,8 +185,12 @@ static __always_inline void count_lost(void)
 #define RB_NO_WAKEUP 1
 #define RB_FORCE_WAKEUP 2
 
-static __always_inline __u64 wakeup_flag(void)
+static __always_inline __u64 wakeup_flag(__u8 kind)
 {
+	/* A resolver socket's record must be read before its first query's
+	 * answer comes back (egress run attributes the query by it): wake now. */
+	if (kind == K_UDP_CONNECT)
+		return RB_FORCE_WAKEUP;
 	return bpf_ringbuf_query(&events, RB_AVAIL_DATA) >= WAKEUP_BYTES ? RB_FORCE_WAKEUP : RB_NO_WAKEUP;
 }
 
@@ -214,7 +218,7 @@ static __always_inline void emit(__u64 sk, struct sockinfo *info, __u8 kind, __u
 	__builtin_memcpy(e->daddr, info->daddr, 16);
 	__builtin_memcpy(e->comm, info->comm, 16);
 	e->pad = 0;
-	bpf_ringbuf_submit(e, wakeup_flag());
+	bpf_ringbuf_submit(e, wakeup_flag(kind));
 }
 
 /*

@@ -89,6 +89,23 @@ type runState struct {
 	an      *analyze.Analyzer
 	blocked map[blockedKey]*report.Connection
 	order   []blockedKey
+	// resolverSockets maps the local address of a connected DNS socket of
+	// the cgroup to its process (the kernel's view), to name the process
+	// behind each query the proxy relays. Bounded.
+	resolverSockets map[netip.AddrPort]*event.Process
+}
+
+// sock takes one kernel event: resolver sockets are remembered, the rest
+// goes to the analyzer.
+func (s *runState) sock(e *event.Sock) {
+	if e.Kind == event.SockUDPConnect {
+		if s.resolverSockets == nil || len(s.resolverSockets) >= 4096 {
+			s.resolverSockets = make(map[netip.AddrPort]*event.Process)
+		}
+		s.resolverSockets[e.Src] = e.Proc
+		return
+	}
+	s.an.Sock(e)
 }
 
 type blockedKey struct {
@@ -165,7 +182,7 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 				}
 			}
 			if !x.TCP {
-				evs <- func(s *runState) { feedDNS(s.an, x) }
+				evs <- func(s *runState) { feedDNS(s.an, x, s.resolverSockets[x.Client]) }
 			}
 		}})
 		if err != nil {
@@ -214,7 +231,7 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	}
 	defer tr.Close()
 	bg.Go(func() {
-		tr.Run(bgCtx, sockSink(func(s *event.Sock) { evs <- func(st *runState) { st.an.Sock(s) } }))
+		tr.Run(bgCtx, sockSink(func(s *event.Sock) { evs <- func(st *runState) { st.sock(s) } }))
 	})
 
 	start := time.Now()
@@ -324,11 +341,12 @@ type sockSink func(*event.Sock)
 func (f sockSink) Sock(s *event.Sock) { f(s) }
 
 // feedDNS gives the analyzer a proxied UDP exchange as the two datagrams
-// the app saw: its query to the resolver and the answer.
-func feedDNS(an *analyze.Analyzer, x dnsproxy.Exchange) {
+// the app saw: its query to the resolver and the answer. proc, when known,
+// is the process whose socket sent the query.
+func feedDNS(an *analyze.Analyzer, x dnsproxy.Exchange, proc *event.Process) {
 	q := event.Packet{Time: x.QueryTime, WireLen: 28 + len(x.Query), Dir: event.DirOut,
 		Src: x.Client.Addr(), Dst: x.Upstream.Addr(), Proto: event.ProtoUDP,
-		SrcPort: x.Client.Port(), DstPort: x.Upstream.Port(), Payload: x.Query}
+		SrcPort: x.Client.Port(), DstPort: x.Upstream.Port(), Payload: x.Query, Proc: proc}
 	an.Packet(&q)
 	if x.Reply == nil {
 		return

@@ -268,6 +268,17 @@ func TestPrivilegedRun(t *testing.T) {
 				if blocked == 0 {
 					t.Errorf("no connection to 198.51.100.10 is rejected with %q:\n%s", report.BasisBlockedConnect, res.stdout)
 				}
+				// The proxy sees 127.0.0.1:port; the kernel saw which
+				// process connected that resolver socket.
+				byCurl := 0
+				for _, l := range r.Lookups {
+					if l.Comm != nil && *l.Comm == "curl" && l.PID != nil {
+						byCurl++
+					}
+				}
+				if byCurl == 0 {
+					t.Errorf("no lookup is attributed to curl:\n%s", res.stdout)
+				}
 			}
 		})
 	}
