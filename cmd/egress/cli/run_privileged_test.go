@@ -110,6 +110,7 @@ const (
 )
 
 type runResult struct {
+	pid            int // egress's (ip netns exec execs it in place)
 	code           int
 	stdout, stderr string
 	times          map[string]time.Duration // URL -> how long its curl took
@@ -131,6 +132,9 @@ func (n *runNet) egressRun(t *testing.T, env []string, flags []string, urls ...s
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	res := runResult{stdout: out.String(), stderr: errb.String(), times: map[string]time.Duration{}, codes: map[string]int{}}
+	if cmd.Process != nil {
+		res.pid = cmd.Process.Pid
+	}
 	if ee, ok := err.(*exec.ExitError); ok {
 		res.code = ee.ExitCode()
 	} else if err != nil {
@@ -318,24 +322,23 @@ func TestPrivilegedRun(t *testing.T) {
 	})
 }
 
-// TestPrivilegedRunCleansUp: egress run removes the cgroup it made.
+// TestPrivilegedRunCleansUp: egress run removes the cgroup it made (named
+// egress-run-PID-N after the egress process; other runs on the machine may
+// have cgroups of their own meanwhile).
 func TestPrivilegedRunCleansUp(t *testing.T) {
 	n := newRunNet(t)
-	cgroups := func() []string {
-		var all []string
-		for _, mount := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
-			m, _ := filepath.Glob(filepath.Join(mount, "egress-run-*"))
-			all = append(all, m...)
-		}
-		return all
-	}
-	before := cgroups()
 	res := n.egressRun(t, nil, []string{"--rules", n.policy, "--block"}, trackerIP)
 	if res.code != ExitUnexpected {
 		t.Errorf("exit %d, want %d", res.code, ExitUnexpected)
 	}
-	if after := cgroups(); !cmpStrings(before, after) {
-		t.Errorf("cgroups before the run %q, after %q: the run's cgroup was left behind", before, after)
+	if res.pid == 0 {
+		t.Fatal("no pid for the egress run")
+	}
+	for _, mount := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		left, _ := filepath.Glob(filepath.Join(mount, fmt.Sprintf("egress-run-%d-*", res.pid)))
+		if len(left) > 0 {
+			t.Errorf("the run's cgroup was left behind: %q", left)
+		}
 	}
 }
 
