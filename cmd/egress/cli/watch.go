@@ -172,41 +172,11 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 	from := time.Now().UnixNano()
 	lw.an = analyze.New(analyze.Config{From: from})
 
-	// The window's end: the trigger's end plus grace, the duration, or ctx.
-	closeWindow := make(chan struct{})
-	var (
-		trigErr  error
-		trigDone = make(chan struct{})
-	)
-	switch {
-	case fl.trigger != "":
-		cmd := exec.CommandContext(ctx, "sh", "-c", fl.trigger)
-		cmd.Stdout, cmd.Stderr = e.stderr, e.stderr // stdout is the report's
-		if err := cmd.Start(); err != nil {
-			return &exitError{code: ExitUsage, err: fmt.Errorf("starting --trigger: %w", err)}
-		}
-		go func() {
-			trigErr = cmd.Wait()
-			close(trigDone)
-			select {
-			case <-time.After(fl.grace):
-			case <-ctx.Done():
-			}
-			close(closeWindow)
-		}()
-	case fl.duration > 0:
-		close(trigDone)
-		go func() {
-			select {
-			case <-time.After(fl.duration):
-			case <-ctx.Done():
-			}
-			close(closeWindow)
-		}()
-	default:
-		close(trigDone)
-		go func() { <-ctx.Done(); close(closeWindow) }()
+	win, err := openWindow(ctx, e, fl)
+	if err != nil {
+		return err
 	}
+	closeWindow := win.closed
 
 	var srcErr error
 	to := int64(0)
@@ -253,7 +223,7 @@ loop:
 		}
 	}
 	lw.flush(math.MaxInt64, to)
-	<-trigDone
+	trigErr := win.wait()
 
 	// The analyzer ends its window at the last observation it saw; this
 	// bare clock tick (no protocol: nothing but the time is read) puts it
@@ -303,6 +273,52 @@ loop:
 		return &exitError{code: ExitFindings, err: fmt.Errorf("--fail-on matched %d call(s): %s", len(findings), summarise(findings))}
 	}
 	return nil
+}
+
+// window is the span watch reports on: the run of --trigger plus --grace,
+// --duration, or until ctx ends (Ctrl-C, SIGTERM).
+type window struct {
+	closed   chan struct{} // closed when the window ends
+	trigDone chan struct{} // closed when the trigger has exited (at once without one)
+	trigErr  error         // the trigger's exit error, valid after trigDone
+}
+
+// openWindow starts the window's clock, and the trigger if there is one.
+func openWindow(ctx context.Context, e *env, fl *watchFlags) (*window, error) {
+	w := &window{closed: make(chan struct{}), trigDone: make(chan struct{})}
+	after := func(d time.Duration) {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+		close(w.closed)
+	}
+	switch {
+	case fl.trigger != "":
+		cmd := exec.CommandContext(ctx, "sh", "-c", fl.trigger)
+		cmd.Stdout, cmd.Stderr = e.stderr, e.stderr // stdout is the report's
+		if err := cmd.Start(); err != nil {
+			return nil, &exitError{code: ExitUsage, err: fmt.Errorf("starting --trigger: %w", err)}
+		}
+		go func() {
+			w.trigErr = cmd.Wait()
+			close(w.trigDone)
+			after(fl.grace)
+		}()
+	case fl.duration > 0:
+		close(w.trigDone)
+		go after(fl.duration)
+	default:
+		close(w.trigDone)
+		go func() { <-ctx.Done(); close(w.closed) }()
+	}
+	return w, nil
+}
+
+// wait returns the trigger's exit error once it has exited.
+func (w *window) wait() error {
+	<-w.trigDone
+	return w.trigErr
 }
 
 // reorderHold is how long observations wait to be put in time order
