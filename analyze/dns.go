@@ -57,6 +57,23 @@ func (a *Analyzer) dnsUDP(p *event.Packet) {
 	a.dnsMessage(p, p.Payload, false)
 }
 
+// DNSMessage observes one whole DNS message seen outside a packet flow, such
+// as a query and its answer relayed by egress run's DNS proxy: p gives its
+// time, addresses, ports and process; msg is the message; tcp says which
+// transport the client used (DNS over TCP is otherwise reassembled from
+// the stream's packets).
+func (a *Analyzer) DNSMessage(p *event.Packet, msg []byte, tcp bool) {
+	if a.cfg.To != 0 && p.Time > a.cfg.To {
+		a.stats.OutsideWindow++
+		return
+	}
+	a.clock(p.Time)
+	if p.Dir == event.DirOut {
+		a.dirOut.add(p.Src)
+	}
+	a.dnsMessage(p, msg, tcp)
+}
+
 // dnsMessage handles one DNS message carried by p (UDP payload or one
 // message reassembled from a TCP stream).
 func (a *Analyzer) dnsMessage(p *event.Packet, b []byte, tcp bool) {

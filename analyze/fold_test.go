@@ -77,3 +77,28 @@ func TestFoldingKeepsEveryCall(t *testing.T) {
 		t.Errorf("stats %+v: want folded and gathered records counted", r.Stats)
 	}
 }
+
+// TestDNSMessageRelayed: messages relayed outside packet flows (egress
+// run's DNS proxy) make lookups, over TCP too.
+func TestDNSMessageRelayed(t *testing.T) {
+	a := New(Config{LocalAny: true})
+	addr := netip.MustParseAddr("203.0.113.7")
+	q := dnsPacket(t, 0, 7, "tcp.example", addr, false)
+	r := dnsPacket(t, 0.002, 7, "tcp.example", addr, true)
+	q.Proto, r.Proto = event.ProtoTCP, event.ProtoTCP
+	q.Proc = &event.Process{PID: 9, Comm: "app"}
+	a.DNSMessage(q, q.Payload, true)
+	a.DNSMessage(r, r.Payload, true)
+	a.Packet(seg(0.01, app, 40000, addr, 443, syn, 1, 0, ""))
+	rep := a.Finish()
+	if len(rep.Lookups) != 1 {
+		t.Fatalf("%d lookups, want 1", len(rep.Lookups))
+	}
+	l := rep.Lookups[0]
+	if l.Transport != "tcp" || l.Outcome != "answered" || l.PID == nil || *l.PID != 9 {
+		t.Errorf("lookup %+v, want an answered tcp lookup by pid 9", l)
+	}
+	if len(rep.Connections) != 1 || rep.Connections[0].Host != "tcp.example" {
+		t.Errorf("connection not named from the relayed answer: %+v", rep.Connections)
+	}
+}

@@ -181,9 +181,7 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 					namesMu.Unlock()
 				}
 			}
-			if !x.TCP {
-				evs <- func(s *runState) { feedDNS(s.an, x, s.resolverSockets[x.Client]) }
-			}
+			evs <- func(s *runState) { feedDNS(s.an, x, s.resolverSockets[x.Client]) }
 		}})
 		if err != nil {
 			return &exitError{code: ExitUsage, err: err}
@@ -340,21 +338,25 @@ type sockSink func(*event.Sock)
 
 func (f sockSink) Sock(s *event.Sock) { f(s) }
 
-// feedDNS gives the analyzer a proxied UDP exchange as the two datagrams
-// the app saw: its query to the resolver and the answer. proc, when known,
+// feedDNS gives the analyzer a proxied exchange as the app saw it: its
+// query to the resolver and the answer, over UDP or TCP. proc, when known,
 // is the process whose socket sent the query.
 func feedDNS(an *analyze.Analyzer, x dnsproxy.Exchange, proc *event.Process) {
+	proto := event.ProtoUDP
+	if x.TCP {
+		proto = event.ProtoTCP
+	}
 	q := event.Packet{Time: x.QueryTime, WireLen: 28 + len(x.Query), Dir: event.DirOut,
-		Src: x.Client.Addr(), Dst: x.Upstream.Addr(), Proto: event.ProtoUDP,
-		SrcPort: x.Client.Port(), DstPort: x.Upstream.Port(), Payload: x.Query, Proc: proc}
-	an.Packet(&q)
+		Src: x.Client.Addr(), Dst: x.Upstream.Addr(), Proto: proto,
+		SrcPort: x.Client.Port(), DstPort: x.Upstream.Port(), Proc: proc}
+	an.DNSMessage(&q, x.Query, x.TCP)
 	if x.Reply == nil {
 		return
 	}
 	a := event.Packet{Time: x.ReplyTime, WireLen: 28 + len(x.Reply), Dir: event.DirIn,
-		Src: x.Upstream.Addr(), Dst: x.Client.Addr(), Proto: event.ProtoUDP,
-		SrcPort: x.Upstream.Port(), DstPort: x.Client.Port(), Payload: x.Reply}
-	an.Packet(&a)
+		Src: x.Upstream.Addr(), Dst: x.Client.Addr(), Proto: proto,
+		SrcPort: x.Upstream.Port(), DstPort: x.Client.Port()}
+	an.DNSMessage(&a, x.Reply, x.TCP)
 }
 
 func (s *runState) addBlocked(b block.Blocked) {
