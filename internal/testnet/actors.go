@@ -15,18 +15,24 @@ import (
 // namespaces need real binaries: `go run` would build inside the namespace.
 func BuildActors(t testing.TB) string {
 	t.Helper()
+	return Build(t, "github.com/egress-dev/egress/internal/testnet/dnsd",
+		"github.com/egress-dev/egress/internal/testnet/vendord",
+		"github.com/egress-dev/egress/internal/testnet/shopapp")
+}
+
+// Build builds the main packages pkgs (import paths) without cgo into a
+// temporary directory of t and returns it.
+func Build(t testing.TB, pkgs ...string) string {
+	t.Helper()
 	dir := t.TempDir()
 	gobin, err := exec.LookPath("go")
 	if err != nil {
-		t.Fatalf("needs the go command to build the test servers: %v", err)
+		t.Fatalf("needs the go command to build the test programs: %v", err)
 	}
-	cmd := exec.Command(gobin, "build", "-o", dir+"/",
-		"github.com/egress-dev/egress/internal/testnet/dnsd",
-		"github.com/egress-dev/egress/internal/testnet/vendord",
-		"github.com/egress-dev/egress/internal/testnet/shopapp")
+	cmd := exec.Command(gobin, append([]string{"build", "-o", dir + "/"}, pkgs...)...)
 	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building test servers: %v\n%s", err, out)
+		t.Fatalf("building %v: %v\n%s", pkgs, err, out)
 	}
 	return dir
 }

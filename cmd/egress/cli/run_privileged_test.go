@@ -37,13 +37,8 @@ type runNet struct {
 func newRunNet(t *testing.T) *runNet {
 	t.Helper()
 	n := testnet.NewForTest(t, "nft", "curl", "sh", "date")
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+"/", "github.com/egress-dev/egress/cmd/egress",
+	bin := testnet.Build(t, "github.com/egress-dev/egress/cmd/egress",
 		"github.com/egress-dev/egress/internal/testnet/dnsd", "github.com/egress-dev/egress/internal/testnet/vendord")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building: %v\n%s", err, out)
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	must := func(err error) {
@@ -351,14 +346,9 @@ func cmpStrings(a, b []string) bool { return strings.Join(a, "\n") == strings.Jo
 // same login finishes at once, measured in the same test.
 func TestPrivilegedRunStory(t *testing.T) {
 	n := testnet.NewForTest(t, "nft", "curl", "sh", "sleep")
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+"/", "github.com/egress-dev/egress/cmd/egress",
+	bin := testnet.Build(t, "github.com/egress-dev/egress/cmd/egress",
 		"github.com/egress-dev/egress/internal/testnet/dnsd", "github.com/egress-dev/egress/internal/testnet/vendord",
 		"github.com/egress-dev/egress/internal/testnet/shopapp")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building: %v\n%s", err, out)
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	must := func(err error) {
@@ -367,23 +357,9 @@ func TestPrivilegedRunStory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pfx := netip.MustParsePrefix
-	app, err := n.Namespace(ctx, "app")
+	hosts, err := testnet.Story(ctx, n)
 	must(err)
-	router, err := n.Namespace(ctx, "router")
-	must(err)
-	vendor, err := n.Namespace(ctx, "vendor")
-	must(err)
-	must(n.Link(ctx, app, "eth0", router, "app0"))
-	must(n.Link(ctx, vendor, "eth0", router, "vnd0"))
-	must(app.Addr(ctx, "eth0", pfx("198.18.0.2/24")))
-	must(router.Addr(ctx, "app0", pfx("198.18.0.1/24")))
-	must(router.Addr(ctx, "vnd0", pfx("198.51.100.1/24")))
-	must(vendor.Addr(ctx, "eth0", pfx("198.51.100.10/24")))
-	must(vendor.Addr(ctx, "eth0", pfx("198.51.100.11/24")))
-	must(router.Forwarding(ctx))
-	must(app.Route(ctx, netip.Prefix{}, netip.MustParseAddr("198.18.0.1")))
-	must(vendor.Route(ctx, netip.Prefix{}, netip.MustParseAddr("198.51.100.1")))
+	app, router, vendor := hosts.App, hosts.Router, hosts.Vendor
 	must(router.Nft(ctx, `
 table inet egress_test {
 	chain forward {
