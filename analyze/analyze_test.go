@@ -26,6 +26,14 @@ func seg(t float64, src netip.Addr, sport uint16, dst netip.Addr, dport uint16, 
 		Flags: flags, Seq: seq, Ack: ack, Payload: []byte(payload)}
 }
 
+// ackOut is a bare ACK the capturing host sent on a flow whose start was
+// not captured (a database connection, say).
+func ackOut(t float64, src netip.Addr, sport uint16, dst netip.Addr, dport uint16) *event.Packet {
+	p := seg(t, src, sport, dst, dport, event.TCPAck, 7, 7, "")
+	p.Dir = event.DirOut
+	return p
+}
+
 const (
 	syn    = event.TCPSyn
 	synack = event.TCPSyn | event.TCPAck
@@ -122,6 +130,20 @@ func TestConnectionOutcomes(t *testing.T) {
 				{"198.51.100.10:80", "timeout", 3, 3001, true, "next-action"},
 				{"198.51.100.10:443", "timeout", 3, 3001, true, "next-action"},
 			},
+		},
+		{
+			name: "bare ACKs on other flows are not a next action",
+			cfg:  any,
+			pkts: []*event.Packet{
+				seg(0, app, 40000, vendor, 80, syn, 100, 0, ""),
+				ackOut(0.5, app, 5432, router, 41000),
+				seg(1, app, 40000, vendor, 80, syn, 100, 0, ""),
+				ackOut(1.5, app, 5432, router, 41000),
+				seg(2, app, 40000, vendor, 80, syn, 100, 0, ""),
+				ackOut(2.5, app, 5432, router, 41000),
+				seg(3.001, app, 8080, router, 50000, ackf|event.TCPPsh, 1, 1, "HTTP/1.1 200 OK\r\n"),
+			},
+			want: []connSummary{{"198.51.100.10:80", "timeout", 3, 3001, true, "next-action"}},
 		},
 		{
 			name: "parallel calls do not end each other",

@@ -119,7 +119,8 @@ func (a *Analyzer) tcp(p *event.Packet) {
 	case syn && ack:
 		a.rememberOrphanSynAck(k, p)
 	default:
-		if p.Dir == event.DirOut || len(p.Payload) > 0 || p.Flags&(event.TCPFin|event.TCPRst) != 0 {
+		// Data, FIN or RST is the host doing something; a bare ACK is not.
+		if len(p.Payload) > 0 || p.Flags&(event.TCPFin|event.TCPRst) != 0 {
 			a.action(p.Src, p.Time, nil)
 		}
 		if isDNSTCPPort(p.SrcPort) || isDNSTCPPort(p.DstPort) {
