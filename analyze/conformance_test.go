@@ -14,25 +14,11 @@ import (
 	"github.com/egress-dev/egress/analyze"
 	"github.com/egress-dev/egress/capture/pcapfile"
 	"github.com/egress-dev/egress/dnsmsg"
+	"github.com/egress-dev/egress/internal/corpustest"
 	"github.com/egress-dev/egress/report"
 )
 
-// corpusDir finds the third-party capture corpus: $EGRESS_CORPUS, else
-// ../shared/corpus next to the repository.
-func corpusDir(t testing.TB) string {
-	t.Helper()
-	dir := os.Getenv("EGRESS_CORPUS")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "corpus")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "MANIFEST.md")); err != nil {
-		if os.Getenv("EGRESS_PRIVILEGED_TESTS") == "1" {
-			t.Fatalf("capture corpus not found at %s (set EGRESS_CORPUS): CI must run the conformance test", dir)
-		}
-		t.Skipf("capture corpus not found at %s: set EGRESS_CORPUS to the folder holding MANIFEST.md to run the conformance test", dir)
-	}
-	return dir
-}
+func corpusDir(t testing.TB) string { return corpustest.Dir(t) }
 
 type truthFile struct {
 	TCPAttempts []struct {

@@ -2,8 +2,6 @@ package appproto
 
 import (
 	"bufio"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,69 +10,24 @@ import (
 
 	"github.com/egress-dev/egress/capture/decode"
 	"github.com/egress-dev/egress/event"
-	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/egress-dev/egress/internal/corpustest"
 )
 
-func corpusDir(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join("..", "..", "shared", "corpus")
-	if _, err := os.Stat(filepath.Join(dir, "MANIFEST.md")); err != nil {
-		t.Skipf("public capture corpus not found at %s (CI provides it; see its MANIFEST.md): %v", dir, err)
-	}
-	return dir
-}
+func corpusDir(t testing.TB) string { return corpustest.Dir(t) }
 
 // tcpPayloads returns the TCP payload of every frame of a capture that has
 // one, by 1-based frame number, decoded by package decode.
 func tcpPayloads(t testing.TB, path string) map[int][]byte {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	out := map[int][]byte{}
 	d := decode.NewDecoder(decode.Options{})
-	add := func(n int, link decode.LinkType, data []byte) {
+	for _, f := range corpustest.Read(t, path) {
 		var p event.Packet
-		if err := d.Decode(link, data, &p); err == nil && p.Proto == event.ProtoTCP && len(p.Payload) > 0 {
-			out[n] = append([]byte(nil), p.Payload...)
+		if err := d.Decode(decode.LinkType(f.Link), f.Data, &p); err == nil && p.Proto == event.ProtoTCP && len(p.Payload) > 0 {
+			out[f.Num] = append([]byte(nil), p.Payload...)
 		}
 	}
-	var next func() ([]byte, decode.LinkType, error)
-	if strings.HasSuffix(path, ".pcapng") {
-		r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
-		if err != nil {
-			t.Fatal(err)
-		}
-		next = func() ([]byte, decode.LinkType, error) {
-			data, ci, err := r.ReadPacketData()
-			if err != nil {
-				return nil, 0, err
-			}
-			intf, err := r.Interface(ci.InterfaceIndex)
-			return data, decode.LinkType(intf.LinkType), err
-		}
-	} else {
-		r, err := pcapgo.NewReader(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		next = func() ([]byte, decode.LinkType, error) {
-			data, _, err := r.ReadPacketData()
-			return data, decode.LinkType(r.LinkType()), err
-		}
-	}
-	for n := 1; ; n++ {
-		data, link, err := next()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		add(n, link, data)
-	}
+	return out
 }
 
 type nameRow struct {

@@ -2,8 +2,6 @@ package dnsmsg
 
 import (
 	"encoding/json"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,65 +9,25 @@ import (
 
 	"github.com/egress-dev/egress/capture/decode"
 	"github.com/egress-dev/egress/event"
+	"github.com/egress-dev/egress/internal/corpustest"
 	"github.com/google/go-cmp/cmp"
-	"github.com/gopacket/gopacket/pcapgo"
 )
 
-func corpusDir(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join("..", "..", "shared", "corpus")
-	if _, err := os.Stat(filepath.Join(dir, "MANIFEST.md")); err != nil {
-		t.Skipf("public capture corpus not found at %s (CI provides it; see its MANIFEST.md): %v", dir, err)
-	}
-	return dir
-}
+func corpusDir(t testing.TB) string { return corpustest.Dir(t) }
 
 // udpPayloads returns, by 1-based frame number, the UDP payload of every
 // frame of a capture (decoded by package decode, fragments reassembled).
 func udpPayloads(t testing.TB, path string) map[int][]byte {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	out := map[int][]byte{}
 	d := decode.NewDecoder(decode.Options{})
-	add := func(num int, link decode.LinkType, data []byte) {
+	for _, f := range corpustest.Read(t, path) {
 		var p event.Packet
-		if err := d.Decode(link, data, &p); err == nil && p.Proto == event.ProtoUDP {
-			out[num] = append([]byte(nil), p.Payload...)
+		if err := d.Decode(decode.LinkType(f.Link), f.Data, &p); err == nil && p.Proto == event.ProtoUDP {
+			out[f.Num] = append([]byte(nil), p.Payload...)
 		}
 	}
-	if strings.HasSuffix(path, ".pcapng") {
-		r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for n := 1; ; n++ {
-			data, ci, err := r.ReadPacketData()
-			if errors.Is(err, io.EOF) {
-				return out
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			intf, _ := r.Interface(ci.InterfaceIndex)
-			add(n, decode.LinkType(intf.LinkType), data)
-		}
-	}
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for n := 1; ; n++ {
-		data, _, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			return out
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		add(n, decode.LinkType(r.LinkType()), data)
-	}
+	return out
 }
 
 // typeName is a record type in a truth file: a mnemonic, or a number for

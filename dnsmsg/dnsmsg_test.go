@@ -4,11 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/egress-dev/egress/internal/corpustest"
 )
 
 // header builds a 12-byte DNS header.
@@ -150,8 +151,8 @@ func TestTypeString(t *testing.T) {
 }
 
 func corpusSeeds(tb testing.TB) [][]byte {
-	dir := filepath.Join("..", "..", "shared", "corpus")
-	if _, err := os.Stat(filepath.Join(dir, "MANIFEST.md")); err != nil {
+	dir, ok := corpustest.Find()
+	if !ok {
 		return nil
 	}
 	var out [][]byte

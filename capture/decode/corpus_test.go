@@ -3,25 +3,15 @@ package decode
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/egress-dev/egress/event"
-	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/egress-dev/egress/internal/corpustest"
 )
 
-// corpusDir is the shared public capture corpus, next to the repository.
-func corpusDir(t testing.TB) string {
-	t.Helper()
-	dir := filepath.Join("..", "..", "..", "shared", "corpus")
-	if _, err := os.Stat(filepath.Join(dir, "MANIFEST.md")); err != nil {
-		t.Skipf("public capture corpus not found at %s (CI provides it; see its MANIFEST.md): %v", dir, err)
-	}
-	return dir
-}
+func corpusDir(t testing.TB) string { return corpustest.Dir(t) }
 
 type frame struct {
 	num  int // 1-based, as tshark numbers frames
@@ -33,46 +23,9 @@ type frame struct {
 // readCapture returns every frame of a pcap or pcapng capture.
 func readCapture(t testing.TB, path string) []frame {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	var frames []frame
-	if strings.HasSuffix(path, ".pcapng") {
-		r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
-		if err != nil {
-			t.Fatalf("reading %s: %v", path, err)
-		}
-		for {
-			data, ci, err := r.ReadPacketData()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("reading %s: %v", path, err)
-			}
-			intf, err := r.Interface(ci.InterfaceIndex)
-			if err != nil {
-				t.Fatalf("reading %s: %v", path, err)
-			}
-			frames = append(frames, frame{len(frames) + 1, LinkType(intf.LinkType), data, ci.Timestamp.UnixNano()})
-		}
-		return frames
-	}
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatalf("reading %s: %v", path, err)
-	}
-	for {
-		data, ci, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("reading %s: %v", path, err)
-		}
-		frames = append(frames, frame{len(frames) + 1, LinkType(r.LinkType()), data, ci.Timestamp.UnixNano()})
+	for _, f := range corpustest.Read(t, path) {
+		frames = append(frames, frame{f.Num, LinkType(f.Link), f.Data, f.Time})
 	}
 	return frames
 }

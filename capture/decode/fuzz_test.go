@@ -1,11 +1,10 @@
 package decode
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/egress-dev/egress/event"
+	"github.com/egress-dev/egress/internal/corpustest"
 )
 
 var fuzzLinks = []LinkType{LinkNull, LinkEthernet, LinkRawDLT12, LinkRawDLT14, LinkRaw, LinkLoop,
@@ -15,7 +14,7 @@ var fuzzLinks = []LinkType{LinkNull, LinkEthernet, LinkRawDLT12, LinkRawDLT14, L
 // turn (so reassembly state carries over) and checks Decode never panics
 // and keeps its contract on the fields it must not touch.
 func FuzzDecode(f *testing.F) {
-	if _, err := os.Stat(filepath.Join("..", "..", "..", "shared", "corpus", "MANIFEST.md")); err == nil {
+	if _, ok := corpustest.Find(); ok {
 		for _, path := range corpusCaptures(f) {
 			frames := readCapture(f, path)
 			// A few frames from each capture: every link type and tunnel there.

@@ -109,3 +109,19 @@ func Story(ctx context.Context, n *Net) (*StoryHosts, error) {
 	}
 	return &StoryHosts{App: app, Router: router, Vendor: vendor}, nil
 }
+
+// The story's DNS records, as dnsd serves them on the router: the update
+// host directly, the license host through a CNAME, over IPv4 or IPv6.
+var (
+	StoryRecords4 = []string{"updates.vendor.test A 198.51.100.10", "api.vendor.test CNAME edge.vendor.test", "edge.vendor.test A 198.51.100.11"}
+	StoryRecords6 = []string{"updates.vendor.test AAAA 2001:db8:2::10", "api.vendor.test CNAME edge.vendor.test", "edge.vendor.test AAAA 2001:db8:2::11"}
+)
+
+// DNSArgs turns records into dnsd's -rr flags.
+func DNSArgs(records []string) []string {
+	var a []string
+	for _, rr := range records {
+		a = append(a, "-rr", rr)
+	}
+	return a
+}

@@ -374,10 +374,8 @@ table inet egress_test {
 			t.Logf("server logs:\n%s", logs.String())
 		}
 	})
-	_, err = router.Start(filepath.Join(bin, "dnsd"), &logs, "-listen", "198.18.0.1:53",
-		"-rr", "updates.vendor.test A 198.51.100.10",
-		"-rr", "api.vendor.test CNAME edge.vendor.test",
-		"-rr", "edge.vendor.test A 198.51.100.11")
+	_, err = router.Start(filepath.Join(bin, "dnsd"), &logs,
+		append([]string{"-listen", "198.18.0.1:53"}, testnet.DNSArgs(testnet.StoryRecords4)...)...)
 	must(err)
 	_, err = vendor.Start(filepath.Join(bin, "vendord"), &logs)
 	must(err)

@@ -37,19 +37,8 @@ type storyCase struct {
 	check func(t *testing.T, r *report.Report, shop int)
 }
 
-const (
-	connectTimeout = 2 * time.Second
-	storyRRs4      = "updates.vendor.test A 198.51.100.10|api.vendor.test CNAME edge.vendor.test|edge.vendor.test A 198.51.100.11"
-	storyRRs6      = "updates.vendor.test AAAA 2001:db8:2::10|api.vendor.test CNAME edge.vendor.test|edge.vendor.test AAAA 2001:db8:2::11"
-)
-
-func rrArgs(rrs string) []string {
-	var a []string
-	for _, rr := range strings.Split(rrs, "|") {
-		a = append(a, "-rr", rr)
-	}
-	return a
-}
+// connectTimeout is the web app's connect timeout in these tests.
+const connectTimeout = 2 * time.Second
 
 // vendorCalls returns the report's connections to the vendor's port 80
 // (the update check, from the web app) and 443 (the license check, from
@@ -173,7 +162,7 @@ func timeouts(t *testing.T, r *report.Report, shop int) {
 var storyCases = []storyCase{
 	{
 		name: "drop_via_stub_resolver",
-		dns:  rrArgs(storyRRs4),
+		dns:  testnet.DNSArgs(testnet.StoryRecords4),
 		stub: true,
 		appNft: `table inet egress_test { chain output {
 			type filter hook output priority filter; policy accept;
@@ -193,7 +182,7 @@ var storyCases = []storyCase{
 	},
 	{
 		name: "drop",
-		dns:  rrArgs(storyRRs4),
+		dns:  testnet.DNSArgs(testnet.StoryRecords4),
 		appNft: `table inet egress_test { chain output {
 			type filter hook output priority filter; policy accept;
 			ip daddr 198.51.100.0/24 tcp dport { 80, 443 } drop
@@ -203,7 +192,7 @@ var storyCases = []storyCase{
 	},
 	{
 		name: "reject",
-		dns:  rrArgs(storyRRs4),
+		dns:  testnet.DNSArgs(testnet.StoryRecords4),
 		vendorNft: `table inet egress_test { chain input {
 			type filter hook input priority filter; policy accept;
 			tcp dport { 80, 443 } reject with icmpx admin-prohibited
@@ -227,7 +216,7 @@ var storyCases = []storyCase{
 	},
 	{
 		name: "rst",
-		dns:  rrArgs(storyRRs4),
+		dns:  testnet.DNSArgs(testnet.StoryRecords4),
 		vendorNft: `table inet egress_test { chain input {
 			type filter hook input priority filter; policy accept;
 			tcp dport { 80, 443 } reject with tcp reset
@@ -246,7 +235,7 @@ var storyCases = []storyCase{
 	},
 	{
 		name: "allowed",
-		dns:  rrArgs(storyRRs4),
+		dns:  testnet.DNSArgs(testnet.StoryRecords4),
 		check: func(t *testing.T, r *report.Report, shop int) {
 			check, license := vendorCalls(t, r)
 			for _, c := range []report.Connection{check, license} {
@@ -303,7 +292,7 @@ var storyCases = []storyCase{
 	},
 	{
 		name: "ipv6_drop",
-		dns:  rrArgs(storyRRs6),
+		dns:  testnet.DNSArgs(testnet.StoryRecords6),
 		appNft: `table inet egress_test { chain output {
 			type filter hook output priority filter; policy accept;
 			ip6 daddr 2001:db8:2::/64 tcp dport { 80, 443 } drop
