@@ -50,10 +50,11 @@ type lookup struct {
 	waiting    bool
 }
 
+// dnsUDP handles DNS over UDP. A query is no contact with the names its
+// server's address also answers for (the resolver and the vendor may
+// share one): the "resolved but not contacted" hint judges by what was
+// sent, not by address alone.
 func (a *Analyzer) dnsUDP(p *event.Packet) {
-	if p.DstPort == 53 {
-		a.contacted.add(p.Dst)
-	}
 	a.dnsMessage(p, p.Payload, false)
 }
 
@@ -127,10 +128,6 @@ func (a *Analyzer) dnsQuery(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
 func (a *Analyzer) dnsResponse(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
 	k := mkDNSKey(netip.AddrPortFrom(p.Dst, p.DstPort), netip.AddrPortFrom(p.Src, p.SrcPort), tcp)
 	qname := a.intern(m.QName)
-	// Names from every answer, matched or not: a response whose query was
-	// not captured still says what the address is called.
-	a.learnNames(p, m, qname)
-
 	list := a.lookups[k]
 	idx := -1
 	for i, lk := range list {
@@ -141,6 +138,14 @@ func (a *Analyzer) dnsResponse(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
 			idx = i
 		}
 	}
+	// Names from every answer, matched or not: a response whose query was
+	// not captured still says what the address is called. A matched one
+	// also says which process asked.
+	pid := 0
+	if idx >= 0 && list[idx].proc != nil {
+		pid = list[idx].proc.PID
+	}
+	a.learnNames(p, m, qname, pid)
 	if idx < 0 {
 		a.stats.UnmatchedAnswers++
 		return
@@ -168,14 +173,14 @@ func (a *Analyzer) dnsResponse(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
 	a.finishLookup(lk, p.Time)
 }
 
-func (a *Analyzer) learnNames(p *event.Packet, m *dnsmsg.Msg, qname string) {
+func (a *Analyzer) learnNames(p *event.Packet, m *dnsmsg.Msg, qname string, pid int) {
 	if m.Rcode != 0 || qname == "" {
 		return
 	}
 	for i := range m.Answers {
 		rr := &m.Answers[i]
 		if rr.Addr.IsValid() {
-			a.names.add(rr.Addr, qname, p.Dst, p.Time, rr.TTL, &a.stats)
+			a.names.add(rr.Addr, qname, p.Dst, pid, p.Time, rr.TTL, &a.stats)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package analyze
 import (
 	"net/netip"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/egress-dev/egress/appproto"
@@ -10,51 +11,69 @@ import (
 	"github.com/egress-dev/egress/report"
 )
 
-// namesPerAddr bounds the names remembered for one address (CDNs put many
-// names on one address; the most recent ones matter).
-const namesPerAddr = 4
+// namesPerAddr bounds the answers remembered for one address. CDNs (and a
+// stand-in internet) put many names on one address, and every process that
+// asks gets its own entry, so that each connect is named by its own lookup.
+const namesPerAddr = 32
 
+// nameEntry is one name learnt for an address, by one asker (client address
+// and, where known, process).
 type nameEntry struct {
 	name    string
 	client  netip.Addr // who looked it up
-	seen    int64
+	pid     int        // the process that asked; 0 when unknown
+	first   int64      // first answer: the entry names connects from then on
+	last    int64      // latest answer; a repeat never moves first
 	expires int64
+}
+
+// recency is when, as of time t, the asker last had this answer: a repeat
+// answered after t does not count for a connect at t.
+func (e *nameEntry) recency(t int64) int64 {
+	if e.last <= t {
+		return e.last
+	}
+	return e.first
 }
 
 // nameTable maps addresses to the DNS names that answered them.
 type nameTable struct {
-	m   map[netip.Addr]*[namesPerAddr]nameEntry
+	m   map[netip.Addr][]nameEntry
 	max int
 }
 
 func newNameTable(max int) nameTable {
-	return nameTable{m: make(map[netip.Addr]*[namesPerAddr]nameEntry), max: max}
+	return nameTable{m: make(map[netip.Addr][]nameEntry), max: max}
 }
 
-func (nt *nameTable) add(addr netip.Addr, name string, client netip.Addr, t int64, ttl uint32, st *report.Stats) {
+func (nt *nameTable) add(addr netip.Addr, name string, client netip.Addr, pid int, t int64, ttl uint32, st *report.Stats) {
 	addr = addr.Unmap()
-	e := nt.m[addr]
-	if e == nil {
-		if len(nt.m) >= nt.max {
-			nt.evict(st)
-		}
-		e = new([namesPerAddr]nameEntry)
-		nt.m[addr] = e
+	e, ok := nt.m[addr]
+	if !ok && len(nt.m) >= nt.max {
+		nt.evict(st)
 	}
 	exp := t + int64(ttl)*int64(time.Second)
-	// Refresh an existing entry for the same name and client, else replace
-	// the oldest slot.
-	oldest := 0
+	// A repeat of the same asker's answer extends it; it keeps its first
+	// time, so a connect made between the two answers still finds it.
 	for i := range e {
-		if e[i].name == name && e[i].client == client {
-			e[i].seen, e[i].expires = t, exp
+		if x := &e[i]; x.name == name && x.client == client && x.pid == pid {
+			x.last, x.expires = max(x.last, t), max(x.expires, exp)
+			x.first = min(x.first, t)
 			return
 		}
-		if e[i].seen < e[oldest].seen {
+	}
+	ne := nameEntry{name: name, client: client, pid: pid, first: t, last: t, expires: exp}
+	if len(e) < namesPerAddr {
+		nt.m[addr] = append(e, ne)
+		return
+	}
+	oldest := 0
+	for i := range e {
+		if e[i].last < e[oldest].last {
 			oldest = i
 		}
 	}
-	e[oldest] = nameEntry{name: name, client: client, seen: t, expires: exp}
+	e[oldest] = ne
 }
 
 // evict frees about a quarter of the table: the addresses whose newest
@@ -68,7 +87,7 @@ func (nt *nameTable) evict(st *report.Stats) {
 	for a, e := range nt.m {
 		var newest int64
 		for i := range e {
-			newest = max(newest, e[i].seen)
+			newest = max(newest, e[i].last)
 		}
 		all = append(all, aged{a, newest})
 	}
@@ -84,42 +103,70 @@ func (nt *nameTable) evict(st *report.Stats) {
 	}
 }
 
-// lookup returns the name for addr as client would have it at time t: the
-// name this client looked up last (live TTL first), else any client's most
-// recent answer. Expired answers are used when nothing fresher exists: apps
-// cache longer than TTLs say.
-func (nt *nameTable) lookup(addr, client netip.Addr, t int64) (string, bool) {
+// lookup returns the name for a connect from client (process pid, 0 when
+// unknown) to addr at time t, and says whether it is only a guess. In
+// order: the name this process looked up last before t whose answer holds
+// addr; else the name this host looked up last (lookups of no known
+// process, or any when the connect's process is unknown); else any name
+// for addr, a guess when the address has several. Within each step a live
+// TTL wins over an expired one (apps cache longer than TTLs say), then
+// the most recent answer.
+func (nt *nameTable) lookup(addr, client netip.Addr, pid int, t int64) (name string, guess, ok bool) {
 	e := nt.m[addr.Unmap()]
-	if e == nil {
-		return "", false
+	if len(e) == 0 {
+		return "", false, false
 	}
-	best, bestScore := -1, -1
-	for i := range e {
-		en := &e[i]
-		if en.name == "" || en.seen > t {
-			continue
+	pick := func(match func(*nameEntry) bool, future bool) int {
+		best := -1
+		var bestLive bool
+		var bestAt int64
+		for i := range e {
+			x := &e[i]
+			if !match(x) || (!future && x.first > t) {
+				continue
+			}
+			live, at := x.expires >= t, x.recency(t)
+			if x.first > t {
+				live, at = false, -x.first // answered after the connect: the nearest first
+			}
+			if best < 0 || (live && !bestLive) || (live == bestLive && at > bestAt) {
+				best, bestLive, bestAt = i, live, at
+			}
 		}
-		score := 0
-		if en.client == client {
-			score += 2
-		}
-		if en.expires >= t {
-			score++
-		}
-		if score > bestScore || (score == bestScore && en.seen > e[best].seen) {
-			best, bestScore = i, score
+		return best
+	}
+	if pid != 0 {
+		if i := pick(func(x *nameEntry) bool { return x.pid == pid }, false); i >= 0 {
+			return e[i].name, false, true
 		}
 	}
-	if best < 0 {
-		return "", false
+	if i := pick(func(x *nameEntry) bool { return x.client == client && (x.pid == 0 || pid == 0) }, false); i >= 0 {
+		return e[i].name, false, true
 	}
-	return e[best].name, true
+	i := pick(func(*nameEntry) bool { return true }, false)
+	if i < 0 {
+		// Only answers after the connect (events out of order): still
+		// the address's name, but not one the caller can have used.
+		i = pick(func(*nameEntry) bool { return true }, true)
+	}
+	guess = e[i].first > t
+	for j := range e {
+		guess = guess || !strings.EqualFold(e[j].name, e[i].name)
+	}
+	return e[i].name, guess, true
 }
 
 // nameAttempt names a new attempt from DNS answers seen before it.
 func (a *Analyzer) nameAttempt(at *attempt, t int64) {
-	if name, ok := a.names.lookup(at.server.Addr(), at.client.Addr(), t); ok {
+	pid := 0
+	if at.proc != nil {
+		pid = at.proc.PID
+	}
+	if name, guess, ok := a.names.lookup(at.server.Addr(), at.client.Addr(), pid, t); ok {
 		at.host, at.nameSource = name, report.SourceDNS
+		if guess {
+			at.nameSource = report.SourceGuess
+		}
 	}
 }
 
@@ -171,10 +218,11 @@ func (a *Analyzer) clientPayload(f *flow, p *event.Packet) {
 	}
 }
 
-// setAppName records a name from SNI or HTTP Host; a DNS name seen before
-// the connection wins, since it is what the client asked for.
+// setAppName records a name from SNI or HTTP Host: what the connection
+// itself says wins over any DNS answer (several names may share the
+// address). When it agrees with the DNS name, the source stays dns.
 func (a *Analyzer) setAppName(at *attempt, name, source string) {
-	if at.nameSource == report.SourceDNS || name == "" {
+	if name == "" || (at.nameSource == report.SourceDNS && strings.EqualFold(strings.TrimSuffix(name, "."), strings.TrimSuffix(at.host, "."))) {
 		return
 	}
 	at.host, at.nameSource = name, source

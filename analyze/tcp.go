@@ -145,7 +145,9 @@ func (a *Analyzer) newAttempt(k flowKey, p *event.Packet) {
 	f := &flow{key: k, att: at, lastSeen: p.Time}
 	a.flows[k] = f
 	a.initiators.add(p.Src)
-	a.contacted.add(p.Dst)
+	if !isDNSTCPPort(p.DstPort) {
+		a.contacted.add(p.Dst) // DNS over TCP is no contact (see dnsUDP)
+	}
 	a.nameAttempt(at, p.Time)
 	a.action(p.Src, p.Time, at)
 	a.wait(at)

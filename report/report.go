@@ -38,6 +38,10 @@ const (
 	SourceSNI  = "sni"
 	SourceHTTP = "http"
 	SourceNone = "none"
+	// SourceGuess: a DNS name for the address, but not one the connecting
+	// process (or host) is known to have looked up before the connect, and
+	// the address has several names: it may be any of them.
+	SourceGuess = "dns-guess"
 )
 
 // Report is the result of analysing one capture or one watch window.
