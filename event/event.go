@@ -124,3 +124,12 @@ type Stats struct {
 	Truncated   uint64 // packets cut short by the snap length before their headers ended
 	Lost        uint64 // events the source lost (ring buffer full, kernel drops)
 }
+
+// Activity is the scheduler's view of the watched processes (egress watch
+// and run): from Time on, at least one of their threads runs or waits for
+// a CPU (Running), or none does: they all sleep, waiting on something.
+// Sources send one at attach (the state then) and one at every change.
+type Activity struct {
+	Time    int64 // nanoseconds since the Unix epoch
+	Running bool
+}
