@@ -47,6 +47,7 @@ type lookup struct {
 	icmp       *report.ICMP
 	icmpTime   int64
 	nextAction int64
+	busyAt     int64 // first new action of the same host after start
 	waiting    bool
 }
 
@@ -373,6 +374,7 @@ func (a *Analyzer) addLookup(l report.Lookup, lk *lookup) {
 		a.answers = append(a.answers, answeredLookup{index: len(a.lks), addrs: lk.answers})
 	}
 	a.lks = append(a.lks, l)
+	a.lkSp = append(a.lkSp, spanOf(failed(l.Outcome) && l.Name != OtherDestinations, lk.start, l.End.UnixNano(), lk.busyAt))
 }
 
 func rcodeName(r uint8) string {

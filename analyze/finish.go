@@ -55,10 +55,12 @@ func (a *Analyzer) Finish() *report.Report {
 	}
 	isEgress := a.egressFunc(&r.Local)
 
-	for _, c := range a.conns {
+	var connSp, lkSp []lostSpan
+	for i, c := range a.conns {
 		switch {
 		case c.Loopback || isEgress(c.Src.Addr(), c.Dst.Addr()):
 			r.Connections = append(r.Connections, c)
+			connSp = append(connSp, a.connSp[i])
 		default:
 			r.Stats.InboundAttempts++
 		}
@@ -70,8 +72,11 @@ func (a *Analyzer) Finish() *report.Report {
 		if err == nil && (isEgress(ad, srv.Addr()) || ad.IsLoopback()) {
 			keepLookup[i] = true
 			r.Lookups = append(r.Lookups, l)
+			lkSp = append(lkSp, a.lkSp[i])
 		}
 	}
+	r.Window.LostMS, r.Window.LostBasis = a.lostTime(r.Connections, connSp, r.Lookups, lkSp, start, end)
+	r.Stats.ActivityCoarsenedMS = a.stats.ActivityCoarsenedMS
 	sort.SliceStable(r.Connections, func(i, j int) bool { return r.Connections[i].Start.Before(r.Connections[j].Start) })
 	sort.SliceStable(r.Lookups, func(i, j int) bool { return r.Lookups[i].Start.Before(r.Lookups[j].Start) })
 
@@ -169,6 +174,7 @@ type culprit struct {
 	host     string
 	port     string
 	blocked  float64
+	lost     float64 // the most one call of it lost
 	outcome  string
 	detail   string // "3 SYNs, ~3.0 s"
 	proc     string // "shopapp[4242]" where the process is known
@@ -257,6 +263,7 @@ func headline(r *report.Report) string {
 			d.syns += c.Attempts
 			d.inferred = d.inferred || c.Inferred
 			d.blocked = max(d.blocked, c.BlockedMS)
+			d.lost = max(d.lost, c.LostMS)
 			d.detail = fmt.Sprintf("%d calls, %s, up to %s%s", d.n, plural(d.syns, "SYN"), tilde(d.inferred), secs(d.blocked))
 			if d.outcome != c.Outcome {
 				d.outcome = "mixed"
@@ -265,7 +272,7 @@ func headline(r *report.Report) string {
 		}
 		byDest[key] = len(cs)
 		cs = append(cs, culprit{n: c.Count, syns: c.Attempts, inferred: c.Inferred, host: host, port: fmt.Sprint(c.DstPort),
-			blocked: c.BlockedMS, outcome: c.Outcome,
+			blocked: c.BlockedMS, lost: c.LostMS, outcome: c.Outcome,
 			detail: fmt.Sprintf("%s, %s%s", plural(c.Attempts, "SYN"), tilde(c.Inferred), secs(c.BlockedMS))})
 		if c.Count > 1 {
 			cs[len(cs)-1].detail = fmt.Sprintf("%d calls, %s, up to %s%s", c.Count, plural(c.Attempts, "SYN"), tilde(c.Inferred), secs(c.BlockedMS))
@@ -287,6 +294,7 @@ func headline(r *report.Report) string {
 				c.qtypes = append(c.qtypes, l.QType)
 			}
 			c.n += l.Count
+			c.lost = max(c.lost, l.LostMS)
 			if l.BlockedMS > c.blocked {
 				c.blocked = l.BlockedMS
 				c.detail = fmt.Sprintf("%s%s", tilde(l.Inferred), secs(l.BlockedMS))
@@ -294,7 +302,7 @@ func headline(r *report.Report) string {
 			continue
 		}
 		byName[l.Name] = len(cs)
-		cs = append(cs, culprit{lookup: true, host: l.Name, qtypes: []string{l.QType}, n: l.Count, blocked: l.BlockedMS, outcome: l.Outcome,
+		cs = append(cs, culprit{lookup: true, host: l.Name, qtypes: []string{l.QType}, n: l.Count, blocked: l.BlockedMS, lost: l.LostMS, outcome: l.Outcome,
 			detail: fmt.Sprintf("%s%s", tilde(l.Inferred), secs(l.BlockedMS))})
 	}
 	nConn, nLook := 0, 0
@@ -309,6 +317,9 @@ func headline(r *report.Report) string {
 	head := fmt.Sprintf("the %s window was blocked %s (%s)", secs(w.DurationMS), secs(w.BlockedMS), pct(w.BlockedMS, w.DurationMS))
 	if len(cs) == 0 {
 		return fmt.Sprintf("%s; %s and %s, none failed", head, count(nConn, "outbound connection"), count(nLook, "lookup"))
+	}
+	if w.LostBasis == report.LostScheduler {
+		return lostHeadline(w, cs)
 	}
 	sort.SliceStable(cs, func(i, j int) bool { return cs[i].blocked > cs[j].blocked })
 	// The calls that matter: the largest, until they cover most of the
@@ -357,6 +368,70 @@ func headline(r *report.Report) string {
 		phrases = append(phrases, describeOutcomes(lookKinds, nLookCalls, "lookup", "lookups")+" "+joinCulprits(looks, nLookCalls-countCalls(looks), "of "))
 	}
 	return head + " by " + strings.Join(phrases, " and ")
+}
+
+// lostHeadline is the headline where the scheduler says what the failed
+// calls cost: "the 12.0 s window lost 5.1 s (43%) waiting on 1 unanswered
+// call to telemetry.nextjs.org:443 (...); 2 failed calls cost nothing:
+// ...". The calls that lost time are named first, most lost first; those
+// that failed while the app went on working are named apart.
+func lostHeadline(w report.Window, cs []culprit) string {
+	var costly, free []culprit
+	for _, c := range cs {
+		if c.lost >= 1 { // at least 1 ms
+			c.detail += ", lost " + secs(c.lost)
+			costly = append(costly, c)
+		} else {
+			free = append(free, c)
+		}
+	}
+	sort.SliceStable(costly, func(i, j int) bool { return costly[i].lost > costly[j].lost })
+	s := fmt.Sprintf("the %s window lost %s (%s) waiting on ", secs(w.DurationMS), secs(w.LostMS), pct(w.LostMS, w.DurationMS))
+	if len(costly) == 0 {
+		s = fmt.Sprintf("the %s window lost nothing to failed calls (blocked %s)", secs(w.DurationMS), secs(w.BlockedMS))
+	} else {
+		s += culpritPhrases(costly)
+	}
+	if len(free) > 0 {
+		s += "; failed without cost: " + culpritPhrases(free)
+	}
+	return s
+}
+
+// culpritPhrases names up to four culprits, connections then lookups:
+// "1 unanswered call to a:443 (...) and 2 NXDOMAIN lookups of b (...)".
+func culpritPhrases(cs []culprit) string {
+	named := cs
+	if len(named) > 4 {
+		named = named[:4]
+	}
+	var conns, looks []culprit
+	var nConn, nLook int
+	connKinds, lookKinds := map[string]int{}, map[string]int{}
+	for _, c := range cs {
+		if c.lookup {
+			nLook += c.n
+			lookKinds[c.outcome] += c.n
+		} else {
+			nConn += c.n
+			connKinds[c.outcome] += c.n
+		}
+	}
+	for _, c := range named {
+		if c.lookup {
+			looks = append(looks, c)
+		} else {
+			conns = append(conns, c)
+		}
+	}
+	var phrases []string
+	if nConn > 0 {
+		phrases = append(phrases, describeOutcomes(connKinds, nConn, "call", "calls")+" "+joinCulprits(conns, nConn-countCalls(conns), "to "))
+	}
+	if nLook > 0 {
+		phrases = append(phrases, describeOutcomes(lookKinds, nLook, "lookup", "lookups")+" "+joinCulprits(looks, nLook-countCalls(looks), "of "))
+	}
+	return strings.Join(phrases, " and ")
 }
 
 func countCalls(cs []culprit) int {

@@ -161,6 +161,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 		a.folded[key] = len(a.conns)
 	}
 	a.conns = append(a.conns, c)
+	a.connSp = append(a.connSp, spanOf(failed(out) && !c.Loopback && !other, at.start, end, at.busyAt))
 }
 
 // foldSlot says which record a call past the record limit joins: the one of

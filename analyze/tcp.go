@@ -53,6 +53,7 @@ type attempt struct {
 	established     int64 // eBPF: ESTABLISHED time
 
 	nextAction int64 // first new action of the same host after lastSyn
+	busyAt     int64 // first new action of the same host after start
 	newISN     int64 // a new SYN with another ISN replaced this attempt
 
 	host       string

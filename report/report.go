@@ -65,7 +65,19 @@ type Window struct {
 	End        time.Time `json:"end"`
 	DurationMS float64   `json:"duration_ms"`
 	BlockedMS  float64   `json:"blocked_ms"` // union of blocked intervals inside the window
+	// LostMS is the time inside the window the action lost: at least one
+	// failed call outstanding and none of the watched threads running
+	// (LostBasis "scheduler"), or, from a capture, an upper bound: each
+	// failed call's wait until its host's next own action ("capture").
+	LostMS    float64 `json:"lost_ms"`
+	LostBasis string  `json:"lost_basis"`
 }
+
+// Lost-time bases (Window.LostBasis).
+const (
+	LostScheduler = "scheduler"
+	LostCapture   = "capture"
+)
 
 // Local says which addresses were taken as this host's, and why.
 type Local struct {
@@ -92,6 +104,7 @@ type Connection struct {
 	Outcome    string    `json:"outcome"`
 	End        time.Time `json:"end"` // answer, give-up, or window end
 	BlockedMS  float64   `json:"blocked_ms"`
+	LostMS     float64   `json:"lost_ms"`   // of BlockedMS, the time the watched processes lost (failed calls only; see Window.LostBasis)
 	Inferred   bool      `json:"inferred"`  // End is an estimate (give-up not observed)
 	EndBasis   string    `json:"end_basis"` // how End was found: answer, client-rst, kernel, next-action, retransmit-schedule, window-end, ...
 	ICMP       *ICMP     `json:"icmp,omitempty"`
@@ -129,6 +142,7 @@ type Lookup struct {
 	CNAMEs    []string  `json:"cnames,omitempty"`
 	End       time.Time `json:"end"`
 	BlockedMS float64   `json:"blocked_ms"`
+	LostMS    float64   `json:"lost_ms"` // as Connection.LostMS
 	Inferred  bool      `json:"inferred"`
 	EndBasis  string    `json:"end_basis"`
 	ICMP      *ICMP     `json:"icmp,omitempty"`
@@ -165,4 +179,9 @@ type Stats struct {
 	InboundAttempts  uint64 `json:"inbound_attempts"`
 	OutsideWindow    uint64 `json:"outside_window"`
 	UnmatchedAnswers uint64 `json:"unmatched_dns_responses"`
+	// ActivityChanges counts the scheduler view's changes (watch, run);
+	// past its bound, idle spells shorter than ActivityCoarsenedMS were
+	// counted as running (lost_ms is then a lower bound).
+	ActivityChanges     uint64  `json:"activity_changes"`
+	ActivityCoarsenedMS float64 `json:"activity_coarsened_ms"`
 }

@@ -1,0 +1,191 @@
+package analyze
+
+import (
+	"sort"
+	"time"
+
+	"github.com/egress-dev/egress/event"
+	"github.com/egress-dev/egress/report"
+)
+
+// Lost time: of the time failed calls kept the app waiting, the part in
+// which the app had nothing else to do. Live sources (watch, run) say when
+// the watched threads ran (event.Activity, the scheduler's view): time is
+// lost while a failed call is outstanding and none of them runs. A capture
+// has no such view: there a failed call's wait counts until its host's
+// next own action (as next-action ends a wait), an upper bound.
+
+// maxActivity bounds the scheduler changes kept; past it, the shortest
+// idle spells are counted as running (stats.activity_coarsened_ms).
+const maxActivity = 1 << 18
+
+type activityLog struct {
+	edges     []event.Activity
+	seen      bool
+	coarsened int64 // idle spells shorter than this were dropped
+}
+
+// Activity observes the scheduler's view of the watched processes: from
+// e.Time on, some thread of theirs runs (or waits for a CPU), or none does.
+// The order of calls does not matter; sources send the state at attach
+// first.
+func (a *Analyzer) Activity(e *event.Activity) {
+	a.act.seen = true
+	a.stats.ActivityChanges++
+	if len(a.act.edges) >= maxActivity {
+		a.act.coarsen()
+	}
+	a.act.edges = append(a.act.edges, *e)
+}
+
+func (l *activityLog) sort() {
+	sort.SliceStable(l.edges, func(i, j int) bool { return l.edges[i].Time < l.edges[j].Time })
+}
+
+// coarsen drops idle spells shorter than a doubling threshold until a
+// quarter of the log is free.
+func (l *activityLog) coarsen() {
+	l.sort()
+	g := max(l.coarsened*2, int64(time.Millisecond))
+	for {
+		out := l.edges[:0]
+		for i := 0; i < len(l.edges); i++ {
+			e := l.edges[i]
+			if !e.Running && i+1 < len(l.edges) && l.edges[i+1].Running && l.edges[i+1].Time-e.Time < g {
+				i++ // a short sleep between two runs: counted as running
+				continue
+			}
+			if len(out) > 0 && out[len(out)-1].Running == e.Running {
+				continue
+			}
+			out = append(out, e)
+		}
+		l.edges = out
+		l.coarsened = g
+		if len(l.edges) < maxActivity*3/4 {
+			return
+		}
+		g *= 2
+	}
+}
+
+// idle returns the spells inside [start, end] in which no watched thread
+// ran, sorted and disjoint. Before the first change the processes count as
+// running: nothing says they waited.
+func (l *activityLog) idle(start, end int64) []interval {
+	l.sort()
+	var out []interval
+	running := true
+	var since int64
+	for _, e := range l.edges {
+		if e.Running == running {
+			continue
+		}
+		if running {
+			since = e.Time
+		} else if f, t := max(since, start), min(e.Time, end); t > f {
+			out = append(out, interval{f, t})
+		}
+		running = e.Running
+	}
+	if !running {
+		if f := max(since, start); end > f {
+			out = append(out, interval{f, end})
+		}
+	}
+	return out
+}
+
+// lostSpan is what of a call can be lost: [from, to] for the scheduler
+// view, [from, capTo] from a capture alone. ok is false for calls that did
+// not fail, loopback calls and folded repeats.
+type lostSpan struct {
+	from, to, capTo int64
+	ok              bool
+}
+
+func spanOf(ok bool, start, end, busyAt int64) lostSpan {
+	capTo := end
+	if busyAt > start && busyAt < end {
+		capTo = busyAt
+	}
+	return lostSpan{from: start, to: end, capTo: capTo, ok: ok}
+}
+
+// lostTime sets the lost time of each kept record and returns the
+// window's, with its basis. conns and lks are the kept records, cs and ls
+// their spans.
+func (a *Analyzer) lostTime(conns []report.Connection, cs []lostSpan, lks []report.Lookup, ls []lostSpan, start, end int64) (float64, string) {
+	basis := report.LostCapture
+	var idle []interval
+	if a.act.seen {
+		basis = report.LostScheduler
+		idle = a.act.idle(start, end)
+	}
+	a.stats.ActivityCoarsenedMS = ms(a.act.coarsened)
+	var all []interval
+	one := func(s lostSpan) float64 {
+		if !s.ok {
+			return 0
+		}
+		to := s.capTo
+		if basis == report.LostScheduler {
+			to = s.to
+		}
+		iv := interval{max(s.from, start), min(to, end)}
+		if iv.to <= iv.from {
+			return 0
+		}
+		all = append(all, iv)
+		if basis == report.LostScheduler {
+			return ms(overlap([]interval{iv}, idle))
+		}
+		return ms(iv.to - iv.from)
+	}
+	for i := range conns {
+		conns[i].LostMS = one(cs[i])
+	}
+	for i := range lks {
+		lks[i].LostMS = one(ls[i])
+	}
+	u := merge(all)
+	if basis == report.LostScheduler {
+		return ms(overlap(u, idle)), basis
+	}
+	var total int64
+	for _, x := range u {
+		total += x.to - x.from
+	}
+	return ms(total), basis
+}
+
+// merge sorts intervals and joins those that overlap.
+func merge(iv []interval) []interval {
+	sort.Slice(iv, func(i, j int) bool { return iv[i].from < iv[j].from })
+	var out []interval
+	for _, x := range iv {
+		if n := len(out); n > 0 && x.from <= out[n-1].to {
+			out[n-1].to = max(out[n-1].to, x.to)
+			continue
+		}
+		out = append(out, x)
+	}
+	return out
+}
+
+// overlap is the total length of x ∩ y, both sorted and disjoint.
+func overlap(x, y []interval) int64 {
+	var total int64
+	for i, j := 0, 0; i < len(x) && j < len(y); {
+		f, t := max(x[i].from, y[j].from), min(x[i].to, y[j].to)
+		if t > f {
+			total += t - f
+		}
+		if x[i].to < y[j].to {
+			i++
+		} else {
+			j++
+		}
+	}
+	return total
+}
