@@ -170,12 +170,14 @@ int on_sched_switch(struct bpf_raw_tracepoint_args *ctx)
 	struct task_struct___sched *next = (void *)ctx->args[2];
 	__u64 ts = 0;
 
-	/* prev is current: its tgid comes from the helper. */
-	__u64 id = bpf_get_current_pid_tgid();
-	__u32 ptgid = id >> 32, ptid = (__u32)id;
+	/* prev is current. Only a thread whose bit is set can stop running,
+	 * and its bit says it is watched: no filter lookup, which also holds
+	 * for an exiting process whose tgid the tracer already forgot. */
+	__u32 ptid = (__u32)bpf_get_current_pid_tgid();
 	if (ptid != 0 && !preempt) {
+		__u32 *pv = bpf_map_lookup_elem(&threads, &ptid);
 		unsigned int state = BPF_CORE_READ(prev, __state);
-		if (state != 0 && task_tracked(prev, ptgid)) {
+		if (pv && state != 0) {
 			ts = bpf_ktime_get_ns();
 			set_running(ptid, 0, ts);
 			if (state & TASK_DEAD)

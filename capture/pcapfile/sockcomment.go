@@ -20,6 +20,10 @@ import (
 //     packet itself is synthesized (a SYN, a retransmitted SYN, a SYN-ACK,
 //     a RST) so Wireshark shows something sensible, but readers turn it back
 //     into an event.Sock, never into a packet. Its time is the packet's.
+//   - A packet comment "egress-sched: running=1" (or 0) marks a change of
+//     the scheduler view: from the packet's time on, some watched thread
+//     runs, or none does. The packet is an empty cooked header; readers
+//     turn it into an event.Activity for an ActivitySink.
 //   - The section header comment "egress-watch: from=NS to=NS lost=N" holds
 //     the live run's window edges (Unix ns) and the events it lost, so a
 //     replay of the file can cover the same window and report the same loss.
@@ -27,7 +31,33 @@ const (
 	sockPrefix  = "egress-sock:"
 	procPrefix  = "egress:"
 	watchPrefix = "egress-watch:"
+	schedPrefix = "egress-sched:"
 )
+
+// ActivitySink receives the scheduler view's changes from a file.
+type ActivitySink interface {
+	Activity(*event.Activity)
+}
+
+// FormatActivityComment is the comment of a scheduler change.
+func FormatActivityComment(a *event.Activity) string {
+	if a.Running {
+		return schedPrefix + " running=1"
+	}
+	return schedPrefix + " running=0"
+}
+
+// ParseActivityComment reads a comment FormatActivityComment wrote; the
+// time is the packet's, set by the caller.
+func ParseActivityComment(c string) (event.Activity, error) {
+	switch strings.TrimSpace(strings.TrimPrefix(c, schedPrefix)) {
+	case "running=1":
+		return event.Activity{Running: true}, nil
+	case "running=0":
+		return event.Activity{}, nil
+	}
+	return event.Activity{}, fmt.Errorf("parse scheduler comment %q: want running=0 or running=1", c)
+}
 
 var sockKinds = [...]string{
 	event.SockConnect:     "connect",
@@ -223,6 +253,17 @@ type SockSink interface {
 // malformed socket comment is returned as an error for the caller to count.
 func (r *Reader) sockEvent(sink Sink, comments []string, t int64) (bool, error) {
 	for _, c := range comments {
+		if strings.HasPrefix(c, schedPrefix) {
+			a, err := ParseActivityComment(c)
+			if err != nil {
+				return true, err
+			}
+			a.Time = t
+			if as, ok := sink.(ActivitySink); ok {
+				as.Activity(&a)
+			}
+			return true, nil
+		}
 		if !IsSockComment(c) {
 			continue
 		}

@@ -102,6 +102,21 @@ func (w *Writer) WriteSock(s *event.Sock) error {
 	return nil
 }
 
+// WriteActivity writes a change of the scheduler view as an empty Linux
+// cooked v2 frame whose comment carries it, so a replay of the file has
+// the same view (and the same lost time) as the live run.
+func (w *Writer) WriteActivity(a *event.Activity) error {
+	frame := make([]byte, 0, 20)
+	// Protocol 0, reserved, ifindex 0, ARPHRD_NONE, outgoing, no address.
+	frame = append(frame, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFE, packetOutgoing, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+	ci := gopacket.CaptureInfo{Timestamp: time.Unix(0, a.Time), CaptureLength: len(frame), Length: len(frame)}
+	opts := pcapgo.NgPacketOptions{Comments: []string{pcapfile.FormatActivityComment(a)}}
+	if err := w.ng.WritePacketWithOptions(ci, frame, opts); err != nil {
+		return fmt.Errorf("write scheduler change to pcapng: %w", err)
+	}
+	return nil
+}
+
 // Close finishes the file with info in its section header. It is safe to
 // call more than once; only the first call writes.
 func (w *Writer) Close(info pcapfile.WatchInfo) error {

@@ -21,6 +21,7 @@ import (
 	"github.com/egress-dev/egress/analyze"
 	"github.com/egress-dev/egress/capture/block"
 	"github.com/egress-dev/egress/capture/ebpf"
+	"github.com/egress-dev/egress/capture/sched"
 	"github.com/egress-dev/egress/dnsmsg"
 	"github.com/egress-dev/egress/event"
 	"github.com/egress-dev/egress/internal/cgrouprun"
@@ -231,6 +232,16 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	bg.Go(func() {
 		tr.Run(bgCtx, sockSink(func(s *event.Sock) { evs <- func(st *runState) { st.sock(s) } }))
 	})
+	// The scheduler view: how much of the run the failed calls cost.
+	sv, svErr := sched.Open(sched.Options{CgroupID: g.ID})
+	if svErr != nil {
+		fmt.Fprintf(e.stderr, "egress: no scheduler view, lost time is estimated: %v\n", svErr)
+	} else {
+		defer sv.Close()
+		bg.Go(func() {
+			sv.Run(bgCtx, func(a event.Activity) { evs <- func(st *runState) { st.an.Activity(&a) } })
+		})
+	}
 
 	start := time.Now()
 	st.an = analyze.New(analyze.Config{LocalAny: true, From: start.UnixNano()})
@@ -280,6 +291,10 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	r := st.an.Finish()
 	r.Source = "run " + strings.Join(args, " ")
 	r.Backend = tr.Backend()
+	if sv != nil {
+		r.Backend += ", scheduler view"
+		r.Stats.EventsLost += sv.Lost()
+	}
 	if proxy != nil {
 		r.Backend += ", dns proxy"
 		if fl.block {

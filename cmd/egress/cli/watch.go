@@ -22,6 +22,7 @@ import (
 	"github.com/egress-dev/egress/capture/ebpf"
 	"github.com/egress-dev/egress/capture/pcapfile"
 	"github.com/egress-dev/egress/capture/pcapng"
+	"github.com/egress-dev/egress/capture/sched"
 	"github.com/egress-dev/egress/event"
 )
 
@@ -118,6 +119,15 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 	}
 	defer tr.Close()
 	backend := tr.Backend()
+	// The scheduler view says how much of the window was lost; without
+	// it lost_ms falls back to the capture's estimate.
+	sv, svErr := sched.Open(sched.Options{Tracked: tr.TrackedMap()})
+	if svErr != nil {
+		fmt.Fprintf(e.stderr, "egress: no scheduler view, lost time is estimated: %v\n", svErr)
+	} else {
+		defer sv.Close()
+		backend += " + scheduler view"
+	}
 	// DNS names are a complement: without them the calls are still seen.
 	capt, capErr := afpacket.Open(afpacket.Options{
 		NetNS:  fmt.Sprintf("/proc/%d/ns/net", fl.pid),
@@ -146,7 +156,8 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 	defer stopSources()
 	socks := make(chan *event.Sock, 4096)
 	frames := make(chan *afpacket.Frame, 1024)
-	srcErrs := make(chan error, 2)
+	acts := make(chan event.Activity, 1024)
+	srcErrs := make(chan error, 3)
 	nSources := 1
 	go func() {
 		srcErrs <- tr.Run(srcCtx, sockFunc(func(s *event.Sock) {
@@ -156,6 +167,17 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 			}
 		}))
 	}()
+	if sv != nil {
+		nSources++
+		go func() {
+			srcErrs <- sv.Run(srcCtx, func(a event.Activity) {
+				select {
+				case acts <- a:
+				case <-srcCtx.Done():
+				}
+			})
+		}()
+	}
 	if capt != nil {
 		nSources++
 		go func() {
@@ -190,6 +212,8 @@ loop:
 			lw.push(pending{t: s.Time, s: s})
 		case f := <-frames:
 			lw.push(pending{t: f.Time, f: f})
+		case a := <-acts:
+			lw.push(pending{t: a.Time, a: &a})
 		case now := <-tick.C:
 			lw.flush(now.UnixNano()-int64(reorderHold), to)
 		case err := <-srcErrs:
@@ -218,6 +242,8 @@ loop:
 			lw.push(pending{t: s.Time, s: s})
 		case f := <-frames:
 			lw.push(pending{t: f.Time, f: f})
+		case a := <-acts:
+			lw.push(pending{t: a.Time, a: &a})
 		default:
 			done = true
 		}
@@ -236,6 +262,9 @@ loop:
 		lost += st.Lost
 	}
 	kernelLost := tr.Lost()
+	if sv != nil {
+		kernelLost += sv.Lost()
+	}
 	lw.an.Lost(kernelLost)
 	lost += kernelLost
 	r := lw.an.Finish()
@@ -344,12 +373,13 @@ type liveWatch struct {
 	resolverSockets map[netip.AddrPort]*event.Process
 }
 
-// pending is one observation waiting in the reorder buffer: s or f.
+// pending is one observation waiting in the reorder buffer: s, f or a.
 type pending struct {
 	t   int64
 	seq uint64 // arrival order, for equal times
 	s   *event.Sock
 	f   *afpacket.Frame
+	a   *event.Activity
 }
 
 type pendingHeap []pending
@@ -377,9 +407,13 @@ func (l *liveWatch) push(p pending) {
 func (l *liveWatch) flush(until, to int64) {
 	for len(l.queue) > 0 && l.queue[0].t <= until {
 		p := heap.Pop(&l.queue).(pending)
-		if p.s != nil {
+		switch {
+		case p.a != nil:
+			l.write(func() error { return l.w.WriteActivity(p.a) })
+			l.an.Activity(p.a)
+		case p.s != nil:
 			l.sock(p.s, to)
-		} else {
+		default:
 			l.frame(p.f, to)
 		}
 	}
