@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 
 	"github.com/egress-dev/egress/event"
 )
@@ -49,7 +52,7 @@ func toSock(raw []byte, monoOff int64, procs *procCache) (*event.Sock, error) {
 		Time:   int64(r.Ts) + monoOff,
 		Cookie: r.Sk ^ r.Gen<<48,
 		Proto:  event.ProtoTCP,
-		Proc:   procs.get(r.Tgid, r.Comm),
+		Proc:   procs.get(r.Tgid, r.Tid, r.Comm),
 	}
 	switch r.Kind {
 	case kindConnect:
@@ -123,8 +126,14 @@ func decodeRecord(b []byte) egressEvent {
 
 // procCache shares one event.Process per (pid, comm), so a busy process
 // does not cost a string per event. Bounded: it starts over when full.
+// The comm is the thread-group leader's: a process is named as ps names
+// it, whichever thread acted (Node's lookups run on libuv worker threads
+// named apart from the process). The leader's is read from /proc once per
+// (pid, thread comm); when that fails (the process is gone, or the test
+// has no /proc for it) the thread's is kept.
 type procCache struct {
-	m map[procKey]*event.Process
+	m    map[procKey]*event.Process
+	proc string // "/proc"; "" reads no leader names
 }
 
 type procKey struct {
@@ -132,9 +141,11 @@ type procKey struct {
 	comm [16]int8
 }
 
-func newProcCache() *procCache { return &procCache{m: make(map[procKey]*event.Process)} }
+func newProcCache() *procCache {
+	return &procCache{m: make(map[procKey]*event.Process), proc: "/proc"}
+}
 
-func (c *procCache) get(pid uint32, comm [16]int8) *event.Process {
+func (c *procCache) get(pid, tid uint32, comm [16]int8) *event.Process {
 	if c == nil {
 		return &event.Process{PID: int(pid), Comm: cString(comm[:])}
 	}
@@ -145,7 +156,13 @@ func (c *procCache) get(pid uint32, comm [16]int8) *event.Process {
 	if len(c.m) >= 4096 {
 		clear(c.m)
 	}
-	p := &event.Process{PID: int(pid), Comm: cString(comm[:])}
+	name := cString(comm[:])
+	if tid != pid && c.proc != "" {
+		if b, err := os.ReadFile(c.proc + "/" + strconv.FormatUint(uint64(pid), 10) + "/comm"); err == nil && len(b) > 1 {
+			name = strings.TrimSuffix(string(b), "\n")
+		}
+	}
+	p := &event.Process{PID: int(pid), Comm: name}
 	c.m[k] = p
 	return p
 }
