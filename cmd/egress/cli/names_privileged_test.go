@@ -288,3 +288,35 @@ func TestPrivilegedLookupLeaderComm(t *testing.T) {
 		check(t, "watch", n.watch(t, pid, trigger, ""))
 	})
 }
+
+// sendtoLookupApp asks the resolver over an unconnected UDP socket
+// (sendto, as c-ares and some runtimes do): no connect() names its process
+// in the kernel; the DNS proxy still finds it in /proc while the socket
+// waits for the answer.
+const sendtoLookupApp = `
+import socket, struct
+q = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0)
+q += b"".join(bytes([len(p)]) + p.encode() for p in "registry.npmjs.org".split(".")) + b"\0"
+q += struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.sendto(q, ("198.18.0.1", 53))
+s.recvfrom(512)
+`
+
+// TestPrivilegedRunLookupProcess: every lookup egress run's DNS proxy
+// relays has a process, also one sent with sendto() on an unconnected
+// socket.
+func TestPrivilegedRunLookupProcess(t *testing.T) {
+	n := newLossNet(t)
+	r, code, stderr := n.run(t, nil, "python3", "-c", sendtoLookupApp)
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	if len(r.Lookups) != 1 {
+		t.Fatalf("%d lookups, want 1", len(r.Lookups))
+	}
+	if l := r.Lookups[0]; l.PID == nil || l.Comm == nil || *l.Comm != "python3" || l.Outcome != report.Answered {
+		t.Errorf("lookup %s %s by pid %v comm %v, want answered and python3's", l.Name, l.Outcome, deref(l.PID), deref(l.Comm))
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/egress-dev/egress/analyze"
+	"github.com/egress-dev/egress/capture/afpacket"
 	"github.com/egress-dev/egress/capture/block"
 	"github.com/egress-dev/egress/capture/ebpf"
 	"github.com/egress-dev/egress/capture/sched"
@@ -90,20 +91,57 @@ type runState struct {
 	an      *analyze.Analyzer
 	blocked map[blockedKey]*report.Connection
 	order   []blockedKey
-	// resolverSockets maps the local address of a connected DNS socket of
-	// the cgroup to its process (the kernel's view), to name the process
-	// behind each query the proxy relays. Bounded.
-	resolverSockets map[netip.AddrPort]*event.Process
+	// resolvers names the process behind each query the proxy relays.
+	resolvers *resolverTable
+}
+
+// resolverTable maps the local address of a connected DNS socket of the
+// cgroup to its process (the kernel's view). The event goroutine fills it,
+// the proxy reads it while the query's socket is still open, and falls
+// back to /proc (owners) for sockets the kernel did not see connect: a
+// resolver that uses sendto() on an unconnected socket, or a record still
+// in the ring buffer. Bounded.
+type resolverTable struct {
+	mu     sync.Mutex
+	m      map[netip.AddrPort]*event.Process
+	owners *afpacket.SocketOwners // set once the command has started
+}
+
+func (t *resolverTable) add(src netip.AddrPort, p *event.Process) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil || len(t.m) >= 4096 {
+		t.m = make(map[netip.AddrPort]*event.Process)
+	}
+	t.m[src] = p
+}
+
+func (t *resolverTable) setRoot(pid int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.owners = afpacket.NewSocketOwners(pid)
+}
+
+// process returns the process whose socket sent a query from client.
+func (t *resolverTable) process(client netip.AddrPort, tcp bool) *event.Process {
+	t.mu.Lock()
+	p, owners := t.m[client], t.owners
+	t.mu.Unlock()
+	if p != nil || owners == nil {
+		return p
+	}
+	proto := event.ProtoUDP
+	if tcp {
+		proto = event.ProtoTCP
+	}
+	return owners.Process(&event.Packet{Proto: proto, Src: client.Addr(), SrcPort: client.Port(), DstPort: 53})
 }
 
 // sock takes one kernel event: resolver sockets are remembered, the rest
 // goes to the analyzer.
 func (s *runState) sock(e *event.Sock) {
 	if e.Kind == event.SockUDPConnect {
-		if s.resolverSockets == nil || len(s.resolverSockets) >= 4096 {
-			s.resolverSockets = make(map[netip.AddrPort]*event.Process)
-		}
-		s.resolverSockets[e.Src] = e.Proc
+		s.resolvers.add(e.Src, e.Proc)
 		return
 	}
 	s.an.Sock(e)
@@ -160,7 +198,7 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	defer stopBg()
 	var bg sync.WaitGroup
 	evs := make(chan func(*runState), 4096)
-	st := &runState{blocked: map[blockedKey]*report.Connection{}}
+	st := &runState{blocked: map[blockedKey]*report.Connection{}, resolvers: &resolverTable{}}
 
 	// Names the proxy answered, for refused calls to their addresses.
 	var namesMu sync.Mutex
@@ -182,7 +220,10 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 					namesMu.Unlock()
 				}
 			}
-			evs <- func(s *runState) { feedDNS(s.an, x, s.resolverSockets[x.Client]) }
+			// Observe runs before the reply is sent: the client's socket
+			// is still open, so /proc can still say whose it is.
+			proc := st.resolvers.process(x.Client, x.TCP)
+			evs <- func(s *runState) { feedDNS(s.an, x, proc) }
 		}})
 		if err != nil {
 			return &exitError{code: ExitUsage, err: err}
@@ -260,7 +301,11 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		cmd.Stdout = e.stderr
 	}
 	cmd.WaitDelay = 2 * time.Second
-	runErr := cmd.Run()
+	runErr := cmd.Start()
+	if runErr == nil {
+		st.resolvers.setRoot(cmd.Process.Pid)
+		runErr = cmd.Wait()
+	}
 	cmdCode := 0
 	var ee *exec.ExitError
 	switch {

@@ -121,7 +121,12 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 	backend := tr.Backend()
 	// The scheduler view says how much of the window was lost; without
 	// it lost_ms falls back to the capture's estimate.
-	sv, svErr := sched.Open(sched.Options{Tracked: tr.TrackedMap()})
+	// EGRESS_SCHED=off (for benchmarks) leaves it out.
+	var sv *sched.Tracer
+	svErr := errors.New("EGRESS_SCHED=off")
+	if os.Getenv("EGRESS_SCHED") != "off" {
+		sv, svErr = sched.Open(sched.Options{Tracked: tr.TrackedMap()})
+	}
 	if svErr != nil {
 		fmt.Fprintf(e.stderr, "egress: no scheduler view, lost time is estimated: %v\n", svErr)
 	} else {
