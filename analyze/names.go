@@ -112,9 +112,24 @@ func (nt *nameTable) evict(st *report.Stats) {
 // TTL wins over an expired one (apps cache longer than TTLs say), then
 // the most recent answer.
 func (nt *nameTable) lookup(addr, client netip.Addr, pid int, t int64) (name string, guess, ok bool) {
+	name, step := nt.lookupStep(addr, client, pid, t)
+	return name, step == stepGuess, step != stepNone
+}
+
+// Naming steps, best first.
+const (
+	stepProcess = 1 + iota // the connecting process's own lookup
+	stepHost               // the host's lookup of no known process
+	stepAny                // any name, the address's only one
+	stepGuess              // any name, of several
+	stepNone   = 0
+)
+
+// lookupStep is lookup, saying which step named the connect.
+func (nt *nameTable) lookupStep(addr, client netip.Addr, pid int, t int64) (string, int) {
 	e := nt.m[addr.Unmap()]
 	if len(e) == 0 {
-		return "", false, false
+		return "", stepNone
 	}
 	pick := func(match func(*nameEntry) bool, future bool) int {
 		best := -1
@@ -137,11 +152,11 @@ func (nt *nameTable) lookup(addr, client netip.Addr, pid int, t int64) (name str
 	}
 	if pid != 0 {
 		if i := pick(func(x *nameEntry) bool { return x.pid == pid }, false); i >= 0 {
-			return e[i].name, false, true
+			return e[i].name, stepProcess
 		}
 	}
 	if i := pick(func(x *nameEntry) bool { return x.client == client && (x.pid == 0 || pid == 0) }, false); i >= 0 {
-		return e[i].name, false, true
+		return e[i].name, stepHost
 	}
 	i := pick(func(*nameEntry) bool { return true }, false)
 	if i < 0 {
@@ -149,11 +164,14 @@ func (nt *nameTable) lookup(addr, client netip.Addr, pid int, t int64) (name str
 		// the address's name, but not one the caller can have used.
 		i = pick(func(*nameEntry) bool { return true }, true)
 	}
-	guess = e[i].first > t
+	guess := e[i].first > t
 	for j := range e {
 		guess = guess || !strings.EqualFold(e[j].name, e[i].name)
 	}
-	return e[i].name, guess, true
+	if guess {
+		return e[i].name, stepGuess
+	}
+	return e[i].name, stepAny
 }
 
 // nameAttempt names a new attempt from DNS answers seen before it.
@@ -162,11 +180,36 @@ func (a *Analyzer) nameAttempt(at *attempt, t int64) {
 	if at.proc != nil {
 		pid = at.proc.PID
 	}
-	if name, guess, ok := a.names.lookup(at.server.Addr(), at.client.Addr(), pid, t); ok {
-		at.host, at.nameSource = name, report.SourceDNS
-		if guess {
-			at.nameSource = report.SourceGuess
-		}
+	name, step := a.names.lookupStep(at.server.Addr(), at.client.Addr(), pid, t)
+	if step == stepNone {
+		return
+	}
+	at.host, at.nameStep, at.nameSource = name, step, report.SourceDNS
+	if step == stepGuess {
+		at.nameSource = report.SourceGuess
+	}
+}
+
+// renameAttempt looks again, when the attempt is finished, for a better
+// DNS name than it got at its start: an answer given before the connect
+// may reach the analyzer after it (live sources deliver the kernel's and
+// the capture's events by different queues). Only answers from before
+// the connect count, as at the start.
+func (a *Analyzer) renameAttempt(at *attempt) {
+	if at.nameStep == stepProcess || at.nameSource == report.SourceSNI || at.nameSource == report.SourceHTTP {
+		return
+	}
+	pid := 0
+	if at.proc != nil {
+		pid = at.proc.PID
+	}
+	name, step := a.names.lookupStep(at.server.Addr(), at.client.Addr(), pid, at.start)
+	if step == stepNone || (at.nameStep != stepNone && step >= at.nameStep) {
+		return
+	}
+	at.host, at.nameStep, at.nameSource = name, step, report.SourceDNS
+	if step == stepGuess {
+		at.nameSource = report.SourceGuess
 	}
 }
 

@@ -204,3 +204,27 @@ func TestResolvedNotContactedSharedAddress(t *testing.T) {
 		t.Errorf("a SYN to the address: hints %q, want none", got)
 	}
 }
+
+// TestNameFromLateAnswer: live sources may deliver a connect before the
+// answer that preceded it (the kernel's and the capture's queues differ):
+// the call is still named by its own process's lookup once it finishes.
+func TestNameFromLateAnswer(t *testing.T) {
+	a := New(Config{LocalAny: true})
+	other := dnsPacket(t, 0.1, 2, "registry.npmjs.org", netip.Addr{}, false)
+	other.Proc = &event.Process{PID: 2, Comm: "registry"}
+	a.Packet(other)
+	a.Packet(dnsPacket(t, 0.2, 2, "registry.npmjs.org", shared, true))
+	// pid 1's connect at 0.5 s arrives before its own lookup's packets.
+	src, dst := netip.AddrPortFrom(app, 50000), netip.AddrPortFrom(shared, 443)
+	p1 := &event.Process{PID: 1, Comm: "telemetry"}
+	a.Sock(&event.Sock{Time: at(0.5), Kind: event.SockConnect, Cookie: 1, Proto: event.ProtoTCP, Src: src, Dst: dst, Proc: p1})
+	q := dnsPacket(t, 0.3, 1, "telemetry.nextjs.org", netip.Addr{}, false)
+	q.Proc = p1
+	a.Packet(q)
+	a.Packet(dnsPacket(t, 0.4, 1, "telemetry.nextjs.org", shared, true))
+	a.Sock(&event.Sock{Time: at(2.5), Kind: event.SockClose, Cookie: 1, Proto: event.ProtoTCP, Src: src, Dst: dst, Proc: p1})
+	r := a.Finish()
+	if len(r.Connections) != 1 || r.Connections[0].Host != "telemetry.nextjs.org" || r.Connections[0].NameSource != report.SourceDNS {
+		t.Fatalf("connections %+v: want telemetry.nextjs.org from its own lookup", r.Connections)
+	}
+}

@@ -88,6 +88,7 @@ func (a *Analyzer) finishFlow(f *flow, now int64) {
 // to which the capture has been seen.
 func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 	out, end, basis, inferred := a.resolve(at, now)
+	a.renameAttempt(at)
 	if end < at.start {
 		end = at.start // an answer captured before its SYN (reordering)
 	}

@@ -58,6 +58,7 @@ type attempt struct {
 
 	host       string
 	nameSource string
+	nameStep   int // which naming step gave host (stepProcess...)
 	proc       *event.Process
 	waiting    bool // listed in Analyzer.waiting
 }
