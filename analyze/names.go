@@ -122,7 +122,7 @@ const (
 	stepHost               // the host's lookup of no known process
 	stepAny                // any name, the address's only one
 	stepGuess              // any name, of several
-	stepNone   = 0
+	stepNone    = 0
 )
 
 // lookupStep is lookup, saying which step named the connect.
