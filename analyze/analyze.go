@@ -269,7 +269,7 @@ func (a *Analyzer) keepProc(p *event.Process) *event.Process {
 	if q, ok := a.procs[*p]; ok {
 		return q
 	}
-	q := &event.Process{PID: p.PID, Comm: p.Comm}
+	q := &event.Process{PID: p.PID, Comm: p.Comm, Parent: p.Parent}
 	if len(a.procs) < 4096 {
 		a.procs[*q] = q
 	}

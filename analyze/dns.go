@@ -142,11 +142,11 @@ func (a *Analyzer) dnsResponse(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
 	// Names from every answer, matched or not: a response whose query was
 	// not captured still says what the address is called. A matched one
 	// also says which process asked.
-	pid := 0
-	if idx >= 0 && list[idx].proc != nil {
-		pid = list[idx].proc.PID
+	var asker *event.Process
+	if idx >= 0 {
+		asker = list[idx].proc
 	}
-	a.learnNames(p, m, qname, pid)
+	a.learnNames(p, m, qname, asker)
 	if idx < 0 {
 		a.stats.UnmatchedAnswers++
 		return
@@ -174,14 +174,14 @@ func (a *Analyzer) dnsResponse(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
 	a.finishLookup(lk, p.Time)
 }
 
-func (a *Analyzer) learnNames(p *event.Packet, m *dnsmsg.Msg, qname string, pid int) {
+func (a *Analyzer) learnNames(p *event.Packet, m *dnsmsg.Msg, qname string, asker *event.Process) {
 	if m.Rcode != 0 || qname == "" {
 		return
 	}
 	for i := range m.Answers {
 		rr := &m.Answers[i]
 		if rr.Addr.IsValid() {
-			a.names.add(rr.Addr, qname, p.Dst, pid, p.Time, rr.TTL, &a.stats)
+			a.names.add(rr.Addr, qname, p.Dst, asker, p.Time, rr.TTL, &a.stats)
 		}
 	}
 }

@@ -22,6 +22,7 @@ type nameEntry struct {
 	name    string
 	client  netip.Addr // who looked it up
 	pid     int        // the process that asked; 0 when unknown
+	parent  int        // its parent; 0 when unknown
 	first   int64      // first answer: the entry names connects from then on
 	last    int64      // latest answer; a repeat never moves first
 	expires int64
@@ -46,7 +47,8 @@ func newNameTable(max int) nameTable {
 	return nameTable{m: make(map[netip.Addr][]nameEntry), max: max}
 }
 
-func (nt *nameTable) add(addr netip.Addr, name string, client netip.Addr, pid int, t int64, ttl uint32, st *report.Stats) {
+func (nt *nameTable) add(addr netip.Addr, name string, client netip.Addr, asker *event.Process, t int64, ttl uint32, st *report.Stats) {
+	pid, parent := procIDs(asker)
 	addr = addr.Unmap()
 	e, ok := nt.m[addr]
 	if !ok && len(nt.m) >= nt.max {
@@ -62,7 +64,7 @@ func (nt *nameTable) add(addr netip.Addr, name string, client netip.Addr, pid in
 			return
 		}
 	}
-	ne := nameEntry{name: name, client: client, pid: pid, first: t, last: t, expires: exp}
+	ne := nameEntry{name: name, client: client, pid: pid, parent: parent, first: t, last: t, expires: exp}
 	if len(e) < namesPerAddr {
 		nt.m[addr] = append(e, ne)
 		return
@@ -103,22 +105,51 @@ func (nt *nameTable) evict(st *report.Stats) {
 	}
 }
 
+// agree says whether every entry that matches has name.
+func agree(e []nameEntry, match func(*nameEntry) bool, name string) bool {
+	for i := range e {
+		if match(&e[i]) && !strings.EqualFold(e[i].name, name) {
+			return false
+		}
+	}
+	return true
+}
+
+// procIDs is a process's pid and parent (0 when unknown).
+func procIDs(p *event.Process) (pid, parent int) {
+	if p == nil {
+		return 0, 0
+	}
+	return p.PID, p.Parent
+}
+
+// sameTree says whether a lookup by (pid, parent) belongs to the process
+// tree of a connect by (cpid, cparent): its parent, a child or a sibling.
+func sameTree(pid, parent, cpid, cparent int) bool {
+	if pid == 0 || cpid == 0 {
+		return false
+	}
+	return pid == cparent || parent == cpid || (parent != 0 && parent == cparent)
+}
+
 // lookup returns the name for a connect from client (process pid, 0 when
 // unknown) to addr at time t, and says whether it is only a guess. In
 // order: the name this process looked up last before t whose answer holds
-// addr; else the name this host looked up last (lookups of no known
+// addr; else the name its process tree (parent, children, siblings) looked
+// up last; else the name this host looked up last (lookups of no known
 // process, or any when the connect's process is unknown); else any name
 // for addr, a guess when the address has several. Within each step a live
 // TTL wins over an expired one (apps cache longer than TTLs say), then
 // the most recent answer.
-func (nt *nameTable) lookup(addr, client netip.Addr, pid int, t int64) (name string, guess, ok bool) {
-	name, step := nt.lookupStep(addr, client, pid, t)
+func (nt *nameTable) lookup(addr, client netip.Addr, proc *event.Process, t int64) (name string, guess, ok bool) {
+	name, step := nt.lookupStep(addr, client, proc, t)
 	return name, step == stepGuess, step != stepNone
 }
 
 // Naming steps, best first.
 const (
 	stepProcess = 1 + iota // the connecting process's own lookup
+	stepTree               // its parent's, a child's or a sibling's
 	stepHost               // the host's lookup of no known process
 	stepAny                // any name, the address's only one
 	stepGuess              // any name, of several
@@ -126,7 +157,8 @@ const (
 )
 
 // lookupStep is lookup, saying which step named the connect.
-func (nt *nameTable) lookupStep(addr, client netip.Addr, pid int, t int64) (string, int) {
+func (nt *nameTable) lookupStep(addr, client netip.Addr, proc *event.Process, t int64) (string, int) {
+	pid, parent := procIDs(proc)
 	e := nt.m[addr.Unmap()]
 	if len(e) == 0 {
 		return "", stepNone
@@ -154,6 +186,12 @@ func (nt *nameTable) lookupStep(addr, client netip.Addr, pid int, t int64) (stri
 		if i := pick(func(x *nameEntry) bool { return x.pid == pid }, false); i >= 0 {
 			return e[i].name, stepProcess
 		}
+		// A tree is many processes (a build's workers are siblings):
+		// its answer names the connect only when the tree agrees.
+		tree := func(x *nameEntry) bool { return x.first <= t && sameTree(x.pid, x.parent, pid, parent) }
+		if i := pick(tree, false); i >= 0 && agree(e, tree, e[i].name) {
+			return e[i].name, stepTree
+		}
 	}
 	if i := pick(func(x *nameEntry) bool { return x.client == client && (x.pid == 0 || pid == 0) }, false); i >= 0 {
 		return e[i].name, stepHost
@@ -176,11 +214,7 @@ func (nt *nameTable) lookupStep(addr, client netip.Addr, pid int, t int64) (stri
 
 // nameAttempt names a new attempt from DNS answers seen before it.
 func (a *Analyzer) nameAttempt(at *attempt, t int64) {
-	pid := 0
-	if at.proc != nil {
-		pid = at.proc.PID
-	}
-	name, step := a.names.lookupStep(at.server.Addr(), at.client.Addr(), pid, t)
+	name, step := a.names.lookupStep(at.server.Addr(), at.client.Addr(), at.proc, t)
 	if step == stepNone {
 		return
 	}
@@ -199,11 +233,7 @@ func (a *Analyzer) renameAttempt(at *attempt) {
 	if at.nameStep == stepProcess || at.nameSource == report.SourceSNI || at.nameSource == report.SourceHTTP {
 		return
 	}
-	pid := 0
-	if at.proc != nil {
-		pid = at.proc.PID
-	}
-	name, step := a.names.lookupStep(at.server.Addr(), at.client.Addr(), pid, at.start)
+	name, step := a.names.lookupStep(at.server.Addr(), at.client.Addr(), at.proc, at.start)
 	if step == stepNone || (at.nameStep != stepNone && step >= at.nameStep) {
 		return
 	}

@@ -10,6 +10,17 @@ import (
 	"github.com/egress-dev/egress/report"
 )
 
+// pr is a process of unknown parent (nil for pid 0).
+func pr(pid int) *event.Process {
+	if pid == 0 {
+		return nil
+	}
+	return &event.Process{PID: pid}
+}
+
+// child is a process with a known parent.
+func child(pid, parent int) *event.Process { return &event.Process{PID: pid, Parent: parent} }
+
 // shared is the one address a stand-in internet (or a CDN) answers for
 // every name.
 var shared = netip.MustParseAddr("198.18.7.7")
@@ -92,7 +103,7 @@ func TestNameTableSteps(t *testing.T) {
 		name      string
 		add       func(nt *nameTable)
 		client    netip.Addr
-		pid       int
+		proc      *event.Process
 		t         float64
 		want      string
 		wantGuess bool
@@ -100,64 +111,88 @@ func TestNameTableSteps(t *testing.T) {
 		{
 			name: "own process wins over a later answer to another",
 			add: func(nt *nameTable) {
-				nt.add(shared, "a.example", app, 1, at(1), 60, &st)
-				nt.add(shared, "b.example", app, 2, at(2), 60, &st)
+				nt.add(shared, "a.example", app, pr(1), at(1), 60, &st)
+				nt.add(shared, "b.example", app, pr(2), at(2), 60, &st)
 			},
-			client: app, pid: 1, t: 3, want: "a.example",
+			client: app, proc: pr(1), t: 3, want: "a.example",
 		},
 		{
 			name: "a repeat after the connect does not hide the first answer",
 			add: func(nt *nameTable) {
-				nt.add(shared, "a.example", app, 0, at(1), 60, &st)
-				nt.add(shared, "b.example", app, 0, at(2), 60, &st)
-				nt.add(shared, "a.example", app, 0, at(5), 60, &st)
+				nt.add(shared, "a.example", app, pr(0), at(1), 60, &st)
+				nt.add(shared, "b.example", app, pr(0), at(2), 60, &st)
+				nt.add(shared, "a.example", app, pr(0), at(5), 60, &st)
 			},
 			client: app, t: 3, want: "b.example",
 		},
 		{
 			name: "the host's unattributed lookup when the process has none",
 			add: func(nt *nameTable) {
-				nt.add(shared, "a.example", app, 0, at(1), 60, &st)
-				nt.add(shared, "b.example", app, 2, at(2), 60, &st)
+				nt.add(shared, "a.example", app, pr(0), at(1), 60, &st)
+				nt.add(shared, "b.example", app, pr(2), at(2), 60, &st)
 			},
-			client: app, pid: 1, t: 3, want: "a.example",
+			client: app, proc: pr(1), t: 3, want: "a.example",
 		},
 		{
 			name: "another process's lookup of a shared address is a guess",
 			add: func(nt *nameTable) {
-				nt.add(shared, "a.example", app, 2, at(1), 60, &st)
-				nt.add(shared, "b.example", app, 3, at(2), 60, &st)
+				nt.add(shared, "a.example", app, pr(2), at(1), 60, &st)
+				nt.add(shared, "b.example", app, pr(3), at(2), 60, &st)
 			},
-			client: app, pid: 1, t: 3, want: "b.example", wantGuess: true,
+			client: app, proc: pr(1), t: 3, want: "b.example", wantGuess: true,
 		},
 		{
 			name: "a single name for the address is no guess",
 			add: func(nt *nameTable) {
-				nt.add(shared, "a.example", other, 0, at(1), 60, &st)
+				nt.add(shared, "a.example", other, pr(0), at(1), 60, &st)
 			},
-			client: app, pid: 1, t: 3, want: "a.example",
+			client: app, proc: pr(1), t: 3, want: "a.example",
 		},
 		{
 			name: "live before expired within a step",
 			add: func(nt *nameTable) {
-				nt.add(shared, "old.example", app, 1, at(1), 1, &st)
-				nt.add(shared, "a.example", app, 1, at(0.5), 60, &st)
+				nt.add(shared, "old.example", app, pr(1), at(1), 1, &st)
+				nt.add(shared, "a.example", app, pr(1), at(0.5), 60, &st)
 			},
-			client: app, pid: 1, t: 3, want: "a.example",
+			client: app, proc: pr(1), t: 3, want: "a.example",
+		},
+		{
+			name: "a sibling's lookup names the connect when the tree agrees",
+			add: func(nt *nameTable) {
+				nt.add(shared, "a.example", app, child(5, 4), at(1), 60, &st)
+				nt.add(shared, "b.example", app, child(9, 8), at(2), 60, &st)
+			},
+			client: app, proc: child(6, 4), t: 3, want: "a.example",
+		},
+		{
+			name: "the parent's lookup names the child's connect",
+			add: func(nt *nameTable) {
+				nt.add(shared, "a.example", app, child(4, 1), at(1), 60, &st)
+				nt.add(shared, "b.example", app, child(9, 8), at(2), 60, &st)
+			},
+			client: app, proc: child(6, 4), t: 3, want: "a.example",
+		},
+		{
+			name: "siblings that disagree are no answer: a guess",
+			add: func(nt *nameTable) {
+				nt.add(shared, "a.example", app, child(5, 4), at(1), 60, &st)
+				nt.add(shared, "b.example", app, child(7, 4), at(2), 60, &st)
+			},
+			client: app, proc: child(6, 4), t: 3, want: "b.example", wantGuess: true,
 		},
 		{
 			name: "only answers after the connect: a guess",
 			add: func(nt *nameTable) {
-				nt.add(shared, "a.example", app, 1, at(5), 60, &st)
+				nt.add(shared, "a.example", app, pr(1), at(5), 60, &st)
 			},
-			client: app, pid: 1, t: 3, want: "a.example", wantGuess: true,
+			client: app, proc: pr(1), t: 3, want: "a.example", wantGuess: true,
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			nt := newNameTable(100)
 			tc.add(&nt)
-			got, guess, ok := nt.lookup(shared, tc.client, tc.pid, at(tc.t))
+			got, guess, ok := nt.lookup(shared, tc.client, tc.proc, at(tc.t))
 			if !ok || got != tc.want || guess != tc.wantGuess {
 				t.Errorf("lookup = %q guess=%v ok=%v, want %q guess=%v", got, guess, ok, tc.want, tc.wantGuess)
 			}
@@ -170,7 +205,7 @@ func TestNameTableBounded(t *testing.T) {
 	nt := newNameTable(8)
 	for i := range 100 {
 		for j := range 40 {
-			nt.add(netip.AddrFrom4([4]byte{198, 18, 1, byte(i)}), fmt.Sprintf("n%d.example", j), app, j, at(float64(i)), 60, &st)
+			nt.add(netip.AddrFrom4([4]byte{198, 18, 1, byte(i)}), fmt.Sprintf("n%d.example", j), app, pr(j), at(float64(i)), 60, &st)
 		}
 	}
 	if len(nt.m) > 8 || st.NamesEvicted == 0 {

@@ -39,6 +39,9 @@ const (
 type Process struct {
 	PID  int
 	Comm string
+	// Parent is the parent's pid where the source knows it (0: unknown):
+	// names follow the asker's process tree.
+	Parent int
 }
 
 // Packet is one decoded packet: the header facts the analyzer needs.

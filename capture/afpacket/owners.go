@@ -122,7 +122,11 @@ func (o *SocketOwners) lookup(k ownerKey) *event.Process {
 			ino, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64)
 			if err == nil && inodes[ino] {
 				comm, _ := os.ReadFile(filepath.Join(o.proc, strconv.Itoa(pid), "comm"))
-				return &event.Process{PID: pid, Comm: pcapfile.SafeComm(strings.TrimSuffix(string(comm), "\n"))}
+				parent := 0
+				if stat, err := os.ReadFile(filepath.Join(o.proc, strconv.Itoa(pid), "stat")); err == nil {
+					parent, _ = procfs.ParsePPID(stat)
+				}
+				return &event.Process{PID: pid, Comm: pcapfile.SafeComm(strings.TrimSuffix(string(comm), "\n")), Parent: parent}
 			}
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/egress-dev/egress/event"
+	"github.com/egress-dev/egress/internal/procfs"
 )
 
 // Record kinds; the values match enum kind in bpf/egress.bpf.c.
@@ -130,7 +131,8 @@ func decodeRecord(b []byte) egressEvent {
 // it, whichever thread acted (Node's lookups run on libuv worker threads
 // named apart from the process). The leader's is read from /proc once per
 // (pid, thread comm); when that fails (the process is gone, or the test
-// has no /proc for it) the thread's is kept.
+// has no /proc for it) the thread's is kept. The parent's pid is read
+// there too (/proc/TGID/stat).
 type procCache struct {
 	m    map[procKey]*event.Process
 	proc string // "/proc"; "" reads no leader names
@@ -157,12 +159,19 @@ func (c *procCache) get(pid, tid uint32, comm [16]int8) *event.Process {
 		clear(c.m)
 	}
 	name := cString(comm[:])
-	if tid != pid && c.proc != "" {
-		if b, err := os.ReadFile(c.proc + "/" + strconv.FormatUint(uint64(pid), 10) + "/comm"); err == nil && len(b) > 1 {
-			name = strings.TrimSuffix(string(b), "\n")
+	parent := 0
+	if c.proc != "" {
+		dir := c.proc + "/" + strconv.FormatUint(uint64(pid), 10)
+		if tid != pid {
+			if b, err := os.ReadFile(dir + "/comm"); err == nil && len(b) > 1 {
+				name = strings.TrimSuffix(string(b), "\n")
+			}
+		}
+		if b, err := os.ReadFile(dir + "/stat"); err == nil {
+			parent, _ = procfs.ParsePPID(b)
 		}
 	}
-	p := &event.Process{PID: int(pid), Comm: name}
+	p := &event.Process{PID: int(pid), Comm: name, Parent: parent}
 	c.m[k] = p
 	return p
 }

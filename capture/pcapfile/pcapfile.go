@@ -302,6 +302,10 @@ func ParseProcessComment(c string) *event.Process {
 				}
 			case "comm":
 				p.Comm = v
+			case "ppid":
+				if n, err := strconv.Atoi(v); err == nil && n > 0 {
+					p.Parent = n
+				}
 			}
 		}
 	}

@@ -141,6 +141,8 @@ func TestProcessComment(t *testing.T) {
 		want *event.Process
 	}{
 		{"egress: pid=123 comm=php-fpm", &event.Process{PID: 123, Comm: "php-fpm"}},
+		{"egress: pid=124 comm=curl ppid=123", &event.Process{PID: 124, Comm: "curl", Parent: 123}},
+		{FormatProcessComment(&event.Process{PID: 9, Comm: "a b", Parent: 2}), &event.Process{PID: 9, Comm: "a_b", Parent: 2}},
 		{"PID: 77\nCommand: curl", &event.Process{PID: 77, Comm: "curl"}},
 		{"just a note", nil},
 		{"pid=-4", nil},

@@ -14,7 +14,8 @@ import (
 // The comments egress watch --write puts into a pcapng file.
 //
 //   - A packet comment "egress: pid=123 comm=php-fpm" names the process
-//     behind a captured packet (ParseProcessComment reads it).
+//     behind a captured packet (ParseProcessComment reads it); " ppid=N"
+//     follows where the parent is known (in socket comments too).
 //   - A packet comment "egress-sock: kind=connect cookie=... proto=6
 //     src=A:P dst=A:P errno=N pid=N comm=X" marks a kernel socket event: the
 //     packet itself is synthesized (a SYN, a retransmitted SYN, a SYN-ACK,
@@ -95,7 +96,15 @@ func FormatProcessComment(p *event.Process) string {
 	if p == nil {
 		return ""
 	}
-	return fmt.Sprintf("%s pid=%d comm=%s", procPrefix, p.PID, SafeComm(p.Comm))
+	return fmt.Sprintf("%s pid=%d comm=%s", procPrefix, p.PID, SafeComm(p.Comm)) + ppidField(p)
+}
+
+// ppidField is " ppid=N" where the parent is known.
+func ppidField(p *event.Process) string {
+	if p.Parent <= 0 {
+		return ""
+	}
+	return " ppid=" + strconv.Itoa(p.Parent)
 }
 
 // FormatSockComment is the packet comment that carries s (all but its time).
@@ -108,7 +117,7 @@ func FormatSockComment(s *event.Sock) string {
 	fmt.Fprintf(&b, "%s kind=%s cookie=%d proto=%d src=%s dst=%s errno=%d",
 		sockPrefix, kind, s.Cookie, s.Proto, addrPort(s.Src), addrPort(s.Dst), s.Errno)
 	if s.Proc != nil {
-		fmt.Fprintf(&b, " pid=%d comm=%s", s.Proc.PID, SafeComm(s.Proc.Comm))
+		fmt.Fprintf(&b, " pid=%d comm=%s%s", s.Proc.PID, SafeComm(s.Proc.Comm), ppidField(s.Proc))
 	}
 	return b.String()
 }
@@ -181,6 +190,11 @@ func ParseSockComment(c string) (*event.Sock, error) {
 			haveProc = true
 		case "comm":
 			p.Comm = v
+		case "ppid":
+			p.Parent, err = strconv.Atoi(v)
+			if err == nil && p.Parent < 0 {
+				err = errors.New("negative")
+			}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("parse socket comment: %s=%q: %w", k, v, err)

@@ -17,6 +17,7 @@ func TestSockComment(t *testing.T) {
 		{Kind: event.SockConnect, Cookie: 1<<63 | 5, Proto: event.ProtoTCP, Src: ap("198.18.0.2:41000"), Dst: ap("198.51.100.11:443"), Proc: &event.Process{PID: 7, Comm: "shopapp"}},
 		{Kind: event.SockError, Cookie: 9, Proto: event.ProtoTCP, Src: ap("[2001:db8:1::2]:1"), Dst: ap("[2001:db8:2::10]:80"), Errno: 113},
 		{Kind: event.SockClose, Cookie: 9, Proc: &event.Process{PID: 0, Comm: ""}},
+		{Kind: event.SockConnect, Cookie: 3, Proto: event.ProtoTCP, Src: ap("198.18.0.2:41001"), Dst: ap("198.51.100.11:443"), Proc: &event.Process{PID: 8, Comm: "curl", Parent: 7}},
 	} {
 		c := FormatSockComment(&s)
 		got, err := ParseSockComment(c)
@@ -34,6 +35,7 @@ func TestSockComment(t *testing.T) {
 		"egress-sock: kind=explode",
 		"egress-sock: kind=connect src=1.2.3.4",
 		"egress-sock: kind=connect pid=-4",
+		"egress-sock: kind=connect pid=4 ppid=-1",
 		"egress-sock: kind=connect junk",
 	} {
 		if s, err := ParseSockComment(bad); err == nil {

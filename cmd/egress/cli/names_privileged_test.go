@@ -99,9 +99,31 @@ func (n *lossNet) concurrentLoad() string {
 	return fmt.Sprintf(`for i in 1 2 3 4 5 6 7 8; do %[1]s/telemetry-curl -s -m 2 https://telemetry.nextjs.org/ & %[1]s/registry-curl -s -m 2 https://registry.npmjs.org/ & done; wait`, n.dir)
 }
 
+// treeLoad is the same load where each name is looked up by a sibling
+// (getent) of the process that connects (curl --resolve asks no DNS): the
+// name follows the asker's process tree.
+func (n *lossNet) treeLoad() string {
+	one := func(name, prog string) string {
+		return fmt.Sprintf(`sh -c 'getent ahostsv4 %[1]s >/dev/null; %[2]s/%[3]s -s -m 2 --resolve %[1]s:443:%[4]s https://%[1]s/' &`, name, n.dir, prog, sharedAddr)
+	}
+	return "for i in 1 2 3 4 5 6 7 8; do " + one("telemetry.nextjs.org", "telemetry-curl") + " " + one("registry.npmjs.org", "registry-curl") + " done; wait"
+}
+
 // namedByOwnLookup counts the calls named by their own process's lookup:
 // a telemetry-curl's call must be telemetry.nextjs.org, from DNS.
 func namedByOwnLookup(t *testing.T, what string, r *report.Report) {
+	t.Helper()
+	namedByTree(t, what, r)
+	for _, l := range r.Lookups {
+		if l.Comm != nil && !strings.HasSuffix(*l.Comm, "-curl") {
+			t.Errorf("%s: lookup of %s by %q, want the curl that asked", what, l.Name, *l.Comm)
+		}
+	}
+}
+
+// namedByTree checks that every call to the shared address is named by
+// the lookup of its own process or tree, and every lookup has a process.
+func namedByTree(t *testing.T, what string, r *report.Report) {
 	t.Helper()
 	right, total := 0, 0
 	var wrong []string
@@ -129,8 +151,6 @@ func namedByOwnLookup(t *testing.T, what string, r *report.Report) {
 	for _, l := range r.Lookups {
 		if l.PID == nil {
 			t.Errorf("%s: lookup of %s (%s) has no process", what, l.Name, l.QType)
-		} else if c := *l.Comm; !strings.HasSuffix(c, "-curl") {
-			t.Errorf("%s: lookup of %s by %q, want the curl that asked", what, l.Name, c)
 		}
 	}
 }
@@ -234,6 +254,33 @@ func TestPrivilegedNamesConcurrent(t *testing.T) {
 		if code != 0 {
 			t.Errorf("egress run with an allowlist of exactly the calls made: exit %d, want 0:\n%s", code, stderr)
 		}
+	})
+	t.Run("tree_watch_and_replay", func(t *testing.T) {
+		os.Remove(filepath.Join(n.dir, "go"))
+		os.Remove(filepath.Join(n.dir, "done"))
+		pid, trigger := n.watched(t, n.treeLoad())
+		pcap := filepath.Join(t.TempDir(), "tree.pcapng")
+		namedByTree(t, "watch", n.watch(t, pid, trigger, pcap))
+		rd, err := pcapfile.Open(pcap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wi, _ := rd.Watch()
+		rd.Close()
+		edge := func(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }
+		var rout, rerr bytes.Buffer
+		if code := Main(t.Context(), []string{"replay", pcap, "--format", "json", "--from", edge(wi.From), "--to", edge(wi.To)}, nil, &rout, &rerr); code != ExitOK {
+			t.Fatalf("replay: exit %d: %s", code, rerr.String())
+		}
+		var rr report.Report
+		if err := json.Unmarshal(rout.Bytes(), &rr); err != nil {
+			t.Fatal(err)
+		}
+		namedByTree(t, "replay", &rr)
+	})
+	t.Run("tree_run", func(t *testing.T) {
+		r, _, _ := n.run(t, nil, "sh", "-c", n.treeLoad())
+		namedByTree(t, "run", r)
 	})
 }
 
