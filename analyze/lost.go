@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"math"
 	"sort"
 	"time"
 
@@ -47,11 +48,14 @@ func (l *activityLog) sort() {
 func (l *activityLog) coarsen() {
 	l.sort()
 	g := max(l.coarsened*2, int64(time.Millisecond))
-	for {
+	for round := 0; ; round++ {
+		if g <= 0 || g > math.MaxInt64/2 || round > 64 {
+			g = math.MaxInt64 // hostile times: every idle spell goes
+		}
 		out := l.edges[:0]
 		for i := 0; i < len(l.edges); i++ {
 			e := l.edges[i]
-			if !e.Running && i+1 < len(l.edges) && l.edges[i+1].Running && l.edges[i+1].Time-e.Time < g {
+			if !e.Running && i+1 < len(l.edges) && l.edges[i+1].Running && (g == math.MaxInt64 || l.edges[i+1].Time-e.Time < g) {
 				i++ // a short sleep between two runs: counted as running
 				continue
 			}
@@ -62,7 +66,7 @@ func (l *activityLog) coarsen() {
 		}
 		l.edges = out
 		l.coarsened = g
-		if len(l.edges) < maxActivity*3/4 {
+		if len(l.edges) < maxActivity*3/4 || g == math.MaxInt64 {
 			return
 		}
 		g *= 2
@@ -138,7 +142,10 @@ func (a *Analyzer) lostTime(conns []report.Connection, cs []lostSpan, lks []repo
 		}
 		all = append(all, iv)
 		if basis == report.LostScheduler {
-			return ms(overlap([]interval{iv}, idle))
+			// idle is sorted: start at the first spell that ends after iv
+			// starts (many calls, many spells).
+			j := sort.Search(len(idle), func(k int) bool { return idle[k].to > iv.from })
+			return ms(overlap([]interval{iv}, idle[j:]))
 		}
 		return ms(iv.to - iv.from)
 	}

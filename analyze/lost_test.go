@@ -142,3 +142,24 @@ func TestActivityLogBounded(t *testing.T) {
 		t.Fatalf("counted %d changes", a.stats.ActivityChanges)
 	}
 }
+
+// TestActivityHostileTimes: changes at absurd times (a hostile file) are
+// coarsened without overflow or an endless loop, and stay bounded.
+func TestActivityHostileTimes(t *testing.T) {
+	a := New(Config{LocalAny: true})
+	for i := range maxActivity + 5 {
+		tm := int64(i) * (math.MaxInt64 / (maxActivity + 10))
+		if i%3 == 0 {
+			tm = math.MinInt64 + int64(i)
+		}
+		a.Activity(&event.Activity{Time: tm, Running: i%2 == 0})
+	}
+	if len(a.act.edges) > maxActivity {
+		t.Fatalf("%d changes kept", len(a.act.edges))
+	}
+	a.Packet(&event.Packet{Time: at(1)})
+	r := a.Finish()
+	if r.Window.LostBasis != report.LostScheduler || r.Window.LostMS < 0 {
+		t.Fatalf("window %+v", r.Window)
+	}
+}

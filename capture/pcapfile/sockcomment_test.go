@@ -79,6 +79,7 @@ func FuzzParseSockComment(f *testing.F) {
 	f.Add("egress-sock: kind=retransmit cookie=18446619703917651712 proto=6 src=198.18.0.2:45678 dst=198.51.100.11:443 errno=0 pid=0 comm=swapper/1")
 	f.Add("egress-sock: kind=error cookie=5 proto=6 src=[2001:db8:1::2]:41001 dst=[2001:db8:2::10]:80 errno=111")
 	f.Add("egress-sock: kind=close cookie=1 proto=6 src=0.0.0.0:0 dst=0.0.0.0:0 errno=0")
+	f.Add("egress-sock: kind=connect cookie=7 proto=6 src=198.18.0.2:50001 dst=198.18.5.5:443 errno=0 pid=31045 comm=telemetry-curl ppid=31040")
 	f.Fuzz(func(t *testing.T, c string) {
 		s, err := ParseSockComment(c)
 		if err != nil {
@@ -93,6 +94,24 @@ func FuzzParseSockComment(f *testing.F) {
 		}
 		if diff := cmp.Diff(s, again, addrCmp); diff != "" {
 			t.Errorf("round trip of %q (-first +second):\n%s", c, diff)
+		}
+	})
+}
+
+// FuzzParseActivityComment: scheduler comments come from files of any
+// origin; whatever parses formats back to the same change.
+func FuzzParseActivityComment(f *testing.F) {
+	f.Add("egress-sched: running=1")
+	f.Add("egress-sched: running=0")
+	f.Add("egress-sched: running=2")
+	f.Fuzz(func(t *testing.T, c string) {
+		a, err := ParseActivityComment(c)
+		if err != nil {
+			return
+		}
+		again, err := ParseActivityComment(FormatActivityComment(&a))
+		if err != nil || again != a {
+			t.Fatalf("round trip of %q: %+v, %v", c, again, err)
 		}
 	})
 }
