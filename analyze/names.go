@@ -26,6 +26,19 @@ type nameEntry struct {
 	first   int64      // first answer: the entry names connects from then on
 	last    int64      // latest answer; a repeat never moves first
 	expires int64
+	// unused holds the times of answers no connect of the asking process
+	// has taken yet, oldest first (at most maxUnused).
+	unused []int64
+}
+
+// maxUnused bounds the answers of one name an asker may have waiting.
+const maxUnused = 16
+
+func (e *nameEntry) answered(t int64) {
+	if len(e.unused) == maxUnused {
+		e.unused = append(e.unused[:0], e.unused[1:]...)
+	}
+	e.unused = append(e.unused, t)
 }
 
 // recency is when, as of time t, the asker last had this answer: a repeat
@@ -60,11 +73,17 @@ func (nt *nameTable) add(addr netip.Addr, name string, client netip.Addr, asker 
 	for i := range e {
 		if x := &e[i]; x.name == name && x.client == client && x.pid == pid {
 			x.last, x.expires = max(x.last, t), max(x.expires, exp)
+			if x.pid != 0 {
+				x.answered(t)
+			}
 			x.first = min(x.first, t)
 			return
 		}
 	}
 	ne := nameEntry{name: name, client: client, pid: pid, parent: parent, first: t, last: t, expires: exp}
+	if pid != 0 {
+		ne.answered(t)
+	}
 	if len(e) < namesPerAddr {
 		nt.m[addr] = append(e, ne)
 		return
@@ -142,7 +161,7 @@ func sameTree(pid, parent, cpid, cparent int) bool {
 // TTL wins over an expired one (apps cache longer than TTLs say), then
 // the most recent answer.
 func (nt *nameTable) lookup(addr, client netip.Addr, proc *event.Process, t int64) (name string, guess, ok bool) {
-	name, step := nt.lookupStep(addr, client, proc, t)
+	name, step := nt.lookupStep(addr, client, proc, t, false)
 	return name, step == stepGuess, step != stepNone
 }
 
@@ -156,8 +175,13 @@ const (
 	stepNone    = 0
 )
 
-// lookupStep is lookup, saying which step named the connect.
-func (nt *nameTable) lookupStep(addr, client netip.Addr, proc *event.Process, t int64) (string, int) {
+// lookupStep is lookup, saying which step named the connect. With consume
+// the connect uses up one answer of its own process: one process that
+// looked up several names sharing the address (Node's concurrent calls)
+// connects in the order its answers came back, so each connect takes the
+// earliest answer no earlier connect took, and only when all are taken the
+// most recent.
+func (nt *nameTable) lookupStep(addr, client netip.Addr, proc *event.Process, t int64, consume bool) (string, int) {
 	pid, parent := procIDs(proc)
 	e := nt.m[addr.Unmap()]
 	if len(e) == 0 {
@@ -183,6 +207,24 @@ func (nt *nameTable) lookupStep(addr, client netip.Addr, proc *event.Process, t 
 		return best
 	}
 	if pid != 0 {
+		if consume {
+			best := -1
+			var bestAt int64
+			for i := range e {
+				x := &e[i]
+				if x.pid != pid || len(x.unused) == 0 || x.unused[0] > t {
+					continue
+				}
+				if best < 0 || x.unused[0] < bestAt {
+					best, bestAt = i, x.unused[0]
+				}
+			}
+			if best >= 0 {
+				x := &e[best]
+				x.unused = x.unused[1:]
+				return x.name, stepProcess
+			}
+		}
 		if i := pick(func(x *nameEntry) bool { return x.pid == pid }, false); i >= 0 {
 			return e[i].name, stepProcess
 		}
@@ -214,7 +256,7 @@ func (nt *nameTable) lookupStep(addr, client netip.Addr, proc *event.Process, t 
 
 // nameAttempt names a new attempt from DNS answers seen before it.
 func (a *Analyzer) nameAttempt(at *attempt, t int64) {
-	name, step := a.names.lookupStep(at.server.Addr(), at.client.Addr(), at.proc, t)
+	name, step := a.names.lookupStep(at.server.Addr(), at.client.Addr(), at.proc, t, true)
 	if step == stepNone {
 		return
 	}
@@ -233,7 +275,7 @@ func (a *Analyzer) renameAttempt(at *attempt) {
 	if at.nameStep == stepProcess || at.nameSource == report.SourceSNI || at.nameSource == report.SourceHTTP {
 		return
 	}
-	name, step := a.names.lookupStep(at.server.Addr(), at.client.Addr(), at.proc, at.start)
+	name, step := a.names.lookupStep(at.server.Addr(), at.client.Addr(), at.proc, at.start, false)
 	if step == stepNone || (at.nameStep != stepNone && step >= at.nameStep) {
 		return
 	}

@@ -263,3 +263,31 @@ func TestNameFromLateAnswer(t *testing.T) {
 		t.Fatalf("connections %+v: want telemetry.nextjs.org from its own lookup", r.Connections)
 	}
 }
+
+// TestNamesOneProcessInOrder: one process (Node) looks up two names that
+// share an address, four times each, then connects in the order its
+// answers came back: each connect takes the next answer, so the calls
+// split four and four, in order.
+func TestNamesOneProcessInOrder(t *testing.T) {
+	a := New(Config{LocalAny: true})
+	node := &event.Process{PID: 7, Comm: "next-build"}
+	names := []string{"telemetry.nextjs.org", "registry.npmjs.org"}
+	for i := range 8 {
+		q := dnsPacket(t, float64(i)*0.01, uint16(i+1), names[i%2], netip.Addr{}, false)
+		q.Proc = node
+		a.Packet(q)
+	}
+	for i := range 8 {
+		a.Packet(dnsPacket(t, 0.1+float64(i)*0.01, uint16(i+1), names[i%2], shared, true))
+	}
+	for i := range 8 {
+		a.Sock(&event.Sock{Time: at(0.2 + float64(i)*0.001), Kind: event.SockConnect, Cookie: uint64(i + 1), Proto: event.ProtoTCP,
+			Src: netip.AddrPortFrom(app, uint16(50000+i)), Dst: netip.AddrPortFrom(shared, 443), Proc: node})
+	}
+	r := a.Finish()
+	for i, c := range r.Connections {
+		if c.Host != names[i%2] || c.NameSource != report.SourceDNS {
+			t.Errorf("connect %d named %q (%s), want %q", i, c.Host, c.NameSource, names[i%2])
+		}
+	}
+}
