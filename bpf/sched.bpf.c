@@ -50,6 +50,7 @@ struct css_set___sched {
 struct task_struct___sched {
 	int pid;
 	int tgid;
+	struct task_struct___sched *real_parent;
 	unsigned int __state;
 	struct css_set___sched *cgroups;
 } __attribute__((preserve_access_index));
@@ -93,6 +94,16 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } threads SEC(".maps");
+
+/* The parent of each watched process forked while attached: names follow
+ * the asker's tree, and a short-lived resolver (getent) is often gone
+ * before user space could read its parent in /proc. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);   /* child tgid */
+	__type(value, __u32); /* parent tgid */
+} parents SEC(".maps");
 
 /* [0]: running threads of the watched tree. */
 struct {
@@ -219,4 +230,19 @@ SEC("raw_tp/sched_wakeup_new")
 int on_sched_wakeup_new(struct bpf_raw_tracepoint_args *ctx)
 {
 	return woken((void *)ctx->args[0]);
+}
+
+SEC("raw_tp/sched_process_fork")
+int on_sched_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct___sched *parent = (void *)ctx->args[0];
+	struct task_struct___sched *child = (void *)ctx->args[1];
+	__u32 ctgid = BPF_CORE_READ(child, tgid);
+	if (BPF_CORE_READ(child, pid) != ctgid)
+		return 0; /* a new thread, not a process */
+	__u32 ptgid = BPF_CORE_READ(parent, tgid);
+	if (!task_tracked(parent, ptgid))
+		return 0;
+	bpf_map_update_elem(&parents, &ctgid, &ptgid, BPF_ANY);
+	return 0;
 }

@@ -17,7 +17,8 @@ import (
 // TestPrivilegedSchedForkExit: a shell forks short-lived children (followed
 // by the connect tracer's fork tracepoint) that exit after the tracer has
 // forgotten their tgid: every thread that ran is still counted out, so
-// the view ends idle with no thread counted running.
+// the view ends idle with no thread counted running, and the children's
+// parent is still known after they exited.
 func TestPrivilegedSchedForkExit(t *testing.T) {
 	testnet.RequirePrivileged(t, "sh", "sleep")
 	cmd := exec.Command("sh", "-c", "read x; sleep 0.2; for i in 1 2 3 4; do sh -c 'sleep 0.05'; done; sleep 0.3")
@@ -55,6 +56,17 @@ func TestPrivilegedSchedForkExit(t *testing.T) {
 	}
 	cmd.Wait()
 	time.Sleep(50 * time.Millisecond)
+	// The shell's children are gone, their parent is still known.
+	var child, parent uint32
+	kids := 0
+	for it := sv.objs.Parents.Iterate(); it.Next(&child, &parent); {
+		if int(parent) == cmd.Process.Pid && sv.Parent(int(child)) == cmd.Process.Pid {
+			kids++
+		}
+	}
+	if kids < 4 {
+		t.Errorf("%d children of the shell remembered, want its 4 sh and 1 sleep at least", kids)
+	}
 	cancel()
 	<-done
 	mu.Lock()

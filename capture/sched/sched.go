@@ -98,6 +98,7 @@ func Open(opts Options) (*Tracer, error) {
 		{"sched_switch", t.objs.OnSchedSwitch},
 		{"sched_wakeup", t.objs.OnSchedWakeup},
 		{"sched_wakeup_new", t.objs.OnSchedWakeupNew},
+		{"sched_process_fork", t.objs.OnSchedFork},
 	} {
 		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: p.name, Program: p.prog})
 		if err != nil {
@@ -200,6 +201,16 @@ func (t *Tracer) Run(ctx context.Context, sink func(event.Activity)) error {
 		}
 		sink(a)
 	}
+}
+
+// Parent returns the parent of a watched process forked while attached
+// (0 when unknown), even after either has exited.
+func (t *Tracer) Parent(pid int) int {
+	var p uint32
+	if pid <= 0 || t.objs.Parents == nil || t.objs.Parents.Lookup(uint32(pid), &p) != nil {
+		return 0
+	}
+	return int(p)
 }
 
 // Lost returns how many changes the kernel dropped (ring buffer full).

@@ -24,11 +24,13 @@ type schedSchedEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	schedMapParents           = "parents"
 	schedMapRunning           = "running"
 	schedMapSchedEvents       = "sched_events"
 	schedMapSchedLost         = "sched_lost"
 	schedMapThreads           = "threads"
 	schedMapTrackedTgids      = "tracked_tgids"
+	schedProgOnSchedFork      = "on_sched_fork"
 	schedProgOnSchedSwitch    = "on_sched_switch"
 	schedProgOnSchedWakeup    = "on_sched_wakeup"
 	schedProgOnSchedWakeupNew = "on_sched_wakeup_new"
@@ -79,6 +81,7 @@ type schedSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type schedProgramSpecs struct {
+	OnSchedFork      *ebpf.ProgramSpec `ebpf:"on_sched_fork"`
 	OnSchedSwitch    *ebpf.ProgramSpec `ebpf:"on_sched_switch"`
 	OnSchedWakeup    *ebpf.ProgramSpec `ebpf:"on_sched_wakeup"`
 	OnSchedWakeupNew *ebpf.ProgramSpec `ebpf:"on_sched_wakeup_new"`
@@ -88,6 +91,7 @@ type schedProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type schedMapSpecs struct {
+	Parents      *ebpf.MapSpec `ebpf:"parents"`
 	Running      *ebpf.MapSpec `ebpf:"running"`
 	SchedEvents  *ebpf.MapSpec `ebpf:"sched_events"`
 	SchedLost    *ebpf.MapSpec `ebpf:"sched_lost"`
@@ -124,6 +128,7 @@ func (o *schedObjects) Close() error {
 //
 // It can be passed to loadSchedObjects or ebpf.CollectionSpec.LoadAndAssign.
 type schedMaps struct {
+	Parents      *ebpf.Map `ebpf:"parents"`
 	Running      *ebpf.Map `ebpf:"running"`
 	SchedEvents  *ebpf.Map `ebpf:"sched_events"`
 	SchedLost    *ebpf.Map `ebpf:"sched_lost"`
@@ -133,6 +138,7 @@ type schedMaps struct {
 
 func (m *schedMaps) Close() error {
 	return _SchedClose(
+		m.Parents,
 		m.Running,
 		m.SchedEvents,
 		m.SchedLost,
@@ -154,6 +160,7 @@ type schedVariables struct {
 //
 // It can be passed to loadSchedObjects or ebpf.CollectionSpec.LoadAndAssign.
 type schedPrograms struct {
+	OnSchedFork      *ebpf.Program `ebpf:"on_sched_fork"`
 	OnSchedSwitch    *ebpf.Program `ebpf:"on_sched_switch"`
 	OnSchedWakeup    *ebpf.Program `ebpf:"on_sched_wakeup"`
 	OnSchedWakeupNew *ebpf.Program `ebpf:"on_sched_wakeup_new"`
@@ -161,6 +168,7 @@ type schedPrograms struct {
 
 func (p *schedPrograms) Close() error {
 	return _SchedClose(
+		p.OnSchedFork,
 		p.OnSchedSwitch,
 		p.OnSchedWakeup,
 		p.OnSchedWakeupNew,

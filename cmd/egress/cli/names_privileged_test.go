@@ -367,3 +367,63 @@ func TestPrivilegedRunLookupProcess(t *testing.T) {
 		t.Errorf("lookup %s %s by pid %v comm %v, want answered and python3's", l.Name, l.Outcome, deref(l.PID), deref(l.Comm))
 	}
 }
+
+// nextStyleBuild is a Next.js-style build in one Node process: it renames
+// itself (as next build does), fires telemetry and registry calls that
+// share one address, computes for a second, then waits for them. Its
+// lookups run on libuv worker threads, its connects on the main thread.
+const nextStyleBuild = `
+const https = require('https');
+process.title = 'next-build';
+function call(host) {
+  return new Promise(done => {
+    const req = https.get({ host, path: '/', timeout: 1500 }, res => { res.resume(); done(); });
+    req.on('timeout', () => { req.destroy(); });
+    req.on('error', () => done());
+  });
+}
+const calls = [];
+for (let i = 0; i < 4; i++) {
+  calls.push(call('telemetry.nextjs.org'));
+  calls.push(call('registry.npmjs.org'));
+}
+const t = Date.now();
+while (Date.now() - t < 1000) {}
+Promise.all(calls).then(() => process.exit(0));
+`
+
+// TestPrivilegedRunNextStyleBuild: a Next.js-style build under egress run
+// with an allowlist of exactly what it calls passes; its calls split four
+// and four between the two names, each from DNS, and its lookups carry
+// the process's name, not the worker threads'.
+func TestPrivilegedRunNextStyleBuild(t *testing.T) {
+	testnet.RequirePrivileged(t, "node")
+	n := newLossNet(t)
+	script := filepath.Join(n.dir, "build.js")
+	if err := os.WriteFile(script, []byte(nextStyleBuild), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, code, stderr := n.run(t, []string{"--rules", filepath.Join(rulesDir, "allow-both.yaml")}, "node", script)
+	if code != 0 {
+		t.Errorf("exit %d, want 0 (everything it calls is allowed):\n%s", code, stderr)
+	}
+	names := map[string]int{}
+	for _, c := range r.Connections {
+		if c.DstIP != sharedAddr {
+			continue
+		}
+		if c.NameSource != report.SourceDNS || c.Comm == nil || *c.Comm != "next-build" {
+			t.Errorf("call %s (%s) by %v", c.Host, c.NameSource, deref(c.Comm))
+		}
+		names[c.Host]++
+	}
+	if names["telemetry.nextjs.org"] != 4 || names["registry.npmjs.org"] != 4 {
+		t.Errorf("calls by name %v, want 4 and 4", names)
+	}
+	for _, l := range r.Lookups {
+		if l.Comm == nil || *l.Comm != "next-build" {
+			t.Errorf("lookup of %s by %v, want next-build", l.Name, deref(l.Comm))
+		}
+	}
+	t.Logf("headline: %s", r.Headline)
+}

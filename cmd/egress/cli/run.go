@@ -93,6 +93,9 @@ type runState struct {
 	order   []blockedKey
 	// resolvers names the process behind each query the proxy relays.
 	resolvers *resolverTable
+	// parentOf gives the parent of a process forked in the cgroup (the
+	// scheduler view's map), when /proc no longer could.
+	parentOf func(int) int
 }
 
 // resolverTable maps the local address of a connected DNS socket of the
@@ -140,6 +143,9 @@ func (t *resolverTable) process(client netip.AddrPort, tcp bool) *event.Process 
 // sock takes one kernel event: resolver sockets are remembered, the rest
 // goes to the analyzer.
 func (s *runState) sock(e *event.Sock) {
+	if e.Proc != nil && e.Proc.Parent == 0 && s.parentOf != nil {
+		e.Proc.Parent = s.parentOf(e.Proc.PID)
+	}
 	if e.Kind == event.SockUDPConnect {
 		s.resolvers.add(e.Src, e.Proc)
 		return
@@ -279,6 +285,7 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		fmt.Fprintf(e.stderr, "egress: no scheduler view, lost time is estimated: %v\n", svErr)
 	} else {
 		defer sv.Close()
+		st.parentOf = sv.Parent
 		bg.Go(func() {
 			sv.Run(bgCtx, func(a event.Activity) { evs <- func(st *runState) { st.an.Activity(&a) } })
 		})

@@ -196,6 +196,9 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 	}
 
 	lw := &liveWatch{w: w}
+	if sv != nil {
+		lw.parentOf = sv.Parent
+	}
 	from := time.Now().UnixNano()
 	lw.an = analyze.New(analyze.Config{From: from})
 
@@ -376,6 +379,18 @@ type liveWatch struct {
 	// resolverSockets maps the local address of a process's connected DNS
 	// socket to the process (from the kernel), bounded.
 	resolverSockets map[netip.AddrPort]*event.Process
+
+	// parentOf, when set, gives the parent of a process forked while
+	// watched (the scheduler view's map), for processes /proc no longer
+	// shows: a short-lived resolver's tree.
+	parentOf func(int) int
+}
+
+// withParent fills in p's parent where the source could not.
+func (l *liveWatch) withParent(p *event.Process) {
+	if p != nil && p.Parent == 0 && l.parentOf != nil {
+		p.Parent = l.parentOf(p.PID)
+	}
 }
 
 // pending is one observation waiting in the reorder buffer: s, f or a.
@@ -425,6 +440,7 @@ func (l *liveWatch) flush(until, to int64) {
 }
 
 func (l *liveWatch) sock(s *event.Sock, to int64) {
+	l.withParent(s.Proc)
 	if s.Kind == event.SockUDPConnect {
 		// Not a call: it says whose DNS queries leave from that address.
 		if len(l.resolverSockets) >= 4096 {
@@ -456,6 +472,7 @@ func (l *liveWatch) frame(f *afpacket.Frame, to int64) {
 			// (the socket may be gone before /proc could say).
 			f.Packet.Proc = l.resolverSockets[netip.AddrPortFrom(f.Packet.Src, f.Packet.SrcPort)]
 		}
+		l.withParent(f.Packet.Proc)
 		proc = f.Packet.Proc
 	}
 	l.write(func() error { return l.w.WriteFrame(f.Time, f.Data, f.WireLen, proc) })
