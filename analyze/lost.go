@@ -128,7 +128,9 @@ func (a *Analyzer) lostTime(conns []report.Connection, cs []lostSpan, lks []repo
 	}
 	a.stats.ActivityCoarsenedMS = ms(a.act.coarsened)
 	var all []interval
-	one := func(s lostSpan) float64 {
+	// folded is a record of several calls: its span is its first call's,
+	// kept out of the window's union as blocked_ms keeps it out.
+	one := func(s lostSpan, folded bool) float64 {
 		if !s.ok {
 			return 0
 		}
@@ -140,7 +142,9 @@ func (a *Analyzer) lostTime(conns []report.Connection, cs []lostSpan, lks []repo
 		if iv.to <= iv.from {
 			return 0
 		}
-		all = append(all, iv)
+		if !folded {
+			all = append(all, iv)
+		}
 		if basis == report.LostScheduler {
 			// idle is sorted: start at the first spell that ends after iv
 			// starts (many calls, many spells).
@@ -150,10 +154,10 @@ func (a *Analyzer) lostTime(conns []report.Connection, cs []lostSpan, lks []repo
 		return ms(iv.to - iv.from)
 	}
 	for i := range conns {
-		conns[i].LostMS = one(cs[i])
+		conns[i].LostMS = one(cs[i], conns[i].Count > 1)
 	}
 	for i := range lks {
-		lks[i].LostMS = one(ls[i])
+		lks[i].LostMS = one(ls[i], lks[i].Count > 1)
 	}
 	u := merge(all)
 	if basis == report.LostScheduler {
