@@ -172,6 +172,7 @@ type culprit struct {
 	outcome  string
 	detail   string // "3 SYNs, ~3.0 s"
 	proc     string // "shopapp[4242]" where the process is known
+	caller   string // "main.checkForUpdates (updates.go:42)" with --stacks
 }
 
 // blocked returns the union of the blocked intervals of egress calls inside
@@ -273,6 +274,7 @@ func headline(r *report.Report) string {
 		if c.PID != nil {
 			cs[len(cs)-1].proc = procName(c.PID, c.Comm)
 		}
+		cs[len(cs)-1].caller = c.CalledFrom
 	}
 	// Lookups are named once per name: "lookups of x (A, AAAA; 1 query, ~2.0 s)".
 	byName := map[string]int{}
@@ -398,16 +400,24 @@ func describeOutcomes(kinds map[string]int, n int, one, many string) string {
 func joinCulprits(cs []culprit, hidden int, prep string) string {
 	var parts []string
 	prevHost := ""
-	for _, c := range cs {
+	for i, c := range cs {
+		// The top culprit also says which code made it (--stacks).
+		from := by(c.proc)
+		if i == 0 && c.caller != "" {
+			if from != "" {
+				from += ","
+			}
+			from += " called from " + c.caller
+		}
 		switch {
 		case c.lookup && c.n > len(c.qtypes):
 			parts = append(parts, fmt.Sprintf("%s (%s, %d queries, up to %s)", c.host, strings.Join(c.qtypes, "+"), c.n, c.detail))
 		case c.lookup:
 			parts = append(parts, fmt.Sprintf("%s (%s, %s)", c.host, strings.Join(c.qtypes, "+"), c.detail))
 		case c.host == prevHost:
-			parts = append(parts, ":"+c.port+" ("+c.detail+")"+by(c.proc))
+			parts = append(parts, ":"+c.port+" ("+c.detail+")"+from)
 		default:
-			parts = append(parts, c.host+":"+c.port+" ("+c.detail+")"+by(c.proc))
+			parts = append(parts, c.host+":"+c.port+" ("+c.detail+")"+from)
 			prevHost = c.host
 		}
 	}

@@ -186,9 +186,34 @@ func quiet(outcome string) bool {
 	return outcome == Established || outcome == Answered
 }
 
+// hasCallers says whether any call has a call site: the "called from"
+// column is shown only then, so reports without --stacks look as before.
+func hasCallers(cs []Connection) bool {
+	for _, c := range cs {
+		if c.CalledFrom != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func lookupCallers(ls []Lookup) bool {
+	for _, l := range ls {
+		if l.CalledFrom != "" {
+			return true
+		}
+	}
+	return false
+}
+
 func connTable(w io.Writer, cs []Connection, origin time.Time, opt TableOptions) error {
 	t := tablewriter.NewWriter(w)
-	t.Header("start", "process", "host", "destination", "syns", "outcome", "blocked")
+	callers := hasCallers(cs)
+	header := []any{"start", "process", "host", "destination", "syns", "outcome", "blocked"}
+	if callers {
+		header = append(header, "called from")
+	}
+	t.Header(header...)
 	shown, hidden := 0, 0
 	for _, c := range cs {
 		if quiet(c.Outcome) && !opt.All {
@@ -218,8 +243,12 @@ func connTable(w io.Writer, cs []Connection, origin time.Time, opt TableOptions)
 		if c.Verdict != nil && !c.Verdict.Expected {
 			out += " UNEXPECTED"
 		}
-		if err := t.Append(rel(c.Start, origin), proc(c.PID, c.Comm), Safe(host),
-			joinHostPort(c.DstIP, c.DstPort), fmt.Sprint(c.Attempts), Safe(out), blocked); err != nil {
+		row := []any{rel(c.Start, origin), proc(c.PID, c.Comm), Safe(host),
+			joinHostPort(c.DstIP, c.DstPort), fmt.Sprint(c.Attempts), Safe(out), blocked}
+		if callers {
+			row = append(row, Safe(orDash(c.CalledFrom)))
+		}
+		if err := t.Append(row...); err != nil {
 			return err
 		}
 	}
@@ -258,7 +287,12 @@ func orDash(s string) string {
 
 func lookupTable(w io.Writer, ls []Lookup, origin time.Time, opt TableOptions) error {
 	t := tablewriter.NewWriter(w)
-	t.Header("start", "process", "name", "type", "server", "tries", "outcome", "answers", "blocked")
+	callers := lookupCallers(ls)
+	header := []any{"start", "process", "name", "type", "server", "tries", "outcome", "answers", "blocked"}
+	if callers {
+		header = append(header, "called from")
+	}
+	t.Header(header...)
 	shown, hidden := 0, 0
 	for _, l := range ls {
 		if quiet(l.Outcome) && !opt.All {
@@ -287,8 +321,12 @@ func lookupTable(w io.Writer, ls []Lookup, origin time.Time, opt TableOptions) e
 		if l.Transport == "tcp" {
 			server += "/tcp"
 		}
-		if err := t.Append(rel(l.Start, origin), proc(l.PID, l.Comm), Safe(l.Name), l.QType, server,
-			fmt.Sprint(l.Attempts), Safe(out), ans, blocked); err != nil {
+		row := []any{rel(l.Start, origin), proc(l.PID, l.Comm), Safe(l.Name), l.QType, server,
+			fmt.Sprint(l.Attempts), Safe(out), ans, blocked}
+		if callers {
+			row = append(row, Safe(orDash(l.CalledFrom)))
+		}
+		if err := t.Append(row...); err != nil {
 			return err
 		}
 	}
