@@ -271,7 +271,9 @@ static __always_inline void emit_stack(void *ctx, __u64 sk, __u64 gen, __u32 tgi
 	unsigned long sp = BPF_CORE_READ(regs, sp);
 	if (sp)
 		bpf_probe_read_user(&e->sp_word, sizeof(e->sp_word), (void *)sp);
-	bpf_ringbuf_submit(e, RB_NO_WAKEUP);
+	/* Wake the reader now: it must read /proc/PID/maps before a short-lived
+	 * caller (curl refused at once) exits. */
+	bpf_ringbuf_submit(e, RB_FORCE_WAKEUP);
 }
 
 /*

@@ -197,15 +197,6 @@ func hasCallers(cs []Connection) bool {
 	return false
 }
 
-func lookupCallers(ls []Lookup) bool {
-	for _, l := range ls {
-		if l.CalledFrom != "" {
-			return true
-		}
-	}
-	return false
-}
-
 func connTable(w io.Writer, cs []Connection, origin time.Time, opt TableOptions) error {
 	t := tablewriter.NewWriter(w)
 	callers := hasCallers(cs)
@@ -287,12 +278,7 @@ func orDash(s string) string {
 
 func lookupTable(w io.Writer, ls []Lookup, origin time.Time, opt TableOptions) error {
 	t := tablewriter.NewWriter(w)
-	callers := lookupCallers(ls)
-	header := []any{"start", "process", "name", "type", "server", "tries", "outcome", "answers", "blocked"}
-	if callers {
-		header = append(header, "called from")
-	}
-	t.Header(header...)
+	t.Header("start", "process", "name", "type", "server", "tries", "outcome", "answers", "blocked")
 	shown, hidden := 0, 0
 	for _, l := range ls {
 		if quiet(l.Outcome) && !opt.All {
@@ -321,12 +307,8 @@ func lookupTable(w io.Writer, ls []Lookup, origin time.Time, opt TableOptions) e
 		if l.Transport == "tcp" {
 			server += "/tcp"
 		}
-		row := []any{rel(l.Start, origin), proc(l.PID, l.Comm), Safe(l.Name), l.QType, server,
-			fmt.Sprint(l.Attempts), Safe(out), ans, blocked}
-		if callers {
-			row = append(row, Safe(orDash(l.CalledFrom)))
-		}
-		if err := t.Append(row...); err != nil {
+		if err := t.Append(rel(l.Start, origin), proc(l.PID, l.Comm), Safe(l.Name), l.QType, server,
+			fmt.Sprint(l.Attempts), Safe(out), ans, blocked); err != nil {
 			return err
 		}
 	}

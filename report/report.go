@@ -135,11 +135,6 @@ type Lookup struct {
 	ICMP      *ICMP     `json:"icmp,omitempty"`
 	Count     int       `json:"count"`
 	Verdict   *Verdict  `json:"verdict,omitempty"`
-	// Stack and CalledFrom are as for a connection: the stack at the
-	// connect() of the resolver socket that sent the query, where the
-	// kernel saw one (egress --stacks).
-	Stack      []Frame `json:"stack,omitempty"`
-	CalledFrom string  `json:"called_from,omitempty"`
 }
 
 // Hint is something the analyzer suspects but cannot see, with what to do.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,12 +28,30 @@ type Symbolizer struct {
 	mu      sync.Mutex // guards the fields below
 	procs   map[int]*process
 	objects map[objKey]*objEntry
+	stacks  map[stackKey]stackEntry // recent stacks: a busy caller repeats its own
 	stats   Stats
 }
+
+// stackKey identifies a stack of one process by a hash of its addresses;
+// the entry keeps the addresses to rule out a collision.
+type stackKey struct {
+	pid  int
+	hash uint64
+}
+
+type stackEntry struct {
+	pcs    []uint64
+	frames []event.Frame
+}
+
+// maxStacks bounds the stack cache; it starts over when full.
+const maxStacks = 8192
 
 // Stats counts what could not be read, so a missing name is explained.
 type Stats struct {
 	Frames      uint64 // frames symbolized
+	Cached      uint64 // stacks answered from the cache of recent stacks
+	Truncated   uint64 // stacks cut where a return address follows no call (code without frame pointers)
 	Unnamed     uint64 // frames no table named (module+offset only)
 	MapsErrors  uint64 // /proc/PID/maps unreadable (process gone before its first stack)
 	ObjectsBad  uint64 // mapped files that could not be read as ELF
@@ -66,7 +85,8 @@ func New() *Symbolizer { return NewAt("/proc") }
 
 // NewAt returns a Symbolizer reading the proc file system at root (tests).
 func NewAt(root string) *Symbolizer {
-	return &Symbolizer{root: root, procs: make(map[int]*process), objects: make(map[objKey]*objEntry)}
+	return &Symbolizer{root: root, procs: make(map[int]*process), objects: make(map[objKey]*objEntry),
+		stacks: make(map[stackKey]stackEntry)}
 }
 
 // Stats returns the counters so far.
@@ -86,12 +106,57 @@ func (s *Symbolizer) Stats() Stats {
 // it is the return address into its caller, which the frame-pointer walk
 // skipped. It is added as the second frame only when it is not already
 // there and the bytes before it in the live process are a call instruction.
+//
+// A stack seen before in the same process (same addresses, same leafRet)
+// gets the same frames, read from a cache: the returned slice is shared and
+// must not be modified.
 func (s *Symbolizer) Symbolize(pid int, pcs []uint64, leafRet uint64) []event.Frame {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	key := stackKey{pid, hashStack(pcs, leafRet)}
+	if e, ok := s.stacks[key]; ok && len(e.pcs) == len(pcs)+1 && e.pcs[0] == leafRet && equal(e.pcs[1:], pcs) {
+		s.stats.Frames += uint64(len(e.frames))
+		s.stats.Cached++
+		return e.frames
+	}
+	frames := s.symbolize(pid, pcs, leafRet)
+	if len(s.stacks) >= maxStacks {
+		clear(s.stacks)
+	}
+	s.stacks[key] = stackEntry{pcs: append([]uint64{leafRet}, pcs...), frames: frames}
+	return frames
+}
+
+func hashStack(pcs []uint64, leafRet uint64) uint64 {
+	// FNV-1a over the words.
+	h := (uint64(14695981039346656037) ^ leafRet) * 1099511628211
+	for _, w := range pcs {
+		h ^= w
+		h *= 1099511628211
+	}
+	return h
+}
+
+func equal(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Symbolizer) symbolize(pid int, pcs []uint64, leafRet uint64) []event.Frame {
 	p := s.process(pid, false)
+	mem := s.openMem(pid)
+	if mem != nil {
+		defer mem.Close()
+	}
 	if leafRet != 0 && len(pcs) > 0 && (len(pcs) < 2 || pcs[1] != leafRet) {
-		if m, ok := find(p.maps, leafRet-1); ok && m.Exec() && m.File() && s.afterCall(pid, leafRet) {
+		if m, ok := find(p.maps, leafRet-1); ok && m.Exec() && m.File() && afterCall(mem, leafRet) == callYes {
 			pcs = append([]uint64{pcs[0], leafRet}, pcs[1:]...)
 		}
 	}
@@ -102,11 +167,23 @@ func (s *Symbolizer) Symbolize(pid int, pcs []uint64, leafRet uint64) []event.Fr
 		look := pc
 		if i > 0 && pc > 0 {
 			look = pc - 1
+			// Code without frame pointers leaves the walk reading
+			// whatever its frame register held: a "return address" that
+			// no call precedes is such garbage, and so is all above it.
+			if afterCall(mem, pc) == callNo {
+				s.stats.Truncated++
+				break
+			}
 		}
 		m, ok := find(p.maps, look)
 		if !ok {
 			p = s.process(pid, true)
 			m, ok = find(p.maps, look)
+		}
+		if !ok && i > 0 {
+			// A return address outside every mapping is garbage too.
+			s.stats.Truncated++
+			break
 		}
 		frames = append(frames, s.frame(pid, p, m, ok, look))
 	}
@@ -270,34 +347,69 @@ func (s *Symbolizer) perfSymbol(pid int, p *process, addr uint64) (PerfSymbol, b
 	return p.perf.Lookup(addr)
 }
 
-// afterCall says whether the x86-64 instruction that ends at ret in pid's
-// memory is a call: e8 rel32, ff 15 disp32 (call through the GOT), or ff /2
-// on a register (with or without a REX prefix).
-func (s *Symbolizer) afterCall(pid int, ret uint64) bool {
+// openMem opens the memory of pid to check return addresses; nil when it
+// cannot be read (the process is gone) or the checks do not apply (they
+// know x86-64 instructions only).
+func (s *Symbolizer) openMem(pid int) *os.File {
+	if runtime.GOARCH != "amd64" {
+		return nil
+	}
 	f, err := os.Open(filepath.Join(s.root, strconv.Itoa(pid), "mem"))
 	if err != nil {
-		return false
+		return nil
 	}
-	defer f.Close()
-	var b [7]byte
-	if ret < uint64(len(b)) || ret > 1<<63 {
-		return false
-	}
-	if _, err := f.ReadAt(b[:], int64(ret)-int64(len(b))); err != nil {
-		return false
-	}
-	return IsCallBefore(b)
+	return f
 }
 
-// IsCallBefore says whether the 7 bytes before a return address end with a
-// call instruction.
+type callCheck uint8
+
+const (
+	callUnknown callCheck = iota // memory not readable there: no verdict
+	callYes
+	callNo
+)
+
+// afterCall says whether the x86-64 instruction that ends at ret in the
+// process memory mem is a call (see IsCallBefore).
+func afterCall(mem *os.File, ret uint64) callCheck {
+	var b [7]byte
+	if mem == nil || ret < uint64(len(b)) || ret > 1<<63 {
+		return callUnknown
+	}
+	if _, err := mem.ReadAt(b[:], int64(ret)-int64(len(b))); err != nil {
+		return callUnknown
+	}
+	if IsCallBefore(b) {
+		return callYes
+	}
+	return callNo
+}
+
+// IsCallBefore says whether the 7 bytes before a return address end with an
+// x86-64 call instruction: call rel32 (e8), or call through memory or a
+// register (ff /2) in each addressing form: register, [reg], [SIB],
+// [reg+disp8], [SIB+disp8], [reg+disp32], [SIB+disp32], [rip+disp32]. A
+// REX prefix before ff changes no length that matters here.
 func IsCallBefore(b [7]byte) bool {
+	modrm := func(m byte, mod byte) bool { return m>>6 == mod && (m>>3)&7 == 2 }
 	switch {
 	case b[2] == 0xe8: // call rel32
 		return true
-	case b[1] == 0xff && b[2] == 0x15: // call *disp32(%rip)
+	case b[5] == 0xff && modrm(b[6], 3): // call *%reg
 		return true
-	case b[5] == 0xff && b[6] >= 0xd0 && b[6] <= 0xd7: // call *%reg (REX.B or not)
+	case b[5] == 0xff && modrm(b[6], 0) && b[6]&7 != 4 && b[6]&7 != 5: // call *(%reg)
+		return true
+	case b[4] == 0xff && modrm(b[5], 0) && b[5]&7 == 4: // call *(SIB)
+		return true
+	case b[4] == 0xff && modrm(b[5], 1) && b[5]&7 != 4: // call *d8(%reg)
+		return true
+	case b[3] == 0xff && modrm(b[4], 1) && b[4]&7 == 4: // call *d8(SIB)
+		return true
+	case b[1] == 0xff && modrm(b[2], 0) && b[2]&7 == 5: // call *d32(%rip)
+		return true
+	case b[1] == 0xff && modrm(b[2], 2) && b[2]&7 != 4: // call *d32(%reg)
+		return true
+	case b[0] == 0xff && modrm(b[1], 2) && b[1]&7 == 4: // call *d32(SIB)
 		return true
 	}
 	return false

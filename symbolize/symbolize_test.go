@@ -192,12 +192,13 @@ func TestSymbolize(t *testing.T) {
 	root, exe := fakeProc(t)
 	s := NewAt(root)
 	pc := uint64(knownFunction())
-	frames := s.Symbolize(7, []uint64{pc, 0x7f0000001010, 0x7f0000090000, 0x10}, 0)
+	// The last address is outside every mapping: garbage, the stack ends
+	// before it.
+	frames := s.Symbolize(7, []uint64{pc, 0x7f0000001010, 0x7f0000090000, 0x10, 0x7f0000001010}, 0)
 	want := []event.Frame{
 		{Function: "github.com/egress-dev/egress/symbolize.knownFunction", Module: exe, Offset: pc},
 		{Function: "phoneHome", File: "/app/phone.js", Line: 15, Module: ModuleJIT, Offset: 0x7f000000100f},
 		{Module: ModuleAnon, Offset: 0x7f000008ffff},
-		{Module: ModuleUnknown, Offset: 0xf},
 	}
 	if len(frames) != len(want) {
 		t.Fatalf("got %d frames, want %d: %+v", len(frames), len(want), frames)
@@ -218,8 +219,15 @@ func TestSymbolize(t *testing.T) {
 	if again[0].Function != want[0].Function {
 		t.Errorf("after exit: %+v, want %s", again[0], want[0].Function)
 	}
-	if st := s.Stats(); st.Frames != 5 || st.Unnamed != 2 {
-		t.Errorf("stats %+v, want 5 frames, 2 unnamed", st)
+	if st := s.Stats(); st.Frames != 4 || st.Unnamed != 1 || st.Truncated != 1 {
+		t.Errorf("stats %+v, want 4 frames, 1 unnamed, 1 truncated", st)
+	}
+	if f := s.Symbolize(7, []uint64{0x10}, 0); len(f) != 1 || f[0].Module != ModuleUnknown {
+		t.Errorf("an innermost address outside every mapping: %+v, want one [unknown] frame", f)
+	}
+	// The same stack again comes from the cache, equal.
+	if diff := cmp.Diff(again, s.Symbolize(7, []uint64{pc}, 0)); diff != "" || s.Stats().Cached != 1 {
+		t.Errorf("cached stack differs (-first +cached), %d cached:\n%s", s.Stats().Cached, diff)
 	}
 }
 
