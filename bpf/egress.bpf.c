@@ -170,6 +170,14 @@ struct {
 	__type(value, struct pending);
 } connects SEC(".maps");
 
+/* When each process's last stack woke the reader (see emit_stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* tgid */
+	__type(value, __u64);
+} stack_wakes SEC(".maps");
+
 __u64 generation = 0;
 
 static __always_inline bool is_tracked(__u32 tgid)
@@ -271,9 +279,16 @@ static __always_inline void emit_stack(void *ctx, __u64 sk, __u64 gen, __u32 tgi
 	unsigned long sp = BPF_CORE_READ(regs, sp);
 	if (sp)
 		bpf_probe_read_user(&e->sp_word, sizeof(e->sp_word), (void *)sp);
-	/* Wake the reader now: it must read /proc/PID/maps before a short-lived
-	 * caller (curl refused at once) exits. */
-	bpf_ringbuf_submit(e, RB_FORCE_WAKEUP);
+	/* A process's first stack (in a second) wakes the reader at once: it
+	 * must read /proc/PID/maps before a short-lived caller (curl refused at
+	 * once) exits. Later ones ride the batch: its maps are known by then. */
+	__u64 now = e->h.ts, *last = bpf_map_lookup_elem(&stack_wakes, &tgid);
+	__u64 flag = wakeup_flag(K_STACK);
+	if (!last || now - *last > 1000000000ULL) {
+		flag = RB_FORCE_WAKEUP;
+		bpf_map_update_elem(&stack_wakes, &tgid, &now, BPF_ANY);
+	}
+	bpf_ringbuf_submit(e, flag);
 }
 
 /*
@@ -554,7 +569,6 @@ int on_connect_exit(struct trace_event_raw_sys_exit *ctx)
 			else
 				BPF_CORE_READ_INTO(&info.saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
 			bpf_get_current_comm(info.comm, sizeof(info.comm));
-			emit_stack(ctx, p->sk, 0, info.tgid, tid);
 			emit(p->sk, &info, K_UDP_CONNECT, bpf_ktime_get_ns(), 0, 0, 0);
 		}
 		bpf_map_delete_elem(&connects, &tid);

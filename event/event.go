@@ -116,8 +116,8 @@ type Sock struct {
 	Proc   *Process
 	// Stack is the user-space call stack of the thread that made the
 	// socket, innermost frame first, symbolized while the process lived
-	// (egress --stacks). Set on SockConnect, on a SockError for a connect()
-	// that failed before any SYN, and on SockUDPConnect; nil otherwise.
+	// (egress --stacks). Set on SockConnect and on a SockError for a
+	// connect() that failed before any SYN; nil otherwise.
 	Stack []Frame
 }
 

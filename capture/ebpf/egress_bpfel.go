@@ -90,6 +90,7 @@ const (
 	egressMapEvents           = "events"
 	egressMapLost             = "lost"
 	egressMapSocks            = "socks"
+	egressMapStackWakes       = "stack_wakes"
 	egressMapTrackedTgids     = "tracked_tgids"
 	egressMapTuples           = "tuples"
 	egressProgOnConnectEnter  = "on_connect_enter"
@@ -171,6 +172,7 @@ type egressMapSpecs struct {
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Lost         *ebpf.MapSpec `ebpf:"lost"`
 	Socks        *ebpf.MapSpec `ebpf:"socks"`
+	StackWakes   *ebpf.MapSpec `ebpf:"stack_wakes"`
 	TrackedTgids *ebpf.MapSpec `ebpf:"tracked_tgids"`
 	Tuples       *ebpf.MapSpec `ebpf:"tuples"`
 }
@@ -212,6 +214,7 @@ type egressMaps struct {
 	Events       *ebpf.Map `ebpf:"events"`
 	Lost         *ebpf.Map `ebpf:"lost"`
 	Socks        *ebpf.Map `ebpf:"socks"`
+	StackWakes   *ebpf.Map `ebpf:"stack_wakes"`
 	TrackedTgids *ebpf.Map `ebpf:"tracked_tgids"`
 	Tuples       *ebpf.Map `ebpf:"tuples"`
 }
@@ -222,6 +225,7 @@ func (m *egressMaps) Close() error {
 		m.Events,
 		m.Lost,
 		m.Socks,
+		m.StackWakes,
 		m.TrackedTgids,
 		m.Tuples,
 	)

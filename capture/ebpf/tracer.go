@@ -42,7 +42,9 @@ type Options struct {
 	// AllProcesses watches every process on the host.
 	AllProcesses bool
 	// Stacks, when set, has the kernel take the user-space stack of the
-	// thread at each connect() (and at a resolver socket's connect), and
+	// thread at each TCP connect() (not a resolver's UDP connect: nothing
+	// joins it to a lookup yet, and it would delay the record that names
+	// the lookup's process), and
 	// turns it into frames at once, while the process still lives: the
 	// events then carry event.Sock.Stack.
 	Stacks Symbolizer
@@ -132,7 +134,7 @@ func (t *Tracer) attachStack(s *event.Sock) {
 		return
 	}
 	switch s.Kind {
-	case event.SockConnect, event.SockError, event.SockUDPConnect:
+	case event.SockConnect, event.SockError:
 	default:
 		return
 	}
