@@ -242,3 +242,48 @@ func stackList(fs []report.Frame) string {
 	}
 	return b.String()
 }
+
+// TestPrivilegedRunStacks: egress run --stacks names the Go function that
+// made the dropped call of the command it runs (in the story's app
+// namespace, whose firewall drops the vendor).
+func TestPrivilegedRunStacks(t *testing.T) {
+	testnet.RequirePrivileged(t, "nft")
+	n := testnet.NewForTest(t, "nft")
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	hosts, err := testnet.Story(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hosts.App.Nft(ctx, `table inet egress_test { chain output {
+		type filter hook output priority filter; policy accept;
+		ip daddr 198.51.100.0/24 tcp dport 80 drop
+	}
+	}`); err != nil {
+		t.Fatal(err)
+	}
+	bin := testnet.Build(t, "github.com/egress-dev/egress/cmd/egress", "github.com/egress-dev/egress/internal/testnet/stackapp")
+	out, err := hosts.App.Command(ctx, filepath.Join(bin, "egress"), "run", "--stacks", "--mode", "audit", "--format", "json", "--",
+		filepath.Join(bin, "stackapp"), "-now", "-vendor", "198.51.100.10:80", "-connect-timeout", "1s").Output()
+	if err != nil {
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("egress run: %v\n%s", err, stderr)
+	}
+	var r report.Report
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("run JSON: %v\n%s", err, out)
+	}
+	want := "main.checkForUpdates (main.go:" + strconv.Itoa(goCallSiteLine(t)) + ")"
+	var got []string
+	for _, c := range r.Connections {
+		if c.DstIP == "198.51.100.10" {
+			got = append(got, c.Outcome+" "+c.CalledFrom)
+		}
+	}
+	if len(got) != 1 || got[0] != report.Timeout+" "+want {
+		t.Errorf("calls to the vendor: %q, want one timeout called from %q", got, want)
+	}
+}

@@ -1,6 +1,7 @@
 // Command stackapp is the Go test program of egress --stacks: on each
-// SIGUSR2 its function checkForUpdates dials the vendor (-vendor), so a
-// watch of it can name that function, its file and its line.
+// SIGUSR2 (or once at start with -now, then it exits) its function
+// checkForUpdates dials the vendor (-vendor), so egress watch or run can
+// name that function, its file and its line.
 package main
 
 import (
@@ -16,7 +17,12 @@ import (
 func main() {
 	vendor := flag.String("vendor", "198.51.100.10:80", "address the update check dials")
 	timeout := flag.Duration("connect-timeout", time.Second, "connect timeout of the update check")
+	now := flag.Bool("now", false, "check once at start, then exit")
 	flag.Parse()
+	if *now {
+		checkForUpdates(*vendor, *timeout)
+		return
+	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGUSR2, syscall.SIGTERM)
 	fmt.Println("ready")
