@@ -170,3 +170,20 @@ func TestToStack(t *testing.T) {
 		t.Error("short stack record: no error")
 	}
 }
+
+func FuzzToStack(f *testing.F) {
+	var e egressStackEvent
+	e.H = egressEvent{Sk: 1, Gen: 2, Tgid: 3, Kind: kindStack}
+	e.Size, e.Ips[0], e.Ips[1] = 16, 0x401000, 0x402000
+	b, _ := binary.Append(nil, binary.LittleEndian, &e)
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := toStack(b)
+		if err != nil {
+			return
+		}
+		if len(st.pcs) > maxFrames || (st.err != 0 && st.pcs != nil) {
+			t.Fatalf("toStack gave %d frames, err %d", len(st.pcs), st.err)
+		}
+	})
+}
