@@ -1,12 +1,15 @@
 package symbolize
 
 import (
+	"bytes"
+	"cmp"
 	"debug/elf"
 	"debug/gosym"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 )
 
@@ -16,12 +19,80 @@ type Object struct {
 	loads   []elf.ProgHeader
 	gotab   *gosym.Table
 	syms    []elfSym // FUNC symbols with a size, sorted by address
+	strtab  []byte   // names of syms
 	isGo    bool
 }
 
+// readSymbols reads the function symbols of the first section of type typ
+// straight from its bytes (Elf32_Sym or Elf64_Sym). ok is false when the
+// file has no such section.
+func (o *Object) readSymbols(f *elf.File, typ elf.SectionType) (ok bool, err error) {
+	var sec *elf.Section
+	for _, s := range f.Sections {
+		if s.Type == typ {
+			sec = s
+			break
+		}
+	}
+	if sec == nil || sec.Link == 0 || int(sec.Link) >= len(f.Sections) {
+		return false, nil
+	}
+	data, err := sec.Data()
+	if err != nil {
+		return false, fmt.Errorf("read ELF symbols: %w", err)
+	}
+	str, err := f.Sections[sec.Link].Data()
+	if err != nil {
+		return false, fmt.Errorf("read ELF symbol names: %w", err)
+	}
+	size := 24
+	if f.Class == elf.ELFCLASS32 {
+		size = 16
+	}
+	bo := f.ByteOrder
+	for off := size; off+size <= len(data); off += size { // entry 0 is the null symbol
+		e := data[off : off+size]
+		var name uint32
+		var info byte
+		var shndx uint16
+		var value, sz uint64
+		if size == 24 {
+			name, info, shndx = bo.Uint32(e[0:]), e[4], bo.Uint16(e[6:])
+			value, sz = bo.Uint64(e[8:]), bo.Uint64(e[16:])
+		} else {
+			name, value, sz = bo.Uint32(e[0:]), uint64(bo.Uint32(e[4:])), uint64(bo.Uint32(e[8:]))
+			info, shndx = e[12], bo.Uint16(e[14:])
+		}
+		if elf.ST_TYPE(info) != elf.STT_FUNC || value == 0 || sz == 0 || elf.SectionIndex(shndx) == elf.SHN_UNDEF || int(name) >= len(str) {
+			continue
+		}
+		if len(o.syms) >= maxSymbols {
+			break
+		}
+		o.syms = append(o.syms, elfSym{addr: value, size: sz, name: name})
+	}
+	o.strtab = str
+	return true, nil
+}
+
+// symName is the NUL-terminated name at off in the string table.
+func (o *Object) symName(off uint32) string {
+	b := o.strtab[off:]
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	if len(b) > 4096 {
+		b = b[:4096]
+	}
+	return string(b)
+}
+
+// elfSym is a function symbol; its name stays in the string table until
+// asked for (Debian's node has 110,000 of them: making each a string cost
+// more than the rest of reading the file).
 type elfSym struct {
 	addr, size uint64
-	name       string
+	name       uint32 // offset in the object's strtab
 }
 
 // maxSymbols bounds what one object's symbol tables may hold in memory.
@@ -58,26 +129,20 @@ func OpenObject(r io.ReaderAt) (obj *Object, err error) {
 			o.isGo = true
 		}
 	}
-	for _, read := range []func() ([]elf.Symbol, error){f.Symbols, f.DynamicSymbols} {
-		syms, err := read()
-		if err != nil {
-			continue // no such table
-		}
-		for _, s := range syms {
-			if elf.ST_TYPE(s.Info) != elf.STT_FUNC || s.Value == 0 || s.Size == 0 || s.Section == elf.SHN_UNDEF {
-				continue
-			}
-			if len(o.syms) >= maxSymbols {
-				break
-			}
-			o.syms = append(o.syms, elfSym{addr: s.Value, size: s.Size, name: s.Name})
+	// .symtab holds every function of an unstripped file; .dynsym only the
+	// exported ones, all also in .symtab: read the first that exists.
+	for _, typ := range []elf.SectionType{elf.SHT_SYMTAB, elf.SHT_DYNSYM} {
+		if ok, err := o.readSymbols(f, typ); err != nil {
+			return nil, err
+		} else if ok {
+			break
 		}
 	}
-	sort.Slice(o.syms, func(i, j int) bool {
-		if o.syms[i].addr != o.syms[j].addr {
-			return o.syms[i].addr < o.syms[j].addr
+	slices.SortFunc(o.syms, func(a, b elfSym) int {
+		if c := cmp.Compare(a.addr, b.addr); c != 0 {
+			return c
 		}
-		return o.syms[i].size < o.syms[j].size
+		return cmp.Compare(a.size, b.size)
 	})
 	return o, nil
 }
@@ -159,7 +224,7 @@ func (o *Object) lookup(va uint64) (fn, file string, line int, ok bool) {
 	for j := i - 1; j >= 0 && j >= i-16; j-- {
 		s := o.syms[j]
 		if va-s.addr < s.size {
-			return s.name, "", 0, true
+			return o.symName(s.name), "", 0, true
 		}
 	}
 	return "", "", 0, false
