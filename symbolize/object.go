@@ -3,6 +3,7 @@ package symbolize
 import (
 	"bytes"
 	"cmp"
+	"debug/dwarf"
 	"debug/elf"
 	"debug/gosym"
 	"encoding/hex"
@@ -21,6 +22,59 @@ type Object struct {
 	syms    []elfSym // FUNC symbols with a size, sorted by address
 	strtab  []byte   // names of syms
 	isGo    bool
+	lines   *dwarf.Data // C/C++ built with -g: file and line of an address
+}
+
+// maxDWARF bounds the debug information read for file and line: a large
+// C++ program's runs to gigabytes, and it is read on the path of a stack.
+const maxDWARF = 32 << 20
+
+// readDWARF keeps the line tables of a file built with -g (not Go: its
+// pclntab already says more).
+func (o *Object) readDWARF(f *elf.File) {
+	info, lines := f.Section(".debug_info"), f.Section(".debug_line")
+	if info == nil || lines == nil || info.Size+lines.Size > maxDWARF || f.Section(".zdebug_info") != nil {
+		return
+	}
+	if d, err := f.DWARF(); err == nil {
+		o.lines = d
+	}
+}
+
+// dwarfLine finds the file and line of va in the line table of the
+// compilation unit that covers it.
+func (o *Object) dwarfLine(va uint64) (string, int) {
+	r := o.lines.Reader()
+	for n := 0; n < 1<<16; n++ {
+		e, err := r.Next()
+		if err != nil || e == nil {
+			return "", 0
+		}
+		if e.Tag != dwarf.TagCompileUnit {
+			r.SkipChildren()
+			continue
+		}
+		r.SkipChildren()
+		ranges, err := o.lines.Ranges(e)
+		if err != nil {
+			continue
+		}
+		for _, rg := range ranges {
+			if va < rg[0] || va >= rg[1] {
+				continue
+			}
+			lr, err := o.lines.LineReader(e)
+			if err != nil || lr == nil {
+				return "", 0
+			}
+			var le dwarf.LineEntry
+			if lr.SeekPC(va, &le) != nil || le.File == nil {
+				return "", 0
+			}
+			return le.File.Name, le.Line
+		}
+	}
+	return "", 0
 }
 
 // readSymbols reads the function symbols of the first section of type typ
@@ -129,6 +183,9 @@ func OpenObject(r io.ReaderAt) (obj *Object, err error) {
 			o.isGo = true
 		}
 	}
+	if !o.isGo {
+		o.readDWARF(f)
+	}
 	// .symtab holds every function of an unstripped file; .dynsym only the
 	// exported ones, all also in .symtab: read the first that exists.
 	for _, typ := range []elf.SectionType{elf.SHT_SYMTAB, elf.SHT_DYNSYM} {
@@ -224,7 +281,10 @@ func (o *Object) lookup(va uint64) (fn, file string, line int, ok bool) {
 	for j := i - 1; j >= 0 && j >= i-16; j-- {
 		s := o.syms[j]
 		if va-s.addr < s.size {
-			return o.symName(s.name), "", 0, true
+			if o.lines != nil {
+				file, line = o.dwarfLine(va)
+			}
+			return o.symName(s.name), file, line, true
 		}
 	}
 	return "", "", 0, false

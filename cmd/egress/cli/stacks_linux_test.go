@@ -38,19 +38,24 @@ type stackApp struct {
 }
 
 // goCallSiteLine is the line of the Dial in stackapp's checkForUpdates,
-// found by its comment so an edit of the program cannot silently pass.
+// found by its text so an edit of the program cannot silently pass.
 func goCallSiteLine(t *testing.T) int {
-	b, err := os.ReadFile("../../../internal/testnet/stackapp/main.go")
+	return lineOf(t, "../../../internal/testnet/stackapp/main.go", "net.DialTimeout")
+}
+
+// lineOf is the number of the first line of path that contains text.
+func lineOf(t *testing.T, path, text string) int {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
-		if strings.Contains(sc.Text(), "net.DialTimeout") {
+		if strings.Contains(sc.Text(), text) {
 			return n
 		}
 	}
-	t.Fatal("stackapp has no net.DialTimeout")
+	t.Fatalf("%s has no %q", path, text)
 	return 0
 }
 
@@ -83,7 +88,9 @@ func stackApps(t *testing.T) []stackApp {
 				clang(t, out, "-O1", "-g", "-fno-omit-frame-pointer")
 				return []string{out, "198.51.100.10", "80"}
 			},
-			calledFrom: regexp.MustCompile(`^check_for_updates \(phonehome\)$`),
+			// Built with -g: the DWARF line table gives the connect()'s line.
+			calledFrom: regexp.MustCompile(`^check_for_updates \(phonehome\.c:` +
+				strconv.Itoa(lineOf(t, "testdata/stacks/phonehome.c", "= connect(fd")) + `\)$`),
 		},
 		{
 			name: "c_stripped_no_frame_pointers",
