@@ -284,6 +284,9 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if lost := tr.Lost(); lost > 0 {
 		st.an.Lost(lost)
 	}
+	if n := tr.StacksDropped(); n > 0 {
+		fmt.Fprintf(e.stderr, "egress: --stacks: %d stacks could not be taken or joined to their call\n", n)
+	}
 	r := st.an.Finish()
 	r.Source = "run " + strings.Join(args, " ")
 	r.Backend = tr.Backend()

@@ -243,8 +243,7 @@ loop:
 		lost += st.Lost
 	}
 	if n := tr.StacksDropped(); n > 0 {
-		r0 := fmt.Sprintf("egress: --stacks: %d stacks could not be taken or joined to their call", n)
-		fmt.Fprintln(e.stderr, r0)
+		fmt.Fprintf(e.stderr, "egress: --stacks: %d stacks could not be taken or joined to their call\n", n)
 	}
 	kernelLost := tr.Lost()
 	lw.an.Lost(kernelLost)
