@@ -193,6 +193,17 @@ func runStackApp(t *testing.T, app stackApp) {
 	if !strings.Contains(r.Headline, "called from "+c.CalledFrom) {
 		t.Errorf("headline %q does not name the call site %q", r.Headline, c.CalledFrom)
 	}
+	// The live report as a table and as HTML (what --format table|html
+	// would print for it).
+	var liveTable, liveHTML bytes.Buffer
+	must(report.WriteTable(&liveTable, &r, report.TableOptions{}))
+	must(report.WriteHTML(&liveHTML, &r))
+	if !strings.Contains(liveTable.String(), "CALLED FROM") || !strings.Contains(liveTable.String(), c.CalledFrom) {
+		t.Errorf("live table has no called-from column naming %q:\n%s", c.CalledFrom, liveTable.String())
+	}
+	if !strings.Contains(liveHTML.String(), ">"+template(c.CalledFrom)+"</td>") {
+		t.Errorf("live HTML has no called-from cell %q", c.CalledFrom)
+	}
 	hinted := false
 	for _, h := range r.Hints {
 		hinted = hinted || h.Kind == "stack-unnamed"
