@@ -23,14 +23,19 @@ type blockAllowKey struct {
 }
 
 type blockBlocked struct {
-	_      structs.HostLayout
-	Ts     uint64
-	Tgid   uint32
-	Port   uint16
-	Proto  uint8
-	Family uint8
-	Addr   [16]uint8
-	Comm   [16]int8
+	_       structs.HostLayout
+	Ts      uint64
+	Tgid    uint32
+	Port    uint16
+	Proto   uint8
+	Family  uint8
+	Addr    [16]uint8
+	Comm    [16]int8
+	Kind    uint8
+	Refused uint8
+	SkType  uint8
+	Pad     uint8
+	Uid     uint32
 }
 
 type blockOrigDst struct {
@@ -38,6 +43,28 @@ type blockOrigDst struct {
 	Addr   [16]uint8
 	Port   uint16
 	Family uint16
+}
+
+type blockOwner struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Uid  uint32
+	Comm [16]int8
+}
+
+type blockProtoCount struct {
+	_       structs.HostLayout
+	Packets uint64
+	Dropped uint64
+}
+
+type blockSeenKey struct {
+	_     structs.HostLayout
+	Tgid  uint32
+	Port  uint16
+	Proto uint8
+	Kind  uint8
+	Addr  [16]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -48,13 +75,19 @@ const (
 	blockMapBlockedEvents    = "blocked_events"
 	blockMapBlockedLost      = "blocked_lost"
 	blockMapDnsOrig          = "dns_orig"
+	blockMapProtoStats       = "proto_stats"
+	blockMapSeen             = "seen"
+	blockMapSkOwner          = "sk_owner"
 	blockProgBlockConnect4   = "block_connect4"
 	blockProgBlockConnect6   = "block_connect6"
 	blockProgBlockRecvmsg4   = "block_recvmsg4"
 	blockProgBlockRecvmsg6   = "block_recvmsg6"
 	blockProgBlockSendmsg4   = "block_sendmsg4"
 	blockProgBlockSendmsg6   = "block_sendmsg6"
+	blockProgBlockSkbEgress  = "block_skb_egress"
+	blockProgBlockSockCreate = "block_sock_create"
 	blockVarCfgAllowLoopback = "cfg_allow_loopback"
+	blockVarCfgCgroupId      = "cfg_cgroup_id"
 	blockVarCfgEnforce       = "cfg_enforce"
 	blockVarCfgProxy6        = "cfg_proxy6"
 	blockVarCfgProxyPort     = "cfg_proxy_port"
@@ -103,12 +136,14 @@ type blockSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type blockProgramSpecs struct {
-	BlockConnect4 *ebpf.ProgramSpec `ebpf:"block_connect4"`
-	BlockConnect6 *ebpf.ProgramSpec `ebpf:"block_connect6"`
-	BlockRecvmsg4 *ebpf.ProgramSpec `ebpf:"block_recvmsg4"`
-	BlockRecvmsg6 *ebpf.ProgramSpec `ebpf:"block_recvmsg6"`
-	BlockSendmsg4 *ebpf.ProgramSpec `ebpf:"block_sendmsg4"`
-	BlockSendmsg6 *ebpf.ProgramSpec `ebpf:"block_sendmsg6"`
+	BlockConnect4   *ebpf.ProgramSpec `ebpf:"block_connect4"`
+	BlockConnect6   *ebpf.ProgramSpec `ebpf:"block_connect6"`
+	BlockRecvmsg4   *ebpf.ProgramSpec `ebpf:"block_recvmsg4"`
+	BlockRecvmsg6   *ebpf.ProgramSpec `ebpf:"block_recvmsg6"`
+	BlockSendmsg4   *ebpf.ProgramSpec `ebpf:"block_sendmsg4"`
+	BlockSendmsg6   *ebpf.ProgramSpec `ebpf:"block_sendmsg6"`
+	BlockSkbEgress  *ebpf.ProgramSpec `ebpf:"block_skb_egress"`
+	BlockSockCreate *ebpf.ProgramSpec `ebpf:"block_sock_create"`
 }
 
 // blockMapSpecs contains maps before they are loaded into the kernel.
@@ -119,6 +154,9 @@ type blockMapSpecs struct {
 	BlockedEvents *ebpf.MapSpec `ebpf:"blocked_events"`
 	BlockedLost   *ebpf.MapSpec `ebpf:"blocked_lost"`
 	DnsOrig       *ebpf.MapSpec `ebpf:"dns_orig"`
+	ProtoStats    *ebpf.MapSpec `ebpf:"proto_stats"`
+	Seen          *ebpf.MapSpec `ebpf:"seen"`
+	SkOwner       *ebpf.MapSpec `ebpf:"sk_owner"`
 }
 
 // blockVariableSpecs contains global variables before they are loaded into the kernel.
@@ -126,6 +164,7 @@ type blockMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type blockVariableSpecs struct {
 	CfgAllowLoopback *ebpf.VariableSpec `ebpf:"cfg_allow_loopback"`
+	CfgCgroupId      *ebpf.VariableSpec `ebpf:"cfg_cgroup_id"`
 	CfgEnforce       *ebpf.VariableSpec `ebpf:"cfg_enforce"`
 	CfgProxy6        *ebpf.VariableSpec `ebpf:"cfg_proxy6"`
 	CfgProxyPort     *ebpf.VariableSpec `ebpf:"cfg_proxy_port"`
@@ -156,6 +195,9 @@ type blockMaps struct {
 	BlockedEvents *ebpf.Map `ebpf:"blocked_events"`
 	BlockedLost   *ebpf.Map `ebpf:"blocked_lost"`
 	DnsOrig       *ebpf.Map `ebpf:"dns_orig"`
+	ProtoStats    *ebpf.Map `ebpf:"proto_stats"`
+	Seen          *ebpf.Map `ebpf:"seen"`
+	SkOwner       *ebpf.Map `ebpf:"sk_owner"`
 }
 
 func (m *blockMaps) Close() error {
@@ -164,6 +206,9 @@ func (m *blockMaps) Close() error {
 		m.BlockedEvents,
 		m.BlockedLost,
 		m.DnsOrig,
+		m.ProtoStats,
+		m.Seen,
+		m.SkOwner,
 	)
 }
 
@@ -172,6 +217,7 @@ func (m *blockMaps) Close() error {
 // It can be passed to loadBlockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type blockVariables struct {
 	CfgAllowLoopback *ebpf.Variable `ebpf:"cfg_allow_loopback"`
+	CfgCgroupId      *ebpf.Variable `ebpf:"cfg_cgroup_id"`
 	CfgEnforce       *ebpf.Variable `ebpf:"cfg_enforce"`
 	CfgProxy6        *ebpf.Variable `ebpf:"cfg_proxy6"`
 	CfgProxyPort     *ebpf.Variable `ebpf:"cfg_proxy_port"`
@@ -182,12 +228,14 @@ type blockVariables struct {
 //
 // It can be passed to loadBlockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type blockPrograms struct {
-	BlockConnect4 *ebpf.Program `ebpf:"block_connect4"`
-	BlockConnect6 *ebpf.Program `ebpf:"block_connect6"`
-	BlockRecvmsg4 *ebpf.Program `ebpf:"block_recvmsg4"`
-	BlockRecvmsg6 *ebpf.Program `ebpf:"block_recvmsg6"`
-	BlockSendmsg4 *ebpf.Program `ebpf:"block_sendmsg4"`
-	BlockSendmsg6 *ebpf.Program `ebpf:"block_sendmsg6"`
+	BlockConnect4   *ebpf.Program `ebpf:"block_connect4"`
+	BlockConnect6   *ebpf.Program `ebpf:"block_connect6"`
+	BlockRecvmsg4   *ebpf.Program `ebpf:"block_recvmsg4"`
+	BlockRecvmsg6   *ebpf.Program `ebpf:"block_recvmsg6"`
+	BlockSendmsg4   *ebpf.Program `ebpf:"block_sendmsg4"`
+	BlockSendmsg6   *ebpf.Program `ebpf:"block_sendmsg6"`
+	BlockSkbEgress  *ebpf.Program `ebpf:"block_skb_egress"`
+	BlockSockCreate *ebpf.Program `ebpf:"block_sock_create"`
 }
 
 func (p *blockPrograms) Close() error {
@@ -198,6 +246,8 @@ func (p *blockPrograms) Close() error {
 		p.BlockRecvmsg6,
 		p.BlockSendmsg4,
 		p.BlockSendmsg6,
+		p.BlockSkbEgress,
+		p.BlockSockCreate,
 	)
 }
 

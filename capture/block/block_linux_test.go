@@ -109,7 +109,7 @@ func TestPrivilegedBlock(t *testing.T) {
 		}
 	})
 	const port = 5353
-	b, err := Open(Options{Cgroup: g.Path, Enforce: true, AllowLoopback: true, ProxyPort: port})
+	b, err := Open(Options{Cgroup: g.Path, CgroupID: g.ID, Enforce: true, AllowLoopback: true, ProxyPort: port})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,17 +168,22 @@ func TestPrivilegedBlock(t *testing.T) {
 		t.Errorf("Run returned %v, want context.Canceled", err)
 	}
 	type rec struct {
-		Proto uint8
-		Dst   string
+		Kind    uint8
+		Refused bool
+		Proto   uint8
+		Dst     string
 	}
 	var recs []rec
 	for _, bl := range got {
-		recs = append(recs, rec{bl.Proto, bl.Dst.String()})
+		recs = append(recs, rec{bl.Kind, bl.Refused, bl.Proto, bl.Dst.String()})
 		if bl.PID <= 0 || bl.Comm == "" || time.Since(time.Unix(0, bl.Time)).Abs() > time.Minute {
 			t.Errorf("record %+v: want the helper's pid and comm and a current time", bl)
 		}
 	}
-	wantRecs := []rec{{17, "203.0.113.5:9"}, {6, "203.0.113.5:80"}, {6, "198.51.100.7:80"}, {6, "[2001:db8::5]:80"}}
+	// The allowed UDP send is reported for the policy to judge (the
+	// tracepoints do not see UDP); the allowed TCP connect is not (they do).
+	wantRecs := []rec{{KindRefused, true, 17, "203.0.113.5:9"}, {KindCall, false, 17, "198.51.100.7:9"},
+		{KindRefused, true, 6, "203.0.113.5:80"}, {KindRefused, true, 6, "198.51.100.7:80"}, {KindRefused, true, 6, "[2001:db8::5]:80"}}
 	if diff := cmp.Diff(wantRecs, recs); diff != "" {
 		t.Errorf("blocked records (-want +got):\n%s", diff)
 	}

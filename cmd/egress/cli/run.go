@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,6 +24,7 @@ import (
 	"github.com/egress-dev/egress/event"
 	"github.com/egress-dev/egress/internal/cgrouprun"
 	"github.com/egress-dev/egress/internal/dnsproxy"
+	"github.com/egress-dev/egress/internal/enforce"
 	"github.com/egress-dev/egress/report"
 	"github.com/egress-dev/egress/rules"
 )
@@ -83,12 +83,11 @@ Exit codes: CMD's status when it failed; 3 unexpected calls (enforce mode);
 	return cmd
 }
 
-// runState is what the event goroutine owns: the analyzer and the calls
-// the blocker refused.
+// runState is what the event goroutine owns: the analyzer and what the
+// cgroup programs refused or reported.
 type runState struct {
 	an      *analyze.Analyzer
-	blocked map[blockedKey]*report.Connection
-	order   []blockedKey
+	blocked enforce.Tally
 	// resolverSockets maps the local address of a connected DNS socket of
 	// the cgroup to its process (the kernel's view), to name the process
 	// behind each query the proxy relays. Bounded.
@@ -107,15 +106,6 @@ func (s *runState) sock(e *event.Sock) {
 	}
 	s.an.Sock(e)
 }
-
-type blockedKey struct {
-	pid   int
-	dst   netip.AddrPort
-	proto uint8
-}
-
-// maxBlocked bounds the distinct refused calls kept; repeats are counted.
-const maxBlocked = 10000
 
 func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if err := fl.out.validate(); err != nil {
@@ -159,7 +149,7 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	defer stopBg()
 	var bg sync.WaitGroup
 	evs := make(chan func(*runState), 4096)
-	st := &runState{blocked: map[blockedKey]*report.Connection{}}
+	st := &runState{}
 
 	// Names the proxy answered, for refused calls to their addresses.
 	var namesMu sync.Mutex
@@ -168,8 +158,9 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 
 	var blocker *block.Blocker
 	var proxy *dnsproxy.Proxy
+	var dp *dnsPolicy
 	if len(upstreams) > 0 {
-		dp := &dnsPolicy{pol: pol, enforce: fl.block}
+		dp = &dnsPolicy{pol: pol, enforce: fl.block}
 		proxy, err = dnsproxy.Listen(dnsproxy.Config{Upstreams: upstreams, Policy: dp, Observe: func(x dnsproxy.Exchange) {
 			if x.Refused {
 				var m dnsmsg.Msg
@@ -186,16 +177,34 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		if err != nil {
 			return &exitError{code: ExitUsage, err: err}
 		}
-		loopback := true
-		if pol != nil {
-			loopback, _ = pol.Defaults()
+		bg.Go(func() { proxy.Serve(bgCtx) })
+	} else {
+		fmt.Fprintln(e.stderr, "egress: no resolver in /etc/resolv.conf: DNS is not proxied, calls are named only by address")
+	}
+	// The cgroup programs: DNS steering, --block's refusals, and the calls
+	// the tracepoints do not see (UDP, child cgroups, ICMP and raw
+	// sockets), with or without --block.
+	loopback := true
+	if pol != nil {
+		loopback, _ = pol.Defaults()
+	}
+	bopts := block.Options{Cgroup: g.Path, CgroupID: g.ID, Enforce: fl.block, AllowLoopback: loopback}
+	if proxy != nil {
+		bopts.ProxyPort, bopts.Proxy6 = proxy.Port(), proxy.IPv6()
+	}
+	blocker, err = block.Open(bopts)
+	if err != nil {
+		return &exitError{code: ExitUsage, err: err}
+	}
+	defer blocker.Close()
+	if fl.block {
+		for _, gr := range pol.AddrGrants() {
+			if err := allowGrant(blocker, gr.Prefix, gr); err != nil {
+				return &exitError{code: ExitUsage, err: err}
+			}
 		}
-		blocker, err = block.Open(block.Options{Cgroup: g.Path, Enforce: fl.block, AllowLoopback: loopback,
-			ProxyPort: proxy.Port(), Proxy6: proxy.IPv6()})
-		if err != nil {
-			return &exitError{code: ExitUsage, err: err}
-		}
-		defer blocker.Close()
+	}
+	if dp != nil {
 		dp.blocker = blocker
 		dp.names = func(name string, addrs []netip.Addr) {
 			namesMu.Lock()
@@ -206,22 +215,12 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 				}
 			}
 		}
-		if fl.block {
-			for _, gr := range pol.AddrGrants() {
-				if err := allowGrant(blocker, gr.Prefix, gr); err != nil {
-					return &exitError{code: ExitUsage, err: err}
-				}
-			}
-		}
-		bg.Go(func() { proxy.Serve(bgCtx) })
-		bg.Go(func() {
-			blocker.Run(bgCtx, func(b block.Blocked) {
-				evs <- func(s *runState) { s.addBlocked(b) }
-			})
-		})
-	} else {
-		fmt.Fprintln(e.stderr, "egress: no resolver in /etc/resolv.conf: DNS is not proxied, calls are named only by address")
 	}
+	bg.Go(func() {
+		blocker.Run(bgCtx, func(b block.Blocked) {
+			evs <- func(s *runState) { s.blocked.Add(b) }
+		})
+	})
 
 	tr, err := ebpf.Open(ebpf.Options{CgroupID: g.ID})
 	if err != nil {
@@ -282,16 +281,18 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	r.Backend = tr.Backend()
 	if proxy != nil {
 		r.Backend += ", dns proxy"
-		if fl.block {
-			r.Backend += ", cgroup connect/sendmsg blocking"
-		}
-		if lost := blocker.Lost(); lost > 0 {
-			r.Stats.EventsLost += lost
-		}
+	}
+	r.Backend += ", cgroup hooks and catch-all"
+	if fl.block {
+		r.Backend += " (blocking)"
+	}
+	if lost := blocker.Lost(); lost > 0 {
+		r.Stats.EventsLost += lost
 	}
 	namesMu.Lock()
-	st.mergeBlocked(r, names, refused)
+	st.blocked.Merge(r, names, refused, blocker.Seen)
 	namesMu.Unlock()
+	enforce.Protocols(r, blocker.Protocols())
 	if err := fl.out.annotate(r); err != nil {
 		return err
 	}
@@ -357,74 +358,6 @@ func feedDNS(an *analyze.Analyzer, x dnsproxy.Exchange, proc *event.Process) {
 		Src: x.Upstream.Addr(), Dst: x.Client.Addr(), Proto: proto,
 		SrcPort: x.Upstream.Port(), DstPort: x.Client.Port()}
 	an.DNSMessage(&a, x.Reply, x.TCP)
-}
-
-func (s *runState) addBlocked(b block.Blocked) {
-	k := blockedKey{b.PID, b.Dst, b.Proto}
-	if c := s.blocked[k]; c != nil {
-		c.Count++
-		return
-	}
-	if len(s.blocked) >= maxBlocked {
-		return
-	}
-	pid, comm := b.PID, b.Comm
-	proto := "tcp"
-	if b.Proto == event.ProtoUDP {
-		proto = "udp"
-	}
-	t := time.Unix(0, b.Time).UTC()
-	s.blocked[k] = &report.Connection{
-		PID: &pid, Comm: &comm, NameSource: report.SourceNone,
-		DstIP: b.Dst.Addr().String(), DstPort: b.Dst.Port(), Proto: proto,
-		Start: t, End: t, Outcome: report.Rejected, EndBasis: report.BasisBlockedConnect,
-		SynTimesMS: []float64{}, Count: 1, Dst: b.Dst,
-	}
-	s.order = append(s.order, k)
-}
-
-// mergeBlocked marks what the blocker refused in r. A refused TCP connect
-// is already a rejected call in the analyzer's view (the connect() failed):
-// it gets the blocker's reason. Refused UDP sends, which the tracepoints do
-// not see, are added, named by the proxy's answers where one gave their
-// address. Lookups the proxy refused get their reason too.
-func (s *runState) mergeBlocked(r *report.Report, names map[netip.Addr]string, refused map[string]bool) {
-	for i := range r.Lookups {
-		if l := &r.Lookups[i]; l.Outcome == report.DNSRefused && refused[strings.TrimSuffix(l.Name, ".")] {
-			l.EndBasis = report.BasisBlockedLookup
-		}
-	}
-	if len(s.order) == 0 {
-		return
-	}
-	n := 0
-	added := false
-	for _, k := range s.order {
-		c := s.blocked[k]
-		n += c.Count
-		matched := false
-		for i := range r.Connections {
-			rc := &r.Connections[i]
-			if rc.Outcome == report.Rejected && rc.Proto == c.Proto && rc.DstIP == c.DstIP && rc.DstPort == c.DstPort &&
-				rc.PID != nil && *rc.PID == k.pid && rc.Attempts <= 1 {
-				rc.EndBasis = report.BasisBlockedConnect
-				matched = true
-			}
-		}
-		if matched {
-			continue
-		}
-		if name, ok := names[c.Dst.Addr().Unmap()]; ok {
-			c.Host, c.NameSource = name, report.SourceDNS
-		}
-		r.Connections = append(r.Connections, *c)
-		added = true
-	}
-	if added {
-		slices.SortStableFunc(r.Connections, func(a, b report.Connection) int { return a.Start.Compare(b.Start) })
-	}
-	r.Hints = append(r.Hints, report.Hint{Kind: "blocked", Subject: fmt.Sprintf("%d call(s)", n),
-		Text: "egress run --block refused calls to destinations the policy does not allow: the app got EPERM at once instead of waiting"})
 }
 
 // resolvers returns the --resolver addresses, else the nameservers of

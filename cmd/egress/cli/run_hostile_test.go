@@ -1,0 +1,261 @@
+//go:build linux
+
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/egress-dev/egress/internal/testnet"
+	"github.com/egress-dev/egress/report"
+)
+
+// hostileNet is the test network of the hostile app: the app namespace
+// (198.18.0.2) and a peer (198.18.0.1) that runs the resolver and counts,
+// in an nftables ingress chain on its side of the link, every frame of each
+// way out that reaches it, whatever the app's side believed.
+type hostileNet struct {
+	app, peer *testnet.Namespace
+	bin       string // egress, dnsd
+	hostile   string // the hostile program, where uid 65534 can run it
+	nothing   string // the allow-nothing policy
+}
+
+const (
+	peerIP   = "198.18.0.1"
+	peerTCP  = "198.18.0.1:7777"
+	peerUDP  = "198.18.0.1:9999"
+	exfilDNS = "secret-data.exfil.example"
+)
+
+func newHostileNet(t *testing.T) *hostileNet {
+	t.Helper()
+	n := testnet.NewForTest(t, "nft", "nsenter")
+	bin := testnet.Build(t, "github.com/egress-dev/egress/cmd/egress",
+		"github.com/egress-dev/egress/internal/testnet/dnsd", "github.com/egress-dev/egress/internal/testnet/hostile")
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	pfx := netip.MustParsePrefix
+	app, err := n.Namespace(ctx, "app")
+	must(err)
+	peer, err := n.Namespace(ctx, "peer")
+	must(err)
+	must(n.Link(ctx, app, "eth0", peer, "eth0"))
+	must(app.Addr(ctx, "eth0", pfx("198.18.0.2/24")))
+	must(peer.Addr(ctx, "eth0", pfx(peerIP+"/24")))
+	// Unprivileged ping sockets, as systemd-based distributions allow.
+	must(app.Sysctl(ctx, "net.ipv4.ping_group_range", "0 2147483647"))
+	must(peer.Nft(ctx, `
+table netdev hostile_peer {
+	counter c_icmp {}
+	counter c_raw {}
+	counter c_frame {}
+	counter c_udp {}
+	counter c_tcp {}
+	counter c_dns {}
+	chain in {
+		type filter hook ingress device "eth0" priority 0; policy accept;
+		ether type 0x88b5 counter name "c_frame"
+		ip protocol icmp icmp type echo-request counter name "c_icmp"
+		ip protocol 253 counter name "c_raw"
+		udp dport 9999 counter name "c_udp"
+		tcp dport 7777 tcp flags & (syn|ack) == syn counter name "c_tcp"
+		udp dport 53 counter name "c_dns"
+	}
+}`))
+	var logs testnet.SyncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("peer logs:\n%s", logs.String())
+		}
+	})
+	_, err = peer.Start(filepath.Join(bin, "dnsd"), &logs, "-listen", peerIP+":53", "-rr", exfilDNS+" A "+peerIP)
+	must(err)
+	// uid 65534 cannot enter t.TempDir(): give the program a world-readable home.
+	dir, err := os.MkdirTemp("", "egress-hostile-")
+	must(err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	must(os.Chmod(dir, 0o755))
+	hostile := filepath.Join(dir, "hostile")
+	data, err := os.ReadFile(filepath.Join(bin, "hostile"))
+	must(err)
+	must(os.WriteFile(hostile, data, 0o755))
+	return &hostileNet{app: app, peer: peer, bin: bin, hostile: hostile, nothing: filepath.Join(rulesDir, "allow-nothing.yaml")}
+}
+
+// counters returns what reached the peer so far, by way out.
+func (h *hostileNet) counters(t *testing.T) map[string]int {
+	t.Helper()
+	out, err := h.peer.Run(t.Context(), "nft", "list", "counters", "table", "netdev", "hostile_peer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, m := range regexp.MustCompile(`counter c_(\w+) \{\s*packets (\d+)`).FindAllStringSubmatch(string(out), -1) {
+		got[m[1]], _ = strconv.Atoi(m[2])
+	}
+	return got
+}
+
+// zero resets the peer's counters.
+func (h *hostileNet) zero(t *testing.T) {
+	t.Helper()
+	if _, err := h.peer.Run(t.Context(), "nft", "reset", "counters", "table", "netdev", "hostile_peer"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type hostileRun struct {
+	code           int
+	stdout, stderr string
+	report         report.Report
+}
+
+// egress runs egress run --format json FLAGS -- hostile ARGS in the app
+// namespace. nsenter joins only its network namespace, so the host's
+// cgroup2 mount stays visible, as on a CI runner (ip netns exec remounts
+// /sys). The resolver is the peer's, given explicitly.
+func (h *hostileNet) egress(t *testing.T, flags []string, args ...string) hostileRun {
+	t.Helper()
+	h.zero(t)
+	cmd := h.command(t.Context(), flags, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	res := hostileRun{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		res.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("egress run: %v", err)
+	}
+	if err := json.Unmarshal(out.Bytes(), &res.report); err != nil {
+		t.Fatalf("the report does not parse (exit %d): %v\n%s\nstderr:\n%s", res.code, err, res.stdout, res.stderr)
+	}
+	return res
+}
+
+func (h *hostileNet) command(ctx context.Context, flags []string, args ...string) *exec.Cmd {
+	argv := []string{"--net=/run/netns/" + h.app.Name, "--", filepath.Join(h.bin, "egress"), "run",
+		"--format", "json", "--resolver", peerIP}
+	argv = append(argv, flags...)
+	argv = append(argv, "--", h.hostile)
+	return exec.CommandContext(ctx, "nsenter", append(argv, args...)...)
+}
+
+// line returns the hostile program's result for mode ("" when absent).
+func (r hostileRun) line(mode string) string {
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if v, ok := strings.CutPrefix(l, mode+": "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// calls returns the report's connections to dst ("" any) of proto.
+func (r hostileRun) calls(proto, dstIP string) []report.Connection {
+	var out []report.Connection
+	for _, c := range r.report.Connections {
+		if c.Proto == proto && (dstIP == "" || c.DstIP == dstIP) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func unexpected(cs []report.Connection) bool {
+	for _, c := range cs {
+		if c.Verdict != nil && !c.Verdict.Expected {
+			return true
+		}
+	}
+	return false
+}
+
+func (r hostileRun) String() string {
+	return fmt.Sprintf("exit %d\nstderr:\n%s\nreport:\n%s", r.code, r.stderr, r.stdout)
+}
+
+var _ = io.Discard
+
+// TestPrivilegedRunHostile tries each way out of issue 9 as a hostile app
+// would, with allow: [], as uid 65534 and as root. Under --block the peer
+// must see nothing of it; without --block the call must be reported, judged
+// unexpected and fail the run (exit 3) in enforce mode.
+func TestPrivilegedRunHostile(t *testing.T) {
+	h := newHostileNet(t)
+	block := []string{"--rules", h.nothing, "--block"}
+	audit := []string{"--rules", h.nothing}
+	nobody := []string{"-uid", "65534"}
+
+	t.Run("ping socket", func(t *testing.T) {
+		for _, as := range [][]string{nobody, nil} {
+			res := h.egress(t, block, append(as, "ping", peerIP)...)
+			if got := h.counters(t)["icmp"]; got != 0 || res.code != ExitUnexpected || !unexpected(res.calls("icmp", peerIP)) {
+				t.Errorf("as %v under --block: %d echo requests reached the peer (%q); want none, exit 3 and the call reported\n%v", as, got, res.line("ping"), res)
+			}
+			res = h.egress(t, audit, append(as, "ping", peerIP)...)
+			if cs := res.calls("icmp", peerIP); res.code != ExitUnexpected || !unexpected(cs) || cs[0].Outcome != "sent" {
+				t.Errorf("as %v without --block: want exit 3 and the echo reported as sent\n%v", as, res)
+			}
+			// The peer's counter works: the reported echo did arrive.
+			if got := h.counters(t)["icmp"]; got != 1 || res.line("ping") != "reply" {
+				t.Errorf("as %v without --block: the peer counted %d echo requests (%q), want 1 and a reply", as, got, res.line("ping"))
+			}
+		}
+	})
+
+	t.Run("raw socket as root", func(t *testing.T) {
+		res := h.egress(t, block, "raw", peerIP)
+		if got := h.counters(t)["raw"]; got != 0 || res.code != ExitUnexpected {
+			t.Errorf("under --block: %d raw packets reached the peer (%q), exit %d; want none and exit 3\n%v", got, res.line("raw"), res.code, res)
+		}
+		res = h.egress(t, audit, "raw", peerIP)
+		if cs := res.calls("ip-proto-253", peerIP); res.code != ExitUnexpected || !unexpected(cs) {
+			t.Errorf("without --block: want exit 3 and the raw packet reported\n%v", res)
+		}
+		if got := h.counters(t)["raw"]; got != 1 {
+			t.Errorf("without --block the peer counted %d raw packets, want 1", got)
+		}
+	})
+
+	t.Run("udp without --block", func(t *testing.T) {
+		for _, mode := range []string{"udp", "udpconn"} {
+			res := h.egress(t, audit, append(nobody, mode, peerUDP)...)
+			cs := res.calls("udp", peerIP)
+			if res.code != ExitUnexpected || !unexpected(cs) || cs[0].DstPort != 9999 {
+				t.Errorf("%s: want exit 3 and the call reported unexpected\n%v", mode, res)
+			}
+			if got := h.counters(t)["udp"]; got != 1 {
+				t.Errorf("%s without --block: the peer counted %d datagrams, want 1", mode, got)
+			}
+			res = h.egress(t, block, append(nobody, mode, peerUDP)...)
+			if got := h.counters(t)["udp"]; got != 0 || res.code != ExitUnexpected {
+				t.Errorf("%s under --block: %d datagrams reached the peer; want none and exit 3\n%v", mode, got, res)
+			}
+		}
+		// Audit mode reports without failing.
+		res := h.egress(t, append(audit, "--mode", "audit"), "udp", peerUDP, "50")
+		if cs := res.calls("udp", peerIP); res.code != ExitOK || len(cs) != 1 || cs[0].Count != 50 {
+			t.Errorf("--mode audit: want exit 0 and one record counting 50 datagrams\n%v", res)
+		}
+	})
+}

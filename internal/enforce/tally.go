@@ -1,0 +1,200 @@
+package enforce
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/egress-dev/egress/capture/block"
+	"github.com/egress-dev/egress/event"
+	"github.com/egress-dev/egress/report"
+)
+
+// End bases of the records this package makes (docs/json-schema.md).
+const (
+	// BasisDropped: the cgroup catch-all dropped the packet under --block.
+	BasisDropped = "blocked: egress run --block dropped the packet (cgroup catch-all: not a connect()/sendmsg() it could refuse)"
+	// BasisPacket: a packet of a socket the connect/sendmsg hooks do not see.
+	BasisPacket = "reported: egress run's cgroup catch-all saw the packet (ping, raw or other socket)"
+	// BasisCall: a call the hooks let through and the tracepoints do not
+	// see (UDP, or TCP from a child cgroup), reported for the policy.
+	BasisCall = "reported: egress run's cgroup hooks saw the call (UDP, or a child cgroup's connect)"
+)
+
+// Sent is the outcome of a call whose answer egress cannot see (a datagram
+// or a packet was sent): the policy judges its destination.
+const Sent = "sent"
+
+// MaxRecords bounds the distinct records kept; the calls past it are
+// counted in one record named OtherDestinations.
+const MaxRecords = 10000
+
+// OtherDestinations names the record that gathers calls past MaxRecords.
+const OtherDestinations = "(other destinations)"
+
+type key struct {
+	pid   int
+	dst   netip.AddrPort
+	proto uint8
+	kind  uint8
+}
+
+// Tally gathers the blocker's records. It is not safe for concurrent use.
+type Tally struct {
+	recs  map[key]*entry
+	order []key
+	// over counts the calls past MaxRecords (Dropped).
+	over *report.Connection
+}
+
+type entry struct {
+	b    block.Blocked
+	conn report.Connection
+}
+
+// Add takes one record of the blocker.
+func (t *Tally) Add(b block.Blocked) {
+	if t.recs == nil {
+		t.recs = map[key]*entry{}
+	}
+	k := key{b.PID, b.Dst, b.Proto, b.Kind}
+	if e := t.recs[k]; e != nil {
+		e.conn.Count++
+		return
+	}
+	tm := time.Unix(0, b.Time).UTC()
+	if len(t.recs) >= MaxRecords {
+		if t.over == nil {
+			t.over = &report.Connection{Host: OtherDestinations, NameSource: report.SourceNone, Proto: ProtoName(b.Proto),
+				Start: tm, End: tm, Outcome: report.Rejected, EndBasis: report.BasisBlockedConnect, SynTimesMS: []float64{}}
+		}
+		t.over.Count++
+		t.over.End = tm
+		return
+	}
+	pid, comm := b.PID, b.Comm
+	c := report.Connection{
+		NameSource: report.SourceNone,
+		DstIP:      b.Dst.Addr().String(), DstPort: b.Dst.Port(), Proto: ProtoName(b.Proto),
+		Start: tm, End: tm, SynTimesMS: []float64{}, Count: 1, Dst: b.Dst,
+		Loopback: b.Dst.Addr().IsLoopback(),
+	}
+	if pid > 0 {
+		c.PID, c.Comm = &pid, &comm
+	}
+	switch {
+	case b.Kind == block.KindRefused:
+		c.Outcome, c.EndBasis = report.Rejected, report.BasisBlockedConnect
+	case b.Kind == block.KindPacket && b.Refused:
+		c.Outcome, c.EndBasis = report.Rejected, BasisDropped
+	case b.Kind == block.KindPacket:
+		c.Outcome, c.EndBasis = Sent, BasisPacket
+	default:
+		c.Outcome, c.EndBasis = Sent, BasisCall
+	}
+	t.recs[k] = &entry{b: b, conn: c}
+	t.order = append(t.order, k)
+}
+
+// ProtoName names an IP protocol as the report and the rules do.
+func ProtoName(p uint8) string {
+	switch p {
+	case event.ProtoTCP:
+		return "tcp"
+	case event.ProtoUDP:
+		return "udp"
+	case 1:
+		return "icmp"
+	case 58:
+		return "icmpv6"
+	case 132:
+		return "sctp"
+	case 136:
+		return "udplite"
+	}
+	return fmt.Sprintf("ip-proto-%d", p)
+}
+
+// Counter tells how many times a reported (not refused) call happened in
+// all, as the kernel counted it: capture/block's Blocker.Seen.
+type Counter func(block.Blocked) uint64
+
+// Merge puts the tally into r. A refused TCP connect is already a rejected
+// call in the analyzer's view (the connect() failed): it gets the
+// blocker's reason. The other records are added, named by the proxy's
+// answers where one gave their address. Lookups the proxy refused get
+// their reason too. seen may be nil.
+func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map[string]bool, seen Counter) {
+	for i := range r.Lookups {
+		if l := &r.Lookups[i]; l.Outcome == report.DNSRefused && refused[strings.TrimSuffix(l.Name, ".")] {
+			l.EndBasis = report.BasisBlockedLookup
+		}
+	}
+	// A refused connect() never got a source address.
+	for i := range r.Connections {
+		if rc := &r.Connections[i]; !rc.Src.Addr().IsValid() && rc.SrcIP == "invalid IP" {
+			rc.SrcIP = ""
+		}
+	}
+	if len(t.order) == 0 && t.over == nil {
+		return
+	}
+	refusedCalls, reported := 0, 0
+	added := false
+	for _, k := range t.order {
+		e := t.recs[k]
+		c := &e.conn
+		if k.kind != block.KindRefused && seen != nil {
+			c.Count = max(c.Count, int(seen(e.b)))
+		}
+		if c.Outcome == report.Rejected {
+			refusedCalls += c.Count
+		} else {
+			reported += c.Count
+		}
+		matched := false
+		if k.kind == block.KindRefused {
+			for i := range r.Connections {
+				rc := &r.Connections[i]
+				if rc.Outcome == report.Rejected && rc.Proto == c.Proto && rc.DstIP == c.DstIP && rc.DstPort == c.DstPort &&
+					rc.PID != nil && *rc.PID == k.pid && rc.Attempts <= 1 {
+					rc.EndBasis = report.BasisBlockedConnect
+					matched = true
+				}
+			}
+		}
+		if matched {
+			continue
+		}
+		if name, ok := names[c.Dst.Addr().Unmap()]; ok {
+			c.Host, c.NameSource = name, report.SourceDNS
+		}
+		r.Connections = append(r.Connections, *c)
+		added = true
+	}
+	if t.over != nil {
+		refusedCalls += t.over.Count
+		r.Stats.RecordsDropped += uint64(t.over.Count)
+		r.Connections = append(r.Connections, *t.over)
+		added = true
+		r.Hints = append(r.Hints, report.Hint{Kind: "blocked-folded", Subject: fmt.Sprintf("%d call(s)", t.over.Count),
+			Text: fmt.Sprintf("more than %d distinct refused calls: the rest are counted in the record %q", MaxRecords, OtherDestinations)})
+	}
+	if added {
+		slices.SortStableFunc(r.Connections, func(a, b report.Connection) int { return a.Start.Compare(b.Start) })
+	}
+	if refusedCalls > 0 {
+		r.Hints = append(r.Hints, report.Hint{Kind: "blocked", Subject: fmt.Sprintf("%d call(s)", refusedCalls),
+			Text: "egress run --block refused calls to destinations the policy does not allow: the app got EPERM at once instead of waiting"})
+	}
+}
+
+// Protocols adds what the catch-all counted, by protocol, to r's hints.
+func Protocols(r *report.Report, counts []block.ProtoCount) {
+	for _, pc := range counts {
+		r.Hints = append(r.Hints, report.Hint{Kind: "catch-all", Subject: ProtoName(pc.Proto),
+			Text: fmt.Sprintf("%d packet(s) of a socket the connect/sendmsg hooks do not see, %d dropped", pc.Packets, pc.Dropped)})
+	}
+}
