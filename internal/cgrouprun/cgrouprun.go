@@ -136,15 +136,16 @@ func (g *Group) Kill() error {
 	return nil
 }
 
-// Remove kills what is left in g, waits until it is empty (up to 5 s) and
-// removes it.
+// Remove kills what is left in g and in the cgroups the command made under
+// it (cgroup.kill takes the whole subtree), waits until the subtree is
+// empty (up to 5 s) and removes it, children first.
 func (g *Group) Remove() error {
 	defer g.unmount()
 	defer g.dir.Close()
 	var err error
 	for i := range 100 {
-		var pids []int
-		if pids, err = g.Procs(); err == nil && len(pids) == 0 {
+		var busy bool
+		if busy, err = g.populated(); err == nil && !busy {
 			break
 		}
 		if i == 0 {
@@ -154,10 +155,45 @@ func (g *Group) Remove() error {
 	}
 	// rmdir fails with EBUSY while the last processes are being reaped.
 	for range 100 {
-		if err = unix.Rmdir(g.Path); err == nil || errors.Is(err, os.ErrNotExist) {
+		if err = removeTree(g.Path); err == nil || errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("remove cgroup %s: %w", g.Path, err)
+}
+
+// populated reports whether any process is left in g or its descendants
+// (cgroup.events); without that file, whether g's own cgroup.procs lists one.
+func (g *Group) populated() (bool, error) {
+	data, err := os.ReadFile(filepath.Join(g.Path, "cgroup.events"))
+	if err != nil {
+		pids, err := g.Procs()
+		return len(pids) > 0, err
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "populated "); ok {
+			return v != "0", nil
+		}
+	}
+	return false, nil
+}
+
+// removeTree removes the cgroup dir and every cgroup under it, deepest
+// first (a cgroup with children cannot be removed). A cgroup's directory
+// holds only interface files besides its children, and rmdir is the way
+// to remove it.
+func removeTree(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			if err := removeTree(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	return unix.Rmdir(dir)
 }

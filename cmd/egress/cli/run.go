@@ -40,6 +40,7 @@ type runFlags struct {
 	block     bool
 	resolvers []string
 	report    string
+	keepCaps  []string
 }
 
 func newRunCmd(e *env) *cobra.Command {
@@ -80,6 +81,7 @@ Exit codes: CMD's status when it failed; 3 unexpected calls (enforce mode);
 	f.BoolVar(&fl.block, "block", false, "refuse calls the --rules policy does not allow, at connect() (needs --rules)")
 	f.StringSliceVar(&fl.resolvers, "resolver", nil, "resolvers the DNS proxy forwards to (ADDR or ADDR:PORT; default: /etc/resolv.conf)")
 	f.StringVar(&fl.report, "report", "", "write the report to this file instead of stdout (CMD's output stays on stdout)")
+	f.StringSliceVar(&fl.keepCaps, "keep-caps", nil, "capabilities CMD keeps (e.g. NET_RAW,SYS_PTRACE); by default it runs without those a CI command does not need (docs/block.md)")
 	return cmd
 }
 
@@ -134,6 +136,11 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if _, err := exec.LookPath(args[0]); err != nil {
 		return usageErr("%v", err)
 	}
+	keep, err := cgrouprun.ParseKeep(fl.keepCaps)
+	if err != nil {
+		return usageErr("--keep-caps: %v", err)
+	}
+	confine := cgrouprun.Confinement{Keep: keep}
 
 	g, err := cgrouprun.New("egress-run")
 	if err != nil {
@@ -241,14 +248,22 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		}
 	}()
 
-	cmd := g.Command(ctx, args[0], args[1:]...)
+	// CMD runs confined (internal/cgrouprun.Launch: no capabilities it does
+	// not need, its own cgroup and pid namespaces, killed with egress).
+	cmd, err := g.Launch(ctx, confine, args[0], args[1:]...)
+	if err != nil {
+		return &exitError{code: ExitUsage, err: err}
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
 	if fl.report == "" {
 		// The report goes to stdout after CMD's output; keep them apart.
 		cmd.Stdout = e.stderr
 	}
-	cmd.WaitDelay = 2 * time.Second
-	runErr := cmd.Run()
+	// SIGTERM or SIGINT to egress: pass SIGTERM on, give CMD 5 s to stop.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
+	runErr := cgrouprun.Run(cmd)
+	stopped := ctx.Err() != nil
 	cmdCode := 0
 	var ee *exec.ExitError
 	switch {
@@ -278,6 +293,11 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	}
 	r := st.an.Finish()
 	r.Source = "run " + strings.Join(args, " ")
+	r.Hints = append(r.Hints, confinementHint(confine))
+	if stopped {
+		r.Hints = append(r.Hints, report.Hint{Kind: "stopped", Subject: args[0],
+			Text: "egress was interrupted (SIGINT or SIGTERM) and passed SIGTERM on: egress stopped the command, the report covers the run until then"})
+	}
 	r.Backend = tr.Backend()
 	if proxy != nil {
 		r.Backend += ", dns proxy"
@@ -322,6 +342,8 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		}
 	}
 	switch {
+	case stopped:
+		return &exitError{code: ExitStopped, err: fmt.Errorf("interrupted: egress stopped %s (SIGTERM passed on)", args[0])}
 	case cmdCode != 0:
 		return &exitError{code: cmdCode, err: fmt.Errorf("%s exited with status %d", args[0], cmdCode)}
 	case unexpected > 0 && fl.mode == "enforce":
@@ -333,6 +355,20 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		fmt.Fprintf(e.stderr, "egress: audit: %d unexpected destination(s)\n", unexpected)
 	}
 	return nil
+}
+
+// ExitStopped is egress run's exit code when egress itself was interrupted
+// (SIGINT or SIGTERM) and stopped the command: not the command's failure.
+const ExitStopped = 130
+
+// confinementHint says in the report what the command ran without.
+func confinementHint(c cgrouprun.Confinement) report.Hint {
+	text := "the command ran without the capabilities " + strings.Join(c.Dropped(), ", ") +
+		", with no_new_privs, in its own cgroup namespace (rooted at the run's cgroup) and pid namespace"
+	if len(c.Keep) > 0 {
+		text += "; kept on request (--keep-caps): " + strings.Join(c.Keep, ", ")
+	}
+	return report.Hint{Kind: "confinement", Subject: "privileges", Text: text}
 }
 
 type sockSink func(*event.Sock)

@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -141,6 +140,10 @@ func (h *hostileNet) egress(t *testing.T, flags []string, args ...string) hostil
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	res := hostileRun{stdout: out.String(), stderr: errb.String()}
+	// nsenter without --fork execs egress in place: its pid names the cgroup.
+	if cmd.Process != nil {
+		leftCgroups(t, cmd.Process.Pid)
+	}
 	if ee, ok := err.(*exec.ExitError); ok {
 		res.code = ee.ExitCode()
 	} else if err != nil {
@@ -150,6 +153,16 @@ func (h *hostileNet) egress(t *testing.T, flags []string, args ...string) hostil
 		t.Fatalf("the report does not parse (exit %d): %v\n%s\nstderr:\n%s", res.code, err, res.stdout, res.stderr)
 	}
 	return res
+}
+
+// leftCgroups fails t when egress run PID left a cgroup behind.
+func leftCgroups(t *testing.T, pid int) {
+	t.Helper()
+	for _, mount := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		if left, _ := filepath.Glob(filepath.Join(mount, fmt.Sprintf("egress-run-%d-*", pid))); len(left) > 0 {
+			t.Errorf("egress run %d left its cgroup behind: %q", pid, left)
+		}
+	}
 }
 
 func (h *hostileNet) command(ctx context.Context, flags []string, args ...string) *exec.Cmd {
@@ -194,8 +207,6 @@ func (r hostileRun) String() string {
 	return fmt.Sprintf("exit %d\nstderr:\n%s\nreport:\n%s", r.code, r.stderr, r.stdout)
 }
 
-var _ = io.Discard
-
 // TestPrivilegedRunHostile tries each way out of issue 9 as a hostile app
 // would, with allow: [], as uid 65534 and as root. Under --block the peer
 // must see nothing of it; without --block the call must be reported, judged
@@ -224,13 +235,20 @@ func TestPrivilegedRunHostile(t *testing.T) {
 	})
 
 	t.Run("raw socket as root", func(t *testing.T) {
+		// By default the command has no NET_RAW: no raw socket at all.
 		res := h.egress(t, block, "raw", peerIP)
-		if got := h.counters(t)["raw"]; got != 0 || res.code != ExitUnexpected {
-			t.Errorf("under --block: %d raw packets reached the peer (%q), exit %d; want none and exit 3\n%v", got, res.line("raw"), res.code, res)
+		if got := h.counters(t)["raw"]; got != 0 || res.line("raw") != "socket: operation not permitted" {
+			t.Errorf("default: %d raw packets reached the peer (%q); want no socket\n%v", got, res.line("raw"), res)
 		}
-		res = h.egress(t, audit, "raw", peerIP)
+		// Kept on request, the catch-all drops and reports the packet.
+		keep := []string{"--keep-caps", "NET_RAW"}
+		res = h.egress(t, append(block, keep...), "raw", peerIP)
+		if got := h.counters(t)["raw"]; got != 0 || res.code != ExitUnexpected || !unexpected(res.calls("ip-proto-253", peerIP)) {
+			t.Errorf("--keep-caps NET_RAW under --block: %d raw packets reached the peer (%q), exit %d; want none and exit 3\n%v", got, res.line("raw"), res.code, res)
+		}
+		res = h.egress(t, append(audit, keep...), "raw", peerIP)
 		if cs := res.calls("ip-proto-253", peerIP); res.code != ExitUnexpected || !unexpected(cs) {
-			t.Errorf("without --block: want exit 3 and the raw packet reported\n%v", res)
+			t.Errorf("--keep-caps NET_RAW without --block: want exit 3 and the raw packet reported\n%v", res)
 		}
 		if got := h.counters(t)["raw"]; got != 1 {
 			t.Errorf("without --block the peer counted %d raw packets, want 1", got)
@@ -258,4 +276,68 @@ func TestPrivilegedRunHostile(t *testing.T) {
 			t.Errorf("--mode audit: want exit 0 and one record counting 50 datagrams\n%v", res)
 		}
 	})
+
+	t.Run("AF_PACKET frame as root", func(t *testing.T) {
+		for _, flags := range [][]string{block, audit} {
+			res := h.egress(t, flags, "packet", "eth0")
+			if got := h.counters(t)["frame"]; got != 0 || res.line("packet") != "socket: operation not permitted" {
+				t.Errorf("%v: %d frames reached the peer (%q); want none: NET_RAW is dropped\n%v", flags, got, res.line("packet"), res)
+			}
+		}
+		// What remains possible, plainly: a command that keeps NET_RAW can
+		// send frames below IP, and the report says it kept it.
+		res := h.egress(t, append(audit, "--keep-caps", "NET_RAW"), "packet", "eth0")
+		if got := h.counters(t)["frame"]; got != 1 || !hinted(res, "confinement", "kept on request (--keep-caps): NET_RAW") {
+			t.Errorf("--keep-caps NET_RAW: %d frames (%q), want 1 and a hint naming the kept capability\n%v", got, res.line("packet"), res)
+		}
+	})
+
+	t.Run("capabilities and no_new_privs", func(t *testing.T) {
+		for _, as := range [][]string{nobody, nil} {
+			res := h.egress(t, audit, append(as, "caps")...)
+			line := res.line("caps")
+			m := regexp.MustCompile(`CapBnd: ([0-9a-f]+)`).FindStringSubmatch(line)
+			if m == nil || !strings.Contains(line, "NoNewPrivs: 1") {
+				t.Fatalf("as %v: %q, want the capability sets and NoNewPrivs: 1", as, line)
+			}
+			bnd, _ := strconv.ParseUint(m[1], 16, 64)
+			for _, c := range []uint{13, 12, 21, 39, 19} { // NET_RAW NET_ADMIN SYS_ADMIN BPF SYS_PTRACE
+				if bnd&(1<<c) != 0 {
+					t.Errorf("as %v: capability %d is in the bounding set %s", as, c, m[1])
+				}
+			}
+		}
+	})
+
+	t.Run("writing the root cgroup.procs", func(t *testing.T) {
+		res := h.egress(t, block, "escape-root", ",", "tcp", peerTCP)
+		if got := h.counters(t)["tcp"]; got != 0 || res.code != ExitUnexpected || !strings.HasSuffix(res.line("escape-root"), "now in /") {
+			t.Errorf("under --block: %d SYNs reached the peer, escape %q; want none, exit 3, still in the run's cgroup (its namespace root /)\n%v",
+				got, res.line("escape-root"), res)
+		}
+		res = h.egress(t, audit, "escape-root", ",", "tcp", peerTCP)
+		if cs := res.calls("tcp", peerIP); res.code != ExitUnexpected || !unexpected(cs) {
+			t.Errorf("without --block: want exit 3 and the connect reported\n%v", res)
+		}
+	})
+
+	t.Run("a child cgroup", func(t *testing.T) {
+		res := h.egress(t, audit, "child-cgroup", ",", "tcp", peerTCP)
+		if cs := res.calls("tcp", peerIP); res.line("child-cgroup") != "moved" || res.code != ExitUnexpected || !unexpected(cs) {
+			t.Errorf("without --block: %q; want the move to work, exit 3 and the child's connect reported\n%v", res.line("child-cgroup"), res)
+		}
+		res = h.egress(t, block, "child-cgroup", ",", "tcp", peerTCP)
+		if got := h.counters(t)["tcp"]; got != 0 || res.code != ExitUnexpected || res.line("tcp") != "operation not permitted" {
+			t.Errorf("under --block: %d SYNs reached the peer (%q); want none and exit 3\n%v", got, res.line("tcp"), res)
+		}
+	})
+}
+
+func hinted(r hostileRun, kind, text string) bool {
+	for _, h := range r.report.Hints {
+		if h.Kind == kind && strings.Contains(h.Text, text) {
+			return true
+		}
+	}
+	return false
 }

@@ -287,6 +287,17 @@ func cgroupDir() (string, error) {
 	return "", errors.New("no cgroup2 mount")
 }
 
+// ownCgroup is this process's cgroup2 path as it sees it.
+func ownCgroup() string {
+	data, _ := os.ReadFile("/proc/self/cgroup")
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "0::"); ok {
+			return v
+		}
+	}
+	return "?"
+}
+
 // escapeRoot moves this process to the root of every cgroup2 mount it can
 // find or make: out of the run's cgroup, its tracing and its blocking.
 func escapeRoot() string {
@@ -298,7 +309,7 @@ func escapeRoot() string {
 		}
 		err := os.WriteFile(filepath.Join(m, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0)
 		if err == nil {
-			return "escaped via " + m
+			return "wrote to " + m + ", now in " + ownCgroup()
 		}
 		tried = append(tried, m+": "+result(err))
 	}
@@ -308,7 +319,7 @@ func escapeRoot() string {
 		if err = unix.Mount("cgroup2", dir, "cgroup2", 0, ""); err == nil {
 			defer unix.Unmount(dir, unix.MNT_DETACH)
 			if err = os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err == nil {
-				return "escaped via a new mount"
+				return "wrote to a new mount, now in " + ownCgroup()
 			}
 			tried = append(tried, "new mount: "+result(err))
 		} else {
