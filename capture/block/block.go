@@ -170,6 +170,19 @@ func (b *Blocker) Allow(prefix netip.Prefix, port uint16, proto uint8) error {
 	return nil
 }
 
+// LinkFDs returns the file descriptors of the programs' cgroup links, for
+// a supervisor that keeps them attached should egress die (a link lives
+// while any descriptor of it is open, or its cgroup is gone).
+func (b *Blocker) LinkFDs() []int {
+	var fds []int
+	for _, l := range b.links {
+		if f, ok := l.(interface{ FD() int }); ok {
+			fds = append(fds, f.FD())
+		}
+	}
+	return fds
+}
+
 // Lost returns how many refusals were not reported (ring buffer full).
 func (b *Blocker) Lost() uint64 {
 	var perCPU []uint64

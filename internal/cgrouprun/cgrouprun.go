@@ -52,6 +52,7 @@ type Group struct {
 	dir  *os.File
 	// mounted is the mount point New made, unmounted by Remove.
 	mounted string
+	removed bool
 }
 
 var seq atomic.Uint64
@@ -120,9 +121,11 @@ func (g *Group) Procs() ([]int, error) {
 	return pids, nil
 }
 
-// Kill sends SIGKILL to every process in g (cgroup.kill, Linux >= 5.14;
-// else each listed process).
-func (g *Group) Kill() error {
+// Kill sends SIGKILL to every process in g and its descendants
+// (cgroup.kill, Linux >= 5.14; else each process listed in g).
+func (g *Group) Kill() error { return g.kill() }
+
+func (g *Group) kill() error {
 	if err := os.WriteFile(filepath.Join(g.Path, "cgroup.kill"), []byte("1"), 0); err == nil {
 		return nil
 	}
@@ -140,6 +143,10 @@ func (g *Group) Kill() error {
 // it (cgroup.kill takes the whole subtree), waits until the subtree is
 // empty (up to 5 s) and removes it, children first.
 func (g *Group) Remove() error {
+	if g.removed {
+		return nil
+	}
+	g.removed = true
 	defer g.unmount()
 	defer g.dir.Close()
 	var err error

@@ -119,6 +119,12 @@ func (g *Group) Launch(ctx context.Context, c Confinement, name string, args ...
 // confines itself, runs the command and exits; otherwise it returns at once.
 // main calls it first.
 func MaybeLaunch() {
+	if _, ok := os.LookupEnv(superviseEnv); ok {
+		if len(os.Args) < 3 {
+			launchFail("supervisor: no cgroup")
+		}
+		os.Exit(supervise(os.Args[1], os.Args[2]))
+	}
 	spec, ok := os.LookupEnv(launchEnv)
 	if !ok {
 		return

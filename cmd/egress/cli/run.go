@@ -223,6 +223,18 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 			}
 		}
 	}
+	// A supervisor outside the cgroup keeps the programs attached and
+	// removes the cgroup tree should egress die before it does.
+	sup, err := g.Supervise(blocker.LinkFDs())
+	if err != nil {
+		return &exitError{code: ExitUsage, err: err}
+	}
+	defer func() {
+		if err := g.Remove(); err != nil {
+			fmt.Fprintf(e.stderr, "egress: %v\n", err)
+		}
+		sup.Done()
+	}()
 	bg.Go(func() {
 		blocker.Run(bgCtx, func(b block.Blocked) {
 			evs <- func(s *runState) { s.blocked.Add(b) }
@@ -287,6 +299,12 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	bg.Wait()
 	close(evs)
 	<-consumed
+	// Clean up before the report is written: a closed stdout (| head -1)
+	// must not leave the cgroup behind.
+	if err := g.Remove(); err != nil {
+		fmt.Fprintf(e.stderr, "egress: %v\n", err)
+	}
+	sup.Done()
 
 	if lost := tr.Lost(); lost > 0 {
 		st.an.Lost(lost)

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -329,6 +330,149 @@ func TestPrivilegedRunHostile(t *testing.T) {
 		res = h.egress(t, block, "child-cgroup", ",", "tcp", peerTCP)
 		if got := h.counters(t)["tcp"]; got != 0 || res.code != ExitUnexpected || res.line("tcp") != "operation not permitted" {
 			t.Errorf("under --block: %d SYNs reached the peer (%q); want none and exit 3\n%v", got, res.line("tcp"), res)
+		}
+	})
+}
+
+// TestPrivilegedRunFailsClosed: egress killed with SIGKILL takes the
+// command and what it left with it, nothing gets out meanwhile, and no
+// cgroup is left; SIGTERM is passed on and reported as egress stopping the
+// command; a closed stdout (SIGPIPE) leaves no cgroup either.
+func TestPrivilegedRunFailsClosed(t *testing.T) {
+	h := newHostileNet(t)
+	block := []string{"--rules", h.nothing, "--block"}
+	audit := []string{"--rules", h.nothing}
+	// A detached daemon and the command itself each connect every 50 ms.
+	loop := []string{"daemon", "tcploop", peerTCP, "200", "50ms", ",", "tcploop", peerTCP, "200", "50ms"}
+
+	start := func(t *testing.T, flags []string) (*exec.Cmd, *bytes.Buffer) {
+		t.Helper()
+		h.zero(t)
+		cmd := h.command(t.Context(), flags, loop...)
+		var out bytes.Buffer
+		cmd.Stdout = &out
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = pw
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pw.Close()
+		// Wait for the loop's third connect, then let the caller strike.
+		seen := make(chan struct{})
+		go func() {
+			defer pr.Close()
+			buf := make([]byte, 4096)
+			var acc []byte
+			signalled := false
+			for {
+				n, err := pr.Read(buf)
+				acc = append(acc, buf[:n]...)
+				if !signalled && bytes.Contains(acc, []byte("tcploop 2: ")) {
+					close(seen)
+					signalled = true
+				}
+				if err != nil {
+					if !signalled {
+						close(seen)
+					}
+					return
+				}
+			}
+		}()
+		select {
+		case <-seen:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the command did not start its loop")
+		}
+		return cmd, &out
+	}
+	gone := func(t *testing.T, pid int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			left := false
+			for _, mount := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+				if l, _ := filepath.Glob(filepath.Join(mount, fmt.Sprintf("egress-run-%d-*", pid))); len(l) > 0 {
+					left = true
+				}
+			}
+			if !left {
+				return
+			}
+			if time.Now().After(deadline) {
+				leftCgroups(t, pid)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	t.Run("SIGKILL", func(t *testing.T) {
+		for _, flags := range [][]string{block, audit} {
+			cmd, _ := start(t, flags)
+			cmd.Process.Kill()
+			cmd.Wait()
+			atKill := h.counters(t)["tcp"]
+			time.Sleep(1500 * time.Millisecond) // 30 more rounds of the loops, were they alive
+			after := h.counters(t)["tcp"]
+			if flags[len(flags)-1] == "--block" && after != 0 {
+				t.Errorf("under --block: %d SYNs reached the peer, want none, before or after egress died", after)
+			}
+			if after-atKill > 2 {
+				t.Errorf("%v: %d SYNs reached the peer in the 1.5 s after egress was killed (%d until then); want none but those in flight", flags, after-atKill, atKill)
+			}
+			gone(t, cmd.Process.Pid)
+		}
+	})
+
+	t.Run("SIGTERM", func(t *testing.T) {
+		cmd, out := start(t, block)
+		cmd.Process.Signal(syscall.SIGTERM)
+		err := cmd.Wait()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		var r report.Report
+		if jerr := json.Unmarshal(out.Bytes(), &r); jerr != nil {
+			t.Fatalf("no report after SIGTERM (exit %d): %v\n%s", code, jerr, out)
+		}
+		if code != ExitStopped || !hinted(hostileRun{report: r}, "stopped", "egress stopped the command") {
+			t.Errorf("exit %d, want %d and a hint that egress stopped the command\n%s", code, ExitStopped, out)
+		}
+		if got := h.counters(t)["tcp"]; got != 0 {
+			t.Errorf("%d SYNs reached the peer under --block", got)
+		}
+		gone(t, cmd.Process.Pid)
+	})
+
+	t.Run("SIGPIPE", func(t *testing.T) {
+		// As "egress run ... | head -1" when head is gone before the
+		// report: egress's write to stdout gets SIGPIPE.
+		for range 3 {
+			h.zero(t)
+			cmd := h.command(t.Context(), block, "udp", peerUDP)
+			pr, pw, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd.Stdout = pw
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			pw.Close()
+			pr.Close()
+			err = cmd.Wait()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGPIPE {
+				t.Logf("egress ended with %v (not SIGPIPE)", err)
+			}
+			gone(t, cmd.Process.Pid)
+			if got := h.counters(t)["udp"]; got != 0 {
+				t.Errorf("%d datagrams reached the peer under --block", got)
+			}
 		}
 	})
 }

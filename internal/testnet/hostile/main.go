@@ -205,10 +205,7 @@ func run(mode string, args []string) string {
 	case "daemon":
 		cmd := exec.Command(os.Args[0], args...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-		out, err := os.OpenFile(filepath.Join(os.TempDir(), "hostile-daemon.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o666)
-		if err == nil {
-			cmd.Stdout, cmd.Stderr = out, out
-		}
+		// Detached: no output to keep its parent's pipes open.
 		return result(cmd.Start())
 	}
 	fail("mode", fmt.Errorf("unknown mode %q", mode))
