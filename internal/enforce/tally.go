@@ -198,3 +198,27 @@ func Protocols(r *report.Report, counts []block.ProtoCount) {
 			Text: fmt.Sprintf("%d packet(s) of a socket the connect/sendmsg hooks do not see, %d dropped", pc.Packets, pc.Dropped)})
 	}
 }
+
+// RuleNoHost is the rule of a lookup no host entry allows.
+const RuleNoHost = "no host rule allows this name (a lookup is a call: DNS carries data out)"
+
+// JudgeLookups marks each lookup of a name (or CNAME chain) no host entry
+// allows, or a deny entry refuses, as unexpected: a lookup carries data to
+// the resolver and beyond, whatever cidr entries allow, so it is a call of
+// its own. hasHost reports whether a host entry allows one of the names.
+func JudgeLookups(r *report.Report, hasHost func(names ...string) bool) int {
+	n := 0
+	for i := range r.Lookups {
+		l := &r.Lookups[i]
+		if hasHost(append([]string{l.Name}, l.CNAMEs...)...) {
+			continue
+		}
+		v := &report.Verdict{Rule: RuleNoHost}
+		if l.Verdict != nil {
+			v.Catalog = l.Verdict.Catalog
+		}
+		l.Verdict = v
+		n++
+	}
+	return n
+}

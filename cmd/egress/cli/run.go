@@ -334,6 +334,9 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if err := fl.out.annotate(r); err != nil {
 		return err
 	}
+	if pol != nil {
+		enforce.JudgeLookups(r, func(names ...string) bool { return hasHostGrant(pol, names...) })
+	}
 	out := e.stdout
 	var file *os.File
 	if fl.report != "" {
@@ -462,10 +465,16 @@ func (d *dnsPolicy) Ask(name string) bool {
 	if !d.enforce {
 		return true
 	}
-	grants, denied := d.pol.NameGrants(name)
-	// A name no host entry allows may still resolve to an allowed cidr:
-	// forward it and decide on the addresses.
-	return !denied && (len(grants) > 0 || len(d.pol.AddrGrants()) > 0)
+	// A lookup is a call: a name no host entry allows is refused before it
+	// leaves, whatever cidr entries allow (docs/rules.md).
+	return hasHostGrant(d.pol, name)
+}
+
+// hasHostGrant reports whether a host entry allows one of names (a name
+// and its CNAME chain) and no deny entry refuses them.
+func hasHostGrant(pol *rules.Policy, names ...string) bool {
+	grants, denied := pol.NameGrants(names...)
+	return !denied && len(grants) > 0
 }
 
 func (d *dnsPolicy) Answered(name string, cnames []string, addrs []netip.Addr) bool {
@@ -490,9 +499,6 @@ func (d *dnsPolicy) Answered(name string, cnames []string, addrs []netip.Addr) b
 				return false // cannot open the way: refuse rather than let the app hang
 			}
 			ok = true
-		}
-		for _, gr := range d.pol.AddrGrants() {
-			ok = ok || gr.Prefix.Contains(a.Unmap())
 		}
 	}
 	return ok

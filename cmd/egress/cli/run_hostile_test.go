@@ -278,6 +278,21 @@ func TestPrivilegedRunHostile(t *testing.T) {
 		}
 	})
 
+	t.Run("more than 10,000 refused calls", func(t *testing.T) {
+		const n = 12000
+		res := h.egress(t, block, append(nobody, "refuse", peerIP, strconv.Itoa(n))...)
+		total := 0
+		for _, c := range res.report.Connections {
+			if c.Proto == "udp" {
+				total += c.Count
+			}
+		}
+		if res.line("refuse") != fmt.Sprintf("%d of %d refused", n, n) || total != n || res.report.Stats.RecordsDropped != n-10000 {
+			t.Errorf("%q: the report counts %d refused sends (%d past the record limit); want all %d, %d past it",
+				res.line("refuse"), total, res.report.Stats.RecordsDropped, n, n-10000)
+		}
+	})
+
 	t.Run("AF_PACKET frame as root", func(t *testing.T) {
 		for _, flags := range [][]string{block, audit} {
 			res := h.egress(t, flags, "packet", "eth0")
@@ -475,6 +490,40 @@ func TestPrivilegedRunFailsClosed(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestPrivilegedRunDNSExfiltration: a name no host entry allows is a call:
+// unexpected (exit 3) without --block, refused before it leaves under
+// --block, even when a cidr entry allows the address it would resolve to.
+func TestPrivilegedRunDNSExfiltration(t *testing.T) {
+	h := newHostileNet(t)
+	policy := filepath.Join(t.TempDir(), "cidr-only.yaml")
+	if err := os.WriteFile(policy, []byte("allow:\n  - cidr: 198.18.0.0/24\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, block := range []bool{true, false} {
+		flags := []string{"--rules", policy}
+		if block {
+			flags = append(flags, "--block")
+		}
+		res := h.egress(t, flags, "-uid", "65534", "dns", peerIP+":53", exfilDNS)
+		var l *report.Lookup
+		for i := range res.report.Lookups {
+			if strings.TrimSuffix(res.report.Lookups[i].Name, ".") == exfilDNS {
+				l = &res.report.Lookups[i]
+			}
+		}
+		if res.code != ExitUnexpected || l == nil || l.Verdict == nil || l.Verdict.Expected {
+			t.Errorf("--block=%v: want exit 3 and the lookup of %s judged unexpected\n%v", block, exfilDNS, res)
+		}
+		got := h.counters(t)["dns"]
+		switch {
+		case block && (got != 0 || res.line("dns") == peerIP):
+			t.Errorf("under --block %d queries reached the resolver and the app got %q; want none, refused", got, res.line("dns"))
+		case !block && (got == 0 || res.line("dns") != peerIP):
+			t.Errorf("without --block the resolver saw %d queries and the app got %q; want the name forwarded and answered", got, res.line("dns"))
+		}
+	}
 }
 
 func hinted(r hostileRun, kind, text string) bool {
