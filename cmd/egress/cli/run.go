@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,8 +62,16 @@ audit mode it only reports them. CMD's own exit status wins when CMD fails.
 fail with EPERM at once, and names the policy does not allow get REFUSED from
 the proxy, so a blocked call fails fast instead of hanging (docs/block.md).
 
+CMD runs without the capabilities a CI command does not need (NET_RAW,
+NET_ADMIN, SYS_ADMIN, BPF, SYS_PTRACE...; --keep-caps keeps some), with
+no_new_privs, in its own cgroup and pid namespaces; it dies with egress
+(docs/block.md, "Threat model"). A lookup of a name no host entry allows is
+an unexpected call.
+
 Exit codes: CMD's status when it failed; 3 unexpected calls (enforce mode);
-1 --fail-on matched; 2 usage or set-up error; 0 otherwise (docs/ci.md).`,
+1 --fail-on matched, or events were lost (enforce mode, or --fail-on lost);
+130 egress was interrupted and stopped CMD; 2 usage or set-up error;
+0 otherwise (docs/ci.md).`,
 		Example: `  egress run --rules egress.yaml -- npm test
   egress run --rules egress.yaml --block --format junit --report egress.xml -- ./login.sh
   egress run --mode audit --format json -- curl -s https://example.com/`,
@@ -110,6 +119,9 @@ func (s *runState) sock(e *event.Sock) {
 }
 
 func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
+	// --fail-on lost is run's own: the trace is incomplete.
+	failLost := slices.Contains(fl.out.failOn, "lost")
+	fl.out.failOn = slices.DeleteFunc(fl.out.failOn, func(s string) bool { return s == "lost" })
 	if err := fl.out.validate(); err != nil {
 		return err
 	}
@@ -327,6 +339,20 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if lost := blocker.Lost(); lost > 0 {
 		r.Stats.EventsLost += lost
 	}
+	if proxy != nil {
+		// Queries the kernel dropped before the proxy read them, and TCP
+		// connections it closed unread, are missing from the report.
+		ps := proxy.Stats()
+		r.Stats.EventsLost += ps.KernelDropped + ps.TCPRefused
+		if ps.Overloaded+ps.KernelDropped+ps.TCPRefused > 0 {
+			r.Hints = append(r.Hints, report.Hint{Kind: "dns-proxy", Subject: "overloaded",
+				Text: fmt.Sprintf("%d queries answered SERVFAIL without forwarding (too many in flight), %d dropped by the kernel (socket buffer full), %d TCP connections closed unread",
+					ps.Overloaded, ps.KernelDropped, ps.TCPRefused)})
+		}
+	}
+	if lost := r.Stats.EventsLost; lost > 0 {
+		r.Headline = fmt.Sprintf("INCOMPLETE: %d kernel event(s) lost, calls may be missing; %s", lost, r.Headline)
+	}
 	namesMu.Lock()
 	st.blocked.Merge(r, names, refused, blocker.Seen)
 	namesMu.Unlock()
@@ -371,6 +397,8 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		return &exitError{code: ExitUnexpected, err: fmt.Errorf("%d unexpected destination(s) (--mode audit reports without failing)", unexpected)}
 	case len(findings) > 0:
 		return &exitError{code: ExitFindings, err: fmt.Errorf("--fail-on matched %d call(s): %s", len(findings), summarise(findings))}
+	case r.Stats.EventsLost > 0 && (failLost || fl.mode == "enforce"):
+		return &exitError{code: ExitFindings, err: fmt.Errorf("the trace is incomplete: %d kernel event(s) lost (--mode audit reports without failing)", r.Stats.EventsLost)}
 	}
 	if unexpected > 0 {
 		fmt.Fprintf(e.stderr, "egress: audit: %d unexpected destination(s)\n", unexpected)
