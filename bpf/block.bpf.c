@@ -49,6 +49,7 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define KIND_REFUSED 0 /* connect()/sendmsg() refused with EPERM */
 #define KIND_CALL 1    /* a UDP (or child cgroup's TCP) call let through: for the policy to judge */
 #define KIND_PACKET 2  /* a packet the sock_addr hooks cannot see (ICMP, raw...); refused says whether it was dropped */
+#define KIND_STEERED 3 /* a TCP connect to a DNS server, steered to the proxy: the server the app asked for */
 
 /* include/uapi/linux/bpf.h: the context of cgroup sock_addr programs. Only
  * the leading fields are declared; the verifier checks each access. */
@@ -368,6 +369,10 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, bool v6)
 		}
 		ctx->user_port = bpf_htons(cfg_proxy_port);
 		bpf_map_update_elem(&dns_orig, &cookie, &o, BPF_ANY);
+		/* The tracepoints see the TCP connection go to the proxy: say
+		 * which server the app asked for. */
+		if (proto == IPPROTO_TCP)
+			report(addr, port, proto, v6 && !is_mapped(addr) ? AF_INET6 : AF_INET, KIND_STEERED, ctx->type);
 		return 1;
 	}
 	__u8 family = v6 && !is_mapped(addr) ? AF_INET6 : AF_INET;

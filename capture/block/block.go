@@ -46,6 +46,9 @@ const (
 	// (ICMP, raw, other protocols), caught by the cgroup_skb catch-all;
 	// Refused says whether it was dropped.
 	KindPacket
+	// KindSteered: a TCP connect to a DNS server (port 53) that the hooks
+	// steered to the proxy; Dst is the server the app asked for.
+	KindSteered
 )
 
 // Blocked is one call the programs refused or reported. KindCall and

@@ -34,6 +34,12 @@ const MaxRecords = 10000
 // OtherDestinations names the record that gathers calls past MaxRecords.
 const OtherDestinations = "(other destinations)"
 
+// Steering says where the DNS proxy listens, so connections the hooks
+// steered there can be shown with the server the app asked for.
+type Steering struct {
+	Port uint16 // 0: DNS is not steered
+}
+
 type key struct {
 	pid   int
 	dst   netip.AddrPort
@@ -47,6 +53,11 @@ type Tally struct {
 	order []key
 	// over counts the calls past MaxRecords (Dropped).
 	over *report.Connection
+	// steered holds, per process, the DNS servers its TCP connects asked
+	// for (KindSteered), in order. Bounded.
+	steered map[int][]netip.AddrPort
+	// Steering is where the proxy listens; set by the caller.
+	Steering Steering
 }
 
 type entry struct {
@@ -58,6 +69,15 @@ type entry struct {
 func (t *Tally) Add(b block.Blocked) {
 	if t.recs == nil {
 		t.recs = map[key]*entry{}
+	}
+	if b.Kind == block.KindSteered {
+		if t.steered == nil {
+			t.steered = map[int][]netip.AddrPort{}
+		}
+		if len(t.steered) < 4096 && len(t.steered[b.PID]) < 16 && !slices.Contains(t.steered[b.PID], b.Dst) {
+			t.steered[b.PID] = append(t.steered[b.PID], b.Dst)
+		}
+		return
 	}
 	k := key{b.PID, b.Dst, b.Proto, b.Kind}
 	if e := t.recs[k]; e != nil {
@@ -98,6 +118,23 @@ func (t *Tally) Add(b block.Blocked) {
 	t.order = append(t.order, k)
 }
 
+// unsteer shows a TCP connection the hooks steered to the proxy with the
+// DNS server its process asked for (the first, when it asked several).
+func (t *Tally) unsteer(rc *report.Connection) {
+	if t.Steering.Port == 0 || rc.Proto != "tcp" || rc.DstPort != t.Steering.Port || rc.PID == nil ||
+		!rc.Dst.Addr().Unmap().IsLoopback() {
+		return
+	}
+	servers := t.steered[*rc.PID]
+	if len(servers) == 0 {
+		return
+	}
+	s := servers[0]
+	rc.Dst = s
+	rc.DstIP, rc.DstPort = s.Addr().String(), s.Port()
+	rc.Loopback = s.Addr().IsLoopback()
+}
+
 // ProtoName names an IP protocol as the report and the rules do.
 func ProtoName(p uint8) string {
 	switch p {
@@ -132,11 +169,13 @@ func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map
 			l.EndBasis = report.BasisBlockedLookup
 		}
 	}
-	// A refused connect() never got a source address.
 	for i := range r.Connections {
-		if rc := &r.Connections[i]; !rc.Src.Addr().IsValid() && rc.SrcIP == "invalid IP" {
+		rc := &r.Connections[i]
+		// A refused connect() never got a source address.
+		if !rc.Src.Addr().IsValid() && rc.SrcIP == "invalid IP" {
 			rc.SrcIP = ""
 		}
+		t.unsteer(rc)
 	}
 	if len(t.order) == 0 && t.over == nil {
 		return

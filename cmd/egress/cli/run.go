@@ -353,6 +353,9 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if lost := r.Stats.EventsLost; lost > 0 {
 		r.Headline = fmt.Sprintf("INCOMPLETE: %d kernel event(s) lost, calls may be missing; %s", lost, r.Headline)
 	}
+	if proxy != nil {
+		st.blocked.Steering = enforce.Steering{Port: proxy.Port()}
+	}
 	namesMu.Lock()
 	st.blocked.Merge(r, names, refused, blocker.Seen)
 	namesMu.Unlock()

@@ -526,6 +526,29 @@ func TestPrivilegedRunDNSExfiltration(t *testing.T) {
 	}
 }
 
+// TestPrivilegedRunDNSOverTCP: a lookup over TCP is steered to the proxy,
+// and its connection is reported to the server the app asked for, not to
+// the proxy's loopback address.
+func TestPrivilegedRunDNSOverTCP(t *testing.T) {
+	h := newHostileNet(t)
+	res := h.egress(t, []string{"--rules", h.nothing, "--mode", "audit"}, "-uid", "65534", "dnstcp", peerIP+":53", exfilDNS)
+	if res.line("dnstcp") != peerIP {
+		t.Fatalf("the lookup over TCP: %q, want %s\n%v", res.line("dnstcp"), peerIP, res)
+	}
+	server := 0
+	for _, c := range res.report.Connections {
+		switch {
+		case c.Proto == "tcp" && c.DstIP == peerIP && c.DstPort == 53 && !c.Loopback:
+			server++
+		case c.Proto == "tcp" && c.Loopback:
+			t.Errorf("a connection to the proxy's address is reported: %s:%d", c.DstIP, c.DstPort)
+		}
+	}
+	if server == 0 {
+		t.Errorf("no TCP connection to %s:53 reported\n%v", peerIP, res)
+	}
+}
+
 func hinted(r hostileRun, kind, text string) bool {
 	for _, h := range r.report.Hints {
 		if h.Kind == kind && strings.Contains(h.Text, text) {

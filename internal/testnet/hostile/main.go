@@ -12,7 +12,7 @@
 // tcp ADDR:PORT, tcploop ADDR:PORT COUNT INTERVAL, escape-root (writes its
 // pid to the cgroup2 root's cgroup.procs), child-cgroup (makes a child of
 // its cgroup and moves into it), refuse ADDR COUNT (COUNT UDP sends to
-// distinct ports), dns SERVER NAME, caps (prints its capability sets),
+// distinct ports), dns SERVER NAME, dnstcp SERVER NAME, caps (prints its capability sets),
 // daemon MODE ARGS... (runs MODE in a detached child and exits at once).
 package main
 
@@ -190,6 +190,19 @@ func run(mode string, args []string) string {
 			if errors.As(err, &de) && de.IsNotFound {
 				return "not found"
 			}
+			return "error"
+		}
+		return strings.Join(as, ",")
+	case "dnstcp":
+		// A lookup over TCP, as a resolver does after a truncated answer.
+		r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", args[0])
+		}}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		as, err := r.LookupHost(ctx, args[1])
+		if err != nil {
 			return "error"
 		}
 		return strings.Join(as, ",")
