@@ -152,8 +152,8 @@ func (g *Group) Remove() error {
 	var err error
 	for i := range 100 {
 		var busy bool
-		if busy, err = g.populated(); err == nil && !busy {
-			break
+		if busy, err = g.populated(); err == nil && !busy || errors.Is(err, os.ErrNotExist) {
+			break // empty, or already removed (by the supervisor)
 		}
 		if i == 0 {
 			g.Kill()
