@@ -191,3 +191,75 @@ func TestPrivilegedBlock(t *testing.T) {
 		t.Errorf("%d records lost", b.Lost())
 	}
 }
+
+const floodEnv = "EGRESS_BLOCK_FLOOD"
+
+// TestHelperFlood is not a test: TestPrivilegedBlockNoSilentLoss runs it in
+// the cgroup to send N refused datagrams to distinct ports.
+func TestHelperFlood(t *testing.T) {
+	n, err := strconv.Atoi(os.Getenv(floodEnv))
+	if err != nil {
+		t.Skip("run by TestPrivilegedBlockNoSilentLoss")
+	}
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{})
+	if err != nil {
+		fmt.Println("socket:", err)
+		return
+	}
+	defer c.Close()
+	refused := 0
+	for i := range n {
+		_, err := c.WriteToUDPAddrPort([]byte("x"), netip.AddrPortFrom(netip.MustParseAddr("203.0.113.5"), uint16(1+i%65000)))
+		if errors.Is(err, syscall.EPERM) {
+			refused++
+		}
+	}
+	fmt.Printf("refused %d\n", refused)
+}
+
+// TestPrivilegedBlockNoSilentLoss: more refusals than the ring buffer holds,
+// with nobody reading meanwhile: every one is either a record or counted
+// in Lost.
+func TestPrivilegedBlockNoSilentLoss(t *testing.T) {
+	n := testnet.NewForTest(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	ns, err := n.Namespace(ctx, "flood")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := cgrouprun.New("egress-blocktest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := g.Remove(); err != nil {
+			t.Error(err)
+		}
+	})
+	b, err := Open(Options{Cgroup: g.Path, CgroupID: g.ID, Enforce: true, AllowLoopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const sends = 40000 // the 1 MiB ring holds about 16,000 records
+	cmd := g.Command(ctx, "ip", "netns", "exec", ns.Name, os.Args[0], "-test.run=^TestHelperFlood$", "-test.v=false")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", floodEnv, sends))
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), fmt.Sprintf("refused %d\n", sends)) {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	// Only now read what the ring buffer kept.
+	records := 0
+	runCtx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- b.Run(runCtx, func(Blocked) { records++ }) }()
+	time.Sleep(500 * time.Millisecond)
+	stop()
+	<-ran
+	lost := b.Lost()
+	if lost == 0 || uint64(records)+lost != sends {
+		t.Errorf("%d records read and %d counted lost, want %d in all, some of them lost", records, lost, sends)
+	}
+	t.Logf("%d records, %d lost", records, lost)
+}
