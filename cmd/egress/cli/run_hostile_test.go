@@ -37,6 +37,8 @@ const (
 	peerIP   = "198.18.0.1"
 	peerTCP  = "198.18.0.1:7777"
 	peerUDP  = "198.18.0.1:9999"
+	peerIP6  = "2001:db8:9::1"
+	peerUDP6 = "[2001:db8:9::1]:9999"
 	exfilDNS = "secret-data.exfil.example"
 )
 
@@ -61,6 +63,8 @@ func newHostileNet(t *testing.T) *hostileNet {
 	must(n.Link(ctx, app, "eth0", peer, "eth0"))
 	must(app.Addr(ctx, "eth0", pfx("198.18.0.2/24")))
 	must(peer.Addr(ctx, "eth0", pfx(peerIP+"/24")))
+	must(app.Addr(ctx, "eth0", pfx("2001:db8:9::2/64")))
+	must(peer.Addr(ctx, "eth0", pfx(peerIP6+"/64")))
 	// Unprivileged ping sockets, as systemd-based distributions allow.
 	must(app.Sysctl(ctx, "net.ipv4.ping_group_range", "0 2147483647"))
 	must(peer.Nft(ctx, `
@@ -71,6 +75,8 @@ table netdev hostile_peer {
 	counter c_udp {}
 	counter c_tcp {}
 	counter c_dns {}
+	counter c_icmp6 {}
+	counter c_udp6 {}
 	chain in {
 		type filter hook ingress device "eth0" priority 0; policy accept;
 		ether type 0x88b5 counter name "c_frame"
@@ -79,6 +85,8 @@ table netdev hostile_peer {
 		udp dport 9999 counter name "c_udp"
 		tcp dport 7777 tcp flags & (syn|ack) == syn counter name "c_tcp"
 		udp dport 53 counter name "c_dns"
+		ip6 nexthdr ipv6-icmp icmpv6 type echo-request counter name "c_icmp6"
+		ip6 nexthdr udp udp dport 9999 counter name "c_udp6"
 	}
 }`))
 	var logs testnet.SyncBuffer
@@ -232,6 +240,21 @@ func TestPrivilegedRunHostile(t *testing.T) {
 			if got := h.counters(t)["icmp"]; got != 1 || res.line("ping") != "reply" {
 				t.Errorf("as %v without --block: the peer counted %d echo requests (%q), want 1 and a reply", as, got, res.line("ping"))
 			}
+		}
+	})
+
+	t.Run("IPv6", func(t *testing.T) {
+		res := h.egress(t, block, append(nobody, "ping6", peerIP6, ",", "udp", peerUDP6)...)
+		c := h.counters(t)
+		if c["icmp6"] != 0 || c["udp6"] != 0 || res.code != ExitUnexpected || !unexpected(res.calls("icmpv6", peerIP6)) || !unexpected(res.calls("udp", peerIP6)) {
+			t.Errorf("under --block: %d echo requests and %d datagrams reached the peer (%q, %q); want none, exit 3, both reported\n%v",
+				c["icmp6"], c["udp6"], res.line("ping6"), res.line("udp"), res)
+		}
+		res = h.egress(t, audit, append(nobody, "ping6", peerIP6, ",", "udp", peerUDP6)...)
+		c = h.counters(t)
+		if c["icmp6"] != 1 || c["udp6"] != 1 || res.code != ExitUnexpected || !unexpected(res.calls("icmpv6", peerIP6)) || !unexpected(res.calls("udp", peerIP6)) {
+			t.Errorf("without --block: the peer counted %d echo requests and %d datagrams (%q); want 1 each, exit 3, both reported\n%v",
+				c["icmp6"], c["udp6"], res.line("ping6"), res)
 		}
 	})
 

@@ -7,7 +7,7 @@
 //
 //	hostile [-uid N] MODE ARGS... [, MODE ARGS...]
 //
-// Modes: ping ADDR, raw ADDR (IP protocol 253), packet IFACE (an Ethernet
+// Modes: ping ADDR, ping6 ADDR, raw ADDR (IP protocol 253), packet IFACE (an Ethernet
 // frame of type 0x88b5), udp ADDR:PORT [COUNT], udpconn ADDR:PORT,
 // tcp ADDR:PORT, tcploop ADDR:PORT COUNT INTERVAL, escape-root (writes its
 // pid to the cgroup2 root's cgroup.procs), child-cgroup (makes a child of
@@ -101,6 +101,8 @@ func run(mode string, args []string) string {
 	switch mode {
 	case "ping":
 		return ping(addr(args[0]))
+	case "ping6":
+		return ping6(addr(args[0]))
 	case "raw":
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, 253)
 		if err != nil {
@@ -248,6 +250,25 @@ func ping(a netip.Addr) string {
 		return "reply"
 	}
 	return "sent"
+}
+
+// ping6 is ping over ICMPv6 (type 128, echo request).
+func ping6(a netip.Addr) string {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM, unix.IPPROTO_ICMPV6)
+	if err != nil {
+		return "socket: " + result(err)
+	}
+	defer unix.Close(fd)
+	msg := append([]byte{128, 0, 0, 0, 0, 1, 0, 1}, "exfiltrated over icmpv6"...)
+	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrInet6{Addr: a.As16()}); err != nil {
+		return "send: " + result(err)
+	}
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 1})
+	buf := make([]byte, 512)
+	if _, _, err := unix.Recvfrom(fd, buf, 0); err != nil {
+		return "sent, no reply: " + result(err)
+	}
+	return "reply"
 }
 
 // packet sends one Ethernet broadcast frame of a local experimental type
