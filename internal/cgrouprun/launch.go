@@ -240,8 +240,11 @@ func remount() error {
 			return fmt.Errorf("cover cgroup2 mount %s: %w", mp, err)
 		}
 	}
+	// /proc only hides the host's processes (the pid namespace already
+	// keeps the command from signalling them, and ptrace rules from their
+	// /proc entries): where a container forbids the mount, say so and go on.
 	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("mount /proc for the pid namespace: %w", err)
+		fmt.Fprintf(os.Stderr, "egress: launcher: warning: /proc not remounted for the pid namespace (%v): the command sees the host's process list\n", err)
 	}
 	return nil
 }
