@@ -360,6 +360,21 @@ func TestPrivilegedRunHostile(t *testing.T) {
 		}
 	})
 
+	t.Run("killing egress from inside", func(t *testing.T) {
+		// The launcher is pid 1 of the command's namespace: SIGKILL from
+		// inside does not reach it, egress is not visible at all.
+		res := h.egress(t, block, "kill-egress", ",", "tcp", peerTCP)
+		if got := h.counters(t)["tcp"]; got != 0 || res.code != ExitUnexpected || res.line("tcp") != "operation not permitted" {
+			t.Errorf("%d SYNs reached the peer after %q; want none, the connect refused and egress's report (exit 3)\n%v", got, res.line("kill-egress"), res)
+		}
+		t.Logf("kill-egress: %s", res.line("kill-egress"))
+		for _, c := range res.calls("tcp", peerIP) {
+			if c.SrcIP == "invalid IP" {
+				t.Errorf("a refused connect has src_ip %q", c.SrcIP)
+			}
+		}
+	})
+
 	t.Run("a child cgroup", func(t *testing.T) {
 		res := h.egress(t, audit, "child-cgroup", ",", "tcp", peerTCP)
 		if cs := res.calls("tcp", peerIP); res.line("child-cgroup") != "moved" || res.code != ExitUnexpected || !unexpected(cs) {

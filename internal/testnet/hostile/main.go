@@ -12,7 +12,8 @@
 // tcp ADDR:PORT, tcploop ADDR:PORT COUNT INTERVAL, escape-root (writes its
 // pid to the cgroup2 root's cgroup.procs), child-cgroup (makes a child of
 // its cgroup and moves into it), refuse ADDR COUNT (COUNT UDP sends to
-// distinct ports), dns SERVER NAME, dnstcp SERVER NAME, caps (prints its capability sets),
+// distinct ports), dns SERVER NAME, dnstcp SERVER NAME, caps (prints its capability sets), kill-egress (SIGKILL to its parent and every
+// process named egress it can see),
 // daemon MODE ARGS... (runs MODE in a detached child and exits at once).
 package main
 
@@ -208,6 +209,26 @@ func run(mode string, args []string) string {
 			return "error"
 		}
 		return strings.Join(as, ",")
+	case "kill-egress":
+		// As "kill -9 $PPID" and "pkill egress" from the app: every process
+		// it can see that is egress (or its parent) gets SIGKILL.
+		var out []string
+		targets := map[int]bool{os.Getppid(): true}
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			if comm, _ := os.ReadFile("/proc/" + e.Name() + "/comm"); strings.TrimSpace(string(comm)) == "egress" {
+				targets[pid] = true
+			}
+		}
+		for pid := range targets {
+			out = append(out, fmt.Sprintf("%d %s", pid, result(unix.Kill(pid, unix.SIGKILL))))
+		}
+		time.Sleep(100 * time.Millisecond)
+		return strings.Join(out, "; ")
 	case "caps":
 		data, _ := os.ReadFile("/proc/self/status")
 		var out []string
