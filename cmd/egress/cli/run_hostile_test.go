@@ -280,7 +280,7 @@ func TestPrivilegedRunHostile(t *testing.T) {
 	})
 
 	t.Run("udp without --block", func(t *testing.T) {
-		for _, mode := range []string{"udp", "udpconn"} {
+		for _, mode := range []string{"udp", "udpconn", "uring"} {
 			res := h.egress(t, audit, append(nobody, mode, peerUDP)...)
 			cs := res.calls("udp", peerIP)
 			if res.code != ExitUnexpected || !unexpected(cs) || cs[0].DstPort != 9999 {

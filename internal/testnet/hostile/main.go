@@ -7,14 +7,23 @@
 //
 //	hostile [-uid N] MODE ARGS... [, MODE ARGS...]
 //
-// Modes: ping ADDR, ping6 ADDR, raw ADDR (IP protocol 253), packet IFACE (an Ethernet
-// frame of type 0x88b5), udp ADDR:PORT [COUNT], udpconn ADDR:PORT,
-// tcp ADDR:PORT, tcploop ADDR:PORT COUNT INTERVAL, escape-root (writes its
-// pid to the cgroup2 root's cgroup.procs), child-cgroup (makes a child of
-// its cgroup and moves into it), refuse ADDR COUNT (COUNT UDP sends to
-// distinct ports), dns SERVER NAME, dnstcp SERVER NAME, caps (prints its capability sets), kill-egress (SIGKILL to its parent and every
-// process named egress it can see),
-// daemon MODE ARGS... (runs MODE in a detached child and exits at once).
+// Modes:
+//
+//	ping ADDR, ping6 ADDR    an ICMP echo from an unprivileged ping socket
+//	raw ADDR                 a raw IP packet (protocol 253)
+//	packet IFACE             an Ethernet frame of type 0x88b5 (AF_PACKET)
+//	udp ADDR:PORT [COUNT]    unconnected UDP sends
+//	udpconn ADDR:PORT        a connected UDP send
+//	uring ADDR:PORT          a UDP send through io_uring's IORING_OP_SENDMSG
+//	tcp ADDR:PORT            a TCP connect
+//	tcploop ADDR:PORT N IV   N connects, IV apart
+//	refuse ADDR N            N UDP sends to distinct ports
+//	dns SERVER NAME          a lookup over UDP; dnstcp SERVER NAME over TCP
+//	escape-root              write its pid to the cgroup2 root's cgroup.procs
+//	child-cgroup             make a child of its cgroup and move into it
+//	kill-egress              SIGKILL its parent and every process named egress
+//	caps                     print its capability sets and no_new_privs
+//	daemon MODE ARGS...      run MODE in a detached child and return at once
 package main
 
 import (
@@ -131,6 +140,8 @@ func run(mode string, args []string) string {
 			}
 		}
 		return result(last)
+	case "uring":
+		return uringSendmsg(netip.MustParseAddrPort(args[0]))
 	case "udpconn":
 		c, err := net.Dial("udp", args[0])
 		if err != nil {
