@@ -186,8 +186,10 @@ struct {
 } blocked_lost SEC(".maps");
 
 /* Calls already reported (KIND_CALL, KIND_PACKET), with how many times they
- * happened since: a datagram or packet flood makes one record, and the
- * loader reads the counts at the end. */
+ * happened: a datagram or packet flood makes one record, and the loader
+ * reads the counts at the end. A plain hash, not an LRU: an evicted count
+ * would be lost silently. When it is full, every new call is a record of its
+ * own (or counted in blocked_lost), so each call is counted somewhere. */
 struct seen_key {
 	__u32 tgid;
 	__u16 port;
@@ -197,7 +199,7 @@ struct seen_key {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct seen_key);
 	__type(value, __u64);
@@ -255,6 +257,29 @@ static __always_inline bool allowed(const __u8 addr[16], __u16 port, __u8 proto)
 	return false;
 }
 
+#define EEXIST 17
+
+/* seen_again counts a call of key k and says whether it was reported
+ * before (its record exists); false means: report it now. */
+static __always_inline bool seen_again(struct seen_key *k)
+{
+	__u64 *n = bpf_map_lookup_elem(&seen, k);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return true;
+	}
+	__u64 one = 1;
+	if (bpf_map_update_elem(&seen, k, &one, BPF_NOEXIST) == -EEXIST) {
+		/* Another CPU reported it a moment ago. */
+		n = bpf_map_lookup_elem(&seen, k);
+		if (n) {
+			__sync_fetch_and_add(n, 1);
+			return true;
+		}
+	}
+	return false; /* new, or the map is full: a record of its own */
+}
+
 static __always_inline struct blocked *reserve(void)
 {
 	struct blocked *b = bpf_ringbuf_reserve(&blocked_events, sizeof(*b), 0);
@@ -278,13 +303,8 @@ static __always_inline void report(const __u8 addr[16], __u16 port, __u8 proto, 
 		/* Once per (process, destination): the rest are counted. */
 		struct seen_key k = {.tgid = tgid, .port = port, .proto = proto, .kind = kind};
 		__builtin_memcpy(k.addr, addr, 16);
-		__u64 *n = bpf_map_lookup_elem(&seen, &k);
-		if (n) {
-			__sync_fetch_and_add(n, 1);
+		if (seen_again(&k))
 			return;
-		}
-		__u64 one = 1;
-		bpf_map_update_elem(&seen, &k, &one, BPF_NOEXIST);
 	}
 	struct blocked *b = reserve();
 	if (!b)
@@ -526,12 +546,7 @@ int block_skb_egress(struct __sk_buff *skb)
 	if (o)
 		k.tgid = o->tgid;
 	__builtin_memcpy(k.addr, addr, 16);
-	__u64 *n = bpf_map_lookup_elem(&seen, &k);
-	if (n) {
-		__sync_fetch_and_add(n, 1);
-	} else {
-		__u64 one = 1;
-		bpf_map_update_elem(&seen, &k, &one, BPF_NOEXIST);
+	if (!seen_again(&k)) {
 		struct blocked *b = reserve();
 		if (b) {
 			b->tgid = k.tgid;

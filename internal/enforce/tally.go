@@ -33,6 +33,9 @@ const Sent = "sent"
 // counted in one record named OtherDestinations.
 const MaxRecords = 10000
 
+// maxSeenKeys is the size of the kernel's seen map (bpf/block.bpf.c).
+const maxSeenKeys = 16384
+
 // OtherDestinations names the record that gathers calls past MaxRecords.
 const OtherDestinations = "(other destinations)"
 
@@ -53,8 +56,12 @@ type key struct {
 type Tally struct {
 	recs  map[key]*entry
 	order []key
-	// over counts the calls past MaxRecords (Dropped).
-	over *report.Connection
+	// overRefused and overReported count the calls past MaxRecords
+	// (stats.records_dropped), refused and let through apart.
+	overRefused, overReported *report.Connection
+	// overSeen are the reported records past MaxRecords whose repeats the
+	// kernel counted (at most its seen map's 16,384 keys): Merge adds them.
+	overSeen []block.Blocked
 	// steered holds, per process, the DNS servers its TCP connects asked
 	// for (KindSteered), in order. Bounded.
 	steered map[int][]netip.AddrPort
@@ -88,12 +95,22 @@ func (t *Tally) Add(b block.Blocked) {
 	}
 	tm := time.Unix(0, b.Time).UTC()
 	if len(t.recs) >= MaxRecords {
-		if t.over == nil {
-			t.over = &report.Connection{Host: OtherDestinations, NameSource: report.SourceNone, Proto: ProtoName(b.Proto),
-				Start: tm, End: tm, Outcome: report.Rejected, EndBasis: report.BasisBlockedConnect, SynTimesMS: []float64{}}
+		over := &t.overRefused
+		outcome, basis := report.Rejected, report.BasisBlockedConnect
+		if b.Kind == block.KindPacket && b.Refused {
+			basis = BasisDropped
+		} else if b.Kind != block.KindRefused {
+			over, outcome, basis = &t.overReported, Sent, BasisCall
+			if len(t.overSeen) < maxSeenKeys {
+				t.overSeen = append(t.overSeen, b)
+			}
 		}
-		t.over.Count++
-		t.over.End = tm
+		if *over == nil {
+			*over = &report.Connection{Host: OtherDestinations, NameSource: report.SourceNone, Proto: ProtoName(b.Proto),
+				Start: tm, End: tm, Outcome: outcome, EndBasis: basis, SynTimesMS: []float64{}}
+		}
+		(*over).Count++
+		(*over).End = tm
 		return
 	}
 	pid, comm := b.PID, b.Comm
@@ -179,7 +196,7 @@ func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map
 		}
 		t.unsteer(rc)
 	}
-	if len(t.order) == 0 && t.over == nil {
+	if len(t.order) == 0 && t.overRefused == nil && t.overReported == nil {
 		return
 	}
 	refusedCalls, reported := 0, 0
@@ -215,13 +232,23 @@ func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map
 		r.Connections = append(r.Connections, *c)
 		added = true
 	}
-	if t.over != nil {
-		refusedCalls += t.over.Count
-		r.Stats.RecordsDropped += uint64(t.over.Count)
-		r.Connections = append(r.Connections, *t.over)
+	if o := t.overReported; o != nil && seen != nil {
+		for _, b := range t.overSeen {
+			o.Count += int(seen(b)) - 1 // the record itself is counted
+		}
+	}
+	for _, o := range []*report.Connection{t.overRefused, t.overReported} {
+		if o == nil {
+			continue
+		}
+		if o.Outcome == report.Rejected {
+			refusedCalls += o.Count
+		}
+		r.Stats.RecordsDropped += uint64(o.Count)
+		r.Connections = append(r.Connections, *o)
 		added = true
-		r.Hints = append(r.Hints, report.Hint{Kind: "blocked-folded", Subject: fmt.Sprintf("%d call(s)", t.over.Count),
-			Text: fmt.Sprintf("more than %d distinct refused calls: the rest are counted in the record %q", MaxRecords, OtherDestinations)})
+		r.Hints = append(r.Hints, report.Hint{Kind: "blocked-folded", Subject: fmt.Sprintf("%d call(s)", o.Count),
+			Text: fmt.Sprintf("more than %d distinct calls refused or reported by the cgroup programs: the rest (%s) are counted in the record %q", MaxRecords, o.Outcome, OtherDestinations)})
 	}
 	if added {
 		slices.SortStableFunc(r.Connections, func(a, b report.Connection) int { return a.Start.Compare(b.Start) })

@@ -72,3 +72,31 @@ func TestTallyPastLimit(t *testing.T) {
 		t.Errorf("the overflow record: %+v", last)
 	}
 }
+
+// TestTallyReportedPastLimit: calls let through past MaxRecords are counted
+// apart from refused ones, with the kernel's repeat counts.
+func TestTallyReportedPastLimit(t *testing.T) {
+	var ta Tally
+	for i := range MaxRecords + 10 {
+		ta.Add(block.Blocked{PID: 1, Proto: 17, Dst: netip.AddrPortFrom(netip.MustParseAddr("203.0.113.5"), uint16(1+i)), Kind: block.KindCall})
+	}
+	ta.Add(block.Blocked{PID: 1, Proto: 17, Dst: netip.MustParseAddrPort("203.0.113.6:1"), Kind: block.KindRefused})
+	r := &report.Report{}
+	ta.Merge(r, nil, nil, func(block.Blocked) uint64 { return 3 })
+	var sent, rejected int
+	for _, c := range r.Connections {
+		if c.Host != OtherDestinations {
+			continue
+		}
+		switch c.Outcome {
+		case Sent:
+			sent += c.Count
+		case report.Rejected:
+			rejected += c.Count
+		}
+	}
+	// 10 let-through calls past the limit, each seen 3 times; 1 refusal.
+	if sent != 30 || rejected != 1 || r.Stats.RecordsDropped != 31 {
+		t.Errorf("past the limit: %d sent, %d rejected, %d in stats; want 30, 1, 31", sent, rejected, r.Stats.RecordsDropped)
+	}
+}
