@@ -12,8 +12,9 @@
  *    returning 0 makes connect()/sendmsg() fail with EPERM at once, so the
  *    app never waits for a SYN that a firewall would drop;
  *  - report the calls the tracepoints of egress.bpf.c do not see: UDP
- *    (connected or not, io_uring too) and TCP from child cgroups, so the
- *    policy judges them with or without cfg_enforce;
+ *    (connected or not, io_uring too) here, and the TCP connections of child
+ *    cgroups (sockops: SYN, retransmits, how each ended), so the policy
+ *    judges them with or without cfg_enforce;
  *  - catch every other packet the cgroup's sockets send (cgroup_skb egress):
  *    ICMP from ping sockets, raw sockets, SCTP, UDP-Lite... which the
  *    sock_addr hooks never see. Each is counted by protocol, reported once
@@ -50,9 +51,17 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define KIND_CALL 1    /* a UDP (or child cgroup's TCP) call let through: for the policy to judge */
 #define KIND_PACKET 2  /* a packet the sock_addr hooks cannot see (ICMP, raw...); refused says whether it was dropped */
 #define KIND_STEERED 3 /* a TCP connect to a DNS server, steered to the proxy: the server the app asked for */
+#define KIND_CONN 4    /* a child cgroup's TCP connection (sockops): conn_op says what happened */
+
+/* conn_op of KIND_CONN records. */
+#define CONN_SYN 1         /* the first SYN is about to leave */
+#define CONN_ESTABLISHED 2 /* the handshake completed */
+#define CONN_RETRANSMIT 3  /* a SYN was sent again */
+#define CONN_CLOSED 4      /* closed before it was established (RST, timeout or the app gave up) */
 
 /* include/uapi/linux/bpf.h: the context of cgroup sock_addr programs. Only
  * the leading fields are declared; the verifier checks each access. */
+struct bpf_sock;
 struct bpf_sock_addr {
 	__u32 user_family;
 	__u32 user_ip4;    /* network byte order */
@@ -61,6 +70,12 @@ struct bpf_sock_addr {
 	__u32 family;
 	__u32 type;
 	__u32 protocol;
+	__u32 msg_src_ip4;
+	__u32 msg_src_ip6[4];
+	union {
+		struct bpf_sock *sk;
+		__u64 : 64;
+	} __attribute__((aligned(8)));
 };
 
 /* include/uapi/linux/bpf.h: the socket of cgroup/sock_create and of an
@@ -114,6 +129,58 @@ struct __sk_buff {
 	__bpf_md_ptr(struct bpf_sock *, sk);
 };
 
+/* include/uapi/linux/bpf.h: the context of sockops programs, up to sk
+ * (UAPI: offsets are fixed). */
+struct bpf_sock_ops {
+	__u32 op;
+	union {
+		__u32 args[4];
+		__u32 reply;
+		__u32 replylong[4];
+	};
+	__u32 family;
+	__u32 remote_ip4;
+	__u32 local_ip4;
+	__u32 remote_ip6[4];
+	__u32 local_ip6[4];
+	__u32 remote_port; /* network byte order */
+	__u32 local_port;
+	__u32 is_fullsock;
+	__u32 snd_cwnd;
+	__u32 srtt_us;
+	__u32 bpf_sock_ops_cb_flags;
+	__u32 state;
+	__u32 rtt_min;
+	__u32 snd_ssthresh;
+	__u32 rcv_nxt;
+	__u32 snd_nxt;
+	__u32 snd_una;
+	__u32 mss_cache;
+	__u32 ecn_flags;
+	__u32 rate_delivered;
+	__u32 rate_interval_us;
+	__u32 packets_out;
+	__u32 retrans_out;
+	__u32 total_retrans;
+	__u32 segs_in;
+	__u32 data_segs_in;
+	__u32 segs_out;
+	__u32 data_segs_out;
+	__u32 lost_out;
+	__u32 sacked_out;
+	__u32 sk_txhash;
+	__u64 bytes_received;
+	__u64 bytes_acked;
+	__bpf_md_ptr(struct bpf_sock *, sk);
+};
+
+#define BPF_SOCK_OPS_TCP_CONNECT_CB 3
+#define BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB 4
+#define BPF_SOCK_OPS_RETRANS_CB 9
+#define BPF_SOCK_OPS_STATE_CB 10
+#define BPF_SOCK_OPS_RETRANS_CB_FLAG (1 << 1)
+#define BPF_SOCK_OPS_STATE_CB_FLAG (1 << 2)
+
 const volatile __u32 cfg_enforce = 0;        /* refuse what the allow map lacks */
 const volatile __u32 cfg_allow_loopback = 1; /* 127.0.0.0/8 and ::1 need no entry */
 const volatile __u16 cfg_proxy_port = 0;     /* host order; 0: DNS is not steered */
@@ -166,8 +233,9 @@ struct blocked {
 	__u8 kind;    /* KIND_* */
 	__u8 refused; /* the call was refused or the packet dropped */
 	__u8 sk_type; /* SOCK_STREAM, SOCK_DGRAM, SOCK_RAW... */
-	__u8 pad;
+	__u8 conn_op; /* CONN_* of a KIND_CONN record */
 	__u32 uid;
+	__u64 cookie; /* socket cookie of a KIND_CONN record */
 };
 
 struct {
@@ -224,6 +292,8 @@ struct owner {
 	__u32 tgid;
 	__u32 uid;
 	char comm[16];
+	__u64 cgroup_id;  /* the cgroup the socket was made in */
+	__u64 connect_cg; /* the cgroup of the process that connect()ed it (0: none yet) */
 };
 
 struct {
@@ -397,13 +467,23 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, bool v6)
 	}
 	__u8 family = v6 && !is_mapped(addr) ? AF_INET6 : AF_INET;
 	bool lo = loopback(addr);
+	if (proto == IPPROTO_TCP && ctx->sk) {
+		/* The tracepoints judge a connect by the connecting process's
+		 * cgroup; so does the sockops program, by what is noted here. */
+		struct owner *o = bpf_sk_storage_get(&sk_owner, ctx->sk, 0, 0);
+		if (o) {
+			o->connect_cg = bpf_get_current_cgroup_id();
+			o->tgid = bpf_get_current_pid_tgid() >> 32;
+			bpf_get_current_comm(o->comm, sizeof(o->comm));
+		}
+	}
 	if (cfg_enforce && !(cfg_allow_loopback && lo) && !allowed(addr, port, proto)) {
 		report(addr, port, proto, family, KIND_REFUSED, ctx->type);
 		return 0;
 	}
-	/* The tracepoints see TCP connects of the run's own cgroup only; UDP
-	 * and a child cgroup's calls are reported from here. */
-	if (!lo && (proto != IPPROTO_TCP || bpf_get_current_cgroup_id() != cfg_cgroup_id))
+	/* The tracepoints do not see UDP: it is reported from here (a child
+	 * cgroup's TCP connections by the sockops program). */
+	if (!lo && proto != IPPROTO_TCP)
 		report(addr, port, proto, family, KIND_CALL, ctx->type);
 	return 1;
 }
@@ -467,6 +547,7 @@ int block_sock_create(struct bpf_sock *sk)
 		o->tgid = bpf_get_current_pid_tgid() >> 32;
 		o->uid = (__u32)bpf_get_current_uid_gid();
 		bpf_get_current_comm(o->comm, sizeof(o->comm));
+		o->cgroup_id = bpf_get_current_cgroup_id();
 	}
 	return 1;
 }
@@ -565,4 +646,73 @@ int block_skb_egress(struct __sk_buff *skb)
 		}
 	}
 	return drop ? 0 : 1;
+}
+
+/* The TCP connections of child cgroups, which the tracepoints of
+ * egress.bpf.c (matching the run's own cgroup id) do not follow: their SYN,
+ * retransmits and end, so the report can say how each one ended. */
+SEC("sockops")
+int block_sockops(struct bpf_sock_ops *skops)
+{
+	__u32 op = skops->op;
+	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
+	    op != BPF_SOCK_OPS_RETRANS_CB && op != BPF_SOCK_OPS_STATE_CB)
+		return 1;
+	struct bpf_sock *sk = skops->sk;
+	if (!sk)
+		return 1;
+	struct owner *o = bpf_sk_storage_get(&sk_owner, sk, 0, 0);
+	if (!o || (o->connect_cg ? o->connect_cg : o->cgroup_id) == cfg_cgroup_id)
+		return 1; /* connected from the run's own cgroup: traced by the tracepoints */
+	__u8 cop;
+	switch (op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RETRANS_CB_FLAG);
+		cop = CONN_SYN;
+		break;
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		cop = CONN_ESTABLISHED;
+		break;
+	case BPF_SOCK_OPS_RETRANS_CB:
+		if (skops->state != TCP_SYN_SENT)
+			return 1;
+		cop = CONN_RETRANSMIT;
+		break;
+	default: /* BPF_SOCK_OPS_STATE_CB: args[0] old state, args[1] new */
+		if (skops->args[0] != TCP_SYN_SENT || skops->args[1] != TCP_CLOSE)
+			return 1;
+		cop = CONN_CLOSED;
+	}
+	__u8 addr[16];
+	__u8 family = AF_INET;
+	if (skops->family == AF_INET6) {
+		__u32 a[4];
+		a[0] = skops->remote_ip6[0];
+		a[1] = skops->remote_ip6[1];
+		a[2] = skops->remote_ip6[2];
+		a[3] = skops->remote_ip6[3];
+		__builtin_memcpy(addr, a, 16);
+		if (!is_mapped(addr))
+			family = AF_INET6;
+	} else {
+		mapped4(addr, skops->remote_ip4);
+	}
+	if (loopback(addr))
+		return 1;
+	struct blocked *b = reserve();
+	if (!b)
+		return 1;
+	b->tgid = o->tgid;
+	b->uid = o->uid;
+	__builtin_memcpy(b->comm, o->comm, sizeof(b->comm));
+	b->port = bpf_ntohl(skops->remote_port) & 0xffff;
+	b->proto = IPPROTO_TCP;
+	b->family = family;
+	b->kind = KIND_CONN;
+	b->conn_op = cop;
+	b->sk_type = SOCK_STREAM;
+	b->cookie = bpf_get_socket_cookie(skops);
+	__builtin_memcpy(b->addr, addr, 16);
+	bpf_ringbuf_submit(b, 0);
+	return 1;
 }

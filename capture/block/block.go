@@ -49,6 +49,17 @@ const (
 	// KindSteered: a TCP connect to a DNS server (port 53) that the hooks
 	// steered to the proxy; Dst is the server the app asked for.
 	KindSteered
+	// KindConn: a step of a child cgroup's TCP connection (ConnOp), by
+	// socket Cookie: the tracepoints follow the run's own cgroup only.
+	KindConn
+)
+
+// ConnOp values of KindConn records.
+const (
+	ConnSYN         uint8 = 1 // the first SYN is about to leave
+	ConnEstablished uint8 = 2
+	ConnRetransmit  uint8 = 3 // a SYN was sent again
+	ConnClosed      uint8 = 4 // closed before it was established
 )
 
 // Blocked is one call the programs refused or reported. KindCall and
@@ -64,6 +75,8 @@ type Blocked struct {
 	Kind    uint8
 	Refused bool
 	SkType  uint8 // 1 stream, 2 datagram, 3 raw
+	ConnOp  uint8 // KindConn: Conn*
+	Cookie  uint64
 }
 
 // ProtoCount is what the catch-all saw of one IP protocol.
@@ -125,6 +138,7 @@ func Open(opts Options) (*Blocker, error) {
 		{ebpf.AttachCGroupUDP6Recvmsg, p.BlockRecvmsg6},
 		{ebpf.AttachCGroupInetSockCreate, p.BlockSockCreate},
 		{ebpf.AttachCGroupInetEgress, p.BlockSkbEgress},
+		{ebpf.AttachCGroupSockOps, p.BlockSockops},
 	} {
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: opts.Cgroup, Attach: h.attach, Program: h.prog})
 		if err != nil {
@@ -272,6 +286,8 @@ func decode(raw []byte, monoOff int64) (Blocked, error) {
 		Kind:    r.Kind,
 		Refused: r.Refused != 0,
 		SkType:  r.SkType,
+		ConnOp:  r.ConnOp,
+		Cookie:  r.Cookie,
 	}, nil
 }
 

@@ -34,8 +34,9 @@ type blockBlocked struct {
 	Kind    uint8
 	Refused uint8
 	SkType  uint8
-	Pad     uint8
+	ConnOp  uint8
 	Uid     uint32
+	Cookie  uint64
 }
 
 type blockOrigDst struct {
@@ -46,10 +47,12 @@ type blockOrigDst struct {
 }
 
 type blockOwner struct {
-	_    structs.HostLayout
-	Tgid uint32
-	Uid  uint32
-	Comm [16]int8
+	_         structs.HostLayout
+	Tgid      uint32
+	Uid       uint32
+	Comm      [16]int8
+	CgroupId  uint64
+	ConnectCg uint64
 }
 
 type blockProtoCount struct {
@@ -86,6 +89,7 @@ const (
 	blockProgBlockSendmsg6   = "block_sendmsg6"
 	blockProgBlockSkbEgress  = "block_skb_egress"
 	blockProgBlockSockCreate = "block_sock_create"
+	blockProgBlockSockops    = "block_sockops"
 	blockVarCfgAllowLoopback = "cfg_allow_loopback"
 	blockVarCfgCgroupId      = "cfg_cgroup_id"
 	blockVarCfgEnforce       = "cfg_enforce"
@@ -144,6 +148,7 @@ type blockProgramSpecs struct {
 	BlockSendmsg6   *ebpf.ProgramSpec `ebpf:"block_sendmsg6"`
 	BlockSkbEgress  *ebpf.ProgramSpec `ebpf:"block_skb_egress"`
 	BlockSockCreate *ebpf.ProgramSpec `ebpf:"block_sock_create"`
+	BlockSockops    *ebpf.ProgramSpec `ebpf:"block_sockops"`
 }
 
 // blockMapSpecs contains maps before they are loaded into the kernel.
@@ -236,6 +241,7 @@ type blockPrograms struct {
 	BlockSendmsg6   *ebpf.Program `ebpf:"block_sendmsg6"`
 	BlockSkbEgress  *ebpf.Program `ebpf:"block_skb_egress"`
 	BlockSockCreate *ebpf.Program `ebpf:"block_sock_create"`
+	BlockSockops    *ebpf.Program `ebpf:"block_sockops"`
 }
 
 func (p *blockPrograms) Close() error {
@@ -248,6 +254,7 @@ func (p *blockPrograms) Close() error {
 		p.BlockSendmsg6,
 		p.BlockSkbEgress,
 		p.BlockSockCreate,
+		p.BlockSockops,
 	)
 }
 

@@ -21,8 +21,13 @@ const (
 	// BasisPacket: a packet of a socket the connect/sendmsg hooks do not see.
 	BasisPacket = "reported: egress run's cgroup catch-all saw the packet (ping, raw or other socket)"
 	// BasisCall: a call the hooks let through and the tracepoints do not
-	// see (UDP, or TCP from a child cgroup), reported for the policy.
-	BasisCall = "reported: egress run's cgroup hooks saw the call (UDP, or a child cgroup's connect)"
+	// see (UDP), reported for the policy.
+	BasisCall = "reported: egress run's cgroup hooks saw the call (UDP)"
+	// BasisChild: a child cgroup's TCP connection, followed by the sockops
+	// program (the tracepoints follow the run's own cgroup only). A close
+	// before the handshake within 100 ms of a single SYN is taken for a
+	// refusal (RST), a later one for a timeout.
+	BasisChild = "child-cgroup: egress run's sockops program followed the connection"
 )
 
 // Sent is the outcome of a call whose answer egress cannot see (a datagram
@@ -67,6 +72,11 @@ type Tally struct {
 	steered map[int][]netip.AddrPort
 	// Steering is where the proxy listens; set by the caller.
 	Steering Steering
+	// conns are the child cgroups' TCP connections by socket cookie, in
+	// order; connsOver counts the steps of those past MaxRecords.
+	conns     map[uint64]*report.Connection
+	connOrder []uint64
+	connsOver int
 }
 
 type entry struct {
@@ -78,6 +88,10 @@ type entry struct {
 func (t *Tally) Add(b block.Blocked) {
 	if t.recs == nil {
 		t.recs = map[key]*entry{}
+	}
+	if b.Kind == block.KindConn {
+		t.conn(b)
+		return
 	}
 	if b.Kind == block.KindSteered {
 		if t.steered == nil {
@@ -135,6 +149,48 @@ func (t *Tally) Add(b block.Blocked) {
 	}
 	t.recs[k] = &entry{b: b, conn: c}
 	t.order = append(t.order, k)
+}
+
+// conn follows one step of a child cgroup's TCP connection.
+func (t *Tally) conn(b block.Blocked) {
+	tm := time.Unix(0, b.Time).UTC()
+	c := t.conns[b.Cookie]
+	if c == nil {
+		if t.conns == nil {
+			t.conns = map[uint64]*report.Connection{}
+		}
+		if len(t.conns) >= MaxRecords {
+			t.connsOver++
+			return
+		}
+		pid, comm := b.PID, b.Comm
+		c = &report.Connection{PID: &pid, Comm: &comm, NameSource: report.SourceNone,
+			DstIP: b.Dst.Addr().String(), DstPort: b.Dst.Port(), Proto: "tcp", Dst: b.Dst,
+			Start: tm, End: tm, Attempts: 1, SynTimesMS: []float64{0}, Outcome: report.Pending,
+			EndBasis: BasisChild, Count: 1}
+		t.conns[b.Cookie] = c
+		t.connOrder = append(t.connOrder, b.Cookie)
+	}
+	ms := func() float64 { return float64(tm.Sub(c.Start).Microseconds()) / 1000 }
+	switch b.ConnOp {
+	case block.ConnRetransmit:
+		c.Attempts++
+		if len(c.SynTimesMS) < 16 {
+			c.SynTimesMS = append(c.SynTimesMS, ms())
+		}
+	case block.ConnEstablished:
+		c.Outcome = report.Established
+	case block.ConnClosed:
+		c.Outcome = report.Timeout
+		if c.Attempts == 1 && tm.Sub(c.Start) < 100*time.Millisecond {
+			c.Outcome = report.Refused
+		}
+		c.Inferred = true
+	}
+	if b.ConnOp != block.ConnSYN {
+		c.End = tm
+		c.BlockedMS = ms()
+	}
 }
 
 // unsteer shows a TCP connection the hooks steered to the proxy with the
@@ -196,11 +252,27 @@ func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map
 		}
 		t.unsteer(rc)
 	}
+	added := false
+	for _, ck := range t.connOrder {
+		c := t.conns[ck]
+		if name, ok := names[c.Dst.Addr().Unmap()]; ok {
+			c.Host, c.NameSource = name, report.SourceDNS
+		}
+		r.Connections = append(r.Connections, *c)
+		added = true
+	}
+	if t.connsOver > 0 {
+		r.Stats.RecordsDropped += uint64(t.connsOver)
+		r.Hints = append(r.Hints, report.Hint{Kind: "blocked-folded", Subject: fmt.Sprintf("%d step(s)", t.connsOver),
+			Text: fmt.Sprintf("more than %d child-cgroup TCP connections: the steps of the rest are only counted", MaxRecords)})
+	}
 	if len(t.order) == 0 && t.overRefused == nil && t.overReported == nil {
+		if added {
+			slices.SortStableFunc(r.Connections, func(a, b report.Connection) int { return a.Start.Compare(b.Start) })
+		}
 		return
 	}
 	refusedCalls, reported := 0, 0
-	added := false
 	for _, k := range t.order {
 		e := t.recs[k]
 		c := &e.conn

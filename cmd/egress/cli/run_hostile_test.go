@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egress-dev/egress/internal/enforce"
 	"github.com/egress-dev/egress/internal/testnet"
 	"github.com/egress-dev/egress/report"
 )
@@ -46,7 +47,8 @@ func newHostileNet(t *testing.T) *hostileNet {
 	t.Helper()
 	n := testnet.NewForTest(t, "nft", "nsenter")
 	bin := testnet.Build(t, "github.com/egress-dev/egress/cmd/egress",
-		"github.com/egress-dev/egress/internal/testnet/dnsd", "github.com/egress-dev/egress/internal/testnet/hostile")
+		"github.com/egress-dev/egress/internal/testnet/dnsd", "github.com/egress-dev/egress/internal/testnet/vendord",
+		"github.com/egress-dev/egress/internal/testnet/hostile")
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	must := func(err error) {
@@ -97,6 +99,16 @@ table netdev hostile_peer {
 	})
 	_, err = peer.Start(filepath.Join(bin, "dnsd"), &logs, "-listen", peerIP+":53", "-rr", exfilDNS+" A "+peerIP)
 	must(err)
+	_, err = peer.Start(filepath.Join(bin, "vendord"), &logs, "-http", ":80", "-https", "")
+	must(err)
+	for i := 0; ; i++ { // the servers start asynchronously
+		if out, _ := app.Run(ctx, filepath.Join(bin, "hostile"), "tcp", peerIP+":80"); string(out) == "tcp: ok\n" {
+			break
+		} else if i == 50 {
+			t.Fatal("the peer's HTTP server does not answer")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	// uid 65534 cannot enter t.TempDir(): give the program a world-readable home.
 	dir, err := os.MkdirTemp("", "egress-hostile-")
 	must(err)
@@ -376,9 +388,26 @@ func TestPrivilegedRunHostile(t *testing.T) {
 	})
 
 	t.Run("a child cgroup", func(t *testing.T) {
-		res := h.egress(t, audit, "child-cgroup", ",", "tcp", peerTCP)
+		// Its TCP connections are followed by the sockops program: one to
+		// the peer's HTTP server, one to a closed port.
+		res := h.egress(t, audit, "child-cgroup", ",", "tcp", peerIP+":80", ",", "tcp", peerTCP)
 		if cs := res.calls("tcp", peerIP); res.line("child-cgroup") != "moved" || res.code != ExitUnexpected || !unexpected(cs) {
-			t.Errorf("without --block: %q; want the move to work, exit 3 and the child's connect reported\n%v", res.line("child-cgroup"), res)
+			t.Errorf("without --block: %q; want the move to work, exit 3 and the child's connects reported\n%v", res.line("child-cgroup"), res)
+		}
+		outcomes := map[uint16]string{}
+		for _, c := range res.calls("tcp", peerIP) {
+			if c.EndBasis == enforce.BasisChild {
+				outcomes[c.DstPort] = c.Outcome
+			}
+		}
+		if outcomes[80] != report.Established || outcomes[7777] != report.Refused {
+			t.Errorf("the child's connections ended %v, want 80 established and 7777 refused\n%v", outcomes, res)
+		}
+		// A socket made before the move is judged by where it connects from.
+		res = h.egress(t, audit, "late-child", peerIP+":80")
+		if cs := res.calls("tcp", peerIP); res.line("late-child") != "ok" || res.code != ExitUnexpected || len(cs) != 1 ||
+			cs[0].Outcome != report.Established || cs[0].EndBasis != enforce.BasisChild {
+			t.Errorf("a socket connected after the move (%q): want exit 3 and one established child-cgroup connection\n%v", res.line("late-child"), res)
 		}
 		res = h.egress(t, block, "child-cgroup", ",", "tcp", peerTCP)
 		if got := h.counters(t)["tcp"]; got != 0 || res.code != ExitUnexpected || res.line("tcp") != "operation not permitted" {

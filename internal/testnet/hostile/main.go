@@ -21,6 +21,7 @@
 //	dns SERVER NAME          a lookup over UDP; dnstcp SERVER NAME over TCP
 //	escape-root              write its pid to the cgroup2 root's cgroup.procs
 //	child-cgroup             make a child of its cgroup and move into it
+//	late-child ADDR:PORT     make a TCP socket, move to a child cgroup, connect it
 //	kill-egress              SIGKILL its parent and every process named egress
 //	caps                     print its capability sets and no_new_privs
 //	daemon MODE ARGS...      run MODE in a detached child and return at once
@@ -172,6 +173,19 @@ func run(mode string, args []string) string {
 			time.Sleep(iv)
 		}
 		return fmt.Sprintf("%d of %d connected", ok, n)
+	case "late-child":
+		// A socket made in the run's cgroup, connected after moving to a
+		// child cgroup: judged by the connecting process's cgroup.
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		if err != nil {
+			return "socket: " + result(err)
+		}
+		defer unix.Close(fd)
+		if m := childCgroup(); m != "moved" {
+			return m
+		}
+		ap := netip.MustParseAddrPort(args[0])
+		return result(unix.Connect(fd, sockaddr4(ap.Addr(), int(ap.Port()))))
 	case "escape-root":
 		return escapeRoot()
 	case "child-cgroup":
