@@ -28,6 +28,7 @@ import (
 	"github.com/egress-dev/egress/internal/enforce"
 	"github.com/egress-dev/egress/report"
 	"github.com/egress-dev/egress/rules"
+	"github.com/egress-dev/egress/symbolize"
 )
 
 // ExitUnexpected is egress run's exit code when the command succeeded but
@@ -42,6 +43,7 @@ type runFlags struct {
 	resolvers []string
 	report    string
 	keepCaps  []string
+	stacks    bool
 }
 
 func newRunCmd(e *env) *cobra.Command {
@@ -91,6 +93,7 @@ Exit codes: CMD's status when it failed; 3 unexpected calls (enforce mode);
 	f.StringSliceVar(&fl.resolvers, "resolver", nil, "resolvers the DNS proxy forwards to (ADDR or ADDR:PORT; default: /etc/resolv.conf)")
 	f.StringVar(&fl.report, "report", "", "write the report to this file instead of stdout (CMD's output stays on stdout)")
 	f.StringSliceVar(&fl.keepCaps, "keep-caps", nil, "capabilities CMD keeps (e.g. NET_RAW,SYS_PTRACE); by default it runs without those a CI command does not need (docs/block.md)")
+	f.BoolVar(&fl.stacks, "stacks", false, "record the user-space stack of each connect() and name the code that made each call (\"called from\"; docs/watch.md)")
 	return cmd
 }
 
@@ -253,7 +256,11 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		})
 	})
 
-	tr, err := ebpf.Open(ebpf.Options{CgroupID: g.ID})
+	opts := ebpf.Options{CgroupID: g.ID}
+	if fl.stacks {
+		opts.Stacks = symbolize.New()
+	}
+	tr, err := ebpf.Open(opts)
 	if err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
@@ -263,7 +270,7 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	})
 
 	start := time.Now()
-	st.an = analyze.New(analyze.Config{LocalAny: true, From: start.UnixNano()})
+	st.an = analyze.New(analyze.Config{LocalAny: true, From: start.UnixNano(), AppFrames: fl.out.appFramesRe()})
 	consumed := make(chan struct{})
 	go func() {
 		defer close(consumed)
@@ -320,6 +327,9 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 
 	if lost := tr.Lost(); lost > 0 {
 		st.an.Lost(lost)
+	}
+	if n := tr.StacksDropped(); n > 0 {
+		fmt.Fprintf(e.stderr, "egress: --stacks: %d stacks could not be taken or joined to their call\n", n)
 	}
 	r := st.an.Finish()
 	r.Source = "run " + strings.Join(args, " ")
