@@ -168,6 +168,7 @@ func TestPartialReplays(t *testing.T) {
 		t.Errorf("the .partial file replays %d socket events, want the 1 flushed", len(got.socks))
 	}
 }
+
 type actSink struct {
 	sink
 	acts []event.Activity
