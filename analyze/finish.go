@@ -24,11 +24,15 @@ func (a *Analyzer) Finish() *report.Report {
 	if end < start {
 		end = start
 	}
+	// Calls still open are settled as of the last observation read, which
+	// may lie past the window's end (Config.Settle): an answer just after
+	// --to is an answer.
+	now := max(a.last, end)
 	all := make([]*flow, 0, len(a.flows))
 	for _, f := range a.flows {
 		all = append(all, f)
 	}
-	a.finishFlows(all, end)
+	a.finishFlows(all, now)
 	socks := make([]*attempt, 0, len(a.sockets))
 	for c, at := range a.sockets {
 		socks = append(socks, at)
@@ -36,9 +40,9 @@ func (a *Analyzer) Finish() *report.Report {
 	}
 	sort.Slice(socks, func(i, j int) bool { return attemptLess(socks[i], socks[j]) })
 	for _, at := range socks {
-		a.finishAttempt(at, end)
+		a.finishAttempt(at, now)
 	}
-	a.finishLookups(func(*lookup) bool { return true }, end, false)
+	a.finishLookups(func(*lookup) bool { return true }, now, false)
 
 	r := &report.Report{
 		SchemaVersion: report.SchemaVersion,
@@ -55,19 +59,29 @@ func (a *Analyzer) Finish() *report.Report {
 	}
 	isEgress := a.egressFunc(&r.Local)
 
+	// Records folded over client hosts had their direction decided when
+	// their calls ended (fold.go); every other record holds the calls of
+	// one client and one destination, decided here from the whole capture.
+	decided := func(by string) bool { return by == report.FoldDestination || by == report.FoldOutcome }
 	for _, c := range a.conns {
 		switch {
-		case c.Loopback || isEgress(c.Src.Addr(), c.Dst.Addr()):
+		case decided(c.FoldedBy) || c.Loopback || isEgress(c.Src.Addr(), c.Dst.Addr()):
+			if c.FoldedBy == report.FoldOutcome {
+				c.Destinations = a.otherConnDests[outcomeCode(c.Outcome)]
+			}
 			r.Connections = append(r.Connections, c)
 		default:
-			r.Stats.InboundAttempts++
+			r.Stats.InboundAttempts += uint64(c.Count)
 		}
 	}
 	keepLookup := make([]bool, len(a.lks))
 	for i, l := range a.lks {
 		ad, err := netip.ParseAddr(l.Client)
-		srv, _ := netip.ParseAddrPort(l.Server) // empty for the "other destinations" record
-		if err == nil && (isEgress(ad, srv.Addr()) || ad.IsLoopback()) {
+		srv, _ := netip.ParseAddrPort(l.Server)
+		if decided(l.FoldedBy) || err == nil && (isEgress(ad, srv.Addr()) || ad.IsLoopback()) {
+			if l.FoldedBy == report.FoldOutcome {
+				l.Destinations = a.otherLookupDests[outcomeCode(l.Outcome)]
+			}
 			keepLookup[i] = true
 			r.Lookups = append(r.Lookups, l)
 		}
@@ -190,16 +204,17 @@ func (a *Analyzer) blocked(r *report.Report, start, end int64) float64 {
 			iv = append(iv, interval{f, t})
 		}
 	}
+	// A record's start and end are its first call's; the calls folded into
+	// it gave theirs as they ended (hosts.go).
 	for _, c := range r.Connections {
-		if !c.Loopback && c.Count == 1 {
+		if !c.Loopback {
 			clip(c.Start, c.End)
 		}
 	}
 	for _, l := range r.Lookups {
-		if l.Count == 1 {
-			clip(l.Start, l.End)
-		}
+		clip(l.Start, l.End)
 	}
+	iv = append(iv, a.foldedBlocked.iv...)
 	return ms(union(iv))
 }
 
@@ -217,16 +232,6 @@ func union(iv []interval) int64 {
 		}
 	}
 	return total + curTo - curFrom
-}
-
-// failed says whether an outcome means the caller did not get what it
-// asked for.
-func failed(outcome string) bool {
-	switch outcome {
-	case report.Timeout, report.Pending, report.Refused, report.Rejected, report.ServFail, report.NXDomain:
-		return true
-	}
-	return false
 }
 
 // headline is the one line that answers "why was it slow": how much of the
@@ -537,4 +542,31 @@ func count(n int, what string) string {
 		return "1 " + what
 	}
 	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// WindowError says why the window asked for cannot be reported on: it ends
+// before it starts, or lies wholly outside the capture. The message gives
+// the capture's span. Call it after the last observation, before Finish;
+// nil when there is no window or it overlaps the capture.
+func (a *Analyzer) WindowError() error {
+	if a.cfg.From == 0 && a.cfg.To == 0 {
+		return nil
+	}
+	span := "the capture is empty"
+	if a.seenFirst != 0 {
+		f, l := time.Unix(0, a.seenFirst).UTC(), time.Unix(0, a.seenLast).UTC()
+		span = fmt.Sprintf("the capture spans %s to %s (%s)", f.Format(time.RFC3339Nano), l.Format(time.RFC3339Nano), l.Sub(f))
+	}
+	from, to := time.Unix(0, a.cfg.From).UTC(), time.Unix(0, a.cfg.To).UTC()
+	switch {
+	case a.cfg.From != 0 && a.cfg.To != 0 && a.cfg.To <= a.cfg.From:
+		return fmt.Errorf("the window ends (--to %s) before it starts (--from %s): %s", to.Format(time.RFC3339Nano), from.Format(time.RFC3339Nano), span)
+	case a.seenFirst == 0:
+		return fmt.Errorf("the window has nothing to cover: %s", span)
+	case a.cfg.From != 0 && a.cfg.From > a.seenLast:
+		return fmt.Errorf("the window starts (--from %s) after the capture ends: %s", from.Format(time.RFC3339Nano), span)
+	case a.cfg.To != 0 && a.cfg.To < a.seenFirst:
+		return fmt.Errorf("the window ends (--to %s) before the capture starts: %s", to.Format(time.RFC3339Nano), span)
+	}
+	return nil
 }

@@ -86,14 +86,23 @@ type Connection struct {
 	SynAcks    int       `json:"synacks"`      // SYN-ACKs the server sent on this attempt's flow
 	RSTs       int       `json:"rsts"`         // RSTs either way on this attempt's flow
 	Outcome    string    `json:"outcome"`
-	End        time.Time `json:"end"` // answer, give-up, or window end
-	BlockedMS  float64   `json:"blocked_ms"`
-	Inferred   bool      `json:"inferred"`  // End is an estimate (give-up not observed)
-	EndBasis   string    `json:"end_basis"` // how End was found: answer, client-rst, kernel, next-action, retransmit-schedule, window-end, ...
-	ICMP       *ICMP     `json:"icmp,omitempty"`
-	Loopback   bool      `json:"loopback"`
-	Count      int       `json:"count"` // identical calls folded into this record (1 unless folded)
-	Verdict    *Verdict  `json:"verdict,omitempty"`
+	End        time.Time `json:"end"`        // answer, give-up, or window end
+	BlockedMS  float64   `json:"blocked_ms"` // the wait inside the window; for a folded record the longest single wait
+	// BlockedSumMS is, for a folded record (Count > 1), the sum of its
+	// calls' waits inside the window; absent for a single call.
+	BlockedSumMS float64 `json:"blocked_sum_ms,omitempty"`
+	Inferred     bool    `json:"inferred"`  // End is an estimate (give-up not observed)
+	EndBasis     string  `json:"end_basis"` // how End was found: answer, client-rst, kernel, next-action, retransmit-schedule, window-end, ...
+	ICMP         *ICMP   `json:"icmp,omitempty"`
+	Loopback     bool    `json:"loopback"`
+	Count        int     `json:"count"` // identical calls folded into this record (1 unless folded)
+	// FoldedBy says what the calls of a folded record share (FoldClient,
+	// FoldDestination, FoldOutcome); absent for a single call.
+	FoldedBy string `json:"folded_by,omitempty"`
+	// Destinations is, for a catch-all record (FoldedBy FoldOutcome), how
+	// many distinct destinations its calls went to.
+	Destinations int      `json:"destinations,omitempty"`
+	Verdict      *Verdict `json:"verdict,omitempty"`
 
 	// Addr fields for analysis and sorting; not serialised.
 	Src netip.AddrPort `json:"-"`
@@ -125,12 +134,37 @@ type Lookup struct {
 	CNAMEs    []string  `json:"cnames,omitempty"`
 	End       time.Time `json:"end"`
 	BlockedMS float64   `json:"blocked_ms"`
-	Inferred  bool      `json:"inferred"`
-	EndBasis  string    `json:"end_basis"`
-	ICMP      *ICMP     `json:"icmp,omitempty"`
-	Count     int       `json:"count"`
-	Verdict   *Verdict  `json:"verdict,omitempty"`
+	// BlockedSumMS, FoldedBy and Destinations: as for Connection.
+	BlockedSumMS float64  `json:"blocked_sum_ms,omitempty"`
+	Inferred     bool     `json:"inferred"`
+	EndBasis     string   `json:"end_basis"`
+	ICMP         *ICMP    `json:"icmp,omitempty"`
+	Count        int      `json:"count"`
+	FoldedBy     string   `json:"folded_by,omitempty"`
+	Destinations int      `json:"destinations,omitempty"`
+	Verdict      *Verdict `json:"verdict,omitempty"`
 }
+
+// What the calls of a folded record share (Connection.FoldedBy).
+const (
+	// FoldClient: the same client host, destination, port (or query name
+	// and type) and outcome.
+	FoldClient = "client"
+	// FoldDestination: the same destination and outcome, from several
+	// client hosts (src_ip / client is the first call's).
+	FoldDestination = "destination"
+	// FoldOutcome: only the outcome: the catch-all past every bound, with
+	// no destination (Destinations says how many it stands for).
+	FoldOutcome = "outcome"
+)
+
+// IsCatchAll says whether a record is the nameless catch-all past every
+// bound.
+func (c *Connection) IsCatchAll() bool { return c.FoldedBy == FoldOutcome }
+
+// IsCatchAll says whether a record is the nameless catch-all past every
+// bound.
+func (l *Lookup) IsCatchAll() bool { return l.FoldedBy == FoldOutcome }
 
 // Hint is something the analyzer suspects but cannot see, with what to do.
 type Hint struct {
