@@ -44,6 +44,7 @@ type Analyzer struct {
 	foldKeys, foldKeysDest, foldKeysDestOK int
 	otherDests                             map[foldKey]struct{}
 	otherDestsOverflow                     bool
+	squeezed                               bool // successes are summarised (fold.go)
 	otherConnDests, otherLookupDests       map[uint8]int
 	// Blocked time of the calls folded into earlier records (hosts.go).
 	foldedBlocked  unionSet

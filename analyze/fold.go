@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/egress-dev/egress/report"
 )
@@ -81,6 +82,9 @@ type placement struct {
 func (a *Analyzer) place(n int, k foldKey, fail bool, src, dst netip.Addr) placement {
 	max, half := a.cfg.MaxRecords, a.cfg.MaxRecords/2
 	k.tier = tierOwn
+	if a.squeezed && !fail {
+		return a.catchAll(k, src, dst)
+	}
 	i, seen := a.folded[k]
 	switch {
 	case n < half, fail && n < max, !seen && n < max:
@@ -96,6 +100,12 @@ func (a *Analyzer) place(n int, k foldKey, fail bool, src, dst netip.Addr) place
 	if a.foldKeys < budget {
 		return placement{index: -1, key: k, tier: tierClient}
 	}
+	if fail && !a.squeezed {
+		// The failures need the room successes hold: summarise every
+		// success, and give failures the keys back.
+		a.squeeze()
+		return a.place(n, k, fail, src, dst)
+	}
 	if !a.egressNow(src, dst) {
 		return placement{inbound: true}
 	}
@@ -107,12 +117,172 @@ func (a *Analyzer) place(n int, k foldKey, fail bool, src, dst netip.Addr) place
 	if fail && a.foldKeysDest < keys/4 || !fail && a.foldKeysDestOK < keys/4 {
 		return placement{index: -1, key: k2, tier: tierDestination}
 	}
+	return a.catchAll(k, src, dst)
+}
+
+// catchAll places a call in its outcome's catch-all.
+func (a *Analyzer) catchAll(k foldKey, src, dst netip.Addr) placement {
+	if !a.egressNow(src, dst) {
+		return placement{inbound: true}
+	}
 	k3 := foldKey{lookup: k.lookup, tier: tierOutcome, out: k.out}
 	a.noteOtherDestination(k)
 	if i, ok := a.folded[k3]; ok {
 		return placement{index: i, key: k3}
 	}
 	return placement{index: -1, key: k3, tier: tierOutcome}
+}
+
+// squeeze makes room for failures once they have used their fold keys:
+// every successful record (but loopback ones) joins its outcome's
+// catch-all, its key is freed, and from then on successes go to their
+// catch-all at once. Failures are never squeezed: they keep their records
+// and their destinations. A success record's first call gives its blocked
+// time to the folded unions, as folded calls do; a record decided inbound
+// now is only counted.
+func (a *Analyzer) squeeze() {
+	a.squeezed = true
+	connMap := make([]int, len(a.conns))
+	kept := 0
+	connCatch := map[uint8]int{}
+	for i := range a.conns {
+		c := a.conns[i]
+		code := outcomeCode(c.Outcome)
+		switch {
+		case failed(c.Outcome) || c.Loopback:
+			connMap[i] = kept
+			a.conns[kept] = c
+			kept++
+			continue
+		case c.FoldedBy == report.FoldOutcome:
+			connMap[i] = kept
+			connCatch[code] = kept
+			a.conns[kept] = c
+			kept++
+			continue
+		}
+		connMap[i] = -1
+		if c.FoldedBy != report.FoldDestination && !a.egressNow(c.Src.Addr(), c.Dst.Addr()) {
+			a.stats.InboundAttempts += uint64(c.Count)
+			continue
+		}
+		a.noteOtherDestination(foldKey{client: c.Src.Addr().As16(), dst: c.Dst.Addr().As16(), port: c.Dst.Port(), name: c.Host, out: code})
+		a.noteFolded(c.Src.Addr(), c.Dst.Addr(), c.Start.UnixNano(), c.End.UnixNano(), false)
+		sum := c.BlockedSumMS
+		if c.Count == 1 {
+			sum = c.BlockedMS
+		}
+		a.stats.RecordsDropped += uint64(c.Count)
+		j, ok := connCatch[code]
+		if !ok {
+			c.Host, c.NameSource, c.DstIP, c.DstPort, c.Dst = OtherDestinations, report.SourceNone, "", 0, netip.AddrPort{}
+			c.FoldedBy, c.BlockedSumMS = report.FoldOutcome, sum
+			connCatch[code] = kept
+			a.conns[kept] = c
+			kept++
+			continue
+		}
+		a.stats.RecordsFolded++ // its first call is folded now too
+		f := &a.conns[j]
+		f.Count += c.Count
+		f.Attempts += c.Attempts
+		f.SynAcks += c.SynAcks
+		f.RSTs += c.RSTs
+		f.BlockedMS = max(f.BlockedMS, c.BlockedMS)
+		f.BlockedSumMS += sum
+		f.Inferred = f.Inferred || c.Inferred
+		f.Start = minTime(f.Start, c.Start)
+	}
+	clear(a.conns[kept:])
+	a.conns = a.conns[:kept]
+
+	lkMap := make([]int, len(a.lks))
+	kept = 0
+	lkCatch := map[uint8]int{}
+	for i := range a.lks {
+		l := a.lks[i]
+		code := outcomeCode(l.Outcome)
+		switch {
+		case failed(l.Outcome):
+			lkMap[i] = kept
+			a.lks[kept] = l
+			kept++
+			continue
+		case l.FoldedBy == report.FoldOutcome:
+			lkMap[i] = kept
+			lkCatch[code] = kept
+			a.lks[kept] = l
+			kept++
+			continue
+		}
+		lkMap[i] = -1
+		client, _ := netip.ParseAddr(l.Client)
+		server, _ := netip.ParseAddrPort(l.Server)
+		if l.FoldedBy != report.FoldDestination && !a.egressNow(client, server.Addr()) {
+			continue // a lookup this host answered
+		}
+		a.noteOtherDestination(foldKey{lookup: true, client: client.As16(), dst: server.Addr().As16(), port: server.Port(), name: l.Name, out: code})
+		a.noteFolded(client, server.Addr(), l.Start.UnixNano(), l.End.UnixNano(), false)
+		sum := l.BlockedSumMS
+		if l.Count == 1 {
+			sum = l.BlockedMS
+		}
+		a.stats.RecordsDropped += uint64(l.Count)
+		j, ok := lkCatch[code]
+		if !ok {
+			l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", "", []string{}, nil
+			l.FoldedBy, l.BlockedSumMS = report.FoldOutcome, sum
+			lkCatch[code] = kept
+			a.lks[kept] = l
+			kept++
+			continue
+		}
+		a.stats.RecordsFolded++
+		f := &a.lks[j]
+		f.Count += l.Count
+		f.Attempts += l.Attempts
+		f.BlockedMS = max(f.BlockedMS, l.BlockedMS)
+		f.BlockedSumMS += sum
+		f.Inferred = f.Inferred || l.Inferred
+		f.Start = minTime(f.Start, l.Start)
+	}
+	clear(a.lks[kept:])
+	a.lks = a.lks[:kept]
+	answers := a.answers[:0]
+	for _, al := range a.answers {
+		if j := lkMap[al.index]; j >= 0 {
+			al.index = j
+			answers = append(answers, al)
+		}
+	}
+	a.answers = answers
+
+	// Keys: failures' keep their (moved) records; successes' are gone, but
+	// for the catch-alls.
+	a.foldKeys, a.foldKeysDest, a.foldKeysDestOK = 0, 0, 0
+	for k, i := range a.folded {
+		m := connMap
+		if k.lookup {
+			m = lkMap
+		}
+		if k.tier == tierOutcome || m[i] < 0 {
+			delete(a.folded, k)
+			continue
+		}
+		a.folded[k] = m[i]
+		switch k.tier {
+		case tierClient:
+			a.foldKeys++
+		case tierDestination:
+			a.foldKeysDest++
+		}
+	}
+	for code, i := range connCatch {
+		a.folded[foldKey{tier: tierOutcome, out: code}] = i
+	}
+	for code, i := range lkCatch {
+		a.folded[foldKey{lookup: true, tier: tierOutcome, out: code}] = i
+	}
 }
 
 // register remembers the key of a new record at index i. Keys of records of
@@ -141,7 +311,12 @@ const maxOtherDestinations = 1 << 16
 
 // noteOtherDestination counts a destination joining a catch-all.
 func (a *Analyzer) noteOtherDestination(k foldKey) {
-	d := foldKey{lookup: k.lookup, dst: k.dst, port: k.port, qtype: k.qtype, out: k.out, name: k.name}
+	// A connection's destination is its address and port, a lookup's
+	// its query name.
+	d := foldKey{lookup: true, out: k.out, name: k.name}
+	if !k.lookup {
+		d = foldKey{dst: k.dst, port: k.port, out: k.out}
+	}
 	if _, ok := a.otherDests[d]; ok {
 		return
 	}
@@ -192,4 +367,11 @@ func failed(outcome string) bool {
 		return true
 	}
 	return false
+}
+
+func minTime(x, y time.Time) time.Time {
+	if y.Before(x) {
+		return y
+	}
+	return x
 }
