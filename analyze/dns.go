@@ -151,7 +151,15 @@ func (a *Analyzer) dnsResponse(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
 	lk := list[idx]
 	lk.resp = p.Time
 	lk.rcode = m.Rcode
-	lk.nAnswers = len(m.Answers) + m.AnswersDropped
+	// An answer is a record of the type asked for (any type for ANY): a
+	// CNAME chain that ends without one is NOERROR with no data.
+	lk.nAnswers = 0
+	for i := range m.Answers {
+		if t := m.Answers[i].Type; t == lk.qtype || lk.qtype == 255 {
+			lk.nAnswers++
+		}
+	}
+	lk.nAnswers += m.AnswersDropped // not kept, so not known: counted as answers
 	for i := range m.Answers {
 		rr := &m.Answers[i]
 		switch {

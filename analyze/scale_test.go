@@ -96,7 +96,7 @@ func totals(r *report.Report) (conns, lookups map[string]uint64) {
 func wholeTruth(st gencap.Stats) (conns, lookups map[string]uint64) {
 	conns = map[string]uint64{"established": st.TCP.Established, "refused": st.TCP.Refused,
 		"rejected": st.TCP.Rejected, "timeout": st.TCP.Timeout}
-	lookups = map[string]uint64{"answered": st.DNS.NoError + st.DNS.NoDataCNAME, "nodata": st.DNS.NoData - st.DNS.NoDataCNAME,
+	lookups = map[string]uint64{"answered": st.DNS.NoError, "nodata": st.DNS.NoData,
 		"nxdomain": st.DNS.NXDomain, "servfail": st.DNS.ServFail, "timeout": st.DNS.Timeout}
 	for _, m := range []map[string]uint64{conns, lookups} {
 		for k, v := range m {

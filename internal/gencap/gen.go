@@ -648,10 +648,7 @@ func (g *gen) lookupClass(f *flow) string {
 	case nm.nx:
 		return "nxdomain"
 	case f.qtype == typeA && !nm.v4.IsValid(), f.qtype == typeAAAA && !nm.v6.IsValid():
-		if nm.cname != nil {
-			return "answered" // a CNAME answer without an address
-		}
-		return "nodata"
+		return "nodata" // with or without a CNAME chain
 	}
 	return "answered"
 }
