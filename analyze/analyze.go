@@ -32,7 +32,9 @@ type Analyzer struct {
 	interned      map[string]string
 
 	// Facts used to infer which addresses are local.
-	dirOut, initiators, servers, contacted addrSet
+	dirOut, initiators, servers, contacted, dnsClients addrSet
+	// joins holds a dual-stack host's addresses (local.go).
+	joins joinTable
 
 	conns   []report.Connection
 	lks     []report.Lookup
@@ -113,6 +115,8 @@ func New(cfg Config) *Analyzer {
 		initiators:       newAddrSet(4096),
 		servers:          newAddrSet(4096),
 		contacted:        newAddrSet(1 << 16),
+		dnsClients:       newAddrSet(4096),
+		joins:            newJoinTable(),
 		folded:           make(map[foldKey]int),
 		otherDests:       make(map[foldKey]struct{}),
 		otherConnDests:   make(map[uint8]int),

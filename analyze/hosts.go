@@ -1,8 +1,11 @@
 package analyze
 
 import (
+	"fmt"
 	"net/netip"
 	"sort"
+
+	"github.com/egress-dev/egress/report"
 )
 
 // Blocked time is a union of intervals. The calls listed in records give
@@ -111,4 +114,183 @@ func (a *Analyzer) clipToWindow(start, end int64) (int64, int64) {
 		end = a.cfg.To
 	}
 	return start, max(start, end)
+}
+
+// hostAcc gathers one host's summary in Finish.
+type hostAcc struct {
+	addr        netip.Addr
+	first, last int64
+	calls       int
+	failed      int
+	lost        unionSet
+	procs       map[string]int
+	culprits    map[string]*report.Culprit
+	order       []string // culprit keys in first-seen order
+}
+
+// hostSummaries sums up, per local host, the calls inside [start, end]:
+// the records' first calls (their start and end), and the calls folded into
+// records as they ended (hostFolds). It returns the hosts that lost the most
+// time (at most report.MaxHosts) and how many hosts made calls.
+func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) ([]report.Host, int) {
+	accs := map[netip.Addr]*hostAcc{}
+	get := func(x netip.Addr) *hostAcc {
+		x = a.hostOf(x.Unmap())
+		h := accs[x]
+		if h == nil {
+			h = &hostAcc{addr: x, procs: map[string]int{}, culprits: map[string]*report.Culprit{}}
+			accs[x] = h
+		}
+		return h
+	}
+	note := func(h *hostAcc, from, to int64, fail bool, proc string) {
+		f, t := from, to
+		if f < start {
+			f = start
+		}
+		if t > end {
+			t = end
+		}
+		t = max(t, f)
+		if h.first == 0 || f < h.first {
+			h.first = f
+		}
+		h.last = max(h.last, t)
+		h.calls++
+		if fail {
+			h.failed++
+			h.lost.add(f, t)
+		}
+		if proc != "" {
+			h.procs[proc]++
+		}
+	}
+	culprit := func(h *hostAcc, key string, c report.Culprit) {
+		if !failed(c.Outcome) {
+			return
+		}
+		cu := h.culprits[key]
+		if cu == nil {
+			cu = &c
+			h.culprits[key] = cu
+			h.order = append(h.order, key)
+			return
+		}
+		cu.Calls += c.Calls
+		cu.LongestMS = max(cu.LongestMS, c.LongestMS)
+		cu.Inferred = cu.Inferred || c.Inferred
+		if cu.Outcome != c.Outcome {
+			cu.Outcome = "mixed"
+		}
+	}
+	for i := range r.Connections {
+		c := &r.Connections[i]
+		if c.Loopback || !c.Src.IsValid() {
+			continue
+		}
+		h := get(c.Src.Addr())
+		proc := ""
+		if c.PID != nil {
+			proc = procName(c.PID, c.Comm)
+		}
+		note(h, c.Start.UnixNano(), c.End.UnixNano(), failed(c.Outcome), proc)
+		dest := c.Host
+		if dest == "" {
+			dest = c.DstIP
+		}
+		dest = fmt.Sprintf("%s:%d", dest, c.DstPort)
+		calls := c.Count
+		if c.FoldedBy == report.FoldDestination || c.IsCatchAll() {
+			calls = 1 // the others came from several hosts
+		}
+		if c.IsCatchAll() {
+			dest = OtherDestinations
+		}
+		culprit(h, "c"+dest, report.Culprit{Destination: dest, Outcome: c.Outcome, Calls: calls, LongestMS: c.BlockedMS, Inferred: c.Inferred})
+	}
+	for i := range r.Lookups {
+		l := &r.Lookups[i]
+		client, err := netip.ParseAddr(l.Client)
+		if err != nil || client.IsLoopback() {
+			continue
+		}
+		h := get(client)
+		proc := ""
+		if l.PID != nil {
+			proc = procName(l.PID, l.Comm)
+		}
+		note(h, l.Start.UnixNano(), l.End.UnixNano(), failed(l.Outcome), proc)
+		calls := l.Count
+		if l.FoldedBy == report.FoldDestination || l.IsCatchAll() {
+			calls = 1
+		}
+		culprit(h, "l"+l.Name, report.Culprit{Lookup: true, Destination: l.Name, Outcome: l.Outcome, Calls: calls, LongestMS: l.BlockedMS, Inferred: l.Inferred})
+	}
+	addrs := make([]netip.Addr, 0, len(a.hostFolds))
+	for x := range a.hostFolds {
+		addrs = append(addrs, x)
+	}
+	sort.Slice(addrs, func(i, j int) bool { return addrs[i].Less(addrs[j]) })
+	for _, x := range addrs {
+		hf := a.hostFolds[x]
+		h := get(x)
+		if h.first == 0 || hf.first < h.first {
+			h.first = max(hf.first, start)
+		}
+		h.last = max(h.last, min(hf.last, end))
+		h.calls += hf.calls
+		h.failed += hf.failedCalls
+		for _, iv := range hf.lost.iv {
+			h.lost.add(iv.from, iv.to)
+		}
+	}
+	hosts := make([]report.Host, 0, len(accs))
+	for _, h := range accs {
+		out := report.Host{Address: h.addr.String(), ActiveMS: ms(max(h.last-h.first, 0)), Calls: h.calls, Failed: h.failed,
+			Culprits: []report.Culprit{}}
+		out.LostMS = ms(union(append([]interval(nil), h.lost.iv...)))
+		if joined := a.hostAddrs(h.addr); len(joined) > 1 {
+			for _, x := range joined {
+				out.Addresses = append(out.Addresses, x.String())
+			}
+		}
+		procs := make([]string, 0, len(h.procs))
+		for p := range h.procs {
+			procs = append(procs, p)
+		}
+		sort.Slice(procs, func(i, j int) bool {
+			if h.procs[procs[i]] != h.procs[procs[j]] {
+				return h.procs[procs[i]] > h.procs[procs[j]]
+			}
+			return procs[i] < procs[j]
+		})
+		out.Processes = procs[:min(len(procs), 3)]
+		if len(out.Processes) == 0 {
+			out.Processes = nil
+		}
+		for _, k := range h.order {
+			out.Culprits = append(out.Culprits, *h.culprits[k])
+		}
+		sort.SliceStable(out.Culprits, func(i, j int) bool {
+			x, y := out.Culprits[i], out.Culprits[j]
+			if (x.Destination == OtherDestinations) != (y.Destination == OtherDestinations) {
+				return y.Destination == OtherDestinations
+			}
+			return x.LongestMS > y.LongestMS
+		})
+		out.Culprits = out.Culprits[:min(len(out.Culprits), 2)]
+		hosts = append(hosts, out)
+	}
+	sort.Slice(hosts, func(i, j int) bool {
+		x, y := hosts[i], hosts[j]
+		switch {
+		case x.LostMS != y.LostMS:
+			return x.LostMS > y.LostMS
+		case x.Failed != y.Failed:
+			return x.Failed > y.Failed
+		}
+		return x.Address < y.Address
+	})
+	n := len(hosts)
+	return hosts[:min(n, report.MaxHosts)], n
 }

@@ -28,6 +28,10 @@ func WriteJSON(w io.Writer, r *Report) error {
 	jw.array("connections", len(r.Connections), func(i int) any { return &r.Connections[i] })
 	jw.array("lookups", len(r.Lookups), func(i int) any { return &r.Lookups[i] })
 	jw.field("hints", r.Hints, false)
+	if r.HostsSeen > 0 {
+		jw.field("hosts_seen", r.HostsSeen, false)
+		jw.field("hosts", r.Hosts, false)
+	}
 	jw.field("stats", r.Stats, false)
 	jw.field("errors", r.Errors, true)
 	jw.raw("}\n")

@@ -51,8 +51,12 @@ type Report struct {
 	Connections   []Connection `json:"connections"`
 	Lookups       []Lookup     `json:"lookups"`
 	Hints         []Hint       `json:"hints"`
-	Stats         Stats        `json:"stats"`
-	Errors        []string     `json:"errors"` // problems met while reading; the report is partial when set
+	// HostsSeen and Hosts are set when more than one local host made calls:
+	// how many, and the ones that lost the most time (at most MaxHosts).
+	HostsSeen int      `json:"hosts_seen,omitempty"`
+	Hosts     []Host   `json:"hosts,omitempty"`
+	Stats     Stats    `json:"stats"`
+	Errors    []string `json:"errors"` // problems met while reading; the report is partial when set
 }
 
 // Window is the time span the report covers.
@@ -107,6 +111,33 @@ type Connection struct {
 	// Addr fields for analysis and sorting; not serialised.
 	Src netip.AddrPort `json:"-"`
 	Dst netip.AddrPort `json:"-"`
+}
+
+// MaxHosts bounds Report.Hosts.
+const MaxHosts = 50
+
+// Host sums up the calls of one local host inside the window.
+type Host struct {
+	Address   string   `json:"address"`
+	Addresses []string `json:"addresses,omitempty"` // all its addresses, when several are joined (dual stack)
+	Processes []string `json:"processes,omitempty"` // "comm[pid]" of its calls, where known (at most 3)
+	// ActiveMS is from its first call's start to its last call's end,
+	// inside the window; LostMS the union of its failed calls' waits.
+	ActiveMS float64   `json:"active_ms"`
+	LostMS   float64   `json:"lost_ms"`
+	Calls    int       `json:"calls"`  // connection attempts and lookups
+	Failed   int       `json:"failed"` // of those, failed (failed outcomes as in the headline)
+	Culprits []Culprit `json:"culprits"`
+}
+
+// Culprit is a destination whose failed calls cost a host time.
+type Culprit struct {
+	Lookup      bool    `json:"lookup"`
+	Destination string  `json:"destination"` // host or address and port; a lookup's name
+	Outcome     string  `json:"outcome"`     // "mixed" when several
+	Calls       int     `json:"calls"`
+	LongestMS   float64 `json:"longest_ms"` // the longest single wait
+	Inferred    bool    `json:"inferred"`
 }
 
 // ICMP describes an ICMP error that rejected a connection or lookup.
