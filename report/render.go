@@ -130,12 +130,24 @@ func WriteTable(w io.Writer, r *Report, opt TableOptions) error {
 			egress = append(egress, c)
 		}
 	}
-	ew.printf("\nOutbound connections (%d)\n", len(egress))
-	if len(egress) > 0 {
+	// A busy capture (several hosts, or more calls than fit) is shown
+	// grouped: failures first, one row per destination, successes summed
+	// up; --all lists every record.
+	grouped := !opt.All && (r.HostsSeen > 1 || len(egress) > opt.MaxQuiet || len(r.Lookups) > opt.MaxQuiet)
+	ew.printf("\nOutbound connections (%s)\n", callsText(len(egress), connCalls(egress)))
+	switch {
+	case len(egress) == 0:
+	case grouped:
+		ew.err = groupedConnTable(ew, egress)
+	default:
 		ew.err = connTable(ew, egress, origin, opt)
 	}
-	ew.printf("\nDNS lookups (%d)\n", len(r.Lookups))
-	if len(r.Lookups) > 0 && ew.err == nil {
+	ew.printf("\nDNS lookups (%s)\n", callsText(len(r.Lookups), lookupCalls(r.Lookups)))
+	switch {
+	case len(r.Lookups) == 0 || ew.err != nil:
+	case grouped:
+		ew.err = groupedLookupTable(ew, r.Lookups)
+	default:
 		ew.err = lookupTable(ew, r.Lookups, origin, opt)
 	}
 	if len(loop) > 0 && ew.err == nil {
