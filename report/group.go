@@ -85,10 +85,11 @@ func sumOf(blocked, sum float64, count int) float64 {
 	return blocked
 }
 
-func groupedConnTable(w io.Writer, cs []Connection) error {
+// connGroups groups the failed connections by destination and counts the
+// successful ones and their destinations.
+func connGroups(cs []Connection) (groups []*destGroup, okCalls, okDests int) {
 	byDest := map[string]*destGroup{}
-	var groups []*destGroup
-	okCalls, okDests, okOther := 0, map[string]bool{}, 0
+	okSet, okOther := map[string]bool{}, 0
 	for i := range cs {
 		c := &cs[i]
 		dest := joinHostPort(c.DstIP, c.DstPort)
@@ -103,7 +104,7 @@ func groupedConnTable(w io.Writer, cs []Connection) error {
 			if c.IsCatchAll() {
 				okOther += c.Destinations
 			} else {
-				okDests[dest] = true
+				okSet[dest] = true
 			}
 			continue
 		}
@@ -119,32 +120,13 @@ func groupedConnTable(w io.Writer, cs []Connection) error {
 		g.add(c.Outcome, c.SrcIP, c.Count, c.Attempts, c.BlockedMS, sumOf(c.BlockedMS, c.BlockedSumMS, c.Count), c.Inferred)
 	}
 	sortGroups(groups)
-	if len(groups) > 0 {
-		t := tablewriter.NewWriter(w)
-		t.Header("failed destination", "clients", "calls", "syns", "outcome", "longest wait", "total wait")
-		for _, g := range groups {
-			if err := t.Append(Safe(g.dest), g.clientsText(), fmt.Sprint(g.calls), fmt.Sprint(g.tries), g.outcomeText(),
-				tildeIf(g.inferred)+durText(g.longest), durText(g.sum)); err != nil {
-				return err
-			}
-		}
-		if err := t.Render(); err != nil {
-			return err
-		}
-	}
-	if okCalls > 0 {
-		if _, err := fmt.Fprintf(w, "  and %s that succeeded (established, or answered and then aborted), to %s (--all lists them)\n",
-			countText(okCalls, "call"), countText(len(okDests)+okOther, "destination")); err != nil {
-			return err
-		}
-	}
-	return knownPhoneHomes(w, cs)
+	return groups, okCalls, len(okSet) + okOther
 }
 
-func groupedLookupTable(w io.Writer, ls []Lookup) error {
+// lookupGroups is connGroups for lookups, by name.
+func lookupGroups(ls []Lookup) (groups []*destGroup, okCalls, okNames int) {
 	byName := map[string]*destGroup{}
-	var groups []*destGroup
-	okCalls, okNames, okOther := 0, map[string]bool{}, 0
+	okSet, okOther := map[string]bool{}, 0
 	for i := range ls {
 		l := &ls[i]
 		name := l.Name
@@ -156,7 +138,7 @@ func groupedLookupTable(w io.Writer, ls []Lookup) error {
 			if l.IsCatchAll() {
 				okOther += l.Destinations
 			} else {
-				okNames[name] = true
+				okSet[name] = true
 			}
 			continue
 		}
@@ -172,25 +154,49 @@ func groupedLookupTable(w io.Writer, ls []Lookup) error {
 		g.add(l.Outcome, l.Client, l.Count, l.Attempts, l.BlockedMS, sumOf(l.BlockedMS, l.BlockedSumMS, l.Count), l.Inferred)
 	}
 	sortGroups(groups)
-	if len(groups) > 0 {
-		t := tablewriter.NewWriter(w)
-		t.Header("failed name", "clients", "lookups", "queries", "outcome", "longest wait", "total wait")
-		for _, g := range groups {
-			if err := t.Append(Safe(g.dest), g.clientsText(), fmt.Sprint(g.calls), fmt.Sprint(g.tries), g.outcomeText(),
-				tildeIf(g.inferred)+durText(g.longest), durText(g.sum)); err != nil {
-				return err
-			}
-		}
-		if err := t.Render(); err != nil {
+	return groups, okCalls, len(okSet) + okOther
+}
+
+func groupedConnTable(w io.Writer, cs []Connection) error {
+	groups, okCalls, okDests := connGroups(cs)
+	if err := groupTable(w, groups, "failed destination", "calls", "syns"); err != nil {
+		return err
+	}
+	if okCalls > 0 {
+		if _, err := fmt.Fprintf(w, "  and %s that succeeded (established, or answered and then aborted), to %s (--all lists them)\n",
+			countText(okCalls, "call"), countText(okDests, "destination")); err != nil {
 			return err
 		}
 	}
+	return knownPhoneHomes(w, cs)
+}
+
+func groupedLookupTable(w io.Writer, ls []Lookup) error {
+	groups, okCalls, okNames := lookupGroups(ls)
+	if err := groupTable(w, groups, "failed name", "lookups", "queries"); err != nil {
+		return err
+	}
 	if okCalls > 0 {
 		_, err := fmt.Fprintf(w, "  and %s answered (with or without data), of %s (--all lists them)\n",
-			countText(okCalls, "lookup"), countText(len(okNames)+okOther, "name"))
+			countText(okCalls, "lookup"), countText(okNames, "name"))
 		return err
 	}
 	return nil
+}
+
+func groupTable(w io.Writer, groups []*destGroup, what, calls, tries string) error {
+	if len(groups) == 0 {
+		return nil
+	}
+	t := tablewriter.NewWriter(w)
+	t.Header(what, "clients", calls, tries, "outcome", "longest wait", "total wait")
+	for _, g := range groups {
+		if err := t.Append(Safe(g.dest), g.clientsText(), fmt.Sprint(g.calls), fmt.Sprint(g.tries), g.outcomeText(),
+			tildeIf(g.inferred)+durText(g.longest), durText(g.sum)); err != nil {
+			return err
+		}
+	}
+	return t.Render()
 }
 
 func countText(n int, what string) string {
