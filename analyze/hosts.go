@@ -203,10 +203,9 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) ([]report.H
 		if c.FoldedBy == report.FoldDestination || c.IsCatchAll() {
 			calls = 1 // the others came from several hosts
 		}
-		if c.IsCatchAll() {
-			dest = OtherDestinations
+		if !c.IsCatchAll() { // a catch-all is never named
+			culprit(h, "c"+dest, report.Culprit{Destination: dest, Outcome: c.Outcome, Calls: calls, LongestMS: c.BlockedMS, Inferred: c.Inferred})
 		}
-		culprit(h, "c"+dest, report.Culprit{Destination: dest, Outcome: c.Outcome, Calls: calls, LongestMS: c.BlockedMS, Inferred: c.Inferred})
 	}
 	for i := range r.Lookups {
 		l := &r.Lookups[i]
@@ -224,7 +223,9 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) ([]report.H
 		if l.FoldedBy == report.FoldDestination || l.IsCatchAll() {
 			calls = 1
 		}
-		culprit(h, "l"+l.Name, report.Culprit{Lookup: true, Destination: l.Name, Outcome: l.Outcome, Calls: calls, LongestMS: l.BlockedMS, Inferred: l.Inferred})
+		if !l.IsCatchAll() {
+			culprit(h, "l"+l.Name, report.Culprit{Lookup: true, Destination: l.Name, Outcome: l.Outcome, Calls: calls, LongestMS: l.BlockedMS, Inferred: l.Inferred})
+		}
 	}
 	addrs := make([]netip.Addr, 0, len(a.hostFolds))
 	for x := range a.hostFolds {
@@ -271,13 +272,7 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) ([]report.H
 		for _, k := range h.order {
 			out.Culprits = append(out.Culprits, *h.culprits[k])
 		}
-		sort.SliceStable(out.Culprits, func(i, j int) bool {
-			x, y := out.Culprits[i], out.Culprits[j]
-			if (x.Destination == OtherDestinations) != (y.Destination == OtherDestinations) {
-				return y.Destination == OtherDestinations
-			}
-			return x.LongestMS > y.LongestMS
-		})
+		sort.SliceStable(out.Culprits, func(i, j int) bool { return out.Culprits[i].LongestMS > out.Culprits[j].LongestMS })
 		out.Culprits = out.Culprits[:min(len(out.Culprits), 2)]
 		hosts = append(hosts, out)
 	}

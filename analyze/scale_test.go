@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -208,6 +209,26 @@ func checkCatchAlls(t *testing.T, r *report.Report) {
 	if strings.Contains(r.Headline, analyze.OtherDestinations) || strings.Contains(r.Headline, ":0 ") {
 		t.Errorf("headline names a catch-all: %s", r.Headline)
 	}
+	// No table row, JUnit case or HTML bar names the placeholder or ":0".
+	for name, write := range map[string]func(*bytes.Buffer) error{
+		"table":       func(b *bytes.Buffer) error { return report.WriteTable(b, r, report.TableOptions{}) },
+		"table --all": func(b *bytes.Buffer) error { return report.WriteTable(b, r, report.TableOptions{All: true}) },
+		"junit":       func(b *bytes.Buffer) error { return report.WriteJUnit(b, r) },
+		"html":        func(b *bytes.Buffer) error { return report.WriteHTML(b, r) },
+	} {
+		var b bytes.Buffer
+		if err := write(&b); err != nil {
+			t.Fatal(err)
+		}
+		out := b.String()
+		if loc := portZero.FindStringIndex(out); strings.Contains(out, analyze.OtherDestinations) || loc != nil {
+			i := strings.Index(out, analyze.OtherDestinations)
+			if loc != nil {
+				i = loc[0]
+			}
+			t.Errorf("%s names a catch-all: ...%s...", name, out[max(i-200, 0):min(i+100, len(out))])
+		}
+	}
 }
 
 // checkDurations: no wait printed exceeds the window.
@@ -229,6 +250,9 @@ func checkDurations(t *testing.T, r *report.Report) {
 		t.Errorf("window blocked %v ms of %v ms", r.Window.BlockedMS, r.Window.DurationMS)
 	}
 }
+
+// portZero finds "host:0", "1.2.3.4:0", "(...):0", "[::1]:0".
+var portZero = regexp.MustCompile(`(\.[a-z]+|\)|\]|\d):0\b`)
 
 func failedOutcome(o string) bool {
 	switch o {

@@ -234,8 +234,12 @@ func connTable(w io.Writer, cs []Connection, origin time.Time, opt TableOptions)
 		if c.Verdict != nil && !c.Verdict.Expected {
 			out += " UNEXPECTED"
 		}
+		dest := joinHostPort(c.DstIP, c.DstPort)
+		if c.IsCatchAll() { // no address, no port: how many it stands for
+			host, dest = "-", fmt.Sprintf("%d other destinations", c.Destinations)
+		}
 		if err := t.Append(rel(c.Start, origin), proc(c.PID, c.Comm), Safe(host),
-			joinHostPort(c.DstIP, c.DstPort), fmt.Sprint(c.Attempts), Safe(out), blocked); err != nil {
+			dest, fmt.Sprint(c.Attempts), Safe(out), blocked); err != nil {
 			return err
 		}
 	}
@@ -303,7 +307,11 @@ func lookupTable(w io.Writer, ls []Lookup, origin time.Time, opt TableOptions) e
 		if l.Transport == "tcp" {
 			server += "/tcp"
 		}
-		if err := t.Append(rel(l.Start, origin), proc(l.PID, l.Comm), Safe(l.Name), l.QType, server,
+		name := l.Name
+		if l.IsCatchAll() {
+			name = fmt.Sprintf("%d other names", l.Destinations)
+		}
+		if err := t.Append(rel(l.Start, origin), proc(l.PID, l.Comm), Safe(name), l.QType, server,
 			fmt.Sprint(l.Attempts), Safe(out), ans, blocked); err != nil {
 			return err
 		}
