@@ -44,7 +44,9 @@ type Analyzer struct {
 	// Folding (fold.go): keys of each tier in use, and the destinations the
 	// catch-alls stand for.
 	foldKeys, foldKeysDest, foldKeysDestOK int
-	otherDests                             map[foldKey]struct{}
+	otherAddrs                             map[otherConnKey]struct{}
+	otherNames                             map[otherLookupKey]struct{}
+	catchAlls                              [2][256]int // record index + 1 of each kind's catch-all per outcome
 	otherDestsOverflow                     bool
 	squeezed                               bool // successes are summarised (fold.go)
 	otherConnDests, otherLookupDests       map[uint8]int
@@ -118,7 +120,8 @@ func New(cfg Config) *Analyzer {
 		dnsClients:       newAddrSet(4096),
 		joins:            newJoinTable(),
 		folded:           make(map[foldKey]int),
-		otherDests:       make(map[foldKey]struct{}),
+		otherAddrs:       make(map[otherConnKey]struct{}),
+		otherNames:       make(map[otherLookupKey]struct{}),
 		otherConnDests:   make(map[uint8]int),
 		otherLookupDests: make(map[uint8]int),
 		foldedBlocked:    unionSet{max: maxUnion},

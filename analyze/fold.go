@@ -127,7 +127,7 @@ func (a *Analyzer) catchAll(k foldKey, src, dst netip.Addr) placement {
 	}
 	k3 := foldKey{lookup: k.lookup, tier: tierOutcome, out: k.out}
 	a.noteOtherDestination(k)
-	if i, ok := a.folded[k3]; ok {
+	if i := a.catchAllIndex(k.lookup, k.out); i >= 0 {
 		return placement{index: i, key: k3}
 	}
 	return placement{index: -1, key: k3, tier: tierOutcome}
@@ -150,6 +150,9 @@ func (a *Analyzer) squeeze() {
 		code := outcomeCode(c.Outcome)
 		switch {
 		case failed(c.Outcome) || c.Loopback:
+			if c.FoldedBy == report.FoldOutcome {
+				connCatch[code] = kept
+			}
 			connMap[i] = kept
 			a.conns[kept] = c
 			kept++
@@ -204,6 +207,9 @@ func (a *Analyzer) squeeze() {
 		code := outcomeCode(l.Outcome)
 		switch {
 		case failed(l.Outcome):
+			if l.FoldedBy == report.FoldOutcome {
+				lkCatch[code] = kept
+			}
 			lkMap[i] = kept
 			a.lks[kept] = l
 			kept++
@@ -277,12 +283,33 @@ func (a *Analyzer) squeeze() {
 			a.foldKeysDest++
 		}
 	}
+	a.catchAlls = [2][256]int{}
 	for code, i := range connCatch {
 		a.folded[foldKey{tier: tierOutcome, out: code}] = i
+		a.setCatchAll(false, code, i)
 	}
 	for code, i := range lkCatch {
 		a.folded[foldKey{lookup: true, tier: tierOutcome, out: code}] = i
+		a.setCatchAll(true, code, i)
 	}
+}
+
+// catchAllIndex is the record index of the catch-all of an outcome, or -1;
+// an array, not the fold map: past every bound every call looks it up.
+func (a *Analyzer) catchAllIndex(lookup bool, out uint8) int {
+	kind := 0
+	if lookup {
+		kind = 1
+	}
+	return a.catchAlls[kind][out] - 1
+}
+
+func (a *Analyzer) setCatchAll(lookup bool, out uint8, i int) {
+	kind := 0
+	if lookup {
+		kind = 1
+	}
+	a.catchAlls[kind][out] = i + 1
 }
 
 // register remembers the key of a new record at index i. Keys of records of
@@ -294,6 +321,8 @@ func (a *Analyzer) register(p placement, i int, fail bool) {
 	}
 	a.folded[p.key] = i
 	switch p.tier {
+	case tierOutcome:
+		a.setCatchAll(p.key.lookup, p.key.out, i)
 	case tierClient:
 		a.foldKeys++
 	case tierDestination:
@@ -309,27 +338,45 @@ func (a *Analyzer) register(p placement, i int, fail bool) {
 // destinations; past it the count is a lower bound (stats say so).
 const maxOtherDestinations = 1 << 16
 
-// noteOtherDestination counts a destination joining a catch-all.
+// otherConnKey is a connection destination (address, port) in a catch-all
+// of one outcome; small, so that hashing it costs little.
+type otherConnKey struct {
+	dst  [16]byte
+	port uint16
+	out  uint8
+}
+
+type otherLookupKey struct {
+	name string
+	out  uint8
+}
+
+// noteOtherDestination counts a destination joining a catch-all: a
+// connection's address and port, a lookup's name.
 func (a *Analyzer) noteOtherDestination(k foldKey) {
-	// A connection's destination is its address and port, a lookup's
-	// its query name.
-	d := foldKey{lookup: true, out: k.out, name: k.name}
-	if !k.lookup {
-		d = foldKey{dst: k.dst, port: k.port, out: k.out}
-	}
-	if _, ok := a.otherDests[d]; ok {
+	if k.lookup {
+		d := otherLookupKey{k.name, k.out}
+		if _, ok := a.otherNames[d]; ok {
+			return
+		}
+		if len(a.otherNames) >= maxOtherDestinations {
+			a.otherDestsOverflow = true
+			return
+		}
+		a.otherNames[d] = struct{}{}
+		a.otherLookupDests[k.out]++
 		return
 	}
-	if len(a.otherDests) >= maxOtherDestinations {
+	d := otherConnKey{k.dst, k.port, k.out}
+	if _, ok := a.otherAddrs[d]; ok {
+		return
+	}
+	if len(a.otherAddrs) >= maxOtherDestinations {
 		a.otherDestsOverflow = true
 		return
 	}
-	a.otherDests[d] = struct{}{}
-	if k.lookup {
-		a.otherLookupDests[k.out]++
-	} else {
-		a.otherConnDests[k.out]++
-	}
+	a.otherAddrs[d] = struct{}{}
+	a.otherConnDests[k.out]++
 }
 
 // egressNow decides a call's direction from what the capture showed so far:

@@ -135,6 +135,10 @@ func TestBusyCaptureTruth(t *testing.T) {
 		t.Fatalf("nothing folded: the capture does not pass the bounds (%+v)", r.Stats)
 	}
 	checkCatchAlls(t, r)
+	checkDurations(t, r)
+	if r.HostsSeen < 1000 || len(r.Hosts) == 0 || !strings.Contains(r.Headline, "most time lost: ") {
+		t.Errorf("hosts_seen %d, headline %q: want the per-host headline", r.HostsSeen, r.Headline)
+	}
 	t.Logf("%d connections (%d records), %d lookups (%d records), %d inbound, folded %d, in catch-alls %d",
 		st.TCP.Attempts, len(r.Connections), st.DNS.Lookups, len(r.Lookups), st.Inbound.Attempts, r.Stats.RecordsFolded, r.Stats.RecordsDropped)
 
