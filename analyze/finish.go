@@ -90,8 +90,8 @@ func (a *Analyzer) Finish() *report.Report {
 
 	r.Window.BlockedMS = a.blocked(r, start, end)
 	// --local any takes every address as this host's: one host.
-	if hosts, n := a.hostSummaries(r, start, end); n > 1 && !a.cfg.LocalAny {
-		r.Hosts, r.HostsSeen = hosts, n
+	if hosts, n, failing := a.hostSummaries(r, start, end); n > 1 && !a.cfg.LocalAny {
+		r.Hosts, r.HostsSeen, r.HostsFailing = hosts, n, failing
 	}
 	r.Headline = headline(r)
 	r.Hints = a.hints(keepLookup)

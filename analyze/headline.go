@@ -280,10 +280,6 @@ func joinCulprits(cs []culprit, prep string) string {
 // failed calls, each with its share of its own active time and its top
 // culprits.
 func hostsHeadline(r *report.Report, nConn, nLook int) string {
-	nFailed := 0
-	for _, h := range r.Hosts {
-		nFailed += h.Failed
-	}
 	head := fmt.Sprintf("%d hosts made %s and %s in the %s window", r.HostsSeen,
 		count(nConn, "outbound connection"), count(nLook, "lookup"), secs(r.Window.DurationMS))
 	var lost []string
@@ -311,18 +307,9 @@ func hostsHeadline(r *report.Report, nConn, nLook int) string {
 	if len(lost) == 0 {
 		return head + ", none failed"
 	}
-	more := 0
-	for _, h := range r.Hosts[shown:] {
-		if h.LostMS > 0 {
-			more++
-		}
-	}
 	tail := ""
-	if more > 0 {
-		tail = fmt.Sprintf("; %s more lost time", count(more, "host"))
-		if r.HostsSeen > len(r.Hosts) {
-			tail = fmt.Sprintf("; %d more of the %d listed lost time", more, len(r.Hosts))
-		}
+	if r.HostsFailing > shown {
+		tail = fmt.Sprintf("; %d of the %d hosts had failed calls", r.HostsFailing, r.HostsSeen)
 	}
 	return head + "; most time lost: " + strings.Join(lost, "; ") + tail
 }

@@ -131,8 +131,9 @@ type hostAcc struct {
 // hostSummaries sums up, per local host, the calls inside [start, end]:
 // the records' first calls (their start and end), and the calls folded into
 // records as they ended (hostFolds). It returns the hosts that lost the most
-// time (at most report.MaxHosts) and how many hosts made calls.
-func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) ([]report.Host, int) {
+// time (at most report.MaxHosts), how many hosts made calls and how many of
+// them had failed calls.
+func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) (hosts []report.Host, seen, failing int) {
 	accs := map[netip.Addr]*hostAcc{}
 	get := func(x netip.Addr) *hostAcc {
 		x = a.hostOf(x.Unmap())
@@ -245,8 +246,11 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) ([]report.H
 			h.lost.add(iv.from, iv.to)
 		}
 	}
-	hosts := make([]report.Host, 0, len(accs))
+	hosts = make([]report.Host, 0, len(accs))
 	for _, h := range accs {
+		if h.failed > 0 {
+			failing++
+		}
 		out := report.Host{Address: h.addr.String(), ActiveMS: ms(max(h.last-h.first, 0)), Calls: h.calls, Failed: h.failed,
 			Culprits: []report.Culprit{}}
 		out.LostMS = ms(union(append([]interval(nil), h.lost.iv...)))
@@ -287,5 +291,5 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) ([]report.H
 		return x.Address < y.Address
 	})
 	n := len(hosts)
-	return hosts[:min(n, report.MaxHosts)], n
+	return hosts[:min(n, report.MaxHosts)], n, failing
 }

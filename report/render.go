@@ -30,6 +30,7 @@ func WriteJSON(w io.Writer, r *Report) error {
 	jw.field("hints", r.Hints, false)
 	if r.HostsSeen > 0 {
 		jw.field("hosts_seen", r.HostsSeen, false)
+		jw.field("hosts_failing", r.HostsFailing, false)
 		jw.field("hosts", r.Hosts, false)
 	}
 	jw.field("stats", r.Stats, false)

@@ -53,10 +53,11 @@ type Report struct {
 	Hints         []Hint       `json:"hints"`
 	// HostsSeen and Hosts are set when more than one local host made calls:
 	// how many, and the ones that lost the most time (at most MaxHosts).
-	HostsSeen int      `json:"hosts_seen,omitempty"`
-	Hosts     []Host   `json:"hosts,omitempty"`
-	Stats     Stats    `json:"stats"`
-	Errors    []string `json:"errors"` // problems met while reading; the report is partial when set
+	HostsSeen    int      `json:"hosts_seen,omitempty"`
+	HostsFailing int      `json:"hosts_failing,omitempty"` // of those, the hosts with failed calls
+	Hosts        []Host   `json:"hosts,omitempty"`
+	Stats        Stats    `json:"stats"`
+	Errors       []string `json:"errors"` // problems met while reading; the report is partial when set
 }
 
 // Window is the time span the report covers.
