@@ -32,7 +32,7 @@ type Analyzer struct {
 	interned      map[string]string
 
 	// Facts used to infer which addresses are local.
-	dirOut, initiators, servers, contacted, dnsClients addrSet
+	dirOut, initiators, servers, contacted addrSet
 	// joins holds a dual-stack host's addresses (local.go).
 	joins joinTable
 
@@ -44,9 +44,8 @@ type Analyzer struct {
 	// Folding (fold.go): keys of each tier in use, and the destinations the
 	// catch-alls stand for.
 	foldKeys, foldKeysDest, foldKeysDestOK int
-	otherAddrs                             map[otherConnKey]struct{}
-	otherNames                             map[otherLookupKey]struct{}
-	catchAlls                              [2][256]int // record index + 1 of each kind's catch-all per outcome
+	otherDests                             map[uint64]struct{} // fingerprints (fold.go)
+	catchAlls                              [2][256]int         // record index + 1 of each kind's catch-all per outcome
 	otherDestsOverflow                     bool
 	squeezed                               bool // successes are summarised (fold.go)
 	otherConnDests, otherLookupDests       map[uint8]int
@@ -117,11 +116,9 @@ func New(cfg Config) *Analyzer {
 		initiators:       newAddrSet(4096),
 		servers:          newAddrSet(4096),
 		contacted:        newAddrSet(1 << 16),
-		dnsClients:       newAddrSet(4096),
 		joins:            newJoinTable(),
 		folded:           make(map[foldKey]int),
-		otherAddrs:       make(map[otherConnKey]struct{}),
-		otherNames:       make(map[otherLookupKey]struct{}),
+		otherDests:       make(map[uint64]struct{}),
 		otherConnDests:   make(map[uint8]int),
 		otherLookupDests: make(map[uint8]int),
 		foldedBlocked:    unionSet{max: maxUnion},

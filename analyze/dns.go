@@ -120,7 +120,6 @@ func (a *Analyzer) dnsQuery(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
 		a.nLookups--
 		a.stats.LookupsEvicted++
 	}
-	a.dnsClients.add(p.Src)
 	lk := &lookup{client: client, server: server, tcp: tcp, id: m.ID, name: name, qtype: m.QType,
 		start: p.Time, lastQuery: p.Time, queries: 1, proc: a.keepProc(p.Proc)}
 	a.lookups[k] = append(list, lk)

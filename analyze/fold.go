@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"time"
 
@@ -21,16 +22,17 @@ import (
 //     is folded into it;
 //  2. folded by client host, destination, port (or query name and type) and
 //     outcome (FoldClient): up to MaxFoldKeys keys, of which successes may
-//     take half;
+//     take half (once successes are squeezed, failures may take 1.5 times
+//     MaxFoldKeys);
 //  3. folded by destination and outcome, over client hosts
-//     (FoldDestination): a quarter more keys for successes and failures
-//     each; the direction is decided when the call ends, from what the
-//     capture showed so far, and inbound calls are only counted;
+//     (FoldDestination): MaxFoldKeys/2 more keys for failures, /4 for
+//     successes; the direction is decided when the call ends, from what
+//     the capture showed so far, and inbound calls are only counted;
 //  4. the catch-all per outcome (FoldOutcome): no destination, the count
 //     of distinct destinations it stands for.
 //
-// Memory is bounded by MaxRecords + MaxFoldKeys*3/2 records of each kind
-// plus the catch-alls, and the order of calls alone decides the tier, so the
+// Memory is bounded by 2*MaxRecords + 2.25*MaxFoldKeys records in all plus
+// the catch-alls, and the order of calls alone decides the tier, so the
 // same input gives the same report.
 
 // tier is how far a record is folded.
@@ -94,7 +96,10 @@ func (a *Analyzer) place(n int, k foldKey, fail bool, src, dst netip.Addr) place
 	}
 	keys := a.cfg.MaxFoldKeys
 	budget := keys / 2
-	if fail {
+	switch {
+	case fail && a.squeezed:
+		budget = keys + keys/2 // with the keys the successes gave back
+	case fail:
 		budget = keys
 	}
 	if a.foldKeys < budget {
@@ -114,7 +119,7 @@ func (a *Analyzer) place(n int, k foldKey, fail bool, src, dst netip.Addr) place
 	if i, ok := a.folded[k2]; ok {
 		return placement{index: i, key: k2}
 	}
-	if fail && a.foldKeysDest < keys/4 || !fail && a.foldKeysDestOK < keys/4 {
+	if fail && a.foldKeysDest < keys/2 || !fail && a.foldKeysDestOK < keys/4 {
 		return placement{index: -1, key: k2, tier: tierDestination}
 	}
 	return a.catchAll(k, src, dst)
@@ -158,6 +163,12 @@ func (a *Analyzer) squeeze() {
 			kept++
 			continue
 		case c.FoldedBy == report.FoldOutcome:
+			// An earlier catch-all: its calls were noted when they joined.
+			if j, ok := connCatch[code]; ok {
+				connMap[i] = -1
+				mergeConn(&a.conns[j], &c, recordSum(c.BlockedMS, c.BlockedSumMS, c.Count))
+				continue
+			}
 			connMap[i] = kept
 			connCatch[code] = kept
 			a.conns[kept] = c
@@ -186,15 +197,7 @@ func (a *Analyzer) squeeze() {
 			continue
 		}
 		a.stats.RecordsFolded++ // its first call is folded now too
-		f := &a.conns[j]
-		f.Count += c.Count
-		f.Attempts += c.Attempts
-		f.SynAcks += c.SynAcks
-		f.RSTs += c.RSTs
-		f.BlockedMS = max(f.BlockedMS, c.BlockedMS)
-		f.BlockedSumMS += sum
-		f.Inferred = f.Inferred || c.Inferred
-		f.Start = minTime(f.Start, c.Start)
+		mergeConn(&a.conns[j], &c, sum)
 	}
 	clear(a.conns[kept:])
 	a.conns = a.conns[:kept]
@@ -215,6 +218,11 @@ func (a *Analyzer) squeeze() {
 			kept++
 			continue
 		case l.FoldedBy == report.FoldOutcome:
+			if j, ok := lkCatch[code]; ok {
+				lkMap[i] = -1
+				mergeLookup(&a.lks[j], &l, recordSum(l.BlockedMS, l.BlockedSumMS, l.Count))
+				continue
+			}
 			lkMap[i] = kept
 			lkCatch[code] = kept
 			a.lks[kept] = l
@@ -244,13 +252,7 @@ func (a *Analyzer) squeeze() {
 			continue
 		}
 		a.stats.RecordsFolded++
-		f := &a.lks[j]
-		f.Count += l.Count
-		f.Attempts += l.Attempts
-		f.BlockedMS = max(f.BlockedMS, l.BlockedMS)
-		f.BlockedSumMS += sum
-		f.Inferred = f.Inferred || l.Inferred
-		f.Start = minTime(f.Start, l.Start)
+		mergeLookup(&a.lks[j], &l, sum)
 	}
 	clear(a.lks[kept:])
 	a.lks = a.lks[:kept]
@@ -338,45 +340,38 @@ func (a *Analyzer) register(p placement, i int, fail bool) {
 // destinations; past it the count is a lower bound (stats say so).
 const maxOtherDestinations = 1 << 16
 
-// otherConnKey is a connection destination (address, port) in a catch-all
-// of one outcome; small, so that hashing it costs little.
-type otherConnKey struct {
-	dst  [16]byte
-	port uint16
-	out  uint8
-}
-
-type otherLookupKey struct {
-	name string
-	out  uint8
-}
-
 // noteOtherDestination counts a destination joining a catch-all: a
-// connection's address and port, a lookup's name.
+// connection's address and port, a lookup's name. The set holds 64-bit
+// FNV-style fingerprints (a collision among 65,536 destinations is about as
+// likely as 1 in 10^10), small enough that a busy capture's catch-alls do
+// not crowd the heap.
 func (a *Analyzer) noteOtherDestination(k foldKey) {
+	h := uint64(14695981039346656037) ^ uint64(k.out)
 	if k.lookup {
-		d := otherLookupKey{k.name, k.out}
-		if _, ok := a.otherNames[d]; ok {
-			return
+		h = (h ^ 1) * 1099511628211
+		for i := 0; i < len(k.name); i++ {
+			h = (h ^ uint64(k.name[i])) * 1099511628211
 		}
-		if len(a.otherNames) >= maxOtherDestinations {
-			a.otherDestsOverflow = true
-			return
+	} else {
+		// Eight bytes at a time: the address halves and the port.
+		for _, w := range [3]uint64{binary.LittleEndian.Uint64(k.dst[:8]), binary.LittleEndian.Uint64(k.dst[8:]), uint64(k.port)} {
+			h = (h ^ w) * 1099511628211
+			h ^= h >> 29
 		}
-		a.otherNames[d] = struct{}{}
-		a.otherLookupDests[k.out]++
+	}
+	if _, ok := a.otherDests[h]; ok {
 		return
 	}
-	d := otherConnKey{k.dst, k.port, k.out}
-	if _, ok := a.otherAddrs[d]; ok {
-		return
-	}
-	if len(a.otherAddrs) >= maxOtherDestinations {
+	if len(a.otherDests) >= maxOtherDestinations {
 		a.otherDestsOverflow = true
 		return
 	}
-	a.otherAddrs[d] = struct{}{}
-	a.otherConnDests[k.out]++
+	a.otherDests[h] = struct{}{}
+	if k.lookup {
+		a.otherLookupDests[k.out]++
+	} else {
+		a.otherConnDests[k.out]++
+	}
 }
 
 // egressNow decides a call's direction from what the capture showed so far:
@@ -392,8 +387,8 @@ func (a *Analyzer) egressNow(src, dst netip.Addr) bool {
 		return a.dirOut.has(src)
 	}
 	// Inferred: a call to a host that both accepts and makes connections
-	// (or shares such a host's addresses) is inbound.
-	return !(a.servers.has(dst) && a.initiators.has(dst))
+	// is inbound. Servers are rarely initiators: look that up first.
+	return !(a.initiators.has(dst) && a.servers.has(dst))
 }
 
 func inPrefixes(ps []netip.Prefix, x netip.Addr) bool {
@@ -414,6 +409,41 @@ func failed(outcome string) bool {
 		return true
 	}
 	return false
+}
+
+// recordSum is the sum of a record's waits.
+func recordSum(blocked, sum float64, count int) float64 {
+	if count > 1 {
+		return sum
+	}
+	return blocked
+}
+
+// mergeConn adds record c, whose waits sum to sum, to the catch-all f.
+func mergeConn(f, c *report.Connection, sum float64) {
+	if f.Count == 1 {
+		f.BlockedSumMS = f.BlockedMS
+	}
+	f.Count += c.Count
+	f.Attempts += c.Attempts
+	f.SynAcks += c.SynAcks
+	f.RSTs += c.RSTs
+	f.BlockedMS = max(f.BlockedMS, c.BlockedMS)
+	f.BlockedSumMS += sum
+	f.Inferred = f.Inferred || c.Inferred
+	f.Start = minTime(f.Start, c.Start)
+}
+
+func mergeLookup(f, l *report.Lookup, sum float64) {
+	if f.Count == 1 {
+		f.BlockedSumMS = f.BlockedMS
+	}
+	f.Count += l.Count
+	f.Attempts += l.Attempts
+	f.BlockedMS = max(f.BlockedMS, l.BlockedMS)
+	f.BlockedSumMS += sum
+	f.Inferred = f.Inferred || l.Inferred
+	f.Start = minTime(f.Start, l.Start)
 }
 
 func minTime(x, y time.Time) time.Time {

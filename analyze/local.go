@@ -84,8 +84,12 @@ func (a *Analyzer) inferredLocal() map[netip.Addr]bool {
 	for x := range a.initiators.m {
 		calls[a.hostOf(x)] = true
 	}
-	for x := range a.dnsClients.m {
-		calls[a.hostOf(x)] = true
+	// DNS clients, from the lookup records (a folded record keeps its
+	// first call's client): no cost per query.
+	for i := range a.lks {
+		if x, err := netip.ParseAddr(a.lks[i].Client); err == nil {
+			calls[a.hostOf(x)] = true
+		}
 	}
 	set := map[netip.Addr]bool{}
 	for h := range accepts {

@@ -191,7 +191,11 @@ func nonZero(m map[string]uint64) map[string]uint64 {
 func checkCatchAlls(t *testing.T, r *report.Report) {
 	t.Helper()
 	successOwn, failCatchAll := 0, 0
+	catchAlls := map[string]int{}
 	for _, c := range r.Connections {
+		if c.IsCatchAll() {
+			catchAlls["connection "+c.Outcome]++
+		}
 		switch {
 		case c.IsCatchAll() && failedOutcome(c.Outcome):
 			failCatchAll += c.Count
@@ -200,11 +204,19 @@ func checkCatchAlls(t *testing.T, r *report.Report) {
 		}
 	}
 	for _, l := range r.Lookups {
+		if l.IsCatchAll() {
+			catchAlls["lookup "+l.Outcome]++
+		}
 		switch {
 		case l.IsCatchAll() && failedOutcome(l.Outcome):
 			failCatchAll += l.Count
 		case !failedOutcome(l.Outcome) && l.Count == 1:
 			successOwn++
+		}
+	}
+	for k, n := range catchAlls {
+		if n > 1 {
+			t.Errorf("%d catch-alls for %s, want one", n, k)
 		}
 	}
 	if failCatchAll > 0 && successOwn > 0 {
