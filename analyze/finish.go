@@ -45,8 +45,8 @@ func (a *Analyzer) Finish() *report.Report {
 
 	r := &report.Report{
 		SchemaVersion: report.SchemaVersion,
-		Connections:   []report.Connection{},
-		Lookups:       []report.Lookup{},
+		Connections:   make([]report.Connection, 0, len(a.conns)),
+		Lookups:       make([]report.Lookup, 0, len(a.lks)),
 		Hints:         []report.Hint{},
 		Errors:        []string{},
 		Stats:         a.stats,
@@ -85,8 +85,8 @@ func (a *Analyzer) Finish() *report.Report {
 			r.Lookups = append(r.Lookups, l)
 		}
 	}
-	sort.SliceStable(r.Connections, func(i, j int) bool { return r.Connections[i].Start.Before(r.Connections[j].Start) })
-	sort.SliceStable(r.Lookups, func(i, j int) bool { return r.Lookups[i].Start.Before(r.Lookups[j].Start) })
+	r.Connections = byStart(r.Connections, func(c *report.Connection) time.Time { return c.Start })
+	r.Lookups = byStart(r.Lookups, func(l *report.Lookup) time.Time { return l.Start })
 
 	r.Window.BlockedMS = a.blocked(r, start, end)
 	// --local any takes every address as this host's: one host.
@@ -298,4 +298,29 @@ func (a *Analyzer) WindowError() error {
 		return fmt.Errorf("the window ends (--to %s) before the capture starts: %s", to.Format(time.RFC3339Nano), span)
 	}
 	return nil
+}
+
+// byStart orders records by start time, stably. It sorts indices and copies
+// each record once: records are large, and a report may hold tens of
+// thousands.
+func byStart[T any](rs []T, start func(*T) time.Time) []T {
+	idx := make([]int, len(rs))
+	keys := make([]int64, len(rs))
+	sorted := true
+	for i := range rs {
+		idx[i] = i
+		keys[i] = start(&rs[i]).UnixNano()
+		if i > 0 && keys[i] < keys[i-1] {
+			sorted = false
+		}
+	}
+	if sorted {
+		return rs
+	}
+	sort.SliceStable(idx, func(i, j int) bool { return keys[idx[i]] < keys[idx[j]] })
+	out := make([]T, len(rs))
+	for i, j := range idx {
+		out[i] = rs[j]
+	}
+	return out
 }

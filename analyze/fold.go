@@ -20,18 +20,18 @@ import (
 //     failed calls up to MaxRecords: successes are squeezed first, a
 //     successful call past MaxRecords/2 that repeats an earlier record's key
 //     is folded into it;
-//  2. folded by client host, destination, port (or query name and type) and
-//     outcome (FoldClient): up to MaxFoldKeys keys, of which successes may
-//     take half (once successes are squeezed, failures may take 1.5 times
-//     MaxFoldKeys);
+//  2. failures: folded by client host, destination, port (or query name
+//     and type) and outcome (FoldClient): up to MaxFoldKeys keys (1.5 times
+//     that once successes are squeezed);
 //  3. folded by destination and outcome, over client hosts
-//     (FoldDestination): MaxFoldKeys/2 more keys for failures, /4 for
-//     successes; the direction is decided when the call ends, from what
-//     the capture showed so far, and inbound calls are only counted;
+//     (FoldDestination): MaxFoldKeys/2 keys for failures past tier 2, and
+//     as many for successes past the record limit; the direction is
+//     decided when the call ends, from what the capture showed so far, and
+//     inbound calls are only counted;
 //  4. the catch-all per outcome (FoldOutcome): no destination, the count
 //     of distinct destinations it stands for.
 //
-// Memory is bounded by 2*MaxRecords + 2.25*MaxFoldKeys records in all plus
+// Memory is bounded by 2*MaxRecords + 2.5*MaxFoldKeys records in all plus
 // the catch-alls, and the order of calls alone decides the tier, so the
 // same input gives the same report.
 
@@ -95,14 +95,13 @@ func (a *Analyzer) place(n int, k foldKey, fail bool, src, dst netip.Addr) place
 		return placement{index: i, key: k}
 	}
 	keys := a.cfg.MaxFoldKeys
-	budget := keys / 2
-	switch {
-	case fail && a.squeezed:
-		budget = keys + keys/2 // with the keys the successes gave back
-	case fail:
-		budget = keys
+	budget := keys
+	if a.squeezed {
+		budget = keys + keys/2 // with the room the successes gave back
 	}
-	if a.foldKeys < budget {
+	// Successes past the record limit fold over client hosts at once: a
+	// success's client matters less than a failure's, and records cost.
+	if fail && a.foldKeys < budget {
 		return placement{index: -1, key: k, tier: tierClient}
 	}
 	if fail && !a.squeezed {
@@ -119,10 +118,10 @@ func (a *Analyzer) place(n int, k foldKey, fail bool, src, dst netip.Addr) place
 	if i, ok := a.folded[k2]; ok {
 		return placement{index: i, key: k2}
 	}
-	if fail && a.foldKeysDest < keys/2 || !fail && a.foldKeysDestOK < keys/4 {
+	if fail && a.foldKeysDest < keys/2 || !fail && a.foldKeysDestOK < keys/2 {
 		return placement{index: -1, key: k2, tier: tierDestination}
 	}
-	return a.catchAll(k, src, dst)
+	return a.otherPlace(k)
 }
 
 // catchAll places a call in its outcome's catch-all.
@@ -130,6 +129,11 @@ func (a *Analyzer) catchAll(k foldKey, src, dst netip.Addr) placement {
 	if !a.egressNow(src, dst) {
 		return placement{inbound: true}
 	}
+	return a.otherPlace(k)
+}
+
+// otherPlace places a call whose direction is decided in the catch-all.
+func (a *Analyzer) otherPlace(k foldKey) placement {
 	k3 := foldKey{lookup: k.lookup, tier: tierOutcome, out: k.out}
 	a.noteOtherDestination(k)
 	if i := a.catchAllIndex(k.lookup, k.out); i >= 0 {

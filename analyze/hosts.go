@@ -194,7 +194,11 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) (hosts []re
 		if c.PID != nil {
 			proc = procName(c.PID, c.Comm)
 		}
-		note(h, c.Start.UnixNano(), c.End.UnixNano(), failed(c.Outcome), proc)
+		fail := failed(c.Outcome)
+		note(h, c.Start.UnixNano(), c.End.UnixNano(), fail, proc)
+		if !fail {
+			continue
+		}
 		dest := c.Host
 		if dest == "" {
 			dest = c.DstIP
@@ -219,7 +223,11 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) (hosts []re
 		if l.PID != nil {
 			proc = procName(l.PID, l.Comm)
 		}
-		note(h, l.Start.UnixNano(), l.End.UnixNano(), failed(l.Outcome), proc)
+		fail := failed(l.Outcome)
+		note(h, l.Start.UnixNano(), l.End.UnixNano(), fail, proc)
+		if !fail {
+			continue
+		}
 		calls := l.Count
 		if l.FoldedBy == report.FoldDestination || l.IsCatchAll() {
 			calls = 1
