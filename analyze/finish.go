@@ -45,7 +45,7 @@ func (a *Analyzer) Finish() *report.Report {
 
 	r := &report.Report{
 		SchemaVersion: report.SchemaVersion,
-		Connections:   make([]report.Connection, 0, len(a.conns)),
+		Connections:   a.conns[:0:len(a.conns)], // filtered in place: the Analyzer is done
 		Lookups:       make([]report.Lookup, 0, len(a.lks)),
 		Hints:         []report.Hint{},
 		Errors:        []string{},
@@ -300,9 +300,9 @@ func (a *Analyzer) WindowError() error {
 	return nil
 }
 
-// byStart orders records by start time, stably. It sorts indices and copies
-// each record once: records are large, and a report may hold tens of
-// thousands.
+// byStart orders records by start time, stably, in place. It sorts indices
+// and moves each record about once: records are large, and a report may
+// hold tens of thousands.
 func byStart[T any](rs []T, start func(*T) time.Time) []T {
 	idx := make([]int, len(rs))
 	keys := make([]int64, len(rs))
@@ -318,9 +318,23 @@ func byStart[T any](rs []T, start func(*T) time.Time) []T {
 		return rs
 	}
 	sort.SliceStable(idx, func(i, j int) bool { return keys[idx[i]] < keys[idx[j]] })
-	out := make([]T, len(rs))
-	for i, j := range idx {
-		out[i] = rs[j]
+	// Apply the permutation in place, cycle by cycle: rs[i] = old rs[idx[i]].
+	for i := range idx {
+		if idx[i] < 0 || idx[i] == i {
+			continue
+		}
+		tmp := rs[i]
+		j := i
+		for {
+			k := idx[j]
+			idx[j] = -1
+			if k == i {
+				rs[j] = tmp
+				break
+			}
+			rs[j] = rs[k]
+			j = k
+		}
 	}
-	return out
+	return rs
 }

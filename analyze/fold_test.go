@@ -3,8 +3,10 @@ package analyze
 import (
 	"fmt"
 	"net/netip"
+	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/net/dns/dnsmessage"
@@ -167,5 +169,23 @@ func TestPerHostHeadline(t *testing.T) {
 		"198.18.0.3 lost 1.0 ms of its 1.0 ms active (100%) to 198.51.100.10:81 (1 refused call, up to 1.0 ms)"
 	if r.Headline != want {
 		t.Errorf("headline\n got %q\nwant %q", r.Headline, want)
+	}
+}
+
+// TestByStart: the in-place ordering equals a stable sort by start.
+func TestByStart(t *testing.T) {
+	type rec struct {
+		start time.Time
+		n     int
+	}
+	var rs, want []rec
+	for i := 0; i < 500; i++ {
+		rs = append(rs, rec{time.Unix(int64((i*7919)%97), 0), i})
+	}
+	want = append(want, rs...)
+	sort.SliceStable(want, func(i, j int) bool { return want[i].start.Before(want[j].start) })
+	got := byStart(rs, func(r *rec) time.Time { return r.start })
+	if !cmp.Equal(want, got, cmp.AllowUnexported(rec{})) {
+		t.Errorf("byStart differs from a stable sort")
 	}
 }

@@ -1,9 +1,9 @@
 package analyze
 
 import (
-	"fmt"
 	"net/netip"
 	"sort"
+	"strconv"
 
 	"github.com/egress-dev/egress/report"
 )
@@ -124,8 +124,9 @@ type hostAcc struct {
 	failed      int
 	lost        unionSet
 	procs       map[string]int
-	culprits    map[string]*report.Culprit
-	order       []string // culprit keys in first-seen order
+	culprits    map[culpritKey]*report.Culprit
+	order       []culpritKey // in first-seen order
+	lostNS      int64
 }
 
 // hostSummaries sums up, per local host, the calls inside [start, end]:
@@ -139,7 +140,7 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) (hosts []re
 		x = a.hostOf(x.Unmap())
 		h := accs[x]
 		if h == nil {
-			h = &hostAcc{addr: x, procs: map[string]int{}, culprits: map[string]*report.Culprit{}}
+			h = &hostAcc{addr: x, procs: map[string]int{}, culprits: map[culpritKey]*report.Culprit{}}
 			accs[x] = h
 		}
 		return h
@@ -166,7 +167,7 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) (hosts []re
 			h.procs[proc]++
 		}
 	}
-	culprit := func(h *hostAcc, key string, c report.Culprit) {
+	culprit := func(h *hostAcc, key culpritKey, c report.Culprit) {
 		if !failed(c.Outcome) {
 			return
 		}
@@ -203,13 +204,13 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) (hosts []re
 		if dest == "" {
 			dest = c.DstIP
 		}
-		dest = fmt.Sprintf("%s:%d", dest, c.DstPort)
+		dest += ":" + strconv.Itoa(int(c.DstPort))
 		calls := c.Count
 		if c.FoldedBy == report.FoldDestination || c.IsCatchAll() {
 			calls = 1 // the others came from several hosts
 		}
 		if !c.IsCatchAll() { // a catch-all is never named
-			culprit(h, "c"+dest, report.Culprit{Destination: dest, Outcome: c.Outcome, Calls: calls, LongestMS: c.BlockedMS, Inferred: c.Inferred})
+			culprit(h, culpritKey{false, dest}, report.Culprit{Destination: dest, Outcome: c.Outcome, Calls: calls, LongestMS: c.BlockedMS, Inferred: c.Inferred})
 		}
 	}
 	for i := range r.Lookups {
@@ -233,7 +234,7 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) (hosts []re
 			calls = 1
 		}
 		if !l.IsCatchAll() {
-			culprit(h, "l"+l.Name, report.Culprit{Lookup: true, Destination: l.Name, Outcome: l.Outcome, Calls: calls, LongestMS: l.BlockedMS, Inferred: l.Inferred})
+			culprit(h, culpritKey{true, l.Name}, report.Culprit{Lookup: true, Destination: l.Name, Outcome: l.Outcome, Calls: calls, LongestMS: l.BlockedMS, Inferred: l.Inferred})
 		}
 	}
 	addrs := make([]netip.Addr, 0, len(a.hostFolds))
@@ -254,14 +255,33 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) (hosts []re
 			h.lost.add(iv.from, iv.to)
 		}
 	}
-	hosts = make([]report.Host, 0, len(accs))
+	// Rank the hosts by lost time first; build the full summary only for
+	// those the report lists.
+	all := make([]*hostAcc, 0, len(accs))
 	for _, h := range accs {
 		if h.failed > 0 {
 			failing++
 		}
-		out := report.Host{Address: h.addr.String(), ActiveMS: ms(max(h.last-h.first, 0)), Calls: h.calls, Failed: h.failed,
-			Culprits: []report.Culprit{}}
-		out.LostMS = ms(union(append([]interval(nil), h.lost.iv...)))
+		for _, iv := range h.lost.iv { // sorted and disjoint
+			h.lostNS += iv.to - iv.from
+		}
+		all = append(all, h)
+	}
+	sort.Slice(all, func(i, j int) bool {
+		x, y := all[i], all[j]
+		switch {
+		case x.lostNS != y.lostNS:
+			return x.lostNS > y.lostNS
+		case x.failed != y.failed:
+			return x.failed > y.failed
+		}
+		return x.addr.Less(y.addr)
+	})
+	n := len(all)
+	hosts = make([]report.Host, 0, min(n, report.MaxHosts))
+	for _, h := range all[:min(n, report.MaxHosts)] {
+		out := report.Host{Address: h.addr.String(), ActiveMS: ms(max(h.last-h.first, 0)), LostMS: ms(h.lostNS),
+			Calls: h.calls, Failed: h.failed, Culprits: topCulprits(h, 2)}
 		if joined := a.hostAddrs(h.addr); len(joined) > 1 {
 			for _, x := range joined {
 				out.Addresses = append(out.Addresses, x.String())
@@ -277,27 +297,38 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) (hosts []re
 			}
 			return procs[i] < procs[j]
 		})
-		out.Processes = procs[:min(len(procs), 3)]
-		if len(out.Processes) == 0 {
-			out.Processes = nil
+		if len(procs) > 0 {
+			out.Processes = procs[:min(len(procs), 3)]
 		}
-		for _, k := range h.order {
-			out.Culprits = append(out.Culprits, *h.culprits[k])
-		}
-		sort.SliceStable(out.Culprits, func(i, j int) bool { return out.Culprits[i].LongestMS > out.Culprits[j].LongestMS })
-		out.Culprits = out.Culprits[:min(len(out.Culprits), 2)]
 		hosts = append(hosts, out)
 	}
-	sort.Slice(hosts, func(i, j int) bool {
-		x, y := hosts[i], hosts[j]
-		switch {
-		case x.LostMS != y.LostMS:
-			return x.LostMS > y.LostMS
-		case x.Failed != y.Failed:
-			return x.Failed > y.Failed
+	return hosts, n, failing
+}
+
+// culpritKey is a destination of a host's failed calls.
+type culpritKey struct {
+	lookup bool
+	dest   string
+}
+
+// topCulprits returns a host's k culprits with the longest waits (the first
+// seen first among equals), without sorting them all.
+func topCulprits(h *hostAcc, k int) []report.Culprit {
+	top := make([]report.Culprit, 0, k)
+	for _, key := range h.order {
+		c := *h.culprits[key]
+		i := len(top)
+		for i > 0 && top[i-1].LongestMS < c.LongestMS {
+			i--
 		}
-		return x.Address < y.Address
-	})
-	n := len(hosts)
-	return hosts[:min(n, report.MaxHosts)], n, failing
+		if i >= k {
+			continue
+		}
+		if len(top) < k {
+			top = append(top, report.Culprit{})
+		}
+		copy(top[i+1:], top[i:len(top)-1])
+		top[i] = c
+	}
+	return top
 }
