@@ -25,8 +25,9 @@ for i in $(seq "$runs"); do
 	done
 done
 for b in old new; do
-	awk -v b="$b" '$1 == b { w[n] = $2; u[n] = $3; r[n] = $4; n++ }
-		function med(a, n,   i, j, t) { for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }; return n % 2 ? a[int(n / 2)] : (a[n / 2 - 1] + a[n / 2]) / 2 }
-		END { mw = med(w, n); mu = med(u, n); mr = med(r, n)
-		      printf "%s: median %.2f s wall (min %.2f), median %.2f s user (min %.2f), median %.1f MiB\n", b, mw, w[0], mu, u[0], mr / 1024 }' "$out/all"
+	awk -v b="$b" '$1 == b { w[n] = $2; u[n] = $3; r[n] = $4; n++
+			if (n == 1 || $2 < mw) mw = $2
+			if (n == 1 || $3 < mu) mu = $3 }
+		function med(a, n,   i, j, t) { for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }; return n % 2 ? a[int(n / 2)] : (a[n / 2 - 1] + a[n / 2]) / 2 }
+		END { printf "%s: median %.2f s wall (min %.2f), median %.2f s user (min %.2f), median %.1f MiB\n", b, med(w, n), mw, med(u, n), mu, med(r, n) / 1024 }' "$out/all"
 done
