@@ -95,7 +95,37 @@ func (a *Analyzer) Finish() *report.Report {
 	}
 	r.Headline = headline(r)
 	r.Hints = a.hints(keepLookup)
+	r.Hints = append(r.Hints, a.stackHints(r)...)
 	return r
+}
+
+// stackHints says, once per process, when its stacks (--stacks) name no
+// function of the application: the code has no symbols or no frame
+// pointers, and the report can only give module+offset.
+func (a *Analyzer) stackHints(r *report.Report) []report.Hint {
+	var hints []report.Hint
+	seen := map[string]bool{}
+	for _, c := range r.Connections {
+		if len(c.Stack) == 0 {
+			continue
+		}
+		if site, ok := report.CallSite(c.Stack, a.cfg.AppFrames); ok && site.Function != "" {
+			continue
+		}
+		who := procName(c.PID, c.Comm)
+		if who == "" {
+			who = "an unknown process"
+		}
+		if seen[who] || len(hints) >= 20 {
+			continue
+		}
+		seen[who] = true
+		hints = append(hints, report.Hint{Kind: "stack-unnamed", Subject: who, Text: fmt.Sprintf(
+			"the stacks of %s name no function of the application, only module+offset: its code has no symbols, or no frame pointers "+
+				"(build C/C++ with -fno-omit-frame-pointer and keep the symbol table; run Node.js with --perf-basic-prof "+
+				"--interpreted-frames-native-stack, Python 3.12+ with -X perf; see docs/watch.md)", who)})
+	}
+	return hints
 }
 
 // egressFunc decides which addresses are this host's, says why in l, and

@@ -27,6 +27,7 @@ type culprit struct {
 	blocked  float64 // the longest single wait
 	outcome  string
 	proc     string // "shopapp[4242]" where the process is known
+	caller   string // "main.checkForUpdates (updates.go:42)" with --stacks
 }
 
 // culprits groups the failed calls by destination: a connection's host (or
@@ -65,6 +66,7 @@ func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
 		if c.PID != nil {
 			cu.proc = procName(c.PID, c.Comm)
 		}
+		cu.caller = c.CalledFrom
 		cs = append(cs, cu)
 	}
 	byName := map[string]int{}
@@ -259,14 +261,22 @@ func describeOutcomes(kinds map[string]int, n int, one, many string) string {
 func joinCulprits(cs []culprit, prep string) string {
 	var parts []string
 	prevHost := ""
-	for _, c := range cs {
+	for i, c := range cs {
+		// The top culprit also says which code made it (--stacks).
+		from := by(c.proc)
+		if i == 0 && c.caller != "" {
+			if from != "" {
+				from += ","
+			}
+			from += " called from " + c.caller
+		}
 		switch {
 		case c.lookup:
 			parts = append(parts, c.host+" ("+c.detail()+")")
 		case c.host == prevHost:
-			parts = append(parts, ":"+c.port+" ("+c.detail()+")"+by(c.proc))
+			parts = append(parts, ":"+c.port+" ("+c.detail()+")"+from)
 		default:
-			parts = append(parts, c.host+":"+c.port+" ("+c.detail()+")"+by(c.proc))
+			parts = append(parts, c.host+":"+c.port+" ("+c.detail()+")"+from)
 			prevHost = c.host
 		}
 	}
@@ -387,6 +397,9 @@ func by(proc string) string {
 
 // procName is "comm[pid]" (comm made terminal-safe by the renderer).
 func procName(pid *int, comm *string) string {
+	if pid == nil {
+		return ""
+	}
 	if comm == nil || *comm == "" {
 		return fmt.Sprintf("pid %d", *pid)
 	}

@@ -108,6 +108,11 @@ type Connection struct {
 	// many distinct destinations its calls went to.
 	Destinations int      `json:"destinations,omitempty"`
 	Verdict      *Verdict `json:"verdict,omitempty"`
+	// Stack is the user-space stack of the thread at connect(), innermost
+	// first (egress --stacks; absent otherwise). CalledFrom names its
+	// application frame (see CallSite): "main.checkForUpdates (updates.go:42)".
+	Stack      []Frame `json:"stack,omitempty"`
+	CalledFrom string  `json:"called_from,omitempty"`
 
 	// Addr fields for analysis and sorting; not serialised.
 	Src netip.AddrPort `json:"-"`
