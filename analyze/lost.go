@@ -200,3 +200,16 @@ func overlap(x, y []interval) int64 {
 	}
 	return total
 }
+
+// moveSpans keeps the records' lost spans beside them when a squeeze
+// (fold.go) moves records: index i went to to[i] (-1: merged or dropped).
+// A catch-all made there holds successes only: no span.
+func moveSpans(sp []lostSpan, to []int, n int) []lostSpan {
+	out := make([]lostSpan, n)
+	for i, j := range to {
+		if j >= 0 && i < len(sp) {
+			out[j] = sp[i]
+		}
+	}
+	return out
+}
