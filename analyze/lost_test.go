@@ -163,3 +163,49 @@ func TestActivityHostileTimes(t *testing.T) {
 		t.Fatalf("window %+v", r.Window)
 	}
 }
+
+// TestLostTimeAfterSqueeze: when failures need the room successes hold
+// (fold.go's squeeze), records move; their lost time moves with them.
+func TestLostTimeAfterSqueeze(t *testing.T) {
+	a := New(Config{LocalAny: true, MaxRecords: 4, MaxFoldKeys: 2, From: at(0), To: at(60)})
+	a.Activity(&event.Activity{Time: at(0), Running: false}) // the app only waits
+	cookie := uint64(1)
+	// Successes to distinct destinations fill the records.
+	for i := range 8 {
+		src := netip.AddrPortFrom(app, uint16(40000+i))
+		dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 20, byte(i)}), 443)
+		a.Sock(&event.Sock{Time: at(float64(i)), Kind: event.SockConnect, Cookie: cookie, Proto: event.ProtoTCP, Src: src, Dst: dst})
+		a.Sock(&event.Sock{Time: at(float64(i) + 0.1), Kind: event.SockEstablished, Cookie: cookie, Proto: event.ProtoTCP, Src: src, Dst: dst})
+		a.Sock(&event.Sock{Time: at(float64(i) + 0.2), Kind: event.SockClose, Cookie: cookie, Proto: event.ProtoTCP, Src: src, Dst: dst})
+		cookie++
+	}
+	// Then failures (2 s each) to more distinct destinations.
+	for i := range 8 {
+		src := netip.AddrPortFrom(app, uint16(41000+i))
+		dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 21, byte(i)}), 443)
+		start := 10 + 3*float64(i)
+		a.Sock(&event.Sock{Time: at(start), Kind: event.SockConnect, Cookie: cookie, Proto: event.ProtoTCP, Src: src, Dst: dst})
+		a.Sock(&event.Sock{Time: at(start + 2), Kind: event.SockClose, Cookie: cookie, Proto: event.ProtoTCP, Src: src, Dst: dst})
+		cookie++
+	}
+	a.Packet(&event.Packet{Time: at(60)})
+	r := a.Finish()
+	if r.Stats.RecordsDropped == 0 {
+		t.Fatalf("no squeeze happened (stats %+v): the test needs one", r.Stats)
+	}
+	failedRecords := 0
+	for _, c := range r.Connections {
+		switch {
+		case c.Outcome == report.Established && c.LostMS != 0:
+			t.Errorf("a success lost %v ms", c.LostMS)
+		case c.Outcome == report.Timeout && c.Count == 1:
+			failedRecords++
+			if !near(c.LostMS, 2000) {
+				t.Errorf("failed call to %s lost %v ms, want 2000", c.DstIP, c.LostMS)
+			}
+		}
+	}
+	if failedRecords == 0 {
+		t.Fatalf("no single failed record kept: %+v", r.Connections)
+	}
+}
