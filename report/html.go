@@ -17,6 +17,17 @@ const maxTimelineRows = 300
 // name from the network goes through html/template's escaping.
 func WriteHTML(w io.Writer, r *Report) error {
 	page := htmlPage{Report: r, Width: 1040, Label: 330}
+	// The verdict of each destination, as every other format gives it.
+	for _, d := range Destinations(r) {
+		if r.Check == nil && d.Catalog == "" {
+			continue
+		}
+		if len(page.Dests) >= maxTimelineRows {
+			page.HiddenDests++
+			continue
+		}
+		page.Dests = append(page.Dests, d)
+	}
 	start, end := r.Window.Start, r.Window.End
 	span := end.Sub(start)
 	if span <= 0 {
@@ -105,6 +116,8 @@ type htmlPage struct {
 	Axis                 []htmlTick
 	Hidden               int
 	Width, Height, Label int
+	Dests                []*Destination // with their verdicts, worst first
+	HiddenDests          int
 }
 
 type htmlRow struct {
@@ -137,7 +150,11 @@ table{border-collapse:collapse;margin-top:1.5em}td,th{padding:2px 8px;border-bot
 </style></head><body>
 <h1>{{.Report.Headline}}</h1>
 <p>source: {{.Report.Source}} ({{.Report.Backend}}); window {{.Report.Window.Start.Format "2006-01-02T15:04:05.000Z07:00"}} to {{.Report.Window.End.Format "15:04:05.000"}}; local addresses ({{.Report.Local.Basis}}): {{range .Report.Local.Addresses}}{{.}} {{end}}</p>
-<svg width="{{.Width}}" height="{{.Height}}" role="img" aria-label="timeline of the calls">
+{{with .Dests}}<table><tr><th></th><th>destination</th><th>process</th><th>outcome</th><th>calls</th><th>waited</th><th>verdict</th></tr>
+{{range .}}<tr><td class="{{if .Fails}}hang{{else if or .Unexpected .Failed}}fail{{else}}ok{{end}}">{{if .Fails}}FAILS{{else if .Unexpected}}unexpected{{else}}ok{{end}}</td><td>{{.ID}}</td><td>{{range $i, $p := .Processes}}{{if $i}}, {{end}}{{$p}}{{end}}</td><td>{{.OutcomeText}}</td><td>{{.Calls}}</td><td>{{ms .BlockedMS}}</td><td>{{.VerdictText}}{{if .Catalog}}{{if .VerdictText}}; {{end}}known phone-home: {{.Catalog}}{{end}}</td></tr>
+{{end}}</table>
+{{end}}{{if .HiddenDests}}<p>{{.HiddenDests}} more destinations are not listed (failing ones are listed first).</p>
+{{end}}<svg width="{{.Width}}" height="{{.Height}}" role="img" aria-label="timeline of the calls">
 {{range .Axis}}<line x1="{{.X}}" y1="18" x2="{{.X}}" y2="{{$.Height}}" stroke="#ddd"/><text x="{{.X}}" y="14" text-anchor="middle">{{.Text}}</text>
 {{end}}{{range .Rows}}<g><title>{{.Title}}</title>
 <text x="0" y="{{.Y}}" dy="11">{{.Label}}{{if ne .Proc "-"}} {{.Proc}}{{end}}</text>

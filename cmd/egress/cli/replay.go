@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 
@@ -89,50 +90,44 @@ func (o *outputFlags) annotate(r *report.Report) error {
 	return nil
 }
 
-// write prints the report and says whether --fail-on matched.
-func (o *outputFlags) write(w io.Writer, r *report.Report) (findings []string, err error) {
-	switch o.format {
-	case "json":
-		err = report.WriteJSON(w, r)
-	case "junit":
-		err = report.WriteJUnit(w, r)
-	case "markdown":
-		err = report.WriteMarkdown(w, r)
-	case "html":
-		err = report.WriteHTML(w, r)
-	default:
-		err = report.WriteTable(w, r, report.TableOptions{All: o.all})
-	}
-	if err != nil {
-		return nil, err
-	}
-	want := map[string]bool{}
+// judge decides once which calls fail the check (report.Judge): unexpected
+// calls when enforce, and the outcomes --fail-on names. The exit decision
+// and every output read the verdicts it sets.
+func (o *outputFlags) judge(r *report.Report, enforce bool) []*report.Destination {
+	var outcomes []string
 	for _, f := range o.failOn {
 		for _, out := range failOutcomes[f] {
-			want[out] = true
+			if !slices.Contains(outcomes, out) {
+				outcomes = append(outcomes, out)
+			}
 		}
 	}
-	wantUnexpected := false
-	for _, f := range o.failOn {
-		wantUnexpected = wantUnexpected || f == "unexpected"
+	return report.Judge(r, report.Criteria{Rules: o.rules, Enforce: enforce, FailOn: outcomes})
+}
+
+// failsOnUnexpected says whether --fail-on names unexpected calls (replay
+// and watch; egress run fails on them in enforce mode).
+func (o *outputFlags) failsOnUnexpected() bool { return slices.Contains(o.failOn, "unexpected") }
+
+// write prints the report.
+func (o *outputFlags) write(w io.Writer, r *report.Report) error {
+	switch o.format {
+	case "json":
+		return report.WriteJSON(w, r)
+	case "junit":
+		return report.WriteJUnit(w, r)
+	case "markdown":
+		return report.WriteMarkdown(w, r)
+	case "html":
+		return report.WriteHTML(w, r)
 	}
-	for _, c := range r.Connections {
-		if c.Loopback {
-			continue
-		}
-		if want[c.Outcome] {
-			findings = append(findings, fmt.Sprintf("%s %s:%d", c.Outcome, orIP(c.Host, c.DstIP), c.DstPort))
-		}
-		if wantUnexpected && c.Verdict != nil && !c.Verdict.Expected {
-			findings = append(findings, fmt.Sprintf("unexpected %s:%d", orIP(c.Host, c.DstIP), c.DstPort))
-		}
-	}
-	for _, l := range r.Lookups {
-		if want[l.Outcome] {
-			findings = append(findings, fmt.Sprintf("%s lookup %s %s", l.Outcome, l.Name, l.QType))
-		}
-	}
-	return findings, nil
+	return report.WriteTable(w, r, report.TableOptions{All: o.all})
+}
+
+// failedErr is the error of a check that failed: how many destinations
+// and which.
+func failedErr(code int, failing []*report.Destination) error {
+	return &exitError{code: code, err: fmt.Errorf("%d destination(s) fail the check: %s", len(failing), report.FailureSummary(failing, 5))}
 }
 
 func orIP(host, ip string) string {
@@ -243,9 +238,9 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 	if err := fl.out.annotate(r); err != nil {
 		return err
 	}
-	ciOutputs(e.stderr, r)
-	findings, err := fl.out.write(e.stdout, r)
-	if err != nil {
+	failing := fl.out.judge(r, fl.out.failsOnUnexpected())
+	ciOutputs(e.stderr, r, "")
+	if err := fl.out.write(e.stdout, r); err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
 	if readErr != nil {
@@ -254,17 +249,10 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 		}
 		return &exitError{code: ExitUsage, err: readErr}
 	}
-	if len(findings) > 0 {
-		return &exitError{code: ExitFindings, err: fmt.Errorf("--fail-on matched %d call(s): %s", len(findings), summarise(findings))}
+	if len(failing) > 0 {
+		return failedErr(ExitFindings, failing)
 	}
 	return nil
-}
-
-func summarise(f []string) string {
-	if len(f) > 5 {
-		return strings.Join(f[:5], "; ") + fmt.Sprintf("; and %d more", len(f)-5)
-	}
-	return strings.Join(f, "; ")
 }
 
 func replayConfig(fl *replayFlags) (analyze.Config, error) {

@@ -295,6 +295,7 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if err := fl.out.annotate(r); err != nil {
 		return err
 	}
+	failing := fl.out.judge(r, fl.mode == "enforce")
 	out := e.stdout
 	var file *os.File
 	if fl.report != "" {
@@ -304,32 +305,39 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		defer file.Close()
 		out = file
 	}
-	ciOutputs(e.stderr, r)
-	findings, err := fl.out.write(out, r)
+	ciOutputs(e.stderr, r, fl.report)
+	err = fl.out.write(out, r)
 	if err == nil && file != nil {
 		err = file.Close()
 	}
 	if err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
-	// Destinations count what a CI check fails on: unexpected connections
-	// and the names --block refused.
-	unexpected := 0
-	for _, d := range report.Destinations(r) {
-		if d.Unexpected {
-			unexpected++
-		}
-	}
+	// The verdicts Judge set decide: calls the policy does not allow (and
+	// the names --block refused) in enforce mode, then --fail-on.
+	policyFail := slices.ContainsFunc(failing, func(d *report.Destination) bool {
+		return d.Fails == report.FailBlocked || d.Fails == report.FailUnexpected
+	})
 	switch {
 	case cmdCode != 0:
+		if len(failing) > 0 {
+			fmt.Fprintf(e.stderr, "egress: %d destination(s) fail the check: %s\n", len(failing), report.FailureSummary(failing, 5))
+		}
 		return &exitError{code: cmdCode, err: fmt.Errorf("%s exited with status %d", args[0], cmdCode)}
-	case unexpected > 0 && fl.mode == "enforce":
-		return &exitError{code: ExitUnexpected, err: fmt.Errorf("%d unexpected destination(s) (--mode audit reports without failing)", unexpected)}
-	case len(findings) > 0:
-		return &exitError{code: ExitFindings, err: fmt.Errorf("--fail-on matched %d call(s): %s", len(findings), summarise(findings))}
+	case policyFail:
+		return failedErr(ExitUnexpected, failing)
+	case len(failing) > 0:
+		return failedErr(ExitFindings, failing)
 	}
-	if unexpected > 0 {
-		fmt.Fprintf(e.stderr, "egress: audit: %d unexpected destination(s)\n", unexpected)
+	if r.Check != nil && r.Check.Unexpected > 0 {
+		var unexpected []*report.Destination
+		for _, d := range report.Destinations(r) {
+			if d.Unexpected {
+				unexpected = append(unexpected, d)
+			}
+		}
+		fmt.Fprintf(e.stderr, "egress: audit: %d unexpected destination(s) (--mode enforce fails on them): %s\n",
+			len(unexpected), report.FailureSummary(unexpected, 5))
 	}
 	return nil
 }
@@ -544,11 +552,15 @@ func allowGrant(b *block.Blocker, prefix netip.Prefix, gr rules.Grant) error {
 	return nil
 }
 
+// maxSummaryRows bounds the destinations of the step summary: a busy job's
+// summary stays readable, and the report file has them all.
+const maxSummaryRows = 25
+
 // ciOutputs adds what a CI runner shows next to the report: on GitHub
 // Actions (GITHUB_ACTIONS=true) error and warning annotations on stderr,
 // and a Markdown summary appended to $GITHUB_STEP_SUMMARY when it is set.
 // A summary that cannot be written is a warning, not a failed check.
-func ciOutputs(stderr io.Writer, r *report.Report) {
+func ciOutputs(stderr io.Writer, r *report.Report, detail string) {
 	if os.Getenv("GITHUB_ACTIONS") == "true" {
 		if err := report.WriteGitHubAnnotations(stderr, r); err != nil {
 			fmt.Fprintf(stderr, "egress: %v\n", err)
@@ -559,7 +571,7 @@ func ciOutputs(stderr io.Writer, r *report.Report) {
 		return
 	}
 	var b bytes.Buffer
-	if err := report.WriteMarkdown(&b, r); err != nil {
+	if err := report.WriteSummary(&b, r, report.SummaryOptions{MaxRows: maxSummaryRows, Detail: detail}); err != nil {
 		fmt.Fprintf(stderr, "egress: %v\n", err)
 		return
 	}
