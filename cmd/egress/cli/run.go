@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -31,7 +32,7 @@ import (
 
 // ExitUnexpected is egress run's exit code when the command succeeded but
 // made calls the policy does not allow (in enforce mode). Documented in
-// docs/ci.md.
+// docs/cli.md with the others.
 const ExitUnexpected = 3
 
 type runFlags struct {
@@ -60,19 +61,30 @@ audit mode it only reports them. CMD's own exit status wins when CMD fails.
 fail with EPERM at once, and names the policy does not allow get REFUSED from
 the proxy, so a blocked call fails fast instead of hanging (docs/block.md).
 
-Exit codes: CMD's status when it failed; 3 unexpected calls (enforce mode);
-1 --fail-on matched; 2 usage or set-up error; 0 otherwise (docs/ci.md).`,
+Exit codes: CMD's own status when it failed (unchanged; 128+N for signal N);
+127 CMD not found, 126 not executable; 3 unexpected calls (enforce mode);
+4 --fail-on matched; 125 egress itself failed (usage, set-up); 0 otherwise
+(docs/cli.md).`,
 		Example: `  egress run --rules egress.yaml -- npm test
   egress run --rules egress.yaml --block --format junit --report egress.xml -- ./login.sh
   egress run --mode audit --format json -- curl -s https://example.com/`,
-		Args: cobra.MinimumNArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return &exitError{code: ExitRunFailed, err: fmt.Errorf("no command: egress run [flags] -- CMD ARGS")}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 0 {
-				return usageErr("put -- before the command: egress run [flags] -- CMD ARGS")
+				return runOwnErr(usageErr("put -- before the command: egress run [flags] -- CMD ARGS"))
 			}
-			return runRun(cmd.Context(), e, args, &fl)
+			return runOwnErr(runRun(cmd.Context(), e, args, &fl))
 		},
 	}
+	// egress's own failures exit 125, apart from the codes CMD may return.
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &exitError{code: ExitRunFailed, err: fmt.Errorf("%w (egress run --help)", err)}
+	})
 	cmd.Flags().SetInterspersed(false)
 	fl.out.register(cmd)
 	f := cmd.Flags()
@@ -142,7 +154,7 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		return usageErr("--block needs a resolver for the DNS proxy: none in /etc/resolv.conf, give --resolver ADDR")
 	}
 	if _, err := exec.LookPath(args[0]); err != nil {
-		return usageErr("%v", err)
+		return commandErr(args[0], err)
 	}
 
 	g, err := cgrouprun.New("egress-run")
@@ -263,7 +275,7 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		bg.Wait()
 		close(evs)
 		<-consumed
-		return &exitError{code: ExitUsage, err: fmt.Errorf("run %s: %w", args[0], runErr)}
+		return commandErr(args[0], runErr)
 	}
 	// What CMD left running dies with it; then let the kernel's last
 	// records (closes, refusals) reach the ring buffers before stopping.
@@ -323,11 +335,11 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		if len(failing) > 0 {
 			fmt.Fprintf(e.stderr, "egress: %d destination(s) fail the check: %s\n", len(failing), report.FailureSummary(failing, 5))
 		}
-		return &exitError{code: cmdCode, err: fmt.Errorf("%s exited with status %d", args[0], cmdCode)}
+		return &exitError{code: cmdCode, err: fmt.Errorf("%s exited with status %d", args[0], cmdCode), command: true}
 	case policyFail:
 		return failedErr(ExitUnexpected, failing)
 	case len(failing) > 0:
-		return failedErr(ExitFindings, failing)
+		return failedErr(ExitRunFindings, failing)
 	}
 	if r.Check != nil && r.Check.Unexpected > 0 {
 		var unexpected []*report.Destination
@@ -340,6 +352,26 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 			len(unexpected), report.FailureSummary(unexpected, 5))
 	}
 	return nil
+}
+
+// runOwnErr maps egress's own usage and set-up failures to ExitRunFailed,
+// so they cannot be taken for the wrapped command's status 2.
+func runOwnErr(err error) error {
+	var ee *exitError
+	if errors.As(err, &ee) && ee.code == ExitUsage && !ee.command {
+		return &exitError{code: ExitRunFailed, err: ee.err}
+	}
+	return err
+}
+
+// commandErr is the error of a command that could not be started, with
+// the shell's codes: 127 not found, 126 found but not executable.
+func commandErr(name string, err error) error {
+	code := ExitNotExecutable
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+		code = ExitNotFound
+	}
+	return &exitError{code: code, err: fmt.Errorf("cannot run %s: %w", name, err)}
 }
 
 type sockSink func(*event.Sock)

@@ -317,6 +317,44 @@ func TestPrivilegedRun(t *testing.T) {
 			t.Errorf("egress run of a command exiting 7: %v, want exit status 7", err)
 		}
 	})
+
+	// The command's own status passes through unchanged; egress's own
+	// codes (3, 4, 125-127) are apart from the common ones.
+	t.Run("exit codes", func(t *testing.T) {
+		for _, tt := range []struct {
+			args []string
+			want int
+			out  string // in stdout
+		}{
+			{[]string{"--", "false"}, 1, ""},
+			{[]string{"--", "sh", "-c", "exit 2"}, 2, ""},
+			{[]string{"--rules", n.policy, "--format", "junit", "--", "true"}, ExitOK, `tests="1" failures="0"`},
+			{[]string{"--rules", n.policy, "--format", "markdown", "--", "true"}, ExitOK, "### egress: no unexpected outbound calls"},
+			// A closed port answers with RST: refused, allowed by the policy.
+			{[]string{"--rules", n.policy, "--fail-on", "refused", "--format", "junit", "--", "sh", "-c", "curl -s http://updates.shopvendor.example:443/; true"}, ExitRunFindings, `type="fail-on"`},
+			{[]string{"--", "/nonexistent/cmd"}, ExitNotFound, ""},
+			{[]string{"--no-such-flag", "--", "true"}, ExitRunFailed, ""},
+		} {
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			cmd := n.app.Command(ctx, filepath.Join(n.bin, "egress"), append([]string{"run"}, tt.args...)...)
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			err := cmd.Run()
+			cancel()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tt.want || !strings.Contains(out.String(), tt.out) {
+				t.Errorf("egress run %q: exit %d, want %d with %q in\n%s\nstderr:\n%s", tt.args, code, tt.want, tt.out, out.String(), errb.String())
+			}
+			if strings.Contains(out.String(), "no policy applied") {
+				t.Errorf("egress run %q: the report says no policy applied:\n%s", tt.args, out.String())
+			}
+		}
+	})
 }
 
 // TestPrivilegedRunCleansUp: egress run removes the cgroup it made (named
