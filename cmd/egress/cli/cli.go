@@ -97,6 +97,7 @@ docs/cli.md.
 	root.AddCommand(newRulesCmd(e))
 	root.AddCommand(newRunCmd(e))
 	root.AddCommand(newVersionCmd(e))
+	root.AddCommand(newDiffCmd(e))
 
 	err := root.ExecuteContext(ctx)
 	if err == nil {

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/egress-dev/egress/analyze"
+	"github.com/egress-dev/egress/baseline"
 	"github.com/egress-dev/egress/capture/pcapfile"
 	"github.com/egress-dev/egress/report"
 	"github.com/egress-dev/egress/rules"
@@ -27,8 +28,12 @@ type outputFlags struct {
 	failOn    []string
 	all       bool
 	rules     string
+	baseline  string
 	catalogs  []string
 	noCatalog bool
+
+	pol       *rules.Policy // policy() loads it once
+	polLoaded bool
 }
 
 func (o *outputFlags) register(cmd *cobra.Command) {
@@ -37,6 +42,7 @@ func (o *outputFlags) register(cmd *cobra.Command) {
 	f.StringSliceVar(&o.failOn, "fail-on", nil, "exit 1 when a call has one of these outcomes: timeout, pending, refused, rejected, aborted, nxdomain, servfail, failed (all of those)")
 	f.BoolVar(&o.all, "all", false, "table: list every call (by default successful calls beyond 40 are summarised)")
 	f.StringVar(&o.rules, "rules", "", "allowlist (YAML, docs/rules.md): calls it does not allow are unexpected (--fail-on unexpected)")
+	f.StringVar(&o.baseline, "baseline", "", "an earlier JSON report: its destinations are expected too, so only what is new is unexpected (docs/ci.md)")
 	f.StringSliceVar(&o.catalogs, "catalog", nil, "extra catalog of known phone-homes (YAML), added to the built-in one")
 	f.BoolVar(&o.noCatalog, "no-catalog", false, "do not label calls with the catalog of known phone-homes")
 }
@@ -62,8 +68,8 @@ func (o *outputFlags) validate() error {
 		if _, ok := failOutcomes[f]; !ok {
 			return usageErr("unknown --fail-on value %q: use one of timeout, pending, refused, rejected, aborted, nxdomain, servfail, failed, unexpected", f)
 		}
-		if f == "unexpected" && o.rules == "" {
-			return usageErr("--fail-on unexpected needs --rules FILE (the allowlist that says what is expected)")
+		if f == "unexpected" && o.rules == "" && o.baseline == "" {
+			return usageErr("--fail-on unexpected needs --rules FILE or --baseline OLD.json (what says what is expected)")
 		}
 	}
 	return nil
@@ -76,10 +82,8 @@ func (o *outputFlags) annotate(r *report.Report) error {
 		cat *rules.Catalog
 		err error
 	)
-	if o.rules != "" {
-		if pol, err = rules.Load(o.rules); err != nil {
-			return usageErr("%v", err)
-		}
+	if pol, err = o.policy(); err != nil {
+		return err
 	}
 	if !o.noCatalog {
 		if cat, err = rules.LoadCatalogWith(o.catalogs...); err != nil {
@@ -88,6 +92,33 @@ func (o *outputFlags) annotate(r *report.Report) error {
 	}
 	rules.Annotate(r, pol, cat)
 	return nil
+}
+
+// policy is the --rules policy extended with the destinations of the
+// --baseline report; nil when neither is given. Loaded once.
+func (o *outputFlags) policy() (*rules.Policy, error) {
+	if o.polLoaded {
+		return o.pol, nil
+	}
+	var pol *rules.Policy
+	var err error
+	if o.rules != "" {
+		if pol, err = rules.Load(o.rules); err != nil {
+			return nil, usageErr("%v", err)
+		}
+	}
+	if o.baseline != "" {
+		set, err := baseline.Load(o.baseline)
+		if err != nil {
+			return nil, usageErr("--baseline: %v", err)
+		}
+		allowed, _ := set.Allowed()
+		if pol, err = rules.Extend(pol, "baseline "+o.baseline, allowed); err != nil {
+			return nil, usageErr("--baseline: %v", err)
+		}
+	}
+	o.pol, o.polLoaded = pol, true
+	return pol, nil
 }
 
 // judge decides once which calls fail the check (report.Judge): unexpected
@@ -102,7 +133,7 @@ func (o *outputFlags) judge(r *report.Report, enforce bool) []*report.Destinatio
 			}
 		}
 	}
-	return report.Judge(r, report.Criteria{Rules: o.rules, Enforce: enforce, FailOn: outcomes})
+	return report.Judge(r, report.Criteria{Rules: o.rules, Baseline: o.baseline, Enforce: enforce, FailOn: outcomes})
 }
 
 // failsOnUnexpected says whether --fail-on names unexpected calls (replay

@@ -136,15 +136,14 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if fl.mode != "enforce" && fl.mode != "audit" {
 		return usageErr("unknown --mode %q: use enforce or audit", fl.mode)
 	}
-	if fl.block && fl.out.rules == "" {
+	if fl.block && fl.out.rules == "" && fl.out.baseline == "" {
 		return usageErr("--block needs --rules FILE (the allowlist of what may be reached)")
 	}
-	var pol *rules.Policy
-	if fl.out.rules != "" {
-		var err error
-		if pol, err = rules.Load(fl.out.rules); err != nil {
-			return usageErr("%v", err)
-		}
+	// The policy with the --baseline's destinations: what --block lets
+	// through is what the report expects.
+	pol, err := fl.out.policy()
+	if err != nil {
+		return err
 	}
 	upstreams, err := resolvers(fl.resolvers)
 	if err != nil {
