@@ -129,7 +129,9 @@ func checkText(c *Check) string {
 	if c.Baseline != "" {
 		parts = append(parts, "baseline "+Safe(c.Baseline))
 	}
-	parts = append(parts, "mode "+c.Mode)
+	if c.Rules != "" || c.Baseline != "" {
+		parts = append(parts, "mode "+c.Mode)
+	}
 	if len(c.FailOn) > 0 {
 		parts = append(parts, "--fail-on "+strings.Join(c.FailOn, ","))
 	}

@@ -70,7 +70,7 @@ func writeMarkdown(w io.Writer, r *Report, opt SummaryOptions) error {
 	}
 	rows := ds
 	if opt.MaxRows > 0 && len(rows) > opt.MaxRows {
-		rows = rows[:opt.MaxRows]
+		rows = boundedRows(ds, opt.MaxRows)
 	}
 	if len(rows) > 0 {
 		if c != nil {
@@ -105,10 +105,10 @@ func writeMarkdown(w io.Writer, r *Report, opt SummaryOptions) error {
 		ew.printf("\n")
 	}
 	if left := len(ds) - len(rows); left > 0 {
-		lf := 0
-		for _, d := range ds[len(rows):] {
+		lf := failing
+		for _, d := range rows {
 			if d.Fails != FailNone {
-				lf++
+				lf--
 			}
 		}
 		ew.printf("… and %d more destination(s) (%d of them failing the check)", left, lf)
@@ -134,6 +134,25 @@ func writeMarkdown(w io.Writer, r *Report, opt SummaryOptions) error {
 		return fmt.Errorf("write markdown report: %w", ew.err)
 	}
 	return nil
+}
+
+// boundedRows picks at most max of ds (sorted worst first) for a summary:
+// the failing and unexpected ones first, keeping up to five rows for the
+// longest waits among the calls that failed but pass the check (timeouts
+// of allowed calls), so a busy job's summary shows both.
+func boundedRows(ds []*Destination, max int) []*Destination {
+	var flagged, failedOnly []*Destination
+	for _, d := range ds {
+		switch r := d.rank(); {
+		case r <= 3:
+			flagged = append(flagged, d)
+		case r == 4:
+			failedOnly = append(failedOnly, d)
+		}
+	}
+	keep := min(5, len(failedOnly))
+	rows := flagged[:min(len(flagged), max-keep)]
+	return append(rows, failedOnly[:min(len(failedOnly), max-len(rows))]...)
 }
 
 // mdText escapes what Markdown or HTML would interpret in text that came
