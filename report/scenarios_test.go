@@ -197,7 +197,7 @@ func TestScenarios(t *testing.T) {
 
 			shown := map[string][]string{
 				"junit":    junitFailures(t, junit),
-				"markdown": matches(md, `(?m)^\| ❌ \| ` + "`" + `([^` + "`" + `]+)` + "`"),
+				"markdown": matches(md, `(?m)^\| ❌ \| `+"`"+`([^`+"`"+`]+)`+"`"),
 				"json":     jsonFailures(t, js),
 				"html":     matches(html, `<td class="hang">FAILS</td><td>([^<]+)</td>`),
 			}
@@ -270,7 +270,7 @@ func TestBusyBounded(t *testing.T) {
 func TestWaitsAreUnions(t *testing.T) {
 	r := &Report{Connections: []Connection{
 		call("a.example", "192.0.2.1", 443, Timeout, 0, 3000, "x", 1, nil),
-		call("a.example", "192.0.2.1", 443, Timeout, 1000, 4000, "x", 1, nil),  // overlaps: union 4 s
+		call("a.example", "192.0.2.1", 443, Timeout, 1000, 4000, "x", 1, nil),   // overlaps: union 4 s
 		call("a.example", "192.0.2.1", 443, Timeout, 10000, 11000, "x", 1, nil), // apart: +1 s
 	}}
 	ds := Destinations(r)
