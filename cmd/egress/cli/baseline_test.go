@@ -143,3 +143,24 @@ func parseJUnitCases(t *testing.T, s string) (cases, failed []string) {
 	slices.Sort(failed)
 	return cases, failed
 }
+
+// TestReportCmd: a JSON report written again as JUnit or Markdown is the
+// same as the run's own output in that format: the verdicts are in the
+// JSON.
+func TestReportCmd(t *testing.T) {
+	dir := t.TempDir()
+	story := filepath.Join(capturesDir, "story-drop-path.pcap")
+	args := []string{"replay", story, "--rules", filepath.Join(rulesDir, "allow-nothing.yaml"), "--fail-on", "unexpected,timeout"}
+	_, js, _ := runMain(t, nil, append(args, "--format", "json")...)
+	path := filepath.Join(dir, "run.json")
+	if err := os.WriteFile(path, []byte(js), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"junit", "markdown", "json"} {
+		_, want, _ := runMain(t, nil, append(args, "--format", format)...)
+		code, got, stderr := runMain(t, nil, "report", path, "--format", format)
+		if code != ExitOK || got != want {
+			t.Errorf("report --format %s: exit %d %s\ngot:\n%s\nwant:\n%s", format, code, stderr, got, want)
+		}
+	}
+}

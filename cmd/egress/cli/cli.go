@@ -98,6 +98,7 @@ docs/cli.md.
 	root.AddCommand(newRunCmd(e))
 	root.AddCommand(newVersionCmd(e))
 	root.AddCommand(newDiffCmd(e))
+	root.AddCommand(newReportCmd(e))
 
 	err := root.ExecuteContext(ctx)
 	if err == nil {

@@ -318,6 +318,34 @@ func TestPrivilegedRun(t *testing.T) {
 		}
 	})
 
+	// A baseline report of an earlier run: what it had is expected, and
+	// --block lets it through, so the job fails only on what is new.
+	t.Run("--baseline", func(t *testing.T) {
+		old := filepath.Join(t.TempDir(), "old.json")
+		res := n.egressRun(t, nil, []string{"--format", "json", "--report", old}, allowedURL)
+		if res.code != ExitOK {
+			t.Fatalf("baseline run: exit %d\n%s", res.code, res.stderr)
+		}
+		res = n.egressRun(t, nil, []string{"--baseline", old, "--block", "--format", "junit"}, allowedURL)
+		if _, failed := parseJUnit(t, res.stdout); res.code != ExitOK || res.codes[allowedURL] != 0 || len(failed) != 0 {
+			t.Errorf("the baseline's call again: exit %d, curl %d, failed %q; want 0, 0, none\n%s\n%s", res.code, res.codes[allowedURL], failed, res.stdout, res.stderr)
+		}
+		res = n.egressRun(t, nil, []string{"--baseline", old, "--block", "--format", "junit"}, allowedURL, trackerURL)
+		_, failed := parseJUnit(t, res.stdout)
+		if res.code != ExitUnexpected || res.codes[allowedURL] != 0 || !cmpStrings(failed, []string{"telemetry.tracker.example/dns"}) {
+			t.Errorf("a new call: exit %d, curl %d, failed %q; want %d, 0 and only the new name\n%s\n%s", res.code, res.codes[allowedURL], failed, ExitUnexpected, res.stdout, res.stderr)
+		}
+		if !strings.Contains(res.stdout, "baseline "+old) {
+			t.Errorf("the report does not name the baseline as the reason:\n%s", res.stdout)
+		}
+		cur := filepath.Join(t.TempDir(), "new.json")
+		n.egressRun(t, nil, []string{"--baseline", old, "--format", "json", "--report", cur}, allowedURL, trackerIP)
+		code, out, _ := runMain(t, nil, "diff", old, cur)
+		if code != ExitFindings || !regexp.MustCompile(`(?m)^new +198\.51\.100\.10:80/tcp +curl`).MatchString(out) {
+			t.Errorf("egress diff of the two runs: exit %d\n%s", code, out)
+		}
+	})
+
 	// The command's own status passes through unchanged; egress's own
 	// codes (3, 4, 125-127) are apart from the common ones.
 	t.Run("exit codes", func(t *testing.T) {
