@@ -118,14 +118,14 @@ func writeMarkdown(w io.Writer, r *Report, opt SummaryOptions) error {
 		ew.printf(".\n\n")
 	}
 	hints := r.Hints
-	if opt.MaxRows > 0 && len(hints) > opt.MaxRows {
-		hints = hints[:opt.MaxRows]
+	if opt.MaxRows > 0 && len(hints) > maxSummaryHints {
+		hints = hints[:maxSummaryHints]
 	}
 	for _, h := range hints {
 		ew.printf("- %s: %s\n", mdText(h.Subject), mdText(h.Text))
 	}
 	if len(hints) < len(r.Hints) {
-		ew.printf("- … and %d more hints\n", len(r.Hints)-len(hints))
+		ew.printf("- … and %d more hints (in the full report)\n", len(r.Hints)-len(hints))
 	}
 	for _, e := range r.Errors {
 		ew.printf("- **error:** %s\n", mdText(e))
@@ -135,6 +135,9 @@ func writeMarkdown(w io.Writer, r *Report, opt SummaryOptions) error {
 	}
 	return nil
 }
+
+// maxSummaryHints bounds the hints of a bounded summary.
+const maxSummaryHints = 5
 
 // boundedRows picks at most max of ds (sorted worst first) for a summary:
 // the failing and unexpected ones first, keeping up to five rows for the

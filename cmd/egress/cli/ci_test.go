@@ -1,18 +1,21 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/xml"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/egress-dev/egress/internal/gencap"
 	"github.com/egress-dev/egress/report"
 )
 
@@ -262,4 +265,64 @@ func junitConsumer(t *testing.T, junit string) []string {
 	}
 	slices.Sort(failed)
 	return failed
+}
+
+// TestCIBusyCapture: a busy generated capture (many hosts, drops, refusals,
+// failed lookups) judged by a policy that allows nothing: GitHub gets the
+// ten worst annotations and one line for the rest, the step summary stays
+// bounded and names the report, and JUnit, the JSON verdicts and the exit
+// decision agree on every failing destination.
+func TestCIBusyCapture(t *testing.T) {
+	var pcap bytes.Buffer
+	if _, err := gencap.Write(&pcap, gencap.Config{TargetPackets: 30000, Seed: 11, Flows: 64, Clients: 8, Names: 300}); err != nil {
+		t.Fatal(err)
+	}
+	summary := filepath.Join(t.TempDir(), "summary.md")
+	t.Setenv("GITHUB_ACTIONS", "true")
+	t.Setenv("GITHUB_STEP_SUMMARY", summary)
+	args := []string{"replay", "-", "--rules", filepath.Join(rulesDir, "allow-nothing.yaml"), "--fail-on", "unexpected,timeout"}
+	code, junit, stderr := runMain(t, pcap.Bytes(), append(args, "--format", "junit")...)
+	if code != ExitFindings {
+		t.Fatalf("exit %d, want %d\n%s", code, ExitFindings, stderr)
+	}
+	var commands, errs int
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(l, "::") {
+			commands++
+		}
+		if strings.HasPrefix(l, "::error ") {
+			errs++
+		}
+	}
+	if commands != 11 || errs != 11 || !strings.Contains(stderr, "more destinations::") {
+		t.Errorf("%d workflow commands (%d errors), want the 10 worst and one line for the rest:\n%s", commands, errs, stderr)
+	}
+	sum, err := os.ReadFile(summary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(sum), "\n"); n > 50 || len(sum) > 12<<10 || !strings.Contains(string(sum), "more destination(s)") {
+		t.Errorf("step summary: %d lines, %d bytes; want at most 50 lines, 12 KiB and a line for the rest:\n%s", n, len(sum), sum)
+	}
+	cases, failed := parseJUnitCases(t, junit)
+	if len(cases) < 100 || len(failed) < 50 {
+		t.Fatalf("%d cases, %d failed: not a busy capture", len(cases), len(failed))
+	}
+	if got := junitConsumer(t, junit); !slices.Equal(got, failed) {
+		t.Errorf("junitparser reads %d failures, encoding/xml %d", len(got), len(failed))
+	}
+	if m := regexp.MustCompile(`egress: (\d+) destination\(s\) fail the check`).FindStringSubmatch(stderr); m == nil || m[1] != strconv.Itoa(len(failed)) {
+		t.Errorf("stderr says %v failing, JUnit %d", m, len(failed))
+	}
+	_, js, _ := runMain(t, pcap.Bytes(), append(args, "--format", "json")...)
+	var fails []string
+	for _, d := range report.Destinations(decodeReport(t, js)) {
+		if d.Fails != "" {
+			fails = append(fails, d.ID())
+		}
+	}
+	slices.Sort(fails)
+	if !slices.Equal(fails, failed) {
+		t.Errorf("the JSON verdicts fail %d destinations, JUnit %d", len(fails), len(failed))
+	}
 }
