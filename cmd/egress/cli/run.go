@@ -306,7 +306,9 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if err := fl.out.annotate(r); err != nil {
 		return err
 	}
-	failing := fl.out.judge(r, fl.mode == "enforce")
+	// Unexpected calls fail the check in enforce mode (exit 3), and with
+	// --fail-on unexpected in audit mode too (exit 4, as --fail-on does).
+	failing := fl.out.judge(r, fl.mode == "enforce" || fl.out.failsOnUnexpected())
 	out := e.stdout
 	var file *os.File
 	if fl.report != "" {
@@ -335,7 +337,7 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 			fmt.Fprintf(e.stderr, "egress: %d destination(s) fail the check: %s\n", len(failing), report.FailureSummary(failing, 5))
 		}
 		return &exitError{code: cmdCode, err: fmt.Errorf("%s exited with status %d", args[0], cmdCode), command: true}
-	case policyFail:
+	case policyFail && fl.mode == "enforce":
 		return failedErr(ExitUnexpected, failing)
 	case len(failing) > 0:
 		return failedErr(ExitRunFindings, failing)

@@ -289,6 +289,18 @@ func TestPrivilegedRun(t *testing.T) {
 		if res.code != ExitOK || !strings.Contains(res.stdout, "198.51.100.10") || !strings.Contains(res.stderr, "audit: 1 unexpected destination") {
 			t.Errorf("exit %d, want 0 with the call reported\nstderr:\n%s", res.code, res.stderr)
 		}
+		if strings.Contains(res.stdout, `"fails"`) || !strings.Contains(res.stdout, `"mode": "audit"`) {
+			t.Errorf("audit mode: a call fails the check in the JSON, or the check is not audit:\n%s", res.stdout)
+		}
+		// On GitHub, audit mode warns; --fail-on unexpected still fails (4).
+		res = n.egressRun(t, []string{"GITHUB_ACTIONS=true"}, []string{"--rules", n.policy, "--block", "--mode", "audit", "--format", "junit"}, trackerIP)
+		if res.code != ExitOK || strings.Contains(res.stderr, "::error") || !strings.Contains(res.stderr, "::warning title=egress%3A unexpected call to 198.51.100.10%3A80") {
+			t.Errorf("audit on GitHub: exit %d, want 0 and a warning, no error:\n%s", res.code, res.stderr)
+		}
+		res = n.egressRun(t, nil, []string{"--rules", n.policy, "--block", "--mode", "audit", "--fail-on", "unexpected", "--format", "junit"}, trackerIP)
+		if _, failed := parseJUnit(t, res.stdout); res.code != ExitRunFindings || !cmpStrings(failed, []string{"198.51.100.10:80/tcp"}) {
+			t.Errorf("audit with --fail-on unexpected: exit %d, failed %q; want %d and the call", res.code, failed, ExitRunFindings)
+		}
 	})
 
 	t.Run("GitHub Actions", func(t *testing.T) {
