@@ -1,6 +1,7 @@
 package baseline
 
 import (
+	"bytes"
 	"net/netip"
 	"testing"
 	"time"
@@ -133,3 +134,26 @@ func TestAllowed(t *testing.T) {
 }
 
 func ip(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// FuzzBaseline: any bytes given as a baseline report give a clear error
+// or a set whose entries make a valid policy and diff with themselves to
+// nothing.
+func FuzzBaseline(f *testing.F) {
+	f.Add([]byte(`{"schema_version":1,"connections":[{"host":"productionresultssa1.blob.core.windows.net","dst_ip":"203.0.113.1","dst_port":443,"proto":"tcp","outcome":"established","count":1}],"lookups":[{"name":"x.example","outcome":"nxdomain"}]}`))
+	f.Add([]byte(`{"schema_version":1,"connections":[{"host":"a*b..c","dst_ip":"::1","dst_port":0,"proto":"","outcome":"","comm":"\u0000"}]}`))
+	f.Add([]byte(`not json`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := ReadReport("fuzz.json", bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		s := FromReport("fuzz.json", r)
+		allowed, _ := s.Allowed()
+		if _, err := rules.Extend(nil, "baseline fuzz.json", allowed); err != nil {
+			t.Fatalf("the baseline's entries are not a valid policy: %v", err)
+		}
+		if d := Diff(s, s); len(d) != 0 {
+			t.Fatalf("a set differs from itself: %+v", d)
+		}
+	})
+}
