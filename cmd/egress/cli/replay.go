@@ -39,7 +39,7 @@ type outputFlags struct {
 func (o *outputFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVarP(&o.format, "format", "o", "table", "output format: table, json, junit (one test case per destination), markdown or html (a timeline)")
-	f.StringSliceVar(&o.failOn, "fail-on", nil, "exit 1 when a call has one of these outcomes: timeout, pending, refused, rejected, aborted, nxdomain, servfail, failed (all of those)")
+	f.StringSliceVar(&o.failOn, "fail-on", nil, "fail the check (exit 1; egress run: 4) when a call has one of these outcomes: timeout, pending, refused, rejected, aborted, nxdomain, servfail, failed (all of those), or unexpected (not allowed by --rules/--baseline)")
 	f.BoolVar(&o.all, "all", false, "table: list every call (by default successful calls beyond 40 are summarised)")
 	f.StringVar(&o.rules, "rules", "", "allowlist (YAML, docs/rules.md): calls it does not allow are unexpected (--fail-on unexpected)")
 	f.StringVar(&o.baseline, "baseline", "", "an earlier JSON report: its destinations are expected too, so only what is new is unexpected (docs/ci.md)")
