@@ -75,7 +75,6 @@ never answers) and how much of an action's time they cost.
   sudo egress watch --pid N --trigger 'CMD'     watch a running process live (eBPF)
   sudo egress run --rules allow.yaml -- CMD     run a command, fail on unexpected calls
   egress rules check allow.yaml                 validate an allowlist
-
   egress diff old.json new.json                 what is new since a baseline report
 
 Exit codes: 0 ok, 1 --fail-on matched (diff: something new), 2 usage or
