@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"net/netip"
+	"regexp"
 	"time"
 )
 
@@ -34,6 +35,11 @@ type Config struct {
 	// when the capture shows no later action of the same host (default 5 s,
 	// the glibc and Go default).
 	DNSGiveUp time.Duration
+
+	// AppFrames, when set, says which stack frames are the application's
+	// own code (matched against function, file and module) for a call's
+	// called_from; nil applies report.AppFrame's default rule.
+	AppFrames *regexp.Regexp
 }
 
 func (c *Config) setDefaults() {

@@ -78,7 +78,37 @@ func (a *Analyzer) Finish() *report.Report {
 	r.Window.BlockedMS = a.blocked(r, start, end)
 	r.Headline = headline(r)
 	r.Hints = a.hints(keepLookup)
+	r.Hints = append(r.Hints, a.stackHints(r)...)
 	return r
+}
+
+// stackHints says, once per process, when its stacks (--stacks) name no
+// function of the application: the code has no symbols or no frame
+// pointers, and the report can only give module+offset.
+func (a *Analyzer) stackHints(r *report.Report) []report.Hint {
+	var hints []report.Hint
+	seen := map[string]bool{}
+	for _, c := range r.Connections {
+		if len(c.Stack) == 0 {
+			continue
+		}
+		if site, ok := report.CallSite(c.Stack, a.cfg.AppFrames); ok && site.Function != "" {
+			continue
+		}
+		who := procName(c.PID, c.Comm)
+		if who == "" {
+			who = "an unknown process"
+		}
+		if seen[who] || len(hints) >= 20 {
+			continue
+		}
+		seen[who] = true
+		hints = append(hints, report.Hint{Kind: "stack-unnamed", Subject: who, Text: fmt.Sprintf(
+			"the stacks of %s name no function of the application, only module+offset: its code has no symbols, or no frame pointers "+
+				"(build C/C++ with -fno-omit-frame-pointer and keep the symbol table; run Node.js with --perf-basic-prof "+
+				"--interpreted-frames-native-stack, Python 3.12+ with -X perf; see docs/watch.md)", who)})
+	}
+	return hints
 }
 
 // egressFunc decides which addresses are this host's, says why in l, and
@@ -172,6 +202,7 @@ type culprit struct {
 	outcome  string
 	detail   string // "3 SYNs, ~3.0 s"
 	proc     string // "shopapp[4242]" where the process is known
+	caller   string // "main.checkForUpdates (updates.go:42)" with --stacks
 }
 
 // blocked returns the union of the blocked intervals of egress calls inside
@@ -273,6 +304,7 @@ func headline(r *report.Report) string {
 		if c.PID != nil {
 			cs[len(cs)-1].proc = procName(c.PID, c.Comm)
 		}
+		cs[len(cs)-1].caller = c.CalledFrom
 	}
 	// Lookups are named once per name: "lookups of x (A, AAAA; 1 query, ~2.0 s)".
 	byName := map[string]int{}
@@ -398,16 +430,24 @@ func describeOutcomes(kinds map[string]int, n int, one, many string) string {
 func joinCulprits(cs []culprit, hidden int, prep string) string {
 	var parts []string
 	prevHost := ""
-	for _, c := range cs {
+	for i, c := range cs {
+		// The top culprit also says which code made it (--stacks).
+		from := by(c.proc)
+		if i == 0 && c.caller != "" {
+			if from != "" {
+				from += ","
+			}
+			from += " called from " + c.caller
+		}
 		switch {
 		case c.lookup && c.n > len(c.qtypes):
 			parts = append(parts, fmt.Sprintf("%s (%s, %d queries, up to %s)", c.host, strings.Join(c.qtypes, "+"), c.n, c.detail))
 		case c.lookup:
 			parts = append(parts, fmt.Sprintf("%s (%s, %s)", c.host, strings.Join(c.qtypes, "+"), c.detail))
 		case c.host == prevHost:
-			parts = append(parts, ":"+c.port+" ("+c.detail+")"+by(c.proc))
+			parts = append(parts, ":"+c.port+" ("+c.detail+")"+from)
 		default:
-			parts = append(parts, c.host+":"+c.port+" ("+c.detail+")"+by(c.proc))
+			parts = append(parts, c.host+":"+c.port+" ("+c.detail+")"+from)
 			prevHost = c.host
 		}
 	}

@@ -114,6 +114,23 @@ type Sock struct {
 	Dst    netip.AddrPort
 	Errno  int // for SockError: ETIMEDOUT, ECONNREFUSED, EHOSTUNREACH...
 	Proc   *Process
+	// Stack is the user-space call stack of the thread that made the
+	// socket, innermost frame first, symbolized while the process lived
+	// (egress --stacks). Set on SockConnect and on a SockError for a
+	// connect() that failed before any SYN; nil otherwise.
+	Stack []Frame
+}
+
+// Frame is one symbolized frame of a user-space stack. Function, File and
+// Line are empty or zero where the code has no symbols (stripped, JIT code
+// without a perf map): Module and Offset still say where it is, and are
+// never guessed.
+type Frame struct {
+	Function string // e.g. "main.checkForUpdates", "check_for_updates", "phoneHome"
+	File     string // source file, where the symbols say (Go's pclntab, a perf map)
+	Line     int
+	Module   string // mapped file (path as in /proc/PID/maps), or "[perf-map]", "[anon]", "[unknown]"
+	Offset   uint64 // address in Module: its ELF virtual address (for addr2line), or the raw address
 }
 
 // Source statistics that every source reports, so no loss is silent.

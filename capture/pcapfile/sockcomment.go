@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode"
@@ -16,7 +17,7 @@ import (
 //   - A packet comment "egress: pid=123 comm=php-fpm" names the process
 //     behind a captured packet (ParseProcessComment reads it).
 //   - A packet comment "egress-sock: kind=connect cookie=... proto=6
-//     src=A:P dst=A:P errno=N pid=N comm=X" marks a kernel socket event: the
+//     src=A:P dst=A:P errno=N pid=N comm=X [stack=...]" marks a kernel socket event: the
 //     packet itself is synthesized (a SYN, a retransmitted SYN, a SYN-ACK,
 //     a RST) so Wireshark shows something sensible, but readers turn it back
 //     into an event.Sock, never into a packet. Its time is the packet's.
@@ -80,7 +81,62 @@ func FormatSockComment(s *event.Sock) string {
 	if s.Proc != nil {
 		fmt.Fprintf(&b, " pid=%d comm=%s", s.Proc.PID, SafeComm(s.Proc.Comm))
 	}
+	if len(s.Stack) > 0 {
+		b.WriteString(" stack=")
+		writeStack(&b, s.Stack)
+	}
 	return b.String()
+}
+
+// The stack (egress --stacks) is one field: frames innermost first,
+// separated by '|', each "function;file;line;module;0xoffset" with every
+// part query-escaped, so no space, '|' or ';' of a name breaks the comment.
+const maxStackFrames = 128
+
+func writeStack(b *strings.Builder, stack []event.Frame) {
+	for i, f := range stack {
+		if i == maxStackFrames {
+			break
+		}
+		if i > 0 {
+			b.WriteByte('|')
+		}
+		fmt.Fprintf(b, "%s;%s;%d;%s;%#x", url.QueryEscape(f.Function), url.QueryEscape(f.File), f.Line,
+			url.QueryEscape(f.Module), f.Offset)
+	}
+}
+
+func parseStack(v string) ([]event.Frame, error) {
+	parts := strings.Split(v, "|")
+	if len(parts) > maxStackFrames {
+		return nil, fmt.Errorf("%d frames, at most %d", len(parts), maxStackFrames)
+	}
+	stack := make([]event.Frame, 0, len(parts))
+	for _, p := range parts {
+		fs := strings.Split(p, ";")
+		if len(fs) != 5 {
+			return nil, fmt.Errorf("frame %q: want function;file;line;module;offset", p)
+		}
+		var f event.Frame
+		var err error
+		if f.Function, err = url.QueryUnescape(fs[0]); err != nil {
+			return nil, err
+		}
+		if f.File, err = url.QueryUnescape(fs[1]); err != nil {
+			return nil, err
+		}
+		if f.Line, err = strconv.Atoi(fs[2]); err != nil || f.Line < 0 {
+			return nil, fmt.Errorf("frame %q: bad line", p)
+		}
+		if f.Module, err = url.QueryUnescape(fs[3]); err != nil {
+			return nil, err
+		}
+		if f.Offset, err = strconv.ParseUint(fs[4], 0, 64); err != nil {
+			return nil, fmt.Errorf("frame %q: offset: %w", p, err)
+		}
+		stack = append(stack, f)
+	}
+	return stack, nil
 }
 
 // addrPort writes "-" for an unknown address.
@@ -151,6 +207,8 @@ func ParseSockComment(c string) (*event.Sock, error) {
 			haveProc = true
 		case "comm":
 			p.Comm = v
+		case "stack":
+			s.Stack, err = parseStack(v)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("parse socket comment: %s=%q: %w", k, v, err)

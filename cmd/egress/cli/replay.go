@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"regexp"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -31,6 +32,7 @@ type outputFlags struct {
 	baseline  string
 	catalogs  []string
 	noCatalog bool
+	appFrames string // --app-frames: the regexp for "the application's own code" in stacks
 
 	pol       *rules.Policy // policy() loads it once
 	polLoaded bool
@@ -45,6 +47,15 @@ func (o *outputFlags) register(cmd *cobra.Command) {
 	f.StringVar(&o.baseline, "baseline", "", "an earlier JSON report: its destinations are expected too, so only what is new is unexpected (docs/ci.md)")
 	f.StringSliceVar(&o.catalogs, "catalog", nil, "extra catalog of known phone-homes (YAML), added to the built-in one")
 	f.BoolVar(&o.noCatalog, "no-catalog", false, "do not label calls with the catalog of known phone-homes")
+	f.StringVar(&o.appFrames, "app-frames", "", "stacks (--stacks): frames whose function, file or module match this regexp are the application's own code, for \"called from\" (default: docs/watch.md)")
+}
+
+// appFramesRe compiles --app-frames (nil when unset: the default rule).
+func (o *outputFlags) appFramesRe() *regexp.Regexp {
+	if o.appFrames == "" {
+		return nil
+	}
+	return regexp.MustCompile(o.appFrames) // validated
 }
 
 var failOutcomes = map[string][]string{
@@ -61,6 +72,9 @@ var failOutcomes = map[string][]string{
 }
 
 func (o *outputFlags) validate() error {
+	if _, err := regexp.Compile(o.appFrames); err != nil {
+		return usageErr("--app-frames: %v", err)
+	}
 	if o.format != "table" && o.format != "json" && o.format != "junit" && o.format != "markdown" && o.format != "html" {
 		return usageErr("unknown --format %q: use table, json, junit, markdown or html", o.format)
 	}
@@ -250,6 +264,7 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 		}
 		defer pprof.StopCPUProfile()
 	}
+	cfg.AppFrames = fl.out.appFramesRe()
 	an := analyze.New(cfg)
 	stopProgress := startProgress(e.stderr, name, rd, fl.progress)
 	readErr := rd.Run(ctx, an)

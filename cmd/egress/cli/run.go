@@ -28,6 +28,7 @@ import (
 	"github.com/egress-dev/egress/internal/dnsproxy"
 	"github.com/egress-dev/egress/report"
 	"github.com/egress-dev/egress/rules"
+	"github.com/egress-dev/egress/symbolize"
 )
 
 // ExitUnexpected is egress run's exit code when the command succeeded but
@@ -41,6 +42,7 @@ type runFlags struct {
 	block     bool
 	resolvers []string
 	report    string
+	stacks    bool
 }
 
 func newRunCmd(e *env) *cobra.Command {
@@ -92,6 +94,7 @@ Exit codes: CMD's own status when it failed (unchanged; 128+N for signal N);
 	f.BoolVar(&fl.block, "block", false, "refuse calls the --rules policy does not allow, at connect() (needs --rules)")
 	f.StringSliceVar(&fl.resolvers, "resolver", nil, "resolvers the DNS proxy forwards to (ADDR or ADDR:PORT; default: /etc/resolv.conf)")
 	f.StringVar(&fl.report, "report", "", "write the report to this file instead of stdout (CMD's output stays on stdout)")
+	f.BoolVar(&fl.stacks, "stacks", false, "record the user-space stack of each connect() and name the code that made each call (\"called from\"; docs/watch.md)")
 	return cmd
 }
 
@@ -234,7 +237,11 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		fmt.Fprintln(e.stderr, "egress: no resolver in /etc/resolv.conf: DNS is not proxied, calls are named only by address")
 	}
 
-	tr, err := ebpf.Open(ebpf.Options{CgroupID: g.ID})
+	opts := ebpf.Options{CgroupID: g.ID}
+	if fl.stacks {
+		opts.Stacks = symbolize.New()
+	}
+	tr, err := ebpf.Open(opts)
 	if err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
@@ -244,7 +251,7 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	})
 
 	start := time.Now()
-	st.an = analyze.New(analyze.Config{LocalAny: true, From: start.UnixNano()})
+	st.an = analyze.New(analyze.Config{LocalAny: true, From: start.UnixNano(), AppFrames: fl.out.appFramesRe()})
 	consumed := make(chan struct{})
 	go func() {
 		defer close(consumed)
@@ -287,6 +294,9 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 
 	if lost := tr.Lost(); lost > 0 {
 		st.an.Lost(lost)
+	}
+	if n := tr.StacksDropped(); n > 0 {
+		fmt.Fprintf(e.stderr, "egress: --stacks: %d stacks could not be taken or joined to their call\n", n)
 	}
 	r := st.an.Finish()
 	r.Source = "run " + strings.Join(args, " ")

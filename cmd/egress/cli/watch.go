@@ -23,6 +23,7 @@ import (
 	"github.com/egress-dev/egress/capture/pcapfile"
 	"github.com/egress-dev/egress/capture/pcapng"
 	"github.com/egress-dev/egress/event"
+	"github.com/egress-dev/egress/symbolize"
 )
 
 type watchFlags struct {
@@ -32,6 +33,7 @@ type watchFlags struct {
 	trigger  string
 	grace    time.Duration
 	write    string
+	stacks   bool
 }
 
 func newWatchCmd(e *env) *cobra.Command {
@@ -69,6 +71,7 @@ with BTF; see docs/watch.md.`,
 	f.StringVarP(&fl.trigger, "trigger", "t", "", "command run with sh -c in egress's namespace; the window is its run plus --grace")
 	f.DurationVar(&fl.grace, "grace", time.Second, "with --trigger: how long to keep watching after the command ends")
 	f.StringVarP(&fl.write, "write", "w", "", "write what was seen to this pcapng file (replay it for the same report)")
+	f.BoolVar(&fl.stacks, "stacks", false, "record the user-space stack of each connect() and name the code that made each call (\"called from\"; docs/watch.md)")
 	return cmd
 }
 
@@ -112,7 +115,11 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 		defer pprof.StopCPUProfile()
 	}
 	attachStart := time.Now()
-	tr, err := ebpf.Open(ebpf.Options{PIDs: []int{fl.pid}, FollowChildren: true})
+	opts := ebpf.Options{PIDs: []int{fl.pid}, FollowChildren: true}
+	if fl.stacks {
+		opts.Stacks = symbolize.New()
+	}
+	tr, err := ebpf.Open(opts)
 	if err != nil {
 		return &exitError{code: ExitUsage, err: fmt.Errorf("cannot watch in the kernel: %w", err)}
 	}
@@ -170,7 +177,7 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 
 	lw := &liveWatch{w: w}
 	from := time.Now().UnixNano()
-	lw.an = analyze.New(analyze.Config{From: from})
+	lw.an = analyze.New(analyze.Config{From: from, AppFrames: fl.out.appFramesRe()})
 
 	win, err := openWindow(ctx, e, fl)
 	if err != nil {
@@ -234,6 +241,9 @@ loop:
 		st := capt.Stats()
 		lw.an.SourceStats(st)
 		lost += st.Lost
+	}
+	if n := tr.StacksDropped(); n > 0 {
+		fmt.Fprintf(e.stderr, "egress: --stacks: %d stacks could not be taken or joined to their call\n", n)
 	}
 	kernelLost := tr.Lost()
 	lw.an.Lost(kernelLost)
