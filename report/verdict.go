@@ -276,8 +276,8 @@ func (d *Destination) VerdictText() string {
 }
 
 // Destinations groups r's outbound connections by destination, and its
-// failed lookups by name (Proto "dns": retries, A and AAAA are one
-// destination): failing ones first (worst failure first), then the other
+// failed or unexpected lookups by name (Proto "dns": retries, A and AAAA
+// are one destination): failing ones first (worst failure first), then the other
 // unexpected ones, then those with failed calls, then the rest; within
 // each, the longest wait first.
 func Destinations(r *Report) []*Destination {
@@ -346,7 +346,10 @@ func Destinations(r *Report) []*Destination {
 	}
 	for i := range r.Lookups {
 		l := &r.Lookups[i]
-		if l.Outcome == Answered || l.Outcome == NoData {
+		// A failed lookup is a destination; so is one the policy judged
+		// unexpected (egress run: a lookup of a name no host entry allows
+		// is a call of its own, DNS carries data out), answered or not.
+		if (l.Outcome == Answered || l.Outcome == NoData) && !l.Verdict.Unexpected() {
 			continue
 		}
 		name := strings.TrimSuffix(l.Name, ".")

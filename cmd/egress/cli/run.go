@@ -26,6 +26,7 @@ import (
 	"github.com/egress-dev/egress/event"
 	"github.com/egress-dev/egress/internal/cgrouprun"
 	"github.com/egress-dev/egress/internal/dnsproxy"
+	"github.com/egress-dev/egress/internal/enforce"
 	"github.com/egress-dev/egress/report"
 	"github.com/egress-dev/egress/rules"
 	"github.com/egress-dev/egress/symbolize"
@@ -42,6 +43,7 @@ type runFlags struct {
 	block     bool
 	resolvers []string
 	report    string
+	keepCaps  []string
 	stacks    bool
 }
 
@@ -63,10 +65,17 @@ audit mode it only reports them. CMD's own exit status wins when CMD fails.
 fail with EPERM at once, and names the policy does not allow get REFUSED from
 the proxy, so a blocked call fails fast instead of hanging (docs/block.md).
 
+CMD runs without the capabilities a CI command does not need (NET_RAW,
+NET_ADMIN, SYS_ADMIN, BPF, SYS_PTRACE...; --keep-caps keeps some), with
+no_new_privs, in its own cgroup and pid namespaces; it dies with egress
+(docs/block.md, "Threat model"). A lookup of a name no host entry allows is
+an unexpected call.
+
 Exit codes: CMD's own status when it failed (unchanged; 128+N for signal N);
 127 CMD not found, 126 not executable; 3 unexpected calls (enforce mode);
-4 --fail-on matched; 125 egress itself failed (usage, set-up); 0 otherwise
-(docs/cli.md).`,
+4 --fail-on matched, or events were lost (enforce mode, or --fail-on lost);
+130 egress was interrupted and stopped CMD; 125 egress itself failed (usage,
+set-up); 0 otherwise (docs/cli.md).`,
 		Example: `  egress run --rules egress.yaml -- npm test
   egress run --rules egress.yaml --block --format junit --report egress.xml -- ./login.sh
   egress run --mode audit --format json -- curl -s https://example.com/`,
@@ -94,16 +103,16 @@ Exit codes: CMD's own status when it failed (unchanged; 128+N for signal N);
 	f.BoolVar(&fl.block, "block", false, "refuse calls the --rules policy does not allow, at connect() (needs --rules)")
 	f.StringSliceVar(&fl.resolvers, "resolver", nil, "resolvers the DNS proxy forwards to (ADDR or ADDR:PORT; default: /etc/resolv.conf)")
 	f.StringVar(&fl.report, "report", "", "write the report to this file instead of stdout (CMD's output stays on stdout)")
+	f.StringSliceVar(&fl.keepCaps, "keep-caps", nil, "capabilities CMD keeps (e.g. NET_RAW,SYS_PTRACE); by default it runs without those a CI command does not need (docs/block.md)")
 	f.BoolVar(&fl.stacks, "stacks", false, "record the user-space stack of each connect() and name the code that made each call (\"called from\"; docs/watch.md)")
 	return cmd
 }
 
-// runState is what the event goroutine owns: the analyzer and the calls
-// the blocker refused.
+// runState is what the event goroutine owns: the analyzer and what the
+// cgroup programs refused or reported.
 type runState struct {
 	an      *analyze.Analyzer
-	blocked map[blockedKey]*report.Connection
-	order   []blockedKey
+	blocked enforce.Tally
 	// resolverSockets maps the local address of a connected DNS socket of
 	// the cgroup to its process (the kernel's view), to name the process
 	// behind each query the proxy relays. Bounded.
@@ -123,16 +132,10 @@ func (s *runState) sock(e *event.Sock) {
 	s.an.Sock(e)
 }
 
-type blockedKey struct {
-	pid   int
-	dst   netip.AddrPort
-	proto uint8
-}
-
-// maxBlocked bounds the distinct refused calls kept; repeats are counted.
-const maxBlocked = 10000
-
 func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
+	// --fail-on lost is run's own: the trace is incomplete.
+	failLost := slices.Contains(fl.out.failOn, "lost")
+	fl.out.failOn = slices.DeleteFunc(fl.out.failOn, func(s string) bool { return s == "lost" })
 	if err := fl.out.validate(); err != nil {
 		return err
 	}
@@ -158,6 +161,11 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if _, err := exec.LookPath(args[0]); err != nil {
 		return commandErr(args[0], err)
 	}
+	keep, err := cgrouprun.ParseKeep(fl.keepCaps)
+	if err != nil {
+		return usageErr("--keep-caps: %v", err)
+	}
+	confine := cgrouprun.Confinement{Keep: keep}
 
 	g, err := cgrouprun.New("egress-run")
 	if err != nil {
@@ -173,7 +181,7 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	defer stopBg()
 	var bg sync.WaitGroup
 	evs := make(chan func(*runState), 4096)
-	st := &runState{blocked: map[blockedKey]*report.Connection{}}
+	st := &runState{}
 
 	// Names the proxy answered, for refused calls to their addresses.
 	var namesMu sync.Mutex
@@ -182,8 +190,9 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 
 	var blocker *block.Blocker
 	var proxy *dnsproxy.Proxy
+	var dp *dnsPolicy
 	if len(upstreams) > 0 {
-		dp := &dnsPolicy{pol: pol, enforce: fl.block}
+		dp = &dnsPolicy{pol: pol, enforce: fl.block}
 		proxy, err = dnsproxy.Listen(dnsproxy.Config{Upstreams: upstreams, Policy: dp, Observe: func(x dnsproxy.Exchange) {
 			if x.Refused {
 				var m dnsmsg.Msg
@@ -200,16 +209,34 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		if err != nil {
 			return &exitError{code: ExitUsage, err: err}
 		}
-		loopback := true
-		if pol != nil {
-			loopback, _ = pol.Defaults()
+		bg.Go(func() { proxy.Serve(bgCtx) })
+	} else {
+		fmt.Fprintln(e.stderr, "egress: no resolver in /etc/resolv.conf: DNS is not proxied, calls are named only by address")
+	}
+	// The cgroup programs: DNS steering, --block's refusals, and the calls
+	// the tracepoints do not see (UDP, child cgroups, ICMP and raw
+	// sockets), with or without --block.
+	loopback := true
+	if pol != nil {
+		loopback, _ = pol.Defaults()
+	}
+	bopts := block.Options{Cgroup: g.Path, CgroupID: g.ID, Enforce: fl.block, AllowLoopback: loopback}
+	if proxy != nil {
+		bopts.ProxyPort, bopts.Proxy6 = proxy.Port(), proxy.IPv6()
+	}
+	blocker, err = block.Open(bopts)
+	if err != nil {
+		return &exitError{code: ExitUsage, err: err}
+	}
+	defer blocker.Close()
+	if fl.block {
+		for _, gr := range pol.AddrGrants() {
+			if err := allowGrant(blocker, gr.Prefix, gr); err != nil {
+				return &exitError{code: ExitUsage, err: err}
+			}
 		}
-		blocker, err = block.Open(block.Options{Cgroup: g.Path, Enforce: fl.block, AllowLoopback: loopback,
-			ProxyPort: proxy.Port(), Proxy6: proxy.IPv6()})
-		if err != nil {
-			return &exitError{code: ExitUsage, err: err}
-		}
-		defer blocker.Close()
+	}
+	if dp != nil {
 		dp.blocker = blocker
 		dp.names = func(name string, addrs []netip.Addr) {
 			namesMu.Lock()
@@ -220,22 +247,24 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 				}
 			}
 		}
-		if fl.block {
-			for _, gr := range pol.AddrGrants() {
-				if err := allowGrant(blocker, gr.Prefix, gr); err != nil {
-					return &exitError{code: ExitUsage, err: err}
-				}
-			}
-		}
-		bg.Go(func() { proxy.Serve(bgCtx) })
-		bg.Go(func() {
-			blocker.Run(bgCtx, func(b block.Blocked) {
-				evs <- func(s *runState) { s.addBlocked(b) }
-			})
-		})
-	} else {
-		fmt.Fprintln(e.stderr, "egress: no resolver in /etc/resolv.conf: DNS is not proxied, calls are named only by address")
 	}
+	// A supervisor outside the cgroup keeps the programs attached and
+	// removes the cgroup tree should egress die before it does.
+	sup, err := g.Supervise(blocker.LinkFDs())
+	if err != nil {
+		return &exitError{code: ExitUsage, err: err}
+	}
+	defer func() {
+		if err := g.Remove(); err != nil {
+			fmt.Fprintf(e.stderr, "egress: %v\n", err)
+		}
+		sup.Done()
+	}()
+	bg.Go(func() {
+		blocker.Run(bgCtx, func(b block.Blocked) {
+			evs <- func(s *runState) { s.blocked.Add(b) }
+		})
+	})
 
 	opts := ebpf.Options{CgroupID: g.ID}
 	if fl.stacks {
@@ -260,14 +289,22 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		}
 	}()
 
-	cmd := g.Command(ctx, args[0], args[1:]...)
+	// CMD runs confined (internal/cgrouprun.Launch: no capabilities it does
+	// not need, its own cgroup and pid namespaces, killed with egress).
+	cmd, err := g.Launch(ctx, confine, args[0], args[1:]...)
+	if err != nil {
+		return &exitError{code: ExitUsage, err: err}
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
 	if fl.report == "" {
 		// The report goes to stdout after CMD's output; keep them apart.
 		cmd.Stdout = e.stderr
 	}
-	cmd.WaitDelay = 2 * time.Second
-	runErr := cmd.Run()
+	// SIGTERM or SIGINT to egress: pass SIGTERM on, give CMD 5 s to stop.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
+	runErr := cgrouprun.Run(cmd)
+	stopped := ctx.Err() != nil
 	cmdCode := 0
 	var ee *exec.ExitError
 	switch {
@@ -291,6 +328,12 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	bg.Wait()
 	close(evs)
 	<-consumed
+	// Clean up before the report is written: a closed stdout (| head -1)
+	// must not leave the cgroup behind.
+	if err := g.Remove(); err != nil {
+		fmt.Fprintf(e.stderr, "egress: %v\n", err)
+	}
+	sup.Done()
 
 	if lost := tr.Lost(); lost > 0 {
 		st.an.Lost(lost)
@@ -300,21 +343,48 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	}
 	r := st.an.Finish()
 	r.Source = "run " + strings.Join(args, " ")
+	r.Hints = append(r.Hints, confinementHint(confine))
+	if stopped {
+		r.Hints = append(r.Hints, report.Hint{Kind: "stopped", Subject: args[0],
+			Text: "egress was interrupted (SIGINT or SIGTERM) and passed SIGTERM on: egress stopped the command, the report covers the run until then"})
+	}
 	r.Backend = tr.Backend()
 	if proxy != nil {
 		r.Backend += ", dns proxy"
-		if fl.block {
-			r.Backend += ", cgroup connect/sendmsg blocking"
-		}
-		if lost := blocker.Lost(); lost > 0 {
-			r.Stats.EventsLost += lost
+	}
+	r.Backend += ", cgroup hooks and catch-all"
+	if fl.block {
+		r.Backend += " (blocking)"
+	}
+	if lost := blocker.Lost(); lost > 0 {
+		r.Stats.EventsLost += lost
+	}
+	if proxy != nil {
+		// Queries the kernel dropped before the proxy read them, and TCP
+		// connections it closed unread, are missing from the report.
+		ps := proxy.Stats()
+		r.Stats.EventsLost += ps.KernelDropped + ps.TCPRefused
+		if ps.Overloaded+ps.KernelDropped+ps.TCPRefused > 0 {
+			r.Hints = append(r.Hints, report.Hint{Kind: "dns-proxy", Subject: "overloaded",
+				Text: fmt.Sprintf("%d queries answered SERVFAIL without forwarding (too many in flight), %d dropped by the kernel (socket buffer full), %d TCP connections closed unread",
+					ps.Overloaded, ps.KernelDropped, ps.TCPRefused)})
 		}
 	}
+	if lost := r.Stats.EventsLost; lost > 0 {
+		r.Headline = fmt.Sprintf("INCOMPLETE: %d kernel event(s) lost, calls may be missing; %s", lost, r.Headline)
+	}
+	if proxy != nil {
+		st.blocked.Steering = enforce.Steering{Port: proxy.Port()}
+	}
 	namesMu.Lock()
-	st.mergeBlocked(r, names, refused)
+	st.blocked.Merge(r, names, refused, blocker.Seen)
 	namesMu.Unlock()
+	enforce.Protocols(r, blocker.Protocols())
 	if err := fl.out.annotate(r); err != nil {
 		return err
+	}
+	if pol != nil {
+		enforce.JudgeLookups(r, func(names ...string) bool { return hasHostGrant(pol, names...) })
 	}
 	// Unexpected calls fail the check in enforce mode (exit 3), and with
 	// --fail-on unexpected in audit mode too (exit 4, as --fail-on does).
@@ -342,6 +412,8 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		return d.Fails == report.FailBlocked || d.Fails == report.FailUnexpected
 	})
 	switch {
+	case stopped:
+		return &exitError{code: ExitStopped, err: fmt.Errorf("interrupted: egress stopped %s (SIGTERM passed on)", args[0])}
 	case cmdCode != 0:
 		if len(failing) > 0 {
 			fmt.Fprintf(e.stderr, "egress: %d destination(s) fail the check: %s\n", len(failing), report.FailureSummary(failing, 5))
@@ -351,6 +423,8 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		return failedErr(ExitUnexpected, failing)
 	case len(failing) > 0:
 		return failedErr(ExitRunFindings, failing)
+	case r.Stats.EventsLost > 0 && (failLost || fl.mode == "enforce"):
+		return &exitError{code: ExitRunFindings, err: fmt.Errorf("the trace is incomplete: %d kernel event(s) lost (--mode audit reports without failing)", r.Stats.EventsLost)}
 	}
 	if r.Check != nil && r.Check.Unexpected > 0 {
 		var unexpected []*report.Destination
@@ -385,6 +459,20 @@ func commandErr(name string, err error) error {
 	return &exitError{code: code, err: fmt.Errorf("cannot run %s: %w", name, err)}
 }
 
+// ExitStopped is egress run's exit code when egress itself was interrupted
+// (SIGINT or SIGTERM) and stopped the command: not the command's failure.
+const ExitStopped = 130
+
+// confinementHint says in the report what the command ran without.
+func confinementHint(c cgrouprun.Confinement) report.Hint {
+	text := "the command ran without the capabilities " + strings.Join(c.Dropped(), ", ") +
+		", with no_new_privs, in its own cgroup namespace (rooted at the run's cgroup) and pid namespace"
+	if len(c.Keep) > 0 {
+		text += "; kept on request (--keep-caps): " + strings.Join(c.Keep, ", ")
+	}
+	return report.Hint{Kind: "confinement", Subject: "privileges", Text: text}
+}
+
 type sockSink func(*event.Sock)
 
 func (f sockSink) Sock(s *event.Sock) { f(s) }
@@ -408,74 +496,6 @@ func feedDNS(an *analyze.Analyzer, x dnsproxy.Exchange, proc *event.Process) {
 		Src: x.Upstream.Addr(), Dst: x.Client.Addr(), Proto: proto,
 		SrcPort: x.Upstream.Port(), DstPort: x.Client.Port()}
 	an.DNSMessage(&a, x.Reply, x.TCP)
-}
-
-func (s *runState) addBlocked(b block.Blocked) {
-	k := blockedKey{b.PID, b.Dst, b.Proto}
-	if c := s.blocked[k]; c != nil {
-		c.Count++
-		return
-	}
-	if len(s.blocked) >= maxBlocked {
-		return
-	}
-	pid, comm := b.PID, b.Comm
-	proto := "tcp"
-	if b.Proto == event.ProtoUDP {
-		proto = "udp"
-	}
-	t := time.Unix(0, b.Time).UTC()
-	s.blocked[k] = &report.Connection{
-		PID: &pid, Comm: &comm, NameSource: report.SourceNone,
-		DstIP: b.Dst.Addr().String(), DstPort: b.Dst.Port(), Proto: proto,
-		Start: t, End: t, Outcome: report.Rejected, EndBasis: report.BasisBlockedConnect,
-		SynTimesMS: []float64{}, Count: 1, Dst: b.Dst,
-	}
-	s.order = append(s.order, k)
-}
-
-// mergeBlocked marks what the blocker refused in r. A refused TCP connect
-// is already a rejected call in the analyzer's view (the connect() failed):
-// it gets the blocker's reason. Refused UDP sends, which the tracepoints do
-// not see, are added, named by the proxy's answers where one gave their
-// address. Lookups the proxy refused get their reason too.
-func (s *runState) mergeBlocked(r *report.Report, names map[netip.Addr]string, refused map[string]bool) {
-	for i := range r.Lookups {
-		if l := &r.Lookups[i]; l.Outcome == report.DNSRefused && refused[strings.TrimSuffix(l.Name, ".")] {
-			l.EndBasis = report.BasisBlockedLookup
-		}
-	}
-	if len(s.order) == 0 {
-		return
-	}
-	n := 0
-	added := false
-	for _, k := range s.order {
-		c := s.blocked[k]
-		n += c.Count
-		matched := false
-		for i := range r.Connections {
-			rc := &r.Connections[i]
-			if rc.Outcome == report.Rejected && rc.Proto == c.Proto && rc.DstIP == c.DstIP && rc.DstPort == c.DstPort &&
-				rc.PID != nil && *rc.PID == k.pid && rc.Attempts <= 1 {
-				rc.EndBasis = report.BasisBlockedConnect
-				matched = true
-			}
-		}
-		if matched {
-			continue
-		}
-		if name, ok := names[c.Dst.Addr().Unmap()]; ok {
-			c.Host, c.NameSource = name, report.SourceDNS
-		}
-		r.Connections = append(r.Connections, *c)
-		added = true
-	}
-	if added {
-		slices.SortStableFunc(r.Connections, func(a, b report.Connection) int { return a.Start.Compare(b.Start) })
-	}
-	r.Hints = append(r.Hints, report.Hint{Kind: "blocked", Subject: fmt.Sprintf("%d call(s)", n),
-		Text: "egress run --block refused calls to destinations the policy does not allow: the app got EPERM at once instead of waiting"})
 }
 
 // resolvers returns the --resolver addresses, else the nameservers of
@@ -526,10 +546,16 @@ func (d *dnsPolicy) Ask(name string) bool {
 	if !d.enforce {
 		return true
 	}
-	grants, denied := d.pol.NameGrants(name)
-	// A name no host entry allows may still resolve to an allowed cidr:
-	// forward it and decide on the addresses.
-	return !denied && (len(grants) > 0 || len(d.pol.AddrGrants()) > 0)
+	// A lookup is a call: a name no host entry allows is refused before it
+	// leaves, whatever cidr entries allow (docs/rules.md).
+	return hasHostGrant(d.pol, name)
+}
+
+// hasHostGrant reports whether a host entry allows one of names (a name
+// and its CNAME chain) and no deny entry refuses them.
+func hasHostGrant(pol *rules.Policy, names ...string) bool {
+	grants, denied := pol.NameGrants(names...)
+	return !denied && len(grants) > 0
 }
 
 func (d *dnsPolicy) Answered(name string, cnames []string, addrs []netip.Addr) bool {
@@ -554,9 +580,6 @@ func (d *dnsPolicy) Answered(name string, cnames []string, addrs []netip.Addr) b
 				return false // cannot open the way: refuse rather than let the app hang
 			}
 			ok = true
-		}
-		for _, gr := range d.pol.AddrGrants() {
-			ok = ok || gr.Prefix.Contains(a.Unmap())
 		}
 	}
 	return ok
