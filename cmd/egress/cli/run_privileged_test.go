@@ -178,6 +178,8 @@ func parseJUnit(t *testing.T, s string) (doc junitDoc, failed []string) {
 			}
 		}
 	}
+	// JUnit lists the worst first (by wait): the tests check which fail.
+	slices.Sort(failed)
 	return doc, failed
 }
 
