@@ -279,19 +279,47 @@ func TestWindowUnionAndHeadline(t *testing.T) {
 	}
 }
 
+// TestWindowTo: a call that started inside the window keeps the outcome the
+// capture shows after --to (here an answer 1 s past it), its blocked time
+// counts only up to --to, and a call that starts after --to is not listed.
 func TestWindowTo(t *testing.T) {
 	r := run(Config{LocalAny: true, ToOffset: 2 * time.Second},
 		seg(0, app, 40000, vendor, 80, syn, 100, 0, ""),
 		seg(1, app, 40000, vendor, 80, syn, 100, 0, ""),
+		seg(2.5, app, 40001, vendor, 81, syn, 500, 0, ""),
 		seg(3, vendor, 80, app, 40000, synack, 1, 101, ""),
+		seg(3.001, app, 40000, vendor, 80, ackf, 101, 2, ""),
 	)
 	got := summarize(r)
-	want := []connSummary{{"198.51.100.10:80", "pending", 2, 2000, false, "window-end"}}
+	want := []connSummary{{"198.51.100.10:80", "established", 2, 2000, false, "answer"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	if r.Stats.OutsideWindow != 1 {
-		t.Errorf("outside_window = %d, want 1", r.Stats.OutsideWindow)
+		t.Errorf("outside_window = %d, want 1 (the call started after --to)", r.Stats.OutsideWindow)
+	}
+	if r.Window.DurationMS != 2000 || r.Window.BlockedMS != 2000 {
+		t.Errorf("window %v ms blocked %v ms, want 2000 and 2000", r.Window.DurationMS, r.Window.BlockedMS)
+	}
+}
+
+// TestWindowPending: a call still unanswered when the capture ends is
+// pending, however the window is set; one that started before --from is
+// not listed.
+func TestWindowPending(t *testing.T) {
+	r := run(Config{LocalAny: true, FromOffset: 500 * time.Millisecond, ToOffset: 2 * time.Second},
+		seg(0, app, 39999, vendor, 79, syn, 50, 0, ""),
+		seg(1, app, 40000, vendor, 80, syn, 100, 0, ""),
+		seg(2, app, 40000, vendor, 80, syn, 100, 0, ""),
+		seg(2.5, router, 1, app, 2, ackf, 1, 1, ""),
+	)
+	got := summarize(r)
+	want := []connSummary{{"198.51.100.10:80", "pending", 2, 1000, false, "window-end"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if r.Stats.OutsideWindow != 1 {
+		t.Errorf("outside_window = %d, want 1 (the call that started before --from)", r.Stats.OutsideWindow)
 	}
 }
 

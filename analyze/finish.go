@@ -3,7 +3,6 @@ package analyze
 import (
 	"fmt"
 	"net/netip"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -24,11 +23,15 @@ func (a *Analyzer) Finish() *report.Report {
 	if end < start {
 		end = start
 	}
+	// Calls still open are settled as of the last observation read, which
+	// may lie past the window's end (Config.Settle): an answer just after
+	// --to is an answer.
+	now := max(a.last, end)
 	all := make([]*flow, 0, len(a.flows))
 	for _, f := range a.flows {
 		all = append(all, f)
 	}
-	a.finishFlows(all, end)
+	a.finishFlows(all, now)
 	socks := make([]*attempt, 0, len(a.sockets))
 	for c, at := range a.sockets {
 		socks = append(socks, at)
@@ -36,14 +39,14 @@ func (a *Analyzer) Finish() *report.Report {
 	}
 	sort.Slice(socks, func(i, j int) bool { return attemptLess(socks[i], socks[j]) })
 	for _, at := range socks {
-		a.finishAttempt(at, end)
+		a.finishAttempt(at, now)
 	}
-	a.finishLookups(func(*lookup) bool { return true }, end, false)
+	a.finishLookups(func(*lookup) bool { return true }, now, false)
 
 	r := &report.Report{
 		SchemaVersion: report.SchemaVersion,
-		Connections:   []report.Connection{},
-		Lookups:       []report.Lookup{},
+		Connections:   a.conns[:0:len(a.conns)], // filtered in place: the Analyzer is done
+		Lookups:       make([]report.Lookup, 0, len(a.lks)),
 		Hints:         []report.Hint{},
 		Errors:        []string{},
 		Stats:         a.stats,
@@ -55,27 +58,41 @@ func (a *Analyzer) Finish() *report.Report {
 	}
 	isEgress := a.egressFunc(&r.Local)
 
+	// Records folded over client hosts had their direction decided when
+	// their calls ended (fold.go); every other record holds the calls of
+	// one client and one destination, decided here from the whole capture.
+	decided := func(by string) bool { return by == report.FoldDestination || by == report.FoldOutcome }
 	for _, c := range a.conns {
 		switch {
-		case c.Loopback || isEgress(c.Src.Addr(), c.Dst.Addr()):
+		case decided(c.FoldedBy) || c.Loopback || isEgress(c.Src.Addr(), c.Dst.Addr()):
+			if c.FoldedBy == report.FoldOutcome {
+				c.Destinations = a.otherConnDests[outcomeCode(c.Outcome)]
+			}
 			r.Connections = append(r.Connections, c)
 		default:
-			r.Stats.InboundAttempts++
+			r.Stats.InboundAttempts += uint64(c.Count)
 		}
 	}
 	keepLookup := make([]bool, len(a.lks))
 	for i, l := range a.lks {
 		ad, err := netip.ParseAddr(l.Client)
-		srv, _ := netip.ParseAddrPort(l.Server) // empty for the "other destinations" record
-		if err == nil && (isEgress(ad, srv.Addr()) || ad.IsLoopback()) {
+		srv, _ := netip.ParseAddrPort(l.Server)
+		if decided(l.FoldedBy) || err == nil && (isEgress(ad, srv.Addr()) || ad.IsLoopback()) {
+			if l.FoldedBy == report.FoldOutcome {
+				l.Destinations = a.otherLookupDests[outcomeCode(l.Outcome)]
+			}
 			keepLookup[i] = true
 			r.Lookups = append(r.Lookups, l)
 		}
 	}
-	sort.SliceStable(r.Connections, func(i, j int) bool { return r.Connections[i].Start.Before(r.Connections[j].Start) })
-	sort.SliceStable(r.Lookups, func(i, j int) bool { return r.Lookups[i].Start.Before(r.Lookups[j].Start) })
+	r.Connections = byStart(r.Connections, func(c *report.Connection) time.Time { return c.Start })
+	r.Lookups = byStart(r.Lookups, func(l *report.Lookup) time.Time { return l.Start })
 
 	r.Window.BlockedMS = a.blocked(r, start, end)
+	// --local any takes every address as this host's: one host.
+	if hosts, n, failing := a.hostSummaries(r, start, end); n > 1 && !a.cfg.LocalAny {
+		r.Hosts, r.HostsSeen, r.HostsFailing = hosts, n, failing
+	}
 	r.Headline = headline(r)
 	r.Hints = a.hints(keepLookup)
 	r.Hints = append(r.Hints, a.stackHints(r)...)
@@ -157,11 +174,7 @@ func (a *Analyzer) localFunc(l *report.Local) func(netip.Addr) bool {
 			set[x.Unmap()] = true
 		}
 	default:
-		for x := range a.initiators.m {
-			if a.servers.has(x) {
-				set[x.Unmap()] = true
-			}
-		}
+		set = a.inferredLocal()
 		l.Basis = "inferred-servers"
 		if len(set) == 0 {
 			l.Basis = "all-initiators"
@@ -189,22 +202,6 @@ func (a *Analyzer) localFunc(l *report.Local) func(netip.Addr) bool {
 
 type interval struct{ from, to int64 }
 
-// culprit is a failed call named in the headline.
-type culprit struct {
-	lookup   bool
-	syns     int      // connections: SYNs of all its calls
-	inferred bool     // some give-up time is inferred
-	qtypes   []string // lookups: the query types that failed
-	n        int      // calls behind this culprit (lookups of one name merge)
-	host     string
-	port     string
-	blocked  float64
-	outcome  string
-	detail   string // "3 SYNs, ~3.0 s"
-	proc     string // "shopapp[4242]" where the process is known
-	caller   string // "main.checkForUpdates (updates.go:42)" with --stacks
-}
-
 // blocked returns the union of the blocked intervals of egress calls inside
 // [start, end], in milliseconds: calls in parallel are not counted twice.
 func (a *Analyzer) blocked(r *report.Report, start, end int64) float64 {
@@ -221,16 +218,17 @@ func (a *Analyzer) blocked(r *report.Report, start, end int64) float64 {
 			iv = append(iv, interval{f, t})
 		}
 	}
+	// A record's start and end are its first call's; the calls folded into
+	// it gave theirs as they ended (hosts.go).
 	for _, c := range r.Connections {
-		if !c.Loopback && c.Count == 1 {
+		if !c.Loopback {
 			clip(c.Start, c.End)
 		}
 	}
 	for _, l := range r.Lookups {
-		if l.Count == 1 {
-			clip(l.Start, l.End)
-		}
+		clip(l.Start, l.End)
 	}
+	iv = append(iv, a.foldedBlocked.iv...)
 	return ms(union(iv))
 }
 
@@ -248,241 +246,6 @@ func union(iv []interval) int64 {
 		}
 	}
 	return total + curTo - curFrom
-}
-
-// failed says whether an outcome means the caller did not get what it
-// asked for.
-func failed(outcome string) bool {
-	switch outcome {
-	case report.Timeout, report.Pending, report.Refused, report.Rejected, report.ServFail, report.NXDomain:
-		return true
-	}
-	return false
-}
-
-// headline is the one line that answers "why was it slow": how much of the
-// window was blocked, and by which failed calls.
-func headline(r *report.Report) string {
-	w := r.Window
-	if w.DurationMS <= 0 && len(r.Connections) == 0 && len(r.Lookups) == 0 {
-		return "no outbound connections or lookups seen"
-	}
-	var cs []culprit
-	var failedBlocked []interval
-	byDest := map[string]int{}
-	for _, c := range r.Connections {
-		if c.Loopback || !failed(c.Outcome) {
-			continue
-		}
-		host := c.Host
-		if host == "" {
-			host = c.DstIP
-		}
-		failedBlocked = append(failedBlocked, interval{c.Start.UnixNano(), c.End.UnixNano()})
-		// Calls to one destination are named once: "host:80 (9 calls, 99
-		// SYNs, up to ~68.4 s)".
-		key := host + "\x00" + fmt.Sprint(c.DstPort)
-		if i, ok := byDest[key]; ok {
-			d := &cs[i]
-			d.n += c.Count
-			d.syns += c.Attempts
-			d.inferred = d.inferred || c.Inferred
-			d.blocked = max(d.blocked, c.BlockedMS)
-			d.detail = fmt.Sprintf("%d calls, %s, up to %s%s", d.n, plural(d.syns, "SYN"), tilde(d.inferred), secs(d.blocked))
-			if d.outcome != c.Outcome {
-				d.outcome = "mixed"
-			}
-			continue
-		}
-		byDest[key] = len(cs)
-		cs = append(cs, culprit{n: c.Count, syns: c.Attempts, inferred: c.Inferred, host: host, port: fmt.Sprint(c.DstPort),
-			blocked: c.BlockedMS, outcome: c.Outcome,
-			detail: fmt.Sprintf("%s, %s%s", plural(c.Attempts, "SYN"), tilde(c.Inferred), secs(c.BlockedMS))})
-		if c.Count > 1 {
-			cs[len(cs)-1].detail = fmt.Sprintf("%d calls, %s, up to %s%s", c.Count, plural(c.Attempts, "SYN"), tilde(c.Inferred), secs(c.BlockedMS))
-		}
-		if c.PID != nil {
-			cs[len(cs)-1].proc = procName(c.PID, c.Comm)
-		}
-		cs[len(cs)-1].caller = c.CalledFrom
-	}
-	// Lookups are named once per name: "lookups of x (A, AAAA; 1 query, ~2.0 s)".
-	byName := map[string]int{}
-	for _, l := range r.Lookups {
-		if !failed(l.Outcome) {
-			continue
-		}
-		failedBlocked = append(failedBlocked, interval{l.Start.UnixNano(), l.End.UnixNano()})
-		if i, ok := byName[l.Name]; ok {
-			c := &cs[i]
-			if !slices.Contains(c.qtypes, l.QType) {
-				c.qtypes = append(c.qtypes, l.QType)
-			}
-			c.n += l.Count
-			if l.BlockedMS > c.blocked {
-				c.blocked = l.BlockedMS
-				c.detail = fmt.Sprintf("%s%s", tilde(l.Inferred), secs(l.BlockedMS))
-			}
-			continue
-		}
-		byName[l.Name] = len(cs)
-		cs = append(cs, culprit{lookup: true, host: l.Name, qtypes: []string{l.QType}, n: l.Count, blocked: l.BlockedMS, outcome: l.Outcome,
-			detail: fmt.Sprintf("%s%s", tilde(l.Inferred), secs(l.BlockedMS))})
-	}
-	nConn, nLook := 0, 0
-	for _, c := range r.Connections {
-		if !c.Loopback {
-			nConn += c.Count
-		}
-	}
-	for _, l := range r.Lookups {
-		nLook += l.Count
-	}
-	head := fmt.Sprintf("the %s window was blocked %s (%s)", secs(w.DurationMS), secs(w.BlockedMS), pct(w.BlockedMS, w.DurationMS))
-	if len(cs) == 0 {
-		return fmt.Sprintf("%s; %s and %s, none failed", head, count(nConn, "outbound connection"), count(nLook, "lookup"))
-	}
-	sort.SliceStable(cs, func(i, j int) bool { return cs[i].blocked > cs[j].blocked })
-	// The calls that matter: the largest, until they cover most of the
-	// failed blocked time, at most four named.
-	total := 0.0
-	for _, c := range cs {
-		total += c.blocked
-	}
-	var named []culprit
-	sum := 0.0
-	for _, c := range cs {
-		if len(named) == 4 || (len(named) > 0 && sum >= 0.9*total) {
-			break
-		}
-		named = append(named, c)
-		sum += c.blocked
-	}
-	var conns, looks []culprit
-	var nConnCalls, nLookCalls int
-	connKinds, lookKinds := map[string]int{}, map[string]int{}
-	for _, c := range r.Connections {
-		if !c.Loopback && failed(c.Outcome) {
-			connKinds[c.Outcome] += c.Count
-		}
-	}
-	for _, c := range cs {
-		if c.lookup {
-			nLookCalls += c.n
-			lookKinds[c.outcome] += c.n
-		} else {
-			nConnCalls += c.n
-		}
-	}
-	for _, c := range named {
-		if c.lookup {
-			looks = append(looks, c)
-		} else {
-			conns = append(conns, c)
-		}
-	}
-	var phrases []string
-	if nConnCalls > 0 {
-		phrases = append(phrases, describeOutcomes(connKinds, nConnCalls, "call", "calls")+" "+joinCulprits(conns, nConnCalls-countCalls(conns), "to "))
-	}
-	if nLookCalls > 0 {
-		phrases = append(phrases, describeOutcomes(lookKinds, nLookCalls, "lookup", "lookups")+" "+joinCulprits(looks, nLookCalls-countCalls(looks), "of "))
-	}
-	return head + " by " + strings.Join(phrases, " and ")
-}
-
-func countCalls(cs []culprit) int {
-	n := 0
-	for _, c := range cs {
-		n += c.n
-	}
-	return n
-}
-
-func describeOutcomes(kinds map[string]int, n int, one, many string) string {
-	word := "failed"
-	if len(kinds) == 1 {
-		for k := range kinds {
-			switch k {
-			case report.Timeout, report.Pending:
-				word = "unanswered"
-			case report.Refused:
-				word = "refused"
-			case report.Rejected:
-				word = "rejected"
-			case report.NXDomain:
-				word = "NXDOMAIN"
-			case report.ServFail:
-				word = "SERVFAIL"
-			}
-		}
-	} else if kinds[report.Timeout]+kinds[report.Pending] == n {
-		word = "unanswered"
-	}
-	if n == 1 {
-		return "1 " + word + " " + one
-	}
-	return fmt.Sprintf("%d %s %s", n, word, many)
-}
-
-// joinCulprits writes "to a:80 (...) and :443 (...)" style lists, sharing
-// host names; hidden is how many calls were left unnamed.
-func joinCulprits(cs []culprit, hidden int, prep string) string {
-	var parts []string
-	prevHost := ""
-	for i, c := range cs {
-		// The top culprit also says which code made it (--stacks).
-		from := by(c.proc)
-		if i == 0 && c.caller != "" {
-			if from != "" {
-				from += ","
-			}
-			from += " called from " + c.caller
-		}
-		switch {
-		case c.lookup && c.n > len(c.qtypes):
-			parts = append(parts, fmt.Sprintf("%s (%s, %d queries, up to %s)", c.host, strings.Join(c.qtypes, "+"), c.n, c.detail))
-		case c.lookup:
-			parts = append(parts, fmt.Sprintf("%s (%s, %s)", c.host, strings.Join(c.qtypes, "+"), c.detail))
-		case c.host == prevHost:
-			parts = append(parts, ":"+c.port+" ("+c.detail+")"+from)
-		default:
-			parts = append(parts, c.host+":"+c.port+" ("+c.detail+")"+from)
-			prevHost = c.host
-		}
-	}
-	if len(parts) == 0 {
-		return ""
-	}
-	s := prep
-	if len(parts) == 1 {
-		s += parts[0]
-	} else {
-		s += strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
-	}
-	if hidden > 0 {
-		s += fmt.Sprintf(" (and %d more)", hidden)
-	}
-	return s
-}
-
-func secs(msv float64) string {
-	s := msv / 1000
-	switch {
-	case s >= 100:
-		return fmt.Sprintf("%.0f s", s)
-	case s >= 1:
-		return fmt.Sprintf("%.1f s", s)
-	default:
-		return fmt.Sprintf("%.0f ms", msv)
-	}
-}
-
-func pct(part, whole float64) string {
-	if whole <= 0 {
-		return "0%"
-	}
-	return fmt.Sprintf("%.0f%%", 100*part/whole)
 }
 
 // hints lists names that were resolved for this host but never contacted:
@@ -530,23 +293,6 @@ func (a *Analyzer) hints(keep []bool) []report.Hint {
 	return hints
 }
 
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	if word == "query" {
-		return fmt.Sprintf("%d queries", n)
-	}
-	return fmt.Sprintf("%d %ss", n, word)
-}
-
-func tilde(inferred bool) string {
-	if inferred {
-		return "~"
-	}
-	return ""
-}
-
 func attemptLess(x, y *attempt) bool {
 	if x.start != y.start {
 		return x.start < y.start
@@ -557,24 +303,68 @@ func attemptLess(x, y *attempt) bool {
 	return x.server.Compare(y.server) < 0
 }
 
-func by(proc string) string {
-	if proc == "" {
-		return ""
+// WindowError says why the window asked for cannot be reported on: it ends
+// before it starts, or lies wholly outside the capture. The message gives
+// the capture's span. Call it after the last observation, before Finish;
+// nil when there is no window or it overlaps the capture.
+func (a *Analyzer) WindowError() error {
+	if a.cfg.From == 0 && a.cfg.To == 0 {
+		return nil
 	}
-	return " from " + proc
+	span := "the capture is empty"
+	if a.seenFirst != 0 {
+		f, l := time.Unix(0, a.seenFirst).UTC(), time.Unix(0, a.seenLast).UTC()
+		span = fmt.Sprintf("the capture spans %s to %s (%s)", f.Format(time.RFC3339Nano), l.Format(time.RFC3339Nano), l.Sub(f))
+	}
+	from, to := time.Unix(0, a.cfg.From).UTC(), time.Unix(0, a.cfg.To).UTC()
+	switch {
+	case a.cfg.From != 0 && a.cfg.To != 0 && a.cfg.To <= a.cfg.From:
+		return fmt.Errorf("the window ends (--to %s) before it starts (--from %s): %s", to.Format(time.RFC3339Nano), from.Format(time.RFC3339Nano), span)
+	case a.seenFirst == 0:
+		return fmt.Errorf("the window has nothing to cover: %s", span)
+	case a.cfg.From != 0 && a.cfg.From > a.seenLast:
+		return fmt.Errorf("the window starts (--from %s) after the capture ends: %s", from.Format(time.RFC3339Nano), span)
+	case a.cfg.To != 0 && a.cfg.To < a.seenFirst:
+		return fmt.Errorf("the window ends (--to %s) before the capture starts: %s", to.Format(time.RFC3339Nano), span)
+	}
+	return nil
 }
 
-// procName is "comm[pid]" (comm made terminal-safe by the renderer).
-func procName(pid *int, comm *string) string {
-	if comm == nil || *comm == "" {
-		return fmt.Sprintf("pid %d", *pid)
+// byStart orders records by start time, stably, in place. It sorts indices
+// and moves each record about once: records are large, and a report may
+// hold tens of thousands.
+func byStart[T any](rs []T, start func(*T) time.Time) []T {
+	idx := make([]int, len(rs))
+	keys := make([]int64, len(rs))
+	sorted := true
+	for i := range rs {
+		idx[i] = i
+		keys[i] = start(&rs[i]).UnixNano()
+		if i > 0 && keys[i] < keys[i-1] {
+			sorted = false
+		}
 	}
-	return fmt.Sprintf("%s[%d]", *comm, *pid)
-}
-
-func count(n int, what string) string {
-	if n == 1 {
-		return "1 " + what
+	if sorted {
+		return rs
 	}
-	return fmt.Sprintf("%d %ss", n, what)
+	sort.SliceStable(idx, func(i, j int) bool { return keys[idx[i]] < keys[idx[j]] })
+	// Apply the permutation in place, cycle by cycle: rs[i] = old rs[idx[i]].
+	for i := range idx {
+		if idx[i] < 0 || idx[i] == i {
+			continue
+		}
+		tmp := rs[i]
+		j := i
+		for {
+			k := idx[j]
+			idx[j] = -1
+			if k == i {
+				rs[j] = tmp
+				break
+			}
+			rs[j] = rs[k]
+			j = k
+		}
+	}
+	return rs
 }

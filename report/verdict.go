@@ -223,6 +223,9 @@ func (d *Destination) Target() string {
 	if a, err := netip.ParseAddr(d.Name); err == nil && a.Is6() {
 		return fmt.Sprintf("[%s]:%d", d.Name, d.Port)
 	}
+	if d.Port == 0 && d.Proto == "tcp" {
+		return Safe(d.Name) // a catch-all: no port to show
+	}
 	return fmt.Sprintf("%s:%d", Safe(d.Name), d.Port)
 }
 
@@ -341,6 +344,9 @@ func Destinations(r *Report) []*Destination {
 		k := key{c.Host, c.DstPort, c.Proto}
 		if k.name == "" {
 			k.name = c.DstIP
+		}
+		if c.IsCatchAll() { // issue 7: no port, and how many it stands for
+			k.name = fmt.Sprintf("%d other destinations", c.Destinations)
 		}
 		add(get(k), c.Count, c.Outcome, c.PID, c.Comm, c.Start, c.End, c.BlockedMS, c.EndBasis, c.Verdict)
 	}

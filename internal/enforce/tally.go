@@ -77,6 +77,16 @@ type Tally struct {
 	conns     map[uint64]*report.Connection
 	connOrder []uint64
 	connsOver int
+	// overDests holds the distinct destinations of the calls past MaxRecords
+	// (the catch-all records say how many they stand for); bounded.
+	overDests map[overDest]struct{}
+}
+
+// overDest is one destination of a catch-all record: refused and reported
+// calls past MaxRecords are counted apart.
+type overDest struct {
+	dst      netip.AddrPort
+	reported bool
 }
 
 type entry struct {
@@ -121,9 +131,18 @@ func (t *Tally) Add(b block.Blocked) {
 		}
 		if *over == nil {
 			*over = &report.Connection{Host: OtherDestinations, NameSource: report.SourceNone, Proto: ProtoName(b.Proto),
-				Start: tm, End: tm, Outcome: outcome, EndBasis: basis, SynTimesMS: []float64{}}
+				Start: tm, End: tm, Outcome: outcome, EndBasis: basis, SynTimesMS: []float64{}, FoldedBy: report.FoldOutcome}
 		}
 		(*over).Count++
+		if t.overDests == nil {
+			t.overDests = map[overDest]struct{}{}
+		}
+		if od := (overDest{b.Dst, over == &t.overReported}); len(t.overDests) < 1<<16 {
+			if _, seen := t.overDests[od]; !seen {
+				t.overDests[od] = struct{}{}
+				(*over).Destinations++
+			}
+		}
 		(*over).End = tm
 		return
 	}

@@ -68,8 +68,8 @@ func TestTallyPastLimit(t *testing.T) {
 			len(r.Connections), total, r.Stats.RecordsDropped, MaxRecords+1, n)
 	}
 	last := r.Connections[len(r.Connections)-1]
-	if last.Host != OtherDestinations || last.Count != 2345 {
-		t.Errorf("the overflow record: %+v", last)
+	if last.Host != OtherDestinations || last.Count != 2345 || !last.IsCatchAll() || last.Destinations != 2345 {
+		t.Errorf("the overflow record (want a catch-all of 2345 calls to 2345 destinations): %+v", last)
 	}
 }
 

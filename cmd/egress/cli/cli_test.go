@@ -169,6 +169,9 @@ func TestExitCodes(t *testing.T) {
 		{"findings", []string{"replay", story, "--fail-on", "timeout"}, ExitFindings, "2 destination(s) fail the check: updates.vendor.test:80/tcp (timeout); api.vendor.test:443/tcp (timeout)"},
 		{"no findings", []string{"replay", established, "--fail-on", "failed"}, ExitOK, ""},
 		{"findings in the window only", []string{"replay", story, "--fail-on", "timeout", "--to", "100ms"}, ExitOK, ""},
+		{"inverted window", []string{"replay", story, "--from", "2s", "--to", "1s"}, ExitUsage, "before it starts (--from"},
+		{"window after the capture", []string{"replay", story, "--from", "1h"}, ExitUsage, "the capture spans"},
+		{"window before the capture", []string{"replay", story, "--to", "2001-01-01T00:00:00Z"}, ExitUsage, "before the capture starts"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

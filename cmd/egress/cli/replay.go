@@ -274,6 +274,9 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 			return usageErr("--memprofile: %v", err)
 		}
 	}
+	if werr := an.WindowError(); werr != nil && readErr == nil {
+		return usageErr("%v", werr)
+	}
 	an.SourceStats(rd.Stats())
 	r := an.Finish()
 	r.Source = name
