@@ -175,13 +175,6 @@ func failedErr(code int, failing []*report.Destination) error {
 	return &exitError{code: code, err: fmt.Errorf("%d destination(s) fail the check: %s", len(failing), report.FailureSummary(failing, 5))}
 }
 
-func orIP(host, ip string) string {
-	if host != "" {
-		return report.Safe(host)
-	}
-	return ip
-}
-
 type replayFlags struct {
 	out        outputFlags
 	cpuProfile string
