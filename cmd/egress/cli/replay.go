@@ -9,6 +9,7 @@ import (
 	"os"
 	"regexp"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/egress-dev/egress/analyze"
+	"github.com/egress-dev/egress/baseline"
 	"github.com/egress-dev/egress/capture/pcapfile"
 	"github.com/egress-dev/egress/report"
 	"github.com/egress-dev/egress/rules"
@@ -27,17 +29,22 @@ type outputFlags struct {
 	failOn    []string
 	all       bool
 	rules     string
+	baseline  string
 	catalogs  []string
 	noCatalog bool
 	appFrames string // --app-frames: the regexp for "the application's own code" in stacks
+
+	pol       *rules.Policy // policy() loads it once
+	polLoaded bool
 }
 
 func (o *outputFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVarP(&o.format, "format", "o", "table", "output format: table, json, junit (one test case per destination), markdown or html (a timeline)")
-	f.StringSliceVar(&o.failOn, "fail-on", nil, "exit 1 when a call has one of these outcomes: timeout, pending, refused, rejected, aborted, nxdomain, servfail, failed (all of those)")
+	f.StringSliceVar(&o.failOn, "fail-on", nil, "fail the check (exit 1; egress run: 4) when a call has one of these outcomes: timeout, pending, refused, rejected, aborted, nxdomain, servfail, failed (all of those), or unexpected (not allowed by --rules/--baseline)")
 	f.BoolVar(&o.all, "all", false, "table: list every call (by default successful calls beyond 40 are summarised)")
 	f.StringVar(&o.rules, "rules", "", "allowlist (YAML, docs/rules.md): calls it does not allow are unexpected (--fail-on unexpected)")
+	f.StringVar(&o.baseline, "baseline", "", "an earlier JSON report: its destinations are expected too, so only what is new is unexpected (docs/ci.md)")
 	f.StringSliceVar(&o.catalogs, "catalog", nil, "extra catalog of known phone-homes (YAML), added to the built-in one")
 	f.BoolVar(&o.noCatalog, "no-catalog", false, "do not label calls with the catalog of known phone-homes")
 	f.StringVar(&o.appFrames, "app-frames", "", "stacks (--stacks): frames whose function, file or module match this regexp are the application's own code, for \"called from\" (default: docs/watch.md)")
@@ -75,8 +82,8 @@ func (o *outputFlags) validate() error {
 		if _, ok := failOutcomes[f]; !ok {
 			return usageErr("unknown --fail-on value %q: use one of timeout, pending, refused, rejected, aborted, nxdomain, servfail, failed, unexpected", f)
 		}
-		if f == "unexpected" && o.rules == "" {
-			return usageErr("--fail-on unexpected needs --rules FILE (the allowlist that says what is expected)")
+		if f == "unexpected" && o.rules == "" && o.baseline == "" {
+			return usageErr("--fail-on unexpected needs --rules FILE or --baseline OLD.json (what says what is expected)")
 		}
 	}
 	return nil
@@ -89,10 +96,8 @@ func (o *outputFlags) annotate(r *report.Report) error {
 		cat *rules.Catalog
 		err error
 	)
-	if o.rules != "" {
-		if pol, err = rules.Load(o.rules); err != nil {
-			return usageErr("%v", err)
-		}
+	if pol, err = o.policy(); err != nil {
+		return err
 	}
 	if !o.noCatalog {
 		if cat, err = rules.LoadCatalogWith(o.catalogs...); err != nil {
@@ -103,57 +108,71 @@ func (o *outputFlags) annotate(r *report.Report) error {
 	return nil
 }
 
-// write prints the report and says whether --fail-on matched.
-func (o *outputFlags) write(w io.Writer, r *report.Report) (findings []string, err error) {
-	switch o.format {
-	case "json":
-		err = report.WriteJSON(w, r)
-	case "junit":
-		err = report.WriteJUnit(w, r)
-	case "markdown":
-		err = report.WriteMarkdown(w, r)
-	case "html":
-		err = report.WriteHTML(w, r)
-	default:
-		err = report.WriteTable(w, r, report.TableOptions{All: o.all})
+// policy is the --rules policy extended with the destinations of the
+// --baseline report; nil when neither is given. Loaded once.
+func (o *outputFlags) policy() (*rules.Policy, error) {
+	if o.polLoaded {
+		return o.pol, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	want := map[string]bool{}
-	for _, f := range o.failOn {
-		for _, out := range failOutcomes[f] {
-			want[out] = true
+	var pol *rules.Policy
+	var err error
+	if o.rules != "" {
+		if pol, err = rules.Load(o.rules); err != nil {
+			return nil, usageErr("%v", err)
 		}
 	}
-	wantUnexpected := false
-	for _, f := range o.failOn {
-		wantUnexpected = wantUnexpected || f == "unexpected"
-	}
-	for _, c := range r.Connections {
-		if c.Loopback {
-			continue
+	if o.baseline != "" {
+		set, err := baseline.Load(o.baseline)
+		if err != nil {
+			return nil, usageErr("--baseline: %v", err)
 		}
-		if want[c.Outcome] {
-			findings = append(findings, fmt.Sprintf("%s %s:%d", c.Outcome, orIP(c.Host, c.DstIP), c.DstPort))
-		}
-		if wantUnexpected && c.Verdict != nil && !c.Verdict.Expected {
-			findings = append(findings, fmt.Sprintf("unexpected %s:%d", orIP(c.Host, c.DstIP), c.DstPort))
+		allowed, _ := set.Allowed()
+		if pol, err = rules.Extend(pol, "baseline "+o.baseline, allowed); err != nil {
+			return nil, usageErr("--baseline: %v", err)
 		}
 	}
-	for _, l := range r.Lookups {
-		if want[l.Outcome] {
-			findings = append(findings, fmt.Sprintf("%s lookup %s %s", l.Outcome, l.Name, l.QType))
-		}
-	}
-	return findings, nil
+	o.pol, o.polLoaded = pol, true
+	return pol, nil
 }
 
-func orIP(host, ip string) string {
-	if host != "" {
-		return report.Safe(host)
+// judge decides once which calls fail the check (report.Judge): unexpected
+// calls when enforce, and the outcomes --fail-on names. The exit decision
+// and every output read the verdicts it sets.
+func (o *outputFlags) judge(r *report.Report, enforce bool) []*report.Destination {
+	var outcomes []string
+	for _, f := range o.failOn {
+		for _, out := range failOutcomes[f] {
+			if !slices.Contains(outcomes, out) {
+				outcomes = append(outcomes, out)
+			}
+		}
 	}
-	return ip
+	return report.Judge(r, report.Criteria{Rules: o.rules, Baseline: o.baseline, Enforce: enforce, FailOn: outcomes})
+}
+
+// failsOnUnexpected says whether --fail-on names unexpected calls (replay
+// and watch; egress run fails on them in enforce mode).
+func (o *outputFlags) failsOnUnexpected() bool { return slices.Contains(o.failOn, "unexpected") }
+
+// write prints the report.
+func (o *outputFlags) write(w io.Writer, r *report.Report) error {
+	switch o.format {
+	case "json":
+		return report.WriteJSON(w, r)
+	case "junit":
+		return report.WriteJUnit(w, r)
+	case "markdown":
+		return report.WriteMarkdown(w, r)
+	case "html":
+		return report.WriteHTML(w, r)
+	}
+	return report.WriteTable(w, r, report.TableOptions{All: o.all})
+}
+
+// failedErr is the error of a check that failed: how many destinations
+// and which.
+func failedErr(code int, failing []*report.Destination) error {
+	return &exitError{code: code, err: fmt.Errorf("%d destination(s) fail the check: %s", len(failing), report.FailureSummary(failing, 5))}
 }
 
 type replayFlags struct {
@@ -261,9 +280,9 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 	if err := fl.out.annotate(r); err != nil {
 		return err
 	}
-	ciOutputs(e.stderr, r)
-	findings, err := fl.out.write(e.stdout, r)
-	if err != nil {
+	failing := fl.out.judge(r, fl.out.failsOnUnexpected())
+	ciOutputs(e.stderr, r, "")
+	if err := fl.out.write(e.stdout, r); err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
 	if readErr != nil {
@@ -272,17 +291,10 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 		}
 		return &exitError{code: ExitUsage, err: readErr}
 	}
-	if len(findings) > 0 {
-		return &exitError{code: ExitFindings, err: fmt.Errorf("--fail-on matched %d call(s): %s", len(findings), summarise(findings))}
+	if len(failing) > 0 {
+		return failedErr(ExitFindings, failing)
 	}
 	return nil
-}
-
-func summarise(f []string) string {
-	if len(f) > 5 {
-		return strings.Join(f[:5], "; ") + fmt.Sprintf("; and %d more", len(f)-5)
-	}
-	return strings.Join(f, "; ")
 }
 
 func replayConfig(fl *replayFlags) (analyze.Config, error) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -35,7 +36,7 @@ import (
 
 // ExitUnexpected is egress run's exit code when the command succeeded but
 // made calls the policy does not allow (in enforce mode). Documented in
-// docs/ci.md.
+// docs/cli.md with the others.
 const ExitUnexpected = 3
 
 type runFlags struct {
@@ -72,21 +73,31 @@ no_new_privs, in its own cgroup and pid namespaces; it dies with egress
 (docs/block.md, "Threat model"). A lookup of a name no host entry allows is
 an unexpected call.
 
-Exit codes: CMD's status when it failed; 3 unexpected calls (enforce mode);
-1 --fail-on matched, or events were lost (enforce mode, or --fail-on lost);
-130 egress was interrupted and stopped CMD; 2 usage or set-up error;
-0 otherwise (docs/ci.md).`,
+Exit codes: CMD's own status when it failed (unchanged; 128+N for signal N);
+127 CMD not found, 126 not executable; 3 unexpected calls (enforce mode);
+4 --fail-on matched, or events were lost (enforce mode, or --fail-on lost);
+130 egress was interrupted and stopped CMD; 125 egress itself failed (usage,
+set-up); 0 otherwise (docs/cli.md).`,
 		Example: `  egress run --rules egress.yaml -- npm test
   egress run --rules egress.yaml --block --format junit --report egress.xml -- ./login.sh
   egress run --mode audit --format json -- curl -s https://example.com/`,
-		Args: cobra.MinimumNArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return &exitError{code: ExitRunFailed, err: fmt.Errorf("no command: egress run [flags] -- CMD ARGS")}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 0 {
-				return usageErr("put -- before the command: egress run [flags] -- CMD ARGS")
+				return runOwnErr(usageErr("put -- before the command: egress run [flags] -- CMD ARGS"))
 			}
-			return runRun(cmd.Context(), e, args, &fl)
+			return runOwnErr(runRun(cmd.Context(), e, args, &fl))
 		},
 	}
+	// egress's own failures exit 125, apart from the codes CMD may return.
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &exitError{code: ExitRunFailed, err: fmt.Errorf("%w (egress run --help)", err)}
+	})
 	cmd.Flags().SetInterspersed(false)
 	fl.out.register(cmd)
 	f := cmd.Flags()
@@ -177,15 +188,14 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if fl.mode != "enforce" && fl.mode != "audit" {
 		return usageErr("unknown --mode %q: use enforce or audit", fl.mode)
 	}
-	if fl.block && fl.out.rules == "" {
+	if fl.block && fl.out.rules == "" && fl.out.baseline == "" {
 		return usageErr("--block needs --rules FILE (the allowlist of what may be reached)")
 	}
-	var pol *rules.Policy
-	if fl.out.rules != "" {
-		var err error
-		if pol, err = rules.Load(fl.out.rules); err != nil {
-			return usageErr("%v", err)
-		}
+	// The policy with the --baseline's destinations: what --block lets
+	// through is what the report expects.
+	pol, err := fl.out.policy()
+	if err != nil {
+		return err
 	}
 	upstreams, err := resolvers(fl.resolvers)
 	if err != nil {
@@ -195,7 +205,7 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		return usageErr("--block needs a resolver for the DNS proxy: none in /etc/resolv.conf, give --resolver ADDR")
 	}
 	if _, err := exec.LookPath(args[0]); err != nil {
-		return usageErr("%v", err)
+		return commandErr(args[0], err)
 	}
 	keep, err := cgrouprun.ParseKeep(fl.keepCaps)
 	if err != nil {
@@ -372,7 +382,7 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		bg.Wait()
 		close(evs)
 		<-consumed
-		return &exitError{code: ExitUsage, err: fmt.Errorf("run %s: %w", args[0], runErr)}
+		return commandErr(args[0], runErr)
 	}
 	// What CMD left running dies with it; then let the kernel's last
 	// records (closes, refusals) reach the ring buffers before stopping.
@@ -444,6 +454,9 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if pol != nil {
 		enforce.JudgeLookups(r, func(names ...string) bool { return hasHostGrant(pol, names...) })
 	}
+	// Unexpected calls fail the check in enforce mode (exit 3), and with
+	// --fail-on unexpected in audit mode too (exit 4, as --fail-on does).
+	failing := fl.out.judge(r, fl.mode == "enforce" || fl.out.failsOnUnexpected())
 	out := e.stdout
 	var file *os.File
 	if fl.report != "" {
@@ -453,38 +466,65 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		defer file.Close()
 		out = file
 	}
-	ciOutputs(e.stderr, r)
-	findings, err := fl.out.write(out, r)
+	ciOutputs(e.stderr, r, fl.report)
+	err = fl.out.write(out, r)
 	if err == nil && file != nil {
 		err = file.Close()
 	}
 	if err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
-	// Destinations count what a CI check fails on: unexpected connections
-	// and the names --block refused.
-	unexpected := 0
-	for _, d := range report.Destinations(r) {
-		if d.Unexpected {
-			unexpected++
-		}
-	}
+	// The verdicts Judge set decide: calls the policy does not allow (and
+	// the names --block refused) in enforce mode, then --fail-on.
+	policyFail := slices.ContainsFunc(failing, func(d *report.Destination) bool {
+		return d.Fails == report.FailBlocked || d.Fails == report.FailUnexpected
+	})
 	switch {
 	case stopped:
 		return &exitError{code: ExitStopped, err: fmt.Errorf("interrupted: egress stopped %s (SIGTERM passed on)", args[0])}
 	case cmdCode != 0:
-		return &exitError{code: cmdCode, err: fmt.Errorf("%s exited with status %d", args[0], cmdCode)}
-	case unexpected > 0 && fl.mode == "enforce":
-		return &exitError{code: ExitUnexpected, err: fmt.Errorf("%d unexpected destination(s) (--mode audit reports without failing)", unexpected)}
-	case len(findings) > 0:
-		return &exitError{code: ExitFindings, err: fmt.Errorf("--fail-on matched %d call(s): %s", len(findings), summarise(findings))}
+		if len(failing) > 0 {
+			fmt.Fprintf(e.stderr, "egress: %d destination(s) fail the check: %s\n", len(failing), report.FailureSummary(failing, 5))
+		}
+		return &exitError{code: cmdCode, err: fmt.Errorf("%s exited with status %d", args[0], cmdCode), command: true}
+	case policyFail && fl.mode == "enforce":
+		return failedErr(ExitUnexpected, failing)
+	case len(failing) > 0:
+		return failedErr(ExitRunFindings, failing)
 	case r.Stats.EventsLost > 0 && (failLost || fl.mode == "enforce"):
-		return &exitError{code: ExitFindings, err: fmt.Errorf("the trace is incomplete: %d kernel event(s) lost (--mode audit reports without failing)", r.Stats.EventsLost)}
+		return &exitError{code: ExitRunFindings, err: fmt.Errorf("the trace is incomplete: %d kernel event(s) lost (--mode audit reports without failing)", r.Stats.EventsLost)}
 	}
-	if unexpected > 0 {
-		fmt.Fprintf(e.stderr, "egress: audit: %d unexpected destination(s)\n", unexpected)
+	if r.Check != nil && r.Check.Unexpected > 0 {
+		var unexpected []*report.Destination
+		for _, d := range report.Destinations(r) {
+			if d.Unexpected {
+				unexpected = append(unexpected, d)
+			}
+		}
+		fmt.Fprintf(e.stderr, "egress: audit: %d unexpected destination(s) (--mode enforce fails on them): %s\n",
+			len(unexpected), report.FailureSummary(unexpected, 5))
 	}
 	return nil
+}
+
+// runOwnErr maps egress's own usage and set-up failures to ExitRunFailed,
+// so they cannot be taken for the wrapped command's status 2.
+func runOwnErr(err error) error {
+	var ee *exitError
+	if errors.As(err, &ee) && ee.code == ExitUsage && !ee.command {
+		return &exitError{code: ExitRunFailed, err: ee.err}
+	}
+	return err
+}
+
+// commandErr is the error of a command that could not be started, with
+// the shell's codes: 127 not found, 126 found but not executable.
+func commandErr(name string, err error) error {
+	code := ExitNotExecutable
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+		code = ExitNotFound
+	}
+	return &exitError{code: code, err: fmt.Errorf("cannot run %s: %w", name, err)}
 }
 
 // ExitStopped is egress run's exit code when egress itself was interrupted
@@ -646,11 +686,15 @@ func allowGrant(b *block.Blocker, prefix netip.Prefix, gr rules.Grant) error {
 	return nil
 }
 
+// maxSummaryRows bounds the destinations of the step summary: a busy job's
+// summary stays readable, and the report file has them all.
+const maxSummaryRows = 25
+
 // ciOutputs adds what a CI runner shows next to the report: on GitHub
 // Actions (GITHUB_ACTIONS=true) error and warning annotations on stderr,
 // and a Markdown summary appended to $GITHUB_STEP_SUMMARY when it is set.
 // A summary that cannot be written is a warning, not a failed check.
-func ciOutputs(stderr io.Writer, r *report.Report) {
+func ciOutputs(stderr io.Writer, r *report.Report, detail string) {
 	if os.Getenv("GITHUB_ACTIONS") == "true" {
 		if err := report.WriteGitHubAnnotations(stderr, r); err != nil {
 			fmt.Fprintf(stderr, "egress: %v\n", err)
@@ -661,7 +705,7 @@ func ciOutputs(stderr io.Writer, r *report.Report) {
 		return
 	}
 	var b bytes.Buffer
-	if err := report.WriteMarkdown(&b, r); err != nil {
+	if err := report.WriteSummary(&b, r, report.SummaryOptions{MaxRows: maxSummaryRows, Detail: detail}); err != nil {
 		fmt.Fprintf(stderr, "egress: %v\n", err)
 		return
 	}

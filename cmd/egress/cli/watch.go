@@ -306,8 +306,9 @@ loop:
 	if err := fl.out.annotate(r); err != nil {
 		return err
 	}
-	findings, err := fl.out.write(e.stdout, r)
-	if err != nil {
+	failing := fl.out.judge(r, fl.out.failsOnUnexpected())
+	ciOutputs(e.stderr, r, "")
+	if err := fl.out.write(e.stdout, r); err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
 	if srcErr != nil {
@@ -316,8 +317,8 @@ loop:
 	if lw.werr != nil {
 		return &exitError{code: ExitUsage, err: lw.werr}
 	}
-	if len(findings) > 0 {
-		return &exitError{code: ExitFindings, err: fmt.Errorf("--fail-on matched %d call(s): %s", len(findings), summarise(findings))}
+	if len(failing) > 0 {
+		return failedErr(ExitFindings, failing)
 	}
 	return nil
 }
