@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/egress-dev/egress/capture/pcapfile"
+	"github.com/egress-dev/egress/capture/comment"
 	"github.com/egress-dev/egress/event"
 )
 
@@ -122,7 +122,7 @@ func (o *SocketOwners) lookup(k ownerKey) *event.Process {
 			ino, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64)
 			if err == nil && inodes[ino] {
 				comm, _ := os.ReadFile(filepath.Join(o.proc, strconv.Itoa(pid), "comm"))
-				return &event.Process{PID: pid, Comm: pcapfile.SafeComm(strings.TrimSuffix(string(comm), "\n"))}
+				return &event.Process{PID: pid, Comm: comment.SafeComm(strings.TrimSuffix(string(comm), "\n"))}
 			}
 		}
 	}

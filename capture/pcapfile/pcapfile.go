@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/egress-dev/egress/capture/comment"
 	"github.com/egress-dev/egress/capture/decode"
 	"github.com/egress-dev/egress/event"
 )
@@ -49,7 +49,7 @@ type Reader struct {
 	lastCmt string
 	lastPrc *event.Process
 
-	watch   WatchInfo // from an egress watch file's section header
+	watch   comment.WatchInfo // from an egress watch file's section header
 	watchOK bool
 }
 
@@ -128,7 +128,7 @@ func newReader(name string, rd io.Reader, size int64) (*Reader, error) {
 			return nil, fmt.Errorf("read pcapng header of %s: %w", name, err)
 		}
 		r.ng, r.format = ng, "pcapng"+compressed
-		if r.watch, r.watchOK = ParseWatchComment(ng.SectionInfo().Comment); r.watchOK {
+		if r.watch, r.watchOK = comment.ParseWatchComment(ng.SectionInfo().Comment); r.watchOK {
 			r.stats.Lost = r.watch.Lost
 		}
 	case isPcapMagic(magic):
@@ -268,51 +268,45 @@ func (r *Reader) process(comments []string) *event.Process {
 		return r.lastPrc
 	}
 	r.lastCmt = c
-	r.lastPrc = ParseProcessComment(c)
+	r.lastPrc = comment.ParseProcessComment(c)
 	return r.lastPrc
-}
-
-// ParseProcessComment extracts a process from a packet comment, or nil.
-func ParseProcessComment(c string) *event.Process {
-	var p event.Process
-	found := false
-	for _, line := range strings.Split(c, "\n") {
-		line = strings.TrimSpace(line)
-		if k, v, ok := strings.Cut(line, ":"); ok && !strings.Contains(k, " ") {
-			switch strings.ToLower(k) {
-			case "pid":
-				if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
-					p.PID, found = n, true
-				}
-				continue
-			case "cmd", "command", "comm":
-				p.Comm = strings.TrimSpace(v)
-				continue
-			}
-		}
-		for _, f := range strings.Fields(line) {
-			k, v, ok := strings.Cut(f, "=")
-			if !ok {
-				continue
-			}
-			switch k {
-			case "pid":
-				if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-					p.PID, found = n, true
-				}
-			case "comm":
-				p.Comm = v
-			}
-		}
-	}
-	if !found {
-		return nil
-	}
-	return &p
 }
 
 type captureInfo struct {
 	Timestamp      time.Time
 	Length         int
 	InterfaceIndex int
+}
+
+// Watch returns what egress watch (or run) recorded about the run that
+// wrote this file (ok false for other files). Replay uses From and To as its
+// window so it reports what the live run did; Lost is already in Stats.
+func (r *Reader) Watch() (w comment.WatchInfo, ok bool) { return r.watch, r.watchOK }
+
+// SockSink is an optional extension of Sink: a sink that has it receives
+// the socket events of files written by egress watch. Without it, those
+// synthesized packets are skipped (and not counted as packets).
+type SockSink interface {
+	Sock(*event.Sock)
+}
+
+// sockEvent handles a packet whose comments mark a socket event: it
+// reports whether the packet was one (and so must not be decoded). A
+// malformed socket comment is returned as an error for the caller to count.
+func (r *Reader) sockEvent(sink Sink, comments []string, t int64) (bool, error) {
+	for _, c := range comments {
+		if !comment.IsSockComment(c) {
+			continue
+		}
+		s, err := comment.ParseSockComment(c)
+		if err != nil {
+			return true, err
+		}
+		s.Time = t
+		if ss, ok := sink.(SockSink); ok {
+			ss.Sock(s)
+		}
+		return true, nil
+	}
+	return false, nil
 }

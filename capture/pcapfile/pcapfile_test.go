@@ -135,24 +135,6 @@ func TestHugePcapngBlockAllocatesNothingBig(t *testing.T) {
 	}
 }
 
-func TestProcessComment(t *testing.T) {
-	tests := []struct {
-		in   string
-		want *event.Process
-	}{
-		{"egress: pid=123 comm=php-fpm", &event.Process{PID: 123, Comm: "php-fpm"}},
-		{"PID: 77\nCommand: curl", &event.Process{PID: 77, Comm: "curl"}},
-		{"just a note", nil},
-		{"pid=-4", nil},
-	}
-	for _, tc := range tests {
-		got := ParseProcessComment(tc.in)
-		if (got == nil) != (tc.want == nil) || (got != nil && *got != *tc.want) {
-			t.Errorf("ParseProcessComment(%q) = %+v, want %+v", tc.in, got, tc.want)
-		}
-	}
-}
-
 // FuzzReader: any byte string read as a capture, through the decoder and
 // the analyzer to a report, must end with nil or an error: no panic, no
 // hang, no large allocation.

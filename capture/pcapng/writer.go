@@ -14,7 +14,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"github.com/egress-dev/egress/capture/pcapfile"
+	"github.com/egress-dev/egress/capture/comment"
 	"github.com/egress-dev/egress/event"
 )
 
@@ -82,7 +82,7 @@ func (w *Writer) WriteFrame(t int64, frame []byte, wireLen int, proc *event.Proc
 	ci := gopacket.CaptureInfo{Timestamp: time.Unix(0, t), CaptureLength: len(frame), Length: wireLen}
 	var opts pcapgo.NgPacketOptions
 	if proc != nil {
-		opts.Comments = []string{pcapfile.FormatProcessComment(proc)}
+		opts.Comments = []string{comment.FormatProcessComment(proc)}
 	}
 	if err := w.ng.WritePacketWithOptions(ci, frame, opts); err != nil {
 		return fmt.Errorf("write packet to pcapng: %w", err)
@@ -95,7 +95,7 @@ func (w *Writer) WriteFrame(t int64, frame []byte, wireLen int, proc *event.Proc
 func (w *Writer) WriteSock(s *event.Sock) error {
 	w.synth = synthesize(w.synth[:0], s)
 	ci := gopacket.CaptureInfo{Timestamp: time.Unix(0, s.Time), CaptureLength: len(w.synth), Length: len(w.synth)}
-	opts := pcapgo.NgPacketOptions{Comments: []string{pcapfile.FormatSockComment(s)}}
+	opts := pcapgo.NgPacketOptions{Comments: []string{comment.FormatSockComment(s)}}
 	if err := w.ng.WritePacketWithOptions(ci, w.synth, opts); err != nil {
 		return fmt.Errorf("write socket event to pcapng: %w", err)
 	}
@@ -104,7 +104,7 @@ func (w *Writer) WriteSock(s *event.Sock) error {
 
 // Close finishes the file with info in its section header. It is safe to
 // call more than once; only the first call writes.
-func (w *Writer) Close(info pcapfile.WatchInfo) error {
+func (w *Writer) Close(info comment.WatchInfo) error {
 	if w.closed {
 		return nil
 	}
@@ -118,7 +118,7 @@ func (w *Writer) Close(info pcapfile.WatchInfo) error {
 	if err != nil {
 		return fmt.Errorf("create pcapng file: %w", err)
 	}
-	ng, err := pcapgo.NewNgWriterInterface(out, iface, options(pcapfile.FormatWatchComment(info)))
+	ng, err := pcapgo.NewNgWriterInterface(out, iface, options(comment.FormatWatchComment(info)))
 	if err == nil {
 		err = ng.Flush()
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/egress-dev/egress/capture/comment"
 	"github.com/egress-dev/egress/capture/pcapfile"
 	"github.com/egress-dev/egress/event"
 )
@@ -67,7 +68,7 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	info := pcapfile.WatchInfo{From: 1_699_999_999_000_000_000, To: 1_700_000_004_000_000_000, Lost: 3}
+	info := comment.WatchInfo{From: 1_699_999_999_000_000_000, To: 1_700_000_004_000_000_000, Lost: 3}
 	if err := w.Close(info); err != nil {
 		t.Fatal(err)
 	}

@@ -19,8 +19,8 @@ import (
 
 	"github.com/egress-dev/egress/analyze"
 	"github.com/egress-dev/egress/capture/afpacket"
+	"github.com/egress-dev/egress/capture/comment"
 	"github.com/egress-dev/egress/capture/ebpf"
-	"github.com/egress-dev/egress/capture/pcapfile"
 	"github.com/egress-dev/egress/capture/pcapng"
 	"github.com/egress-dev/egress/event"
 )
@@ -250,7 +250,7 @@ loop:
 	}
 	if w != nil {
 		if lw.werr == nil {
-			lw.werr = w.Close(pcapfile.WatchInfo{From: from, To: to, Lost: lost})
+			lw.werr = w.Close(comment.WatchInfo{From: from, To: to, Lost: lost})
 		}
 		if lw.werr != nil {
 			r.Errors = append(r.Errors, lw.werr.Error())
@@ -399,7 +399,7 @@ func (l *liveWatch) sock(s *event.Sock, to int64) {
 	}
 	if s.Proc != nil {
 		// As the file can hold it, so live and replay agree.
-		s.Proc.Comm = pcapfile.SafeComm(s.Proc.Comm)
+		s.Proc.Comm = comment.SafeComm(s.Proc.Comm)
 	}
 	l.write(func() error { return l.w.WriteSock(s) })
 	if to != 0 && s.Time > to {

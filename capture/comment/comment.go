@@ -1,4 +1,9 @@
-package pcapfile
+// Package comment is the codec of the comments egress puts into the pcapng
+// files it writes: the process behind a packet, kernel socket events, DNS
+// messages relayed by egress run's proxy, calls its blocker refused, and the
+// window of the run in the section header. The writer (capture/pcapng) and
+// the reader (capture/pcapfile) share it, so neither imports the other.
+package comment
 
 import (
 	"errors"
@@ -206,35 +211,41 @@ func ParseWatchComment(c string) (w WatchInfo, ok bool) {
 	return WatchInfo{}, false
 }
 
-// Watch returns what egress watch recorded about the run that wrote this
-// file (ok false for other files). Replay uses From and To as its window so
-// it reports what the live run did; Lost is already in Stats.
-func (r *Reader) Watch() (w WatchInfo, ok bool) { return r.watch, r.watchOK }
-
-// SockSink is an optional extension of Sink: a sink that has it receives
-// the socket events of files written by egress watch. Without it, those
-// synthesized packets are skipped (and not counted as packets).
-type SockSink interface {
-	Sock(*event.Sock)
-}
-
-// sockEvent handles a packet whose comments mark a socket event: it
-// reports whether the packet was one (and so must not be decoded). A
-// malformed socket comment is returned as an error for the caller to count.
-func (r *Reader) sockEvent(sink Sink, comments []string, t int64) (bool, error) {
-	for _, c := range comments {
-		if !IsSockComment(c) {
-			continue
+// ParseProcessComment extracts a process from a packet comment, or nil.
+func ParseProcessComment(c string) *event.Process {
+	var p event.Process
+	found := false
+	for _, line := range strings.Split(c, "\n") {
+		line = strings.TrimSpace(line)
+		if k, v, ok := strings.Cut(line, ":"); ok && !strings.Contains(k, " ") {
+			switch strings.ToLower(k) {
+			case "pid":
+				if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
+					p.PID, found = n, true
+				}
+				continue
+			case "cmd", "command", "comm":
+				p.Comm = strings.TrimSpace(v)
+				continue
+			}
 		}
-		s, err := ParseSockComment(c)
-		if err != nil {
-			return true, err
+		for _, f := range strings.Fields(line) {
+			k, v, ok := strings.Cut(f, "=")
+			if !ok {
+				continue
+			}
+			switch k {
+			case "pid":
+				if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+					p.PID, found = n, true
+				}
+			case "comm":
+				p.Comm = v
+			}
 		}
-		s.Time = t
-		if ss, ok := sink.(SockSink); ok {
-			ss.Sock(s)
-		}
-		return true, nil
 	}
-	return false, nil
+	if !found {
+		return nil
+	}
+	return &p
 }

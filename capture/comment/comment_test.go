@@ -1,4 +1,4 @@
-package pcapfile
+package comment
 
 import (
 	"net/netip"
@@ -93,4 +93,22 @@ func FuzzParseSockComment(f *testing.F) {
 			t.Errorf("round trip of %q (-first +second):\n%s", c, diff)
 		}
 	})
+}
+
+func TestProcessComment(t *testing.T) {
+	tests := []struct {
+		in   string
+		want *event.Process
+	}{
+		{"egress: pid=123 comm=php-fpm", &event.Process{PID: 123, Comm: "php-fpm"}},
+		{"PID: 77\nCommand: curl", &event.Process{PID: 77, Comm: "curl"}},
+		{"just a note", nil},
+		{"pid=-4", nil},
+	}
+	for _, tc := range tests {
+		got := ParseProcessComment(tc.in)
+		if (got == nil) != (tc.want == nil) || (got != nil && *got != *tc.want) {
+			t.Errorf("ParseProcessComment(%q) = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
 }
