@@ -69,6 +69,11 @@ type Packet struct {
 	Payload []byte
 
 	Proc *Process // nil where the capture does not say
+
+	// Frame is the link-layer frame as captured (Linux cooked v2) when a
+	// live source keeps it for a pcapng copy; nil otherwise. Payload then
+	// points into it.
+	Frame []byte
 }
 
 // Quoted is the IP and transport header that an ICMP error quotes.
@@ -124,3 +129,50 @@ type Stats struct {
 	Truncated   uint64 // packets cut short by the snap length before their headers ended
 	Lost        uint64 // events the source lost (ring buffer full, kernel drops)
 }
+
+// DNS is one whole DNS message seen outside a packet flow: a query or an
+// answer relayed by egress run's DNS proxy. Msg is valid only during the
+// call that delivers it, as a Packet's Payload.
+type DNS struct {
+	Time     int64          // nanoseconds since the Unix epoch
+	Client   netip.AddrPort // the asker's socket
+	Server   netip.AddrPort // the resolver asked
+	Response bool           // false: Client sent Msg to Server; true: the answer back
+	TCP      bool           // the client used DNS over TCP
+	// Refused, on a response: the proxy refused the name itself (policy),
+	// without asking the resolver.
+	Refused bool
+	Msg     []byte
+	Proc    *Process // the asker, nil where unknown
+}
+
+// Blocked is one call the cgroup blocker refused in the kernel (connect()
+// or sendmsg() failed with EPERM before anything left the host).
+type Blocked struct {
+	Time  int64 // nanoseconds since the Unix epoch
+	Proto uint8 // ProtoTCP or ProtoUDP
+	Dst   netip.AddrPort
+	Proc  *Process
+}
+
+// Undecoded is a captured frame whose headers could not be used (truncated,
+// undecodable, or a fragment held for reassembly). The source counts it in
+// its Stats; it travels on only so a pcapng copy of the capture holds it.
+type Undecoded struct {
+	Time    int64
+	Frame   []byte // link-layer frame as captured (Linux cooked v2)
+	WireLen int
+}
+
+// Observation is any of the values a source emits: *Packet, *Sock, *DNS,
+// *Blocked or *Undecoded. When is its time, Unix ns: the pipeline puts the
+// observations of all sources in that order.
+type Observation interface {
+	When() int64
+}
+
+func (p *Packet) When() int64    { return p.Time }
+func (s *Sock) When() int64      { return s.Time }
+func (d *DNS) When() int64       { return d.Time }
+func (b *Blocked) When() int64   { return b.Time }
+func (u *Undecoded) When() int64 { return u.Time }

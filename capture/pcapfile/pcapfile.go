@@ -21,16 +21,11 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/egress-dev/egress/capture"
 	"github.com/egress-dev/egress/capture/comment"
 	"github.com/egress-dev/egress/capture/decode"
 	"github.com/egress-dev/egress/event"
 )
-
-// Sink receives packets. The packet and everything it points to are valid
-// only during the call.
-type Sink interface {
-	Packet(p *event.Packet)
-}
 
 // Reader is one open capture file.
 type Reader struct {
@@ -176,10 +171,12 @@ func (r *Reader) Close() error {
 	return nil
 }
 
-// Run reads every packet and hands it to sink. It returns nil at the end of
-// the file, ctx.Err() when cancelled, or an error naming the packet where
-// reading failed (packets before it were delivered).
-func (r *Reader) Run(ctx context.Context, sink Sink) error {
+// Run reads every packet and hands it to sink as an *event.Packet; the
+// records of files egress wrote come back as what they were (*event.Sock,
+// *event.DNS, *event.Blocked). It returns nil at the end of the file,
+// ctx.Err() when cancelled, or an error naming the packet where reading
+// failed (packets before it were delivered). A Reader is a capture.Source.
+func (r *Reader) Run(ctx context.Context, sink capture.Sink) error {
 	var p event.Packet
 	for n := 0; ; n++ {
 		if n&4095 == 0 {
@@ -197,7 +194,7 @@ func (r *Reader) Run(ctx context.Context, sink Sink) error {
 		}
 		if len(comments) > 0 {
 			// Socket events of egress watch files are not packets seen.
-			if isSock, err := r.sockEvent(sink, comments, ci.Timestamp.UnixNano()); isSock {
+			if isEvent, err := r.egressEvent(sink, comments, ci.Timestamp.UnixNano()); isEvent {
 				if err != nil {
 					r.stats.Packets++
 					r.stats.Undecodable++
@@ -229,7 +226,7 @@ func (r *Reader) Run(ctx context.Context, sink Sink) error {
 		if len(comments) > 0 {
 			p.Proc = r.process(comments)
 		}
-		sink.Packet(&p)
+		sink.Observe(&p)
 	}
 }
 
@@ -283,17 +280,11 @@ type captureInfo struct {
 // window so it reports what the live run did; Lost is already in Stats.
 func (r *Reader) Watch() (w comment.WatchInfo, ok bool) { return r.watch, r.watchOK }
 
-// SockSink is an optional extension of Sink: a sink that has it receives
-// the socket events of files written by egress watch. Without it, those
-// synthesized packets are skipped (and not counted as packets).
-type SockSink interface {
-	Sock(*event.Sock)
-}
-
-// sockEvent handles a packet whose comments mark a socket event: it
-// reports whether the packet was one (and so must not be decoded). A
-// malformed socket comment is returned as an error for the caller to count.
-func (r *Reader) sockEvent(sink Sink, comments []string, t int64) (bool, error) {
+// egressEvent handles a packet whose comments mark an observation egress
+// wrote (a socket event, a relayed DNS message, a refused call): it reports
+// whether the packet was one (and so must not be decoded). A malformed
+// comment is returned as an error for the caller to count.
+func (r *Reader) egressEvent(sink capture.Sink, comments []string, t int64) (bool, error) {
 	for _, c := range comments {
 		if !comment.IsSockComment(c) {
 			continue
@@ -303,9 +294,7 @@ func (r *Reader) sockEvent(sink Sink, comments []string, t int64) (bool, error) 
 			return true, err
 		}
 		s.Time = t
-		if ss, ok := sink.(SockSink); ok {
-			ss.Sock(s)
-		}
+		sink.Observe(s)
 		return true, nil
 	}
 	return false, nil

@@ -19,7 +19,11 @@ type countSink struct {
 	procs []*event.Process
 }
 
-func (c *countSink) Packet(p *event.Packet) {
+func (c *countSink) Observe(o event.Observation) {
+	p, ok := o.(*event.Packet)
+	if !ok {
+		return
+	}
 	c.n++
 	if p.Proc != nil {
 		c.procs = append(c.procs, p.Proc)

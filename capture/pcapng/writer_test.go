@@ -31,6 +31,15 @@ func (s *sink) Packet(p *event.Packet) {
 }
 func (s *sink) Sock(e *event.Sock) { s.socks = append(s.socks, *e) }
 
+func (s *sink) Observe(o event.Observation) {
+	switch o := o.(type) {
+	case *event.Packet:
+		s.Packet(o)
+	case *event.Sock:
+		s.Sock(o)
+	}
+}
+
 // dnsQuery is a Linux cooked v2 frame holding a real query for
 // updates.vendor.test A from 198.18.0.2:40000 to 198.18.0.1:53, outgoing.
 func dnsQuery() []byte {
