@@ -25,6 +25,13 @@ import (
 //     packet itself is synthesized (a SYN, a retransmitted SYN, a SYN-ACK,
 //     a RST) so Wireshark shows something sensible, but readers turn it back
 //     into an event.Sock, never into a packet. Its time is the packet's.
+//   - A packet comment "egress-dns: client=A:P server=A:P response=0|1
+//     tcp=0|1 refused=0|1 pid=N comm=X" marks a DNS message egress run's
+//     proxy relayed: the packet is a synthesized UDP datagram whose payload
+//     is the message; readers turn it back into an event.DNS.
+//   - A packet comment "egress-blocked: proto=6 dst=A:P pid=N comm=X" marks
+//     a call egress run --block refused (a synthesized SYN or empty
+//     datagram); readers turn it back into an event.Blocked.
 //   - The section header comment "egress-watch: from=NS to=NS lost=N" holds
 //     the live run's window edges (Unix ns) and the events it lost, so a
 //     replay of the file can cover the same window and report the same loss.
@@ -32,6 +39,8 @@ const (
 	sockPrefix  = "egress-sock:"
 	procPrefix  = "egress:"
 	watchPrefix = "egress-watch:"
+	dnsPrefix   = "egress-dns:"
+	blockPrefix = "egress-blocked:"
 )
 
 var sockKinds = [...]string{
@@ -175,11 +184,18 @@ func ParseSockComment(c string) (*event.Sock, error) {
 type WatchInfo struct {
 	From, To int64  // window edges, Unix ns (0: not set)
 	Lost     uint64 // events the live sources lost
+	// LocalAny: every call in the file is the host's own (egress run traces
+	// one cgroup), so a replay reports them all, as the live run did.
+	LocalAny bool
 }
 
 // FormatWatchComment is the section header comment that carries w.
 func FormatWatchComment(w WatchInfo) string {
-	return fmt.Sprintf("%s from=%d to=%d lost=%d", watchPrefix, w.From, w.To, w.Lost)
+	c := fmt.Sprintf("%s from=%d to=%d lost=%d", watchPrefix, w.From, w.To, w.Lost)
+	if w.LocalAny {
+		c += " local=any"
+	}
+	return c
 }
 
 // ParseWatchComment reads a section comment written by FormatWatchComment
@@ -201,6 +217,8 @@ func ParseWatchComment(c string) (w WatchInfo, ok bool) {
 				v.To, err = strconv.ParseInt(val, 10, 64)
 			case "lost":
 				v.Lost, err = strconv.ParseUint(val, 10, 64)
+			case "local":
+				v.LocalAny = val == "any"
 			}
 			if err != nil || v.From < 0 || v.To < 0 {
 				return WatchInfo{}, false
@@ -248,4 +266,136 @@ func ParseProcessComment(c string) *event.Process {
 		return nil
 	}
 	return &p
+}
+
+// IsDNSComment says whether a packet comment marks a relayed DNS message.
+func IsDNSComment(c string) bool { return strings.HasPrefix(c, dnsPrefix) }
+
+// FormatDNSComment is the packet comment that carries d (all but its time
+// and its message, which is the packet's payload).
+func FormatDNSComment(d *event.DNS) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s client=%s server=%s response=%d tcp=%d refused=%d",
+		dnsPrefix, addrPort(d.Client), addrPort(d.Server), b2i(d.Response), b2i(d.TCP), b2i(d.Refused))
+	if d.Proc != nil {
+		fmt.Fprintf(&b, " pid=%d comm=%s", d.Proc.PID, SafeComm(d.Proc.Comm))
+	}
+	return b.String()
+}
+
+// ParseDNSComment reads a comment written by FormatDNSComment; Time and
+// Msg are left for the caller (the packet's time and payload).
+func ParseDNSComment(c string) (*event.DNS, error) {
+	var d event.DNS
+	err := fields(c, dnsPrefix, "dns", func(k, v string) (err error) {
+		switch k {
+		case "client":
+			d.Client, err = parseAddrPort(v)
+		case "server":
+			d.Server, err = parseAddrPort(v)
+		case "response":
+			d.Response, err = parseBit(v)
+		case "tcp":
+			d.TCP, err = parseBit(v)
+		case "refused":
+			d.Refused, err = parseBit(v)
+		}
+		return err
+	}, &d.Proc)
+	if err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// IsBlockedComment says whether a packet comment marks a refused call.
+func IsBlockedComment(c string) bool { return strings.HasPrefix(c, blockPrefix) }
+
+// FormatBlockedComment is the packet comment that carries b (all but its
+// time).
+func FormatBlockedComment(b *event.Blocked) string {
+	c := fmt.Sprintf("%s proto=%d dst=%s", blockPrefix, b.Proto, addrPort(b.Dst))
+	if b.Proc != nil {
+		c += fmt.Sprintf(" pid=%d comm=%s", b.Proc.PID, SafeComm(b.Proc.Comm))
+	}
+	return c
+}
+
+// ParseBlockedComment reads a comment written by FormatBlockedComment.
+func ParseBlockedComment(c string) (*event.Blocked, error) {
+	var b event.Blocked
+	haveDst := false
+	err := fields(c, blockPrefix, "blocked", func(k, v string) (err error) {
+		switch k {
+		case "proto":
+			var n uint64
+			n, err = strconv.ParseUint(v, 10, 8)
+			b.Proto = uint8(n)
+		case "dst":
+			b.Dst, err = parseAddrPort(v)
+			haveDst = true
+		}
+		return err
+	}, &b.Proc)
+	if err == nil && !haveDst {
+		err = errors.New("parse blocked comment: no dst")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// fields parses "prefix k=v k=v ...": pid and comm into *proc, the rest
+// through field. Unknown keys are ignored, so later versions may add some.
+func fields(c, prefix, what string, field func(k, v string) error, proc **event.Process) error {
+	rest, ok := strings.CutPrefix(c, prefix)
+	if !ok {
+		return fmt.Errorf("parse %s comment: no %s prefix", what, prefix)
+	}
+	var p event.Process
+	haveProc := false
+	for _, f := range strings.Fields(rest) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			return fmt.Errorf("parse %s comment: field %q is not key=value", what, f)
+		}
+		var err error
+		switch k {
+		case "pid":
+			p.PID, err = strconv.Atoi(v)
+			if err == nil && p.PID < 0 {
+				err = errors.New("negative")
+			}
+			haveProc = true
+		case "comm":
+			p.Comm = v
+		default:
+			err = field(k, v)
+		}
+		if err != nil {
+			return fmt.Errorf("parse %s comment: %s=%q: %w", what, k, v, err)
+		}
+	}
+	if haveProc {
+		*proc = &p
+	}
+	return nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func parseBit(v string) (bool, error) {
+	switch v {
+	case "0":
+		return false, nil
+	case "1":
+		return true, nil
+	}
+	return false, errors.New("want 0 or 1")
 }

@@ -194,7 +194,7 @@ func (r *Reader) Run(ctx context.Context, sink capture.Sink) error {
 		}
 		if len(comments) > 0 {
 			// Socket events of egress watch files are not packets seen.
-			if isEvent, err := r.egressEvent(sink, comments, ci.Timestamp.UnixNano()); isEvent {
+			if isEvent, err := r.egressEvent(sink, comments, ci.Timestamp.UnixNano(), data, link); isEvent {
 				if err != nil {
 					r.stats.Packets++
 					r.stats.Undecodable++
@@ -284,18 +284,39 @@ func (r *Reader) Watch() (w comment.WatchInfo, ok bool) { return r.watch, r.watc
 // wrote (a socket event, a relayed DNS message, a refused call): it reports
 // whether the packet was one (and so must not be decoded). A malformed
 // comment is returned as an error for the caller to count.
-func (r *Reader) egressEvent(sink capture.Sink, comments []string, t int64) (bool, error) {
+func (r *Reader) egressEvent(sink capture.Sink, comments []string, t int64, data []byte, link decode.LinkType) (bool, error) {
 	for _, c := range comments {
-		if !comment.IsSockComment(c) {
-			continue
+		switch {
+		case comment.IsSockComment(c):
+			s, err := comment.ParseSockComment(c)
+			if err != nil {
+				return true, err
+			}
+			s.Time = t
+			sink.Observe(s)
+			return true, nil
+		case comment.IsDNSComment(c):
+			d, err := comment.ParseDNSComment(c)
+			if err != nil {
+				return true, err
+			}
+			// The message is the synthesized datagram's payload.
+			var p event.Packet
+			if err := r.dec.Decode(link, data, &p); err != nil {
+				return true, fmt.Errorf("decode relayed DNS message: %w", err)
+			}
+			d.Time, d.Msg = t, p.Payload
+			sink.Observe(d)
+			return true, nil
+		case comment.IsBlockedComment(c):
+			b, err := comment.ParseBlockedComment(c)
+			if err != nil {
+				return true, err
+			}
+			b.Time = t
+			sink.Observe(b)
+			return true, nil
 		}
-		s, err := comment.ParseSockComment(c)
-		if err != nil {
-			return true, err
-		}
-		s.Time = t
-		sink.Observe(s)
-		return true, nil
 	}
 	return false, nil
 }
