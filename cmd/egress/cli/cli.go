@@ -19,6 +19,9 @@ const (
 	ExitOK       = 0 // ran, nothing that --fail-on names was found
 	ExitFindings = 1 // ran, and found what --fail-on names (or unexpected calls)
 	ExitUsage    = 2 // bad usage, or unreadable input (a partial report may still be printed)
+	// ExitUnexpected is egress run's exit code when the command succeeded
+	// but made calls the policy does not allow (enforce mode); docs/ci.md.
+	ExitUnexpected = 3
 )
 
 // exitError carries an exit code out of a command.

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -15,132 +14,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/egress-dev/egress/analyze"
+	"github.com/egress-dev/egress/capture"
 	"github.com/egress-dev/egress/capture/pcapfile"
-	"github.com/egress-dev/egress/report"
-	"github.com/egress-dev/egress/rules"
+	"github.com/egress-dev/egress/pipeline"
 )
-
-// outputFlags are shared by every command that prints a report.
-type outputFlags struct {
-	format    string
-	failOn    []string
-	all       bool
-	rules     string
-	catalogs  []string
-	noCatalog bool
-}
-
-func (o *outputFlags) register(cmd *cobra.Command) {
-	f := cmd.Flags()
-	f.StringVarP(&o.format, "format", "o", "table", "output format: table, json, junit (one test case per destination), markdown or html (a timeline)")
-	f.StringSliceVar(&o.failOn, "fail-on", nil, "exit 1 when a call has one of these outcomes: timeout, pending, refused, rejected, aborted, nxdomain, servfail, failed (all of those)")
-	f.BoolVar(&o.all, "all", false, "table: list every call (by default successful calls beyond 40 are summarised)")
-	f.StringVar(&o.rules, "rules", "", "allowlist (YAML, docs/rules.md): calls it does not allow are unexpected (--fail-on unexpected)")
-	f.StringSliceVar(&o.catalogs, "catalog", nil, "extra catalog of known phone-homes (YAML), added to the built-in one")
-	f.BoolVar(&o.noCatalog, "no-catalog", false, "do not label calls with the catalog of known phone-homes")
-}
-
-var failOutcomes = map[string][]string{
-	"timeout":  {report.Timeout},
-	"pending":  {report.Pending},
-	"refused":  {report.Refused},
-	"rejected": {report.Rejected},
-	"aborted":  {report.Aborted},
-	"nxdomain": {report.NXDomain},
-	"servfail": {report.ServFail},
-	"failed":   {report.Timeout, report.Pending, report.Refused, report.Rejected, report.Aborted, report.NXDomain, report.ServFail},
-	// "unexpected" is not an outcome: a call the --rules policy does not allow.
-	"unexpected": nil,
-}
-
-func (o *outputFlags) validate() error {
-	if o.format != "table" && o.format != "json" && o.format != "junit" && o.format != "markdown" && o.format != "html" {
-		return usageErr("unknown --format %q: use table, json, junit, markdown or html", o.format)
-	}
-	for _, f := range o.failOn {
-		if _, ok := failOutcomes[f]; !ok {
-			return usageErr("unknown --fail-on value %q: use one of timeout, pending, refused, rejected, aborted, nxdomain, servfail, failed, unexpected", f)
-		}
-		if f == "unexpected" && o.rules == "" {
-			return usageErr("--fail-on unexpected needs --rules FILE (the allowlist that says what is expected)")
-		}
-	}
-	return nil
-}
-
-// annotate applies the rules and the catalog to r.
-func (o *outputFlags) annotate(r *report.Report) error {
-	var (
-		pol *rules.Policy
-		cat *rules.Catalog
-		err error
-	)
-	if o.rules != "" {
-		if pol, err = rules.Load(o.rules); err != nil {
-			return usageErr("%v", err)
-		}
-	}
-	if !o.noCatalog {
-		if cat, err = rules.LoadCatalogWith(o.catalogs...); err != nil {
-			return usageErr("%v", err)
-		}
-	}
-	rules.Annotate(r, pol, cat)
-	return nil
-}
-
-// write prints the report and says whether --fail-on matched.
-func (o *outputFlags) write(w io.Writer, r *report.Report) (findings []string, err error) {
-	switch o.format {
-	case "json":
-		err = report.WriteJSON(w, r)
-	case "junit":
-		err = report.WriteJUnit(w, r)
-	case "markdown":
-		err = report.WriteMarkdown(w, r)
-	case "html":
-		err = report.WriteHTML(w, r)
-	default:
-		err = report.WriteTable(w, r, report.TableOptions{All: o.all})
-	}
-	if err != nil {
-		return nil, err
-	}
-	want := map[string]bool{}
-	for _, f := range o.failOn {
-		for _, out := range failOutcomes[f] {
-			want[out] = true
-		}
-	}
-	wantUnexpected := false
-	for _, f := range o.failOn {
-		wantUnexpected = wantUnexpected || f == "unexpected"
-	}
-	for _, c := range r.Connections {
-		if c.Loopback {
-			continue
-		}
-		if want[c.Outcome] {
-			findings = append(findings, fmt.Sprintf("%s %s:%d", c.Outcome, orIP(c.Host, c.DstIP), c.DstPort))
-		}
-		if wantUnexpected && c.Verdict != nil && !c.Verdict.Expected {
-			findings = append(findings, fmt.Sprintf("unexpected %s:%d", orIP(c.Host, c.DstIP), c.DstPort))
-		}
-	}
-	for _, l := range r.Lookups {
-		if want[l.Outcome] {
-			findings = append(findings, fmt.Sprintf("%s lookup %s %s", l.Outcome, l.Name, l.QType))
-		}
-	}
-	return findings, nil
-}
-
-func orIP(host, ip string) string {
-	if host != "" {
-		return report.Safe(host)
-	}
-	return ip
-}
 
 type replayFlags struct {
 	out        outputFlags
@@ -193,8 +70,12 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 	if err := fl.out.validate(); err != nil {
 		return err
 	}
-	cfg, err := replayConfig(fl)
-	if err != nil {
+	cfg := pipeline.Config{Source: name}
+	var err error
+	if cfg.Analyze, err = replayConfig(fl); err != nil {
+		return err
+	}
+	if err := fl.out.configure(&cfg); err != nil {
 		return err
 	}
 	var rd *pcapfile.Reader
@@ -207,11 +88,15 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 		return &exitError{code: ExitUsage, err: err}
 	}
 	defer rd.Close()
-	// A file written by `egress watch --write` carries the live window:
-	// replaying it covers the same span, so both give the same report.
+	// A file written by `egress watch --write` (or run) carries the live
+	// window: replaying it covers the same span, so both give the same report.
 	if w, ok := rd.Watch(); ok && fl.from == "" && fl.to == "" {
-		cfg.From, cfg.To = w.From, w.To
+		cfg.Analyze.From, cfg.Analyze.To = w.From, w.To
+		if w.LocalAny && fl.local == "" {
+			cfg.Analyze.LocalAny = true
+		}
 	}
+	cfg.Sources, cfg.Backend = []capture.Source{rd}, rd.Format()
 
 	if fl.cpuProfile != "" {
 		pf, err := os.Create(fl.cpuProfile)
@@ -224,47 +109,19 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 		}
 		defer pprof.StopCPUProfile()
 	}
-	an := analyze.New(cfg)
 	stopProgress := startProgress(e.stderr, name, rd, fl.progress)
-	readErr := rd.Run(ctx, an)
+	res := pipeline.Run(ctx, cfg)
 	stopProgress()
 	if fl.memProfile != "" {
 		if err := writeHeapProfile(fl.memProfile); err != nil {
 			return usageErr("--memprofile: %v", err)
 		}
 	}
-	an.SourceStats(rd.Stats())
-	r := an.Finish()
-	r.Source = name
-	r.Backend = rd.Format()
-	if readErr != nil {
-		r.Errors = append(r.Errors, readErr.Error())
-	}
-	if err := fl.out.annotate(r); err != nil {
-		return err
-	}
-	ciOutputs(e.stderr, r)
-	findings, err := fl.out.write(e.stdout, r)
-	if err != nil {
+	ciOutputs(e.stderr, res.Report)
+	if err := fl.out.write(e.stdout, res.Report); err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
-	if readErr != nil {
-		if errors.Is(readErr, context.Canceled) {
-			return &exitError{code: ExitUsage, err: fmt.Errorf("interrupted: the report covers what was read")}
-		}
-		return &exitError{code: ExitUsage, err: readErr}
-	}
-	if len(findings) > 0 {
-		return &exitError{code: ExitFindings, err: fmt.Errorf("--fail-on matched %d call(s): %s", len(findings), summarise(findings))}
-	}
-	return nil
-}
-
-func summarise(f []string) string {
-	if len(f) > 5 {
-		return strings.Join(f[:5], "; ") + fmt.Sprintf("; and %d more", len(f)-5)
-	}
-	return strings.Join(f, "; ")
+	return exit(res, ending{interrupted: "interrupted: the report covers what was read"})
 }
 
 func replayConfig(fl *replayFlags) (analyze.Config, error) {

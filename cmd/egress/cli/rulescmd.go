@@ -13,7 +13,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/egress-dev/egress/analyze"
+	"github.com/egress-dev/egress/capture"
 	"github.com/egress-dev/egress/capture/pcapfile"
+	"github.com/egress-dev/egress/pipeline"
 	"github.com/egress-dev/egress/report"
 	"github.com/egress-dev/egress/rules"
 )
@@ -116,12 +118,16 @@ func readReportOrCapture(ctx context.Context, e *env, name string) (*report.Repo
 		return nil, err
 	}
 	defer rd.Close()
-	an := analyze.New(analyze.Config{})
-	if err := rd.Run(ctx, an); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", name, err)
+	// The same window and scope as replay gives, for files egress wrote.
+	var cfg analyze.Config
+	if w, ok := rd.Watch(); ok {
+		cfg.From, cfg.To, cfg.LocalAny = w.From, w.To, w.LocalAny
 	}
-	an.SourceStats(rd.Stats())
-	return an.Finish(), nil
+	res := pipeline.Run(ctx, pipeline.Config{Analyze: cfg, Sources: []capture.Source{rd}})
+	if res.SourceErr != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, res.SourceErr)
+	}
+	return res.Report, nil
 }
 
 // dests turns a report's outbound connections into the rules' view of

@@ -1,3 +1,5 @@
+//go:build linux
+
 package cli
 
 import (
@@ -6,11 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"os/exec"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,20 +19,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/egress-dev/egress/analyze"
+	"github.com/egress-dev/egress/capture"
 	"github.com/egress-dev/egress/capture/block"
 	"github.com/egress-dev/egress/capture/ebpf"
-	"github.com/egress-dev/egress/dnsmsg"
+	"github.com/egress-dev/egress/capture/pcapng"
 	"github.com/egress-dev/egress/event"
 	"github.com/egress-dev/egress/internal/cgrouprun"
 	"github.com/egress-dev/egress/internal/dnsproxy"
-	"github.com/egress-dev/egress/report"
+	"github.com/egress-dev/egress/pipeline"
 	"github.com/egress-dev/egress/rules"
 )
-
-// ExitUnexpected is egress run's exit code when the command succeeded but
-// made calls the policy does not allow (in enforce mode). Documented in
-// docs/ci.md.
-const ExitUnexpected = 3
 
 type runFlags struct {
 	out       outputFlags
@@ -40,6 +36,7 @@ type runFlags struct {
 	block     bool
 	resolvers []string
 	report    string
+	write     string
 }
 
 func newRunCmd(e *env) *cobra.Command {
@@ -80,42 +77,9 @@ Exit codes: CMD's status when it failed; 3 unexpected calls (enforce mode);
 	f.BoolVar(&fl.block, "block", false, "refuse calls the --rules policy does not allow, at connect() (needs --rules)")
 	f.StringSliceVar(&fl.resolvers, "resolver", nil, "resolvers the DNS proxy forwards to (ADDR or ADDR:PORT; default: /etc/resolv.conf)")
 	f.StringVar(&fl.report, "report", "", "write the report to this file instead of stdout (CMD's output stays on stdout)")
+	f.StringVarP(&fl.write, "write", "w", "", "write what was seen to this pcapng file (egress replay of it gives the same report)")
 	return cmd
 }
-
-// runState is what the event goroutine owns: the analyzer and the calls
-// the blocker refused.
-type runState struct {
-	an      *analyze.Analyzer
-	blocked map[blockedKey]*report.Connection
-	order   []blockedKey
-	// resolverSockets maps the local address of a connected DNS socket of
-	// the cgroup to its process (the kernel's view), to name the process
-	// behind each query the proxy relays. Bounded.
-	resolverSockets map[netip.AddrPort]*event.Process
-}
-
-// sock takes one kernel event: resolver sockets are remembered, the rest
-// goes to the analyzer.
-func (s *runState) sock(e *event.Sock) {
-	if e.Kind == event.SockUDPConnect {
-		if s.resolverSockets == nil || len(s.resolverSockets) >= 4096 {
-			s.resolverSockets = make(map[netip.AddrPort]*event.Process)
-		}
-		s.resolverSockets[e.Src] = e.Proc
-		return
-	}
-	s.an.Sock(e)
-}
-
-type blockedKey struct {
-	pid   int
-	dst   netip.AddrPort
-	proto uint8
-}
-
-// maxBlocked bounds the distinct refused calls kept; repeats are counted.
-const maxBlocked = 10000
 
 func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if err := fl.out.validate(); err != nil {
@@ -127,13 +91,12 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if fl.block && fl.out.rules == "" {
 		return usageErr("--block needs --rules FILE (the allowlist of what may be reached)")
 	}
-	var pol *rules.Policy
-	if fl.out.rules != "" {
-		var err error
-		if pol, err = rules.Load(fl.out.rules); err != nil {
-			return usageErr("%v", err)
-		}
+	// Every call in the cgroup is the command's own.
+	cfg := pipeline.Config{Live: true, Analyze: analyze.Config{LocalAny: true}, Source: "run " + strings.Join(args, " ")}
+	if err := fl.out.configure(&cfg); err != nil {
+		return err
 	}
+	pol := cfg.Policy
 	upstreams, err := resolvers(fl.resolvers)
 	if err != nil {
 		return usageErr("%v", err)
@@ -155,34 +118,16 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		}
 	}()
 
+	// The proxy serves until the sources have been drained.
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopBg()
 	var bg sync.WaitGroup
-	evs := make(chan func(*runState), 4096)
-	st := &runState{blocked: map[blockedKey]*report.Connection{}}
-
-	// Names the proxy answered, for refused calls to their addresses.
-	var namesMu sync.Mutex
-	names := map[netip.Addr]string{}
-	refused := map[string]bool{} // names the proxy refused
-
-	var blocker *block.Blocker
-	var proxy *dnsproxy.Proxy
+	defer func() { stopBg(); bg.Wait() }()
+	var sources []capture.Source
+	var backend string
 	if len(upstreams) > 0 {
+		exchanges := dnsproxy.NewExchanges(4096)
 		dp := &dnsPolicy{pol: pol, enforce: fl.block}
-		proxy, err = dnsproxy.Listen(dnsproxy.Config{Upstreams: upstreams, Policy: dp, Observe: func(x dnsproxy.Exchange) {
-			if x.Refused {
-				var m dnsmsg.Msg
-				if m.Unpack(x.Query); m.QuestionOK() {
-					namesMu.Lock()
-					if len(refused) < 1<<16 {
-						refused[strings.TrimSuffix(string(m.QName), ".")] = true
-					}
-					namesMu.Unlock()
-				}
-			}
-			evs <- func(s *runState) { feedDNS(s.an, x, s.resolverSockets[x.Client]) }
-		}})
+		proxy, err := dnsproxy.Listen(dnsproxy.Config{Upstreams: upstreams, Policy: dp, Observe: exchanges.Observe})
 		if err != nil {
 			return &exitError{code: ExitUsage, err: err}
 		}
@@ -190,22 +135,13 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		if pol != nil {
 			loopback, _ = pol.Defaults()
 		}
-		blocker, err = block.Open(block.Options{Cgroup: g.Path, Enforce: fl.block, AllowLoopback: loopback,
+		blocker, err := block.Open(block.Options{Cgroup: g.Path, Enforce: fl.block, AllowLoopback: loopback,
 			ProxyPort: proxy.Port(), Proxy6: proxy.IPv6()})
 		if err != nil {
 			return &exitError{code: ExitUsage, err: err}
 		}
 		defer blocker.Close()
 		dp.blocker = blocker
-		dp.names = func(name string, addrs []netip.Addr) {
-			namesMu.Lock()
-			defer namesMu.Unlock()
-			for _, a := range addrs {
-				if len(names) < 1<<16 {
-					names[a.Unmap()] = name
-				}
-			}
-		}
 		if fl.block {
 			for _, gr := range pol.AddrGrants() {
 				if err := allowGrant(blocker, gr.Prefix, gr); err != nil {
@@ -214,11 +150,11 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 			}
 		}
 		bg.Go(func() { proxy.Serve(bgCtx) })
-		bg.Go(func() {
-			blocker.Run(bgCtx, func(b block.Blocked) {
-				evs <- func(s *runState) { s.addBlocked(b) }
-			})
-		})
+		sources = append(sources, exchanges, blocker.Source())
+		backend = ", dns proxy"
+		if fl.block {
+			backend += ", cgroup connect/sendmsg blocking"
+		}
 	} else {
 		fmt.Fprintln(e.stderr, "egress: no resolver in /etc/resolv.conf: DNS is not proxied, calls are named only by address")
 	}
@@ -228,20 +164,18 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		return &exitError{code: ExitUsage, err: err}
 	}
 	defer tr.Close()
-	bg.Go(func() {
-		tr.Run(bgCtx, sockSink(func(s *event.Sock) { evs <- func(st *runState) { st.sock(s) } }))
-	})
-
-	start := time.Now()
-	st.an = analyze.New(analyze.Config{LocalAny: true, From: start.UnixNano()})
-	consumed := make(chan struct{})
-	go func() {
-		defer close(consumed)
-		for f := range evs {
-			f(st)
+	cfg.Sources = append([]capture.Source{tr.Source()}, sources...)
+	cfg.Backend = tr.Backend() + backend
+	if fl.write != "" {
+		w, err := pcapng.Create(fl.write)
+		if err != nil {
+			return &exitError{code: ExitUsage, err: err}
 		}
-	}()
+		defer w.Abort()
+		cfg.Tee = w
+	}
 
+	cfg.Analyze.From = time.Now().UnixNano()
 	cmd := g.Command(ctx, args[0], args[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
 	if fl.report == "" {
@@ -249,7 +183,18 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		cmd.Stdout = e.stderr
 	}
 	cmd.WaitDelay = 2 * time.Second
-	runErr := cmd.Run()
+	// The window is CMD's run; what it left running dies with it, and the
+	// pipeline's drain lets the kernel's last records (closes, refusals)
+	// reach the ring buffers.
+	var runErr error
+	done := make(chan struct{})
+	go func() {
+		runErr = cmd.Run()
+		g.Kill()
+		close(done)
+	}()
+	cfg.Window = done
+	res := pipeline.Run(ctx, cfg)
 	cmdCode := 0
 	var ee *exec.ExitError
 	switch {
@@ -259,42 +204,9 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 			cmdCode = 128 + int(ws.Signal())
 		}
 	case runErr != nil:
-		stopBg()
-		bg.Wait()
-		close(evs)
-		<-consumed
 		return &exitError{code: ExitUsage, err: fmt.Errorf("run %s: %w", args[0], runErr)}
 	}
-	// What CMD left running dies with it; then let the kernel's last
-	// records (closes, refusals) reach the ring buffers before stopping.
-	g.Kill()
-	time.Sleep(200 * time.Millisecond)
-	stopBg()
-	bg.Wait()
-	close(evs)
-	<-consumed
 
-	if lost := tr.Lost(); lost > 0 {
-		st.an.Lost(lost)
-	}
-	r := st.an.Finish()
-	r.Source = "run " + strings.Join(args, " ")
-	r.Backend = tr.Backend()
-	if proxy != nil {
-		r.Backend += ", dns proxy"
-		if fl.block {
-			r.Backend += ", cgroup connect/sendmsg blocking"
-		}
-		if lost := blocker.Lost(); lost > 0 {
-			r.Stats.EventsLost += lost
-		}
-	}
-	namesMu.Lock()
-	st.mergeBlocked(r, names, refused)
-	namesMu.Unlock()
-	if err := fl.out.annotate(r); err != nil {
-		return err
-	}
 	out := e.stdout
 	var file *os.File
 	if fl.report != "" {
@@ -304,127 +216,19 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		defer file.Close()
 		out = file
 	}
-	ciOutputs(e.stderr, r)
-	findings, err := fl.out.write(out, r)
+	ciOutputs(e.stderr, res.Report)
+	err = fl.out.write(out, res.Report)
 	if err == nil && file != nil {
 		err = file.Close()
 	}
 	if err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
-	// Destinations count what a CI check fails on: unexpected connections
-	// and the names --block refused.
-	unexpected := 0
-	for _, d := range report.Destinations(r) {
-		if d.Unexpected {
-			unexpected++
-		}
+	err = exit(res, ending{cmdName: args[0], cmdCode: cmdCode, enforce: fl.mode == "enforce"})
+	if err == nil && res.Unexpected > 0 {
+		fmt.Fprintf(e.stderr, "egress: audit: %d unexpected destination(s)\n", res.Unexpected)
 	}
-	switch {
-	case cmdCode != 0:
-		return &exitError{code: cmdCode, err: fmt.Errorf("%s exited with status %d", args[0], cmdCode)}
-	case unexpected > 0 && fl.mode == "enforce":
-		return &exitError{code: ExitUnexpected, err: fmt.Errorf("%d unexpected destination(s) (--mode audit reports without failing)", unexpected)}
-	case len(findings) > 0:
-		return &exitError{code: ExitFindings, err: fmt.Errorf("--fail-on matched %d call(s): %s", len(findings), summarise(findings))}
-	}
-	if unexpected > 0 {
-		fmt.Fprintf(e.stderr, "egress: audit: %d unexpected destination(s)\n", unexpected)
-	}
-	return nil
-}
-
-type sockSink func(*event.Sock)
-
-func (f sockSink) Sock(s *event.Sock) { f(s) }
-
-// feedDNS gives the analyzer a proxied exchange as the app saw it: its
-// query to the resolver and the answer, over UDP or TCP. proc, when known,
-// is the process whose socket sent the query.
-func feedDNS(an *analyze.Analyzer, x dnsproxy.Exchange, proc *event.Process) {
-	proto := event.ProtoUDP
-	if x.TCP {
-		proto = event.ProtoTCP
-	}
-	q := event.Packet{Time: x.QueryTime, WireLen: 28 + len(x.Query), Dir: event.DirOut,
-		Src: x.Client.Addr(), Dst: x.Upstream.Addr(), Proto: proto,
-		SrcPort: x.Client.Port(), DstPort: x.Upstream.Port(), Proc: proc}
-	an.DNSMessage(&q, x.Query, x.TCP)
-	if x.Reply == nil {
-		return
-	}
-	a := event.Packet{Time: x.ReplyTime, WireLen: 28 + len(x.Reply), Dir: event.DirIn,
-		Src: x.Upstream.Addr(), Dst: x.Client.Addr(), Proto: proto,
-		SrcPort: x.Upstream.Port(), DstPort: x.Client.Port()}
-	an.DNSMessage(&a, x.Reply, x.TCP)
-}
-
-func (s *runState) addBlocked(b block.Blocked) {
-	k := blockedKey{b.PID, b.Dst, b.Proto}
-	if c := s.blocked[k]; c != nil {
-		c.Count++
-		return
-	}
-	if len(s.blocked) >= maxBlocked {
-		return
-	}
-	pid, comm := b.PID, b.Comm
-	proto := "tcp"
-	if b.Proto == event.ProtoUDP {
-		proto = "udp"
-	}
-	t := time.Unix(0, b.Time).UTC()
-	s.blocked[k] = &report.Connection{
-		PID: &pid, Comm: &comm, NameSource: report.SourceNone,
-		DstIP: b.Dst.Addr().String(), DstPort: b.Dst.Port(), Proto: proto,
-		Start: t, End: t, Outcome: report.Rejected, EndBasis: report.BasisBlockedConnect,
-		SynTimesMS: []float64{}, Count: 1, Dst: b.Dst,
-	}
-	s.order = append(s.order, k)
-}
-
-// mergeBlocked marks what the blocker refused in r. A refused TCP connect
-// is already a rejected call in the analyzer's view (the connect() failed):
-// it gets the blocker's reason. Refused UDP sends, which the tracepoints do
-// not see, are added, named by the proxy's answers where one gave their
-// address. Lookups the proxy refused get their reason too.
-func (s *runState) mergeBlocked(r *report.Report, names map[netip.Addr]string, refused map[string]bool) {
-	for i := range r.Lookups {
-		if l := &r.Lookups[i]; l.Outcome == report.DNSRefused && refused[strings.TrimSuffix(l.Name, ".")] {
-			l.EndBasis = report.BasisBlockedLookup
-		}
-	}
-	if len(s.order) == 0 {
-		return
-	}
-	n := 0
-	added := false
-	for _, k := range s.order {
-		c := s.blocked[k]
-		n += c.Count
-		matched := false
-		for i := range r.Connections {
-			rc := &r.Connections[i]
-			if rc.Outcome == report.Rejected && rc.Proto == c.Proto && rc.DstIP == c.DstIP && rc.DstPort == c.DstPort &&
-				rc.PID != nil && *rc.PID == k.pid && rc.Attempts <= 1 {
-				rc.EndBasis = report.BasisBlockedConnect
-				matched = true
-			}
-		}
-		if matched {
-			continue
-		}
-		if name, ok := names[c.Dst.Addr().Unmap()]; ok {
-			c.Host, c.NameSource = name, report.SourceDNS
-		}
-		r.Connections = append(r.Connections, *c)
-		added = true
-	}
-	if added {
-		slices.SortStableFunc(r.Connections, func(a, b report.Connection) int { return a.Start.Compare(b.Start) })
-	}
-	r.Hints = append(r.Hints, report.Hint{Kind: "blocked", Subject: fmt.Sprintf("%d call(s)", n),
-		Text: "egress run --block refused calls to destinations the policy does not allow: the app got EPERM at once instead of waiting"})
+	return err
 }
 
 // resolvers returns the --resolver addresses, else the nameservers of
@@ -468,7 +272,6 @@ type dnsPolicy struct {
 	pol     *rules.Policy
 	enforce bool
 	blocker *block.Blocker
-	names   func(name string, addrs []netip.Addr)
 }
 
 func (d *dnsPolicy) Ask(name string) bool {
@@ -482,7 +285,6 @@ func (d *dnsPolicy) Ask(name string) bool {
 }
 
 func (d *dnsPolicy) Answered(name string, cnames []string, addrs []netip.Addr) bool {
-	d.names(strings.TrimSuffix(name, "."), addrs)
 	if !d.enforce {
 		return true
 	}
@@ -542,35 +344,4 @@ func allowGrant(b *block.Blocker, prefix netip.Prefix, gr rules.Grant) error {
 		}
 	}
 	return nil
-}
-
-// ciOutputs adds what a CI runner shows next to the report: on GitHub
-// Actions (GITHUB_ACTIONS=true) error and warning annotations on stderr,
-// and a Markdown summary appended to $GITHUB_STEP_SUMMARY when it is set.
-// A summary that cannot be written is a warning, not a failed check.
-func ciOutputs(stderr io.Writer, r *report.Report) {
-	if os.Getenv("GITHUB_ACTIONS") == "true" {
-		if err := report.WriteGitHubAnnotations(stderr, r); err != nil {
-			fmt.Fprintf(stderr, "egress: %v\n", err)
-		}
-	}
-	path := os.Getenv("GITHUB_STEP_SUMMARY")
-	if path == "" {
-		return
-	}
-	var b bytes.Buffer
-	if err := report.WriteMarkdown(&b, r); err != nil {
-		fmt.Fprintf(stderr, "egress: %v\n", err)
-		return
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err == nil {
-		_, err = f.Write(b.Bytes())
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "egress: warning: writing the step summary: %v\n", err)
-	}
 }

@@ -3,12 +3,8 @@
 package cli
 
 import (
-	"container/heap"
 	"context"
-	"errors"
 	"fmt"
-	"math"
-	"net/netip"
 	"os"
 	"os/exec"
 	"runtime/pprof"
@@ -17,12 +13,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/egress-dev/egress/analyze"
+	"github.com/egress-dev/egress/capture"
 	"github.com/egress-dev/egress/capture/afpacket"
-	"github.com/egress-dev/egress/capture/comment"
 	"github.com/egress-dev/egress/capture/ebpf"
 	"github.com/egress-dev/egress/capture/pcapng"
-	"github.com/egress-dev/egress/event"
+	"github.com/egress-dev/egress/pipeline"
 )
 
 type watchFlags struct {
@@ -90,13 +85,12 @@ func (fl *watchFlags) validate() error {
 	return nil
 }
 
-// drainAfter is how long the sources are still read once the window has
-// closed: events timestamped inside the window may still sit in the ring
-// buffer or the socket.
-const drainAfter = 200 * time.Millisecond
-
 func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 	if err := fl.validate(); err != nil {
+		return err
+	}
+	cfg := pipeline.Config{Live: true, EndAtClose: true, Source: fmt.Sprintf("watch pid %d", fl.pid)}
+	if err := fl.out.configure(&cfg); err != nil {
 		return err
 	}
 	// For developers: EGRESS_CPUPROFILE=file profiles the live pipeline.
@@ -117,7 +111,7 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 		return &exitError{code: ExitUsage, err: fmt.Errorf("cannot watch in the kernel: %w", err)}
 	}
 	defer tr.Close()
-	backend := tr.Backend()
+	cfg.Sources, cfg.Backend = []capture.Source{tr.Source()}, tr.Backend()
 	// DNS names are a complement: without them the calls are still seen.
 	capt, capErr := afpacket.Open(afpacket.Options{
 		NetNS:  fmt.Sprintf("/proc/%d/ns/net", fl.pid),
@@ -127,152 +121,36 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 		fmt.Fprintf(e.stderr, "egress: no DNS capture, destinations will be unnamed: %v\n", capErr)
 	} else {
 		defer capt.Close()
-		backend += " + " + capt.Backend()
+		cfg.Sources = append(cfg.Sources, capt.Source())
+		cfg.Backend += " + " + capt.Backend()
 	}
 	fmt.Fprintf(e.stderr, "egress: watching pid %d and its descendants with %s; attached in %v\n",
-		fl.pid, backend, time.Since(attachStart).Round(time.Millisecond))
+		fl.pid, cfg.Backend, time.Since(attachStart).Round(time.Millisecond))
 
-	var w *pcapng.Writer
 	if fl.write != "" {
-		if w, err = pcapng.Create(fl.write); err != nil {
+		w, err := pcapng.Create(fl.write)
+		if err != nil {
 			return &exitError{code: ExitUsage, err: err}
 		}
 		defer w.Abort()
+		cfg.Tee = w
 	}
-
-	// The sources run until the window has closed and been drained, not
-	// until ctx ends: Ctrl-C closes the window, then the report comes out.
-	srcCtx, stopSources := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopSources()
-	socks := make(chan *event.Sock, 4096)
-	frames := make(chan *afpacket.Frame, 1024)
-	srcErrs := make(chan error, 2)
-	nSources := 1
-	go func() {
-		srcErrs <- tr.Run(srcCtx, sockFunc(func(s *event.Sock) {
-			select {
-			case socks <- s:
-			case <-srcCtx.Done():
-			}
-		}))
-	}()
-	if capt != nil {
-		nSources++
-		go func() {
-			srcErrs <- capt.Run(srcCtx, func(f *afpacket.Frame) {
-				select {
-				case frames <- f:
-				case <-srcCtx.Done():
-				}
-			})
-		}()
-	}
-
-	lw := &liveWatch{w: w}
-	from := time.Now().UnixNano()
-	lw.an = analyze.New(analyze.Config{From: from})
-
+	cfg.Analyze.From = time.Now().UnixNano()
 	win, err := openWindow(ctx, e, fl)
 	if err != nil {
 		return err
 	}
-	closeWindow := win.closed
-
-	var srcErr error
-	to := int64(0)
-	var drainEnd <-chan time.Time
-	tick := time.NewTicker(reorderHold / 2)
-	defer tick.Stop()
-loop:
-	for {
-		select {
-		case s := <-socks:
-			lw.push(pending{t: s.Time, s: s})
-		case f := <-frames:
-			lw.push(pending{t: f.Time, f: f})
-		case now := <-tick.C:
-			lw.flush(now.UnixNano()-int64(reorderHold), to)
-		case err := <-srcErrs:
-			// A source ended before the window did: report, keep the other.
-			nSources--
-			if err != nil && !errors.Is(err, context.Canceled) && srcErr == nil {
-				srcErr = err
-			}
-			if nSources == 0 && to == 0 {
-				to = time.Now().UnixNano()
-				break loop
-			}
-		case <-closeWindow:
-			closeWindow = nil
-			to = time.Now().UnixNano()
-			drainEnd = time.After(drainAfter)
-		case <-drainEnd:
-			break loop
-		}
-	}
-	stopSources()
-	// What was already queued is delivered too, so the file holds it all.
-	for done := false; !done; {
-		select {
-		case s := <-socks:
-			lw.push(pending{t: s.Time, s: s})
-		case f := <-frames:
-			lw.push(pending{t: f.Time, f: f})
-		default:
-			done = true
-		}
-	}
-	lw.flush(math.MaxInt64, to)
-	trigErr := win.wait()
-
-	// The analyzer ends its window at the last observation it saw; this
-	// bare clock tick (no protocol: nothing but the time is read) puts it
-	// at the window's end, as replay's --to does.
-	lw.an.Packet(&event.Packet{Time: to})
-	var lost uint64
-	if capt != nil {
-		st := capt.Stats()
-		lw.an.SourceStats(st)
-		lost += st.Lost
-	}
-	kernelLost := tr.Lost()
-	lw.an.Lost(kernelLost)
-	lost += kernelLost
-	r := lw.an.Finish()
-	r.Stats.OutsideWindow += lw.late
-	r.Source = fmt.Sprintf("watch pid %d", fl.pid)
-	r.Backend = backend
-	if srcErr != nil {
-		r.Errors = append(r.Errors, srcErr.Error())
-	}
-	if trigErr != nil {
+	cfg.Window = win.closed
+	res := pipeline.Run(ctx, cfg)
+	if trigErr := win.wait(); trigErr != nil {
 		fmt.Fprintf(e.stderr, "egress: --trigger: %v\n", trigErr)
 	}
-	if w != nil {
-		if lw.werr == nil {
-			lw.werr = w.Close(comment.WatchInfo{From: from, To: to, Lost: lost})
-		}
-		if lw.werr != nil {
-			r.Errors = append(r.Errors, lw.werr.Error())
-		}
-	}
-	if err := fl.out.annotate(r); err != nil {
-		return err
-	}
-	findings, err := fl.out.write(e.stdout, r)
-	if err != nil {
+	if err := fl.out.write(e.stdout, res.Report); err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
-	if srcErr != nil {
-		return &exitError{code: ExitUsage, err: fmt.Errorf("capture failed: %w; the report covers what was seen before", srcErr)}
-	}
-	if lw.werr != nil {
-		return &exitError{code: ExitUsage, err: lw.werr}
-	}
-	if len(findings) > 0 {
-		return &exitError{code: ExitFindings, err: fmt.Errorf("--fail-on matched %d call(s): %s", len(findings), summarise(findings))}
-	}
-	return nil
+	return exit(res, ending{sourceFailed: func(err error) error {
+		return fmt.Errorf("capture failed: %w; the report covers what was seen before", err)
+	}})
 }
 
 // window is the span watch reports on: the run of --trigger plus --grace,
@@ -320,123 +198,3 @@ func (w *window) wait() error {
 	<-w.trigDone
 	return w.trigErr
 }
-
-// reorderHold is how long observations wait to be put in time order
-// before they are analyzed: kernel socket events and captured packets come
-// through different queues, and a DNS answer must reach the analyzer before
-// the connect() it names, as it happened.
-const reorderHold = 100 * time.Millisecond
-
-// liveWatch feeds the analyzer and the file from one goroutine, in the same
-// order (by time, within reorderHold), so a replay of the file sees what
-// the analyzer saw.
-type liveWatch struct {
-	an   *analyze.Analyzer
-	w    *pcapng.Writer
-	werr error
-	late uint64 // observations after the window's end: written, not analyzed
-
-	queue pendingHeap
-	seq   uint64
-
-	// resolverSockets maps the local address of a process's connected DNS
-	// socket to the process (from the kernel), bounded.
-	resolverSockets map[netip.AddrPort]*event.Process
-}
-
-// pending is one observation waiting in the reorder buffer: s or f.
-type pending struct {
-	t   int64
-	seq uint64 // arrival order, for equal times
-	s   *event.Sock
-	f   *afpacket.Frame
-}
-
-type pendingHeap []pending
-
-func (h pendingHeap) Len() int { return len(h) }
-func (h pendingHeap) Less(i, j int) bool {
-	return h[i].t < h[j].t || (h[i].t == h[j].t && h[i].seq < h[j].seq)
-}
-func (h pendingHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *pendingHeap) Push(x any)   { *h = append(*h, x.(pending)) }
-func (h *pendingHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
-func (l *liveWatch) push(p pending) {
-	l.seq++
-	p.seq = l.seq
-	heap.Push(&l.queue, p)
-}
-
-// flush analyzes, in time order, what is older than until.
-func (l *liveWatch) flush(until, to int64) {
-	for len(l.queue) > 0 && l.queue[0].t <= until {
-		p := heap.Pop(&l.queue).(pending)
-		if p.s != nil {
-			l.sock(p.s, to)
-		} else {
-			l.frame(p.f, to)
-		}
-	}
-}
-
-func (l *liveWatch) sock(s *event.Sock, to int64) {
-	if s.Kind == event.SockUDPConnect {
-		// Not a call: it says whose DNS queries leave from that address.
-		if len(l.resolverSockets) >= 4096 {
-			clear(l.resolverSockets)
-		}
-		if l.resolverSockets == nil {
-			l.resolverSockets = make(map[netip.AddrPort]*event.Process)
-		}
-		l.resolverSockets[s.Src] = s.Proc
-		return
-	}
-	if s.Proc != nil {
-		// As the file can hold it, so live and replay agree.
-		s.Proc.Comm = comment.SafeComm(s.Proc.Comm)
-	}
-	l.write(func() error { return l.w.WriteSock(s) })
-	if to != 0 && s.Time > to {
-		l.late++
-		return
-	}
-	l.an.Sock(s)
-}
-
-func (l *liveWatch) frame(f *afpacket.Frame, to int64) {
-	var proc *event.Process
-	if f.Err == nil {
-		if f.Packet.Proc == nil && f.Packet.Proto == event.ProtoUDP && f.Packet.DstPort == 53 {
-			// The kernel saw which process connected this resolver socket
-			// (the socket may be gone before /proc could say).
-			f.Packet.Proc = l.resolverSockets[netip.AddrPortFrom(f.Packet.Src, f.Packet.SrcPort)]
-		}
-		proc = f.Packet.Proc
-	}
-	l.write(func() error { return l.w.WriteFrame(f.Time, f.Data, f.WireLen, proc) })
-	if f.Err != nil {
-		return // counted by the capture's stats
-	}
-	if to != 0 && f.Time > to {
-		l.late++
-		return
-	}
-	l.an.Packet(&f.Packet)
-}
-
-func (l *liveWatch) write(fn func() error) {
-	if l.w == nil || l.werr != nil {
-		return
-	}
-	l.werr = fn()
-}
-
-type sockFunc func(*event.Sock)
-
-func (f sockFunc) Sock(s *event.Sock) { f(s) }
