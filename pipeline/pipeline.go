@@ -41,8 +41,6 @@ type Config struct {
 	FailOn  FailOn
 	// Source and Backend are written into the report.
 	Source, Backend string
-	// Sink, when set, is handed each settled call as soon as it is final
-	// (see Stream).
 	Hold, Drain time.Duration // defaults: ReorderHold, DrainAfter
 	// now is the clock of live windows (tests set it).
 	now func() int64
