@@ -41,7 +41,7 @@ type Config struct {
 	FailOn  FailOn
 	// Source and Backend are written into the report.
 	Source, Backend string
-	Hold, Drain time.Duration // defaults: ReorderHold, DrainAfter
+	Hold, Drain     time.Duration // defaults: ReorderHold, DrainAfter
 	// now is the clock of live windows (tests set it).
 	now func() int64
 }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/egress-dev/egress/analyze"
 	"github.com/egress-dev/egress/capture"
@@ -199,15 +198,6 @@ func startProgress(w io.Writer, name string, rd *pcapfile.Reader, mode string) (
 		}
 	}()
 	return func() { close(done); <-finished }
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }
 
 func writeHeapProfile(name string) error {
