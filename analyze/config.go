@@ -3,6 +3,8 @@ package analyze
 import (
 	"net/netip"
 	"time"
+
+	"github.com/egress-dev/egress/report"
 )
 
 // Config tunes an Analyzer. The zero value is usable: it infers local
@@ -34,6 +36,19 @@ type Config struct {
 	// when the capture shows no later action of the same host (default 5 s,
 	// the glibc and Go default).
 	DNSGiveUp time.Duration
+
+	// Settled, when set, is handed each egress call's record as soon as the
+	// call is settled, before Finish (streaming output). Calls folded into
+	// an earlier record past MaxRecords are not handed again: the final
+	// report counts them. Where the local addresses are only inferred, the
+	// egress decision is the one known at that moment.
+	Settled Settled
+}
+
+// Settled receives settled calls; the record is the receiver's to keep.
+type Settled interface {
+	Connection(*report.Connection)
+	Lookup(*report.Lookup)
 }
 
 func (c *Config) setDefaults() {

@@ -368,6 +368,7 @@ func (a *Analyzer) addLookup(l report.Lookup, lk *lookup) {
 		a.answers = append(a.answers, answeredLookup{index: len(a.lks), addrs: lk.answers})
 	}
 	a.lks = append(a.lks, l)
+	a.settledLookup(&a.lks[len(a.lks)-1])
 }
 
 func rcodeName(r uint8) string {

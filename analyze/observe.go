@@ -1,6 +1,11 @@
 package analyze
 
-import "github.com/egress-dev/egress/event"
+import (
+	"net/netip"
+
+	"github.com/egress-dev/egress/event"
+	"github.com/egress-dev/egress/report"
+)
 
 // Observe takes one observation of any kind a source emits, so an Analyzer
 // is a capture.Sink. Refused calls (*event.Blocked) and undecodable frames
@@ -38,4 +43,50 @@ func (a *Analyzer) DNS(d *event.DNS) {
 func (a *Analyzer) End(to int64) {
 	a.clock(to)
 	a.cfg.To = to
+}
+
+// settledConnection hands a new record to cfg.Settled, if it is egress as
+// far as is known now (Finish decides with everything seen).
+func (a *Analyzer) settledConnection(c *report.Connection) {
+	if a.cfg.Settled == nil || !(c.Loopback || a.egressNow(c.Src.Addr(), c.Dst.Addr())) {
+		return
+	}
+	cp := *c
+	cp.SynTimesMS = append([]float64{}, c.SynTimesMS...)
+	a.cfg.Settled.Connection(&cp)
+}
+
+func (a *Analyzer) settledLookup(l *report.Lookup) {
+	if a.cfg.Settled == nil {
+		return
+	}
+	client, err := netip.ParseAddr(l.Client)
+	server, _ := netip.ParseAddrPort(l.Server)
+	if err != nil || !(client.IsLoopback() || a.egressNow(client, server.Addr())) {
+		return
+	}
+	cp := *l
+	cp.Answers = append([]string{}, l.Answers...)
+	a.cfg.Settled.Lookup(&cp)
+}
+
+// egressNow is Finish's egress decision with what is known so far.
+func (a *Analyzer) egressNow(src, dst netip.Addr) bool {
+	src, dst = src.Unmap(), dst.Unmap()
+	switch {
+	case a.cfg.LocalAny:
+		return true
+	case len(a.cfg.Local) > 0:
+		for _, p := range a.cfg.Local {
+			if p.Contains(src) {
+				return true
+			}
+		}
+		return false
+	case len(a.dirOut.m) > 0:
+		return a.dirOut.has(src)
+	}
+	// Inferred: a call to a host that both accepts and makes connections
+	// is an inbound one.
+	return !(a.servers.has(dst) && a.initiators.has(dst))
 }

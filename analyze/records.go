@@ -161,6 +161,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 		a.folded[key] = len(a.conns)
 	}
 	a.conns = append(a.conns, c)
+	a.settledConnection(&a.conns[len(a.conns)-1])
 }
 
 // foldSlot says which record a call past the record limit joins: the one of

@@ -98,22 +98,42 @@ func (b *blockedCalls) dns(d *event.DNS) {
 	}
 }
 
-// merge marks what was refused in r. A refused TCP connect is already a
+// refusedConnect says whether c is a TCP connect the blocker refused
+// (the analyzer saw it fail at once).
+func (b *blockedCalls) refusedConnect(c *report.Connection) bool {
+	if c.Outcome != report.Rejected || c.PID == nil || c.Attempts > 1 {
+		return false
+	}
+	for _, k := range b.order {
+		bc := b.calls[k]
+		if bc.Proto == c.Proto && bc.DstIP == c.DstIP && bc.DstPort == c.DstPort && *c.PID == k.pid {
+			return true
+		}
+	}
+	return false
+}
+
+// refusedLookup says whether l is a lookup the proxy refused.
+func (b *blockedCalls) refusedLookup(l *report.Lookup) bool {
+	return l.Outcome == report.DNSRefused && b.refused[strings.TrimSuffix(l.Name, ".")]
+}
+
+// merge marks what was refused in r, and returns the refused calls it
+// added (the tracepoints did not see them). A refused TCP connect is already a
 // rejected call in the analyzer's view (the connect() failed): it gets the
 // blocker's reason. Refused UDP sends, which the tracepoints do not see,
 // are added, named by the proxy's answers where one gave their address.
 // Lookups the proxy refused get their reason too.
-func (b *blockedCalls) merge(r *report.Report) {
+func (b *blockedCalls) merge(r *report.Report) (added []report.Connection) {
 	for i := range r.Lookups {
-		if l := &r.Lookups[i]; l.Outcome == report.DNSRefused && b.refused[strings.TrimSuffix(l.Name, ".")] {
+		if l := &r.Lookups[i]; b.refusedLookup(l) {
 			l.EndBasis = report.BasisBlockedLookup
 		}
 	}
 	if len(b.order) == 0 {
-		return
+		return nil
 	}
 	n := 0
-	added := false
 	for _, k := range b.order {
 		c := b.calls[k]
 		n += c.Count
@@ -133,11 +153,12 @@ func (b *blockedCalls) merge(r *report.Report) {
 			c.Host, c.NameSource = name, report.SourceDNS
 		}
 		r.Connections = append(r.Connections, *c)
-		added = true
+		added = append(added, *c)
 	}
-	if added {
+	if len(added) > 0 {
 		slices.SortStableFunc(r.Connections, func(a, b report.Connection) int { return a.Start.Compare(b.Start) })
 	}
 	r.Hints = append(r.Hints, report.Hint{Kind: "blocked", Subject: fmt.Sprintf("%d call(s)", n),
 		Text: "egress run --block refused calls to destinations the policy does not allow: the app got EPERM at once instead of waiting"})
+	return added
 }

@@ -39,6 +39,12 @@ type Config struct {
 	Policy  *rules.Policy
 	Catalog *rules.Catalog
 	FailOn  FailOn
+	// Stream, when set, is handed each settled call as soon as it is final
+	// (--format jsonl); the report still has them all at the end.
+	Stream Stream
+	// Refusals says a source reports refused calls (event.Blocked): the
+	// stream then holds back failed connects until the refusals are in.
+	Refusals bool
 	// Source and Backend are written into the report.
 	Source, Backend string
 	Hold, Drain     time.Duration // defaults: ReorderHold, DrainAfter
@@ -76,8 +82,9 @@ type Result struct {
 	// SourceErr is the first error a source stopped with (context.Canceled
 	// when a replay was interrupted): the report covers what came before.
 	SourceErr error
-	// TeeErr is the first error writing the tee.
-	TeeErr error
+	// TeeErr is the first error writing the tee; StreamErr the first
+	// error writing the stream.
+	TeeErr, StreamErr error
 	// From and To are the window's edges as the pipeline saw them (Unix ns;
 	// To is 0 when the window ended at the last observation).
 	From, To int64
@@ -95,7 +102,13 @@ func Run(ctx context.Context, cfg Config) *Result {
 	if cfg.now == nil {
 		cfg.now = func() int64 { return time.Now().UnixNano() }
 	}
-	st := &stage{an: analyze.New(cfg.Analyze), tee: cfg.Tee, live: cfg.Live}
+	st := &stage{tee: cfg.Tee, live: cfg.Live}
+	var stream *streamer
+	if cfg.Stream != nil {
+		stream = &streamer{out: cfg.Stream, pol: cfg.Policy, cat: cfg.Catalog, blocked: &st.blocked, refusals: cfg.Refusals}
+		cfg.Analyze.Settled = stream
+	}
+	st.an = analyze.New(cfg.Analyze)
 	res := &Result{From: cfg.Analyze.From}
 	if cfg.Live {
 		st.endAtClose = cfg.EndAtClose
@@ -134,8 +147,18 @@ func Run(ctx context.Context, cfg Config) *Result {
 			r.Errors = append(r.Errors, res.TeeErr.Error())
 		}
 	}
-	st.blocked.merge(r)
-	rules.Annotate(r, cfg.Policy, cfg.Catalog)
+	added := st.blocked.merge(r)
+	if stream != nil {
+		// Refused calls the tracepoints did not see are known only now.
+		stream.flush()
+		for i := range added {
+			stream.write(&added[i])
+		}
+		res.StreamErr = stream.err
+	}
+	if cfg.Policy != nil || cfg.Catalog != nil {
+		rules.Annotate(r, cfg.Policy, cfg.Catalog)
+	}
 	for _, d := range report.Destinations(r) {
 		if d.Unexpected {
 			res.Unexpected++

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -156,7 +157,7 @@ func (s *story) sources(t *testing.T, window chan struct{}) []capture.Source {
 
 // runStory runs the story live and returns the result; the window closes
 // 150 ms after the start.
-func runStory(t *testing.T, tee Tee) (*Result, *story) {
+func runStory(t *testing.T, tee Tee, stream ...Stream) (*Result, *story) {
 	t.Helper()
 	s := &story{t0: time.Now().UnixNano()}
 	window := make(chan struct{})
@@ -177,6 +178,9 @@ func runStory(t *testing.T, tee Tee) (*Result, *story) {
 				return time.Now().UnixNano()
 			}
 		},
+	}
+	if len(stream) > 0 {
+		cfg.Stream, cfg.Refusals = stream[0], true
 	}
 	return Run(context.Background(), cfg), s
 }
@@ -283,4 +287,39 @@ func asJSON(t *testing.T, r *report.Report) map[string]any {
 		t.Fatal(err)
 	}
 	return m
+}
+
+type recordingStream struct {
+	conns []report.Connection
+	lks   []report.Lookup
+}
+
+func (r *recordingStream) Connection(c *report.Connection) error {
+	r.conns = append(r.conns, *c)
+	return nil
+}
+
+func (r *recordingStream) Lookup(l *report.Lookup) error {
+	r.lks = append(r.lks, *l)
+	return nil
+}
+
+// TestStream: each call is handed over as it settles, with what the final
+// report gives it (the blocker's reason included); together they are the
+// report's calls.
+func TestStream(t *testing.T) {
+	rec := &recordingStream{}
+	res, _ := runStory(t, nil, rec)
+	if res.StreamErr != nil {
+		t.Fatal(res.StreamErr)
+	}
+	byStart := func(a, b report.Connection) int { return a.Start.Compare(b.Start) }
+	slices.SortStableFunc(rec.conns, byStart)
+	if diff := cmp.Diff(res.Report.Connections, rec.conns, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
+		t.Errorf("streamed connections (-report +stream):\n%s", diff)
+	}
+	slices.SortStableFunc(rec.lks, func(a, b report.Lookup) int { return a.Start.Compare(b.Start) })
+	if diff := cmp.Diff(res.Report.Lookups, rec.lks); diff != "" {
+		t.Errorf("streamed lookups (-report +stream):\n%s", diff)
+	}
 }

@@ -27,7 +27,7 @@ type outputFlags struct {
 
 func (o *outputFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVarP(&o.format, "format", "o", "table", "output format: table, json, junit (one test case per destination), markdown or html (a timeline)")
+	f.StringVarP(&o.format, "format", "o", "table", "output format: table, json, jsonl (one line per call as it settles, then a summary), junit (one test case per destination), markdown or html (a timeline)")
 	f.StringSliceVar(&o.failOn, "fail-on", nil, "exit 1 when a call has one of these outcomes: timeout, pending, refused, rejected, aborted, nxdomain, servfail, failed (all of those)")
 	f.BoolVar(&o.all, "all", false, "table: list every call (by default successful calls beyond 40 are summarised)")
 	f.StringVar(&o.rules, "rules", "", "allowlist (YAML, docs/rules.md): calls it does not allow are unexpected (--fail-on unexpected)")
@@ -36,8 +36,10 @@ func (o *outputFlags) register(cmd *cobra.Command) {
 }
 
 func (o *outputFlags) validate() error {
-	if o.format != "table" && o.format != "json" && o.format != "junit" && o.format != "markdown" && o.format != "html" {
-		return usageErr("unknown --format %q: use table, json, junit, markdown or html", o.format)
+	switch o.format {
+	case "table", "json", "jsonl", "junit", "markdown", "html":
+	default:
+		return usageErr("unknown --format %q: use table, json, jsonl, junit, markdown or html", o.format)
 	}
 	if _, err := pipeline.ParseFailOn(o.failOn, o.rules != ""); err != nil {
 		return usageErr("%v", err)
@@ -46,8 +48,12 @@ func (o *outputFlags) validate() error {
 }
 
 // configure loads the policy and the catalog and sets what the pipeline
-// needs of these flags.
-func (o *outputFlags) configure(cfg *pipeline.Config) error {
+// needs of these flags; out is where the report goes (--format jsonl
+// streams calls to it as they settle).
+func (o *outputFlags) configure(cfg *pipeline.Config, out io.Writer) error {
+	if o.format == "jsonl" {
+		cfg.Stream = report.NewJSONL(out)
+	}
 	var err error
 	if cfg.FailOn, err = pipeline.ParseFailOn(o.failOn, o.rules != ""); err != nil {
 		return usageErr("%v", err)
@@ -70,6 +76,9 @@ func (o *outputFlags) write(w io.Writer, r *report.Report) error {
 	switch o.format {
 	case "json":
 		return report.WriteJSON(w, r)
+	case "jsonl":
+		// The calls went out as they settled.
+		return report.NewJSONL(w).Summary(r)
 	case "junit":
 		return report.WriteJUnit(w, r)
 	case "markdown":
@@ -108,6 +117,8 @@ func exit(res *pipeline.Result, end ending) error {
 		return &exitError{code: ExitUsage, err: err}
 	case res.TeeErr != nil:
 		return &exitError{code: ExitUsage, err: res.TeeErr}
+	case res.StreamErr != nil:
+		return &exitError{code: ExitUsage, err: res.StreamErr}
 	case end.cmdCode != 0:
 		return &exitError{code: end.cmdCode, err: fmt.Errorf("%s exited with status %d", end.cmdName, end.cmdCode)}
 	case res.Unexpected > 0 && end.enforce:

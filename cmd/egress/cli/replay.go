@@ -74,7 +74,7 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 	if cfg.Analyze, err = replayConfig(fl); err != nil {
 		return err
 	}
-	if err := fl.out.configure(&cfg); err != nil {
+	if err := fl.out.configure(&cfg, e.stdout); err != nil {
 		return err
 	}
 	var rd *pcapfile.Reader

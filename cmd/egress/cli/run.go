@@ -93,7 +93,16 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	}
 	// Every call in the cgroup is the command's own.
 	cfg := pipeline.Config{Live: true, Analyze: analyze.Config{LocalAny: true}, Source: "run " + strings.Join(args, " ")}
-	if err := fl.out.configure(&cfg); err != nil {
+	out := e.stdout
+	if fl.report != "" {
+		file, err := os.Create(fl.report)
+		if err != nil {
+			return &exitError{code: ExitUsage, err: fmt.Errorf("write report: %w", err)}
+		}
+		defer file.Close()
+		out = file
+	}
+	if err := fl.out.configure(&cfg, out); err != nil {
 		return err
 	}
 	pol := cfg.Policy
@@ -151,6 +160,7 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		}
 		bg.Go(func() { proxy.Serve(bgCtx) })
 		sources = append(sources, exchanges, blocker.Source())
+		cfg.Refusals = true
 		backend = ", dns proxy"
 		if fl.block {
 			backend += ", cgroup connect/sendmsg blocking"
@@ -207,19 +217,10 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		return &exitError{code: ExitUsage, err: fmt.Errorf("run %s: %w", args[0], runErr)}
 	}
 
-	out := e.stdout
-	var file *os.File
-	if fl.report != "" {
-		if file, err = os.Create(fl.report); err != nil {
-			return &exitError{code: ExitUsage, err: fmt.Errorf("write report: %w", err)}
-		}
-		defer file.Close()
-		out = file
-	}
 	ciOutputs(e.stderr, res.Report)
 	err = fl.out.write(out, res.Report)
-	if err == nil && file != nil {
-		err = file.Close()
+	if f, ok := out.(*os.File); ok && err == nil && fl.report != "" {
+		err = f.Close()
 	}
 	if err != nil {
 		return &exitError{code: ExitUsage, err: err}

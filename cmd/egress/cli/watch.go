@@ -90,7 +90,7 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 		return err
 	}
 	cfg := pipeline.Config{Live: true, EndAtClose: true, Source: fmt.Sprintf("watch pid %d", fl.pid)}
-	if err := fl.out.configure(&cfg); err != nil {
+	if err := fl.out.configure(&cfg, e.stdout); err != nil {
 		return err
 	}
 	// For developers: EGRESS_CPUPROFILE=file profiles the live pipeline.
