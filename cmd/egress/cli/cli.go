@@ -1,5 +1,5 @@
-// Package cli is egress's command line: it parses flags, wires a capture
-// source to the analyzer and writes the report. Main takes its streams as
+// Package cli is egress's command line: flags, help and exit codes; package
+// pipeline does the wiring. Main takes its streams as
 // arguments and returns the exit code, so tests run it in-process.
 package cli
 
