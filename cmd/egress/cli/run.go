@@ -23,11 +23,10 @@ import (
 	"github.com/egress-dev/egress/capture/block"
 	"github.com/egress-dev/egress/capture/ebpf"
 	"github.com/egress-dev/egress/capture/pcapng"
-	"github.com/egress-dev/egress/event"
 	"github.com/egress-dev/egress/internal/cgrouprun"
 	"github.com/egress-dev/egress/internal/dnsproxy"
+	"github.com/egress-dev/egress/internal/enforce"
 	"github.com/egress-dev/egress/pipeline"
-	"github.com/egress-dev/egress/rules"
 )
 
 type runFlags struct {
@@ -135,7 +134,7 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	var backend string
 	if len(upstreams) > 0 {
 		exchanges := dnsproxy.NewExchanges(4096)
-		dp := &dnsPolicy{pol: pol, enforce: fl.block}
+		dp := &enforce.DNSPolicy{Policy: pol, Enforce: fl.block}
 		proxy, err := dnsproxy.Listen(dnsproxy.Config{Upstreams: upstreams, Policy: dp, Observe: exchanges.Observe})
 		if err != nil {
 			return &exitError{code: ExitUsage, err: err}
@@ -150,12 +149,10 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 			return &exitError{code: ExitUsage, err: err}
 		}
 		defer blocker.Close()
-		dp.blocker = blocker
+		dp.Blocker = blocker
 		if fl.block {
-			for _, gr := range pol.AddrGrants() {
-				if err := allowGrant(blocker, gr.Prefix, gr); err != nil {
-					return &exitError{code: ExitUsage, err: err}
-				}
+			if err := enforce.AllowAddrGrants(blocker, pol); err != nil {
+				return &exitError{code: ExitUsage, err: err}
 			}
 		}
 		bg.Go(func() { proxy.Serve(bgCtx) })
@@ -264,85 +261,4 @@ func resolvers(flag []string) ([]netip.AddrPort, error) {
 		out = append(out, netip.AddrPortFrom(a.WithZone(""), 53))
 	}
 	return out, nil
-}
-
-// dnsPolicy decides for the DNS proxy: with enforcement, names the policy
-// cannot allow are refused before they are forwarded, and the addresses
-// of allowed names enter the kernel's allow map before the answer goes out.
-type dnsPolicy struct {
-	pol     *rules.Policy
-	enforce bool
-	blocker *block.Blocker
-}
-
-func (d *dnsPolicy) Ask(name string) bool {
-	if !d.enforce {
-		return true
-	}
-	grants, denied := d.pol.NameGrants(name)
-	// A name no host entry allows may still resolve to an allowed cidr:
-	// forward it and decide on the addresses.
-	return !denied && (len(grants) > 0 || len(d.pol.AddrGrants()) > 0)
-}
-
-func (d *dnsPolicy) Answered(name string, cnames []string, addrs []netip.Addr) bool {
-	if !d.enforce {
-		return true
-	}
-	grants, denied := d.pol.NameGrants(append([]string{name}, cnames...)...)
-	if denied {
-		return false
-	}
-	if len(addrs) == 0 {
-		return len(grants) > 0 // NODATA, NXDOMAIN or a CNAME only: nothing to open
-	}
-	ok := false
-	for _, a := range addrs {
-		for _, gr := range grants {
-			if gr.Prefix.IsValid() && !gr.Prefix.Contains(a.Unmap()) {
-				continue
-			}
-			if err := allowGrant(d.blocker, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), gr); err != nil {
-				return false // cannot open the way: refuse rather than let the app hang
-			}
-			ok = true
-		}
-		for _, gr := range d.pol.AddrGrants() {
-			ok = ok || gr.Prefix.Contains(a.Unmap())
-		}
-	}
-	return ok
-}
-
-// maxRangePorts is the widest port range entered port by port; a wider
-// range becomes "any port" in the kernel map (the report still applies
-// the exact range).
-const maxRangePorts = 1024
-
-// allowGrant enters one grant for prefix into the kernel's allow map.
-func allowGrant(b *block.Blocker, prefix netip.Prefix, gr rules.Grant) error {
-	var proto uint8
-	switch gr.Proto {
-	case "tcp":
-		proto = event.ProtoTCP
-	case "udp":
-		proto = event.ProtoUDP
-	case "":
-	default:
-		return nil // ICMP and others are not connect()ed: nothing to open
-	}
-	if len(gr.Ports) == 0 {
-		return b.Allow(prefix, 0, proto)
-	}
-	for _, pr := range gr.Ports {
-		if int(pr.Hi)-int(pr.Lo) >= maxRangePorts {
-			return b.Allow(prefix, 0, proto)
-		}
-		for p := int(pr.Lo); p <= int(pr.Hi); p++ {
-			if err := b.Allow(prefix, uint16(p), proto); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
