@@ -169,7 +169,7 @@ type culprit struct {
 	host     string
 	port     string
 	blocked  float64
-	outcome  string
+	outcome  report.Outcome // 0 when its calls ended differently
 	detail   string // "3 SYNs, ~3.0 s"
 	proc     string // "shopapp[4242]" where the process is known
 }
@@ -221,7 +221,7 @@ func union(iv []interval) int64 {
 
 // failed says whether an outcome means the caller did not get what it
 // asked for.
-func failed(outcome string) bool {
+func failed(outcome report.Outcome) bool {
 	switch outcome {
 	case report.Timeout, report.Pending, report.Refused, report.Rejected, report.ServFail, report.NXDomain:
 		return true
@@ -259,7 +259,7 @@ func headline(r *report.Report) string {
 			d.blocked = max(d.blocked, c.BlockedMS)
 			d.detail = fmt.Sprintf("%d calls, %s, up to %s%s", d.n, plural(d.syns, "SYN"), tilde(d.inferred), secs(d.blocked))
 			if d.outcome != c.Outcome {
-				d.outcome = "mixed"
+				d.outcome = 0
 			}
 			continue
 		}
@@ -328,7 +328,7 @@ func headline(r *report.Report) string {
 	}
 	var conns, looks []culprit
 	var nConnCalls, nLookCalls int
-	connKinds, lookKinds := map[string]int{}, map[string]int{}
+	connKinds, lookKinds := map[report.Outcome]int{}, map[report.Outcome]int{}
 	for _, c := range r.Connections {
 		if !c.Loopback && failed(c.Outcome) {
 			connKinds[c.Outcome] += c.Count
@@ -367,7 +367,7 @@ func countCalls(cs []culprit) int {
 	return n
 }
 
-func describeOutcomes(kinds map[string]int, n int, one, many string) string {
+func describeOutcomes(kinds map[report.Outcome]int, n int, one, many string) string {
 	word := "failed"
 	if len(kinds) == 1 {
 		for k := range kinds {

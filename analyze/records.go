@@ -36,7 +36,7 @@ func isTimeoutErrno(errno int) bool { return errno == int(syscall.ETIMEDOUT) }
 
 // resolve decides an attempt's outcome as of time end (the window's end
 // when the attempt is still open then).
-func (a *Analyzer) resolve(at *attempt, end int64) (outcome string, t int64, basis string, inferred bool) {
+func (a *Analyzer) resolve(at *attempt, end int64) (outcome report.Outcome, t int64, basis string, inferred bool) {
 	switch at.ans {
 	case ansSynAck:
 		// Any ACK or data from the client after the SYN-ACK completes the
@@ -102,7 +102,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 	var key foldKey
 	var other bool
 	if folding {
-		key, other = a.foldSlot(foldKey{dst: at.server.Addr().As16(), port: at.server.Port(), name: at.host, out: outcomeCode(out)})
+		key, other = a.foldSlot(foldKey{dst: at.server.Addr().As16(), port: at.server.Port(), name: at.host, out: out})
 		if i, ok := a.folded[key]; ok {
 			f := &a.conns[i]
 			f.Count++

@@ -8,7 +8,7 @@ import (
 )
 
 // failOutcomes maps each --fail-on value to the outcomes it names.
-var failOutcomes = map[string][]string{
+var failOutcomes = map[string][]report.Outcome{
 	"timeout":  {report.Timeout},
 	"pending":  {report.Pending},
 	"refused":  {report.Refused},
@@ -23,14 +23,14 @@ var failOutcomes = map[string][]string{
 
 // FailOn is what --fail-on names: the outcomes, and unexpected calls.
 type FailOn struct {
-	outcomes   map[string]bool
+	outcomes   map[report.Outcome]bool
 	unexpected bool
 }
 
 // ParseFailOn reads the --fail-on values; haveRules says whether a policy
 // was given (unexpected needs one).
 func ParseFailOn(values []string, haveRules bool) (FailOn, error) {
-	f := FailOn{outcomes: map[string]bool{}}
+	f := FailOn{outcomes: map[report.Outcome]bool{}}
 	for _, v := range values {
 		outs, ok := failOutcomes[v]
 		if !ok {

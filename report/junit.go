@@ -36,7 +36,7 @@ type Destination struct {
 // Failed says whether some call to d did not get through.
 func (d *Destination) Failed() bool {
 	for o := range d.Outcomes {
-		if o != Established {
+		if o != Established.String() {
 			return true
 		}
 	}
@@ -104,7 +104,7 @@ func Destinations(r *Report) []*Destination {
 		}
 		n := max(c.Count, 1)
 		d.Calls += n
-		d.Outcomes[c.Outcome] += n
+		d.Outcomes[c.Outcome.String()] += n
 		d.BlockedMS += c.BlockedMS
 		if p := proc(c.PID, c.Comm); p != "-" && !slices.Contains(d.Processes, p) && len(d.Processes) < 8 {
 			d.Processes = append(d.Processes, p)
@@ -141,7 +141,7 @@ func Destinations(r *Report) []*Destination {
 		}
 		n := max(l.Count, 1)
 		d.Calls += n
-		d.Outcomes[l.Outcome] += n
+		d.Outcomes[l.Outcome.String()] += n
 		if p := proc(l.PID, l.Comm); p != "-" && !slices.Contains(d.Processes, p) && len(d.Processes) < 8 {
 			d.Processes = append(d.Processes, p)
 		}

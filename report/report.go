@@ -13,25 +13,6 @@ import (
 // SchemaVersion is the version of the JSON report format.
 const SchemaVersion = 1
 
-// Connection outcomes.
-const (
-	Established = "established" // handshake completed (or the peers went on talking)
-	Refused     = "refused"     // RST answered the SYN
-	Rejected    = "rejected"    // ICMP unreachable / admin-prohibited answered the SYN
-	Timeout     = "timeout"     // no answer; the caller gave up
-	Pending     = "pending"     // no answer when the capture or window ended
-	Aborted     = "aborted"     // the server answered, the client did not complete the handshake
-)
-
-// Lookup outcomes (Timeout, Pending and Rejected are shared with connections).
-const (
-	Answered   = "answered"
-	NoData     = "nodata"
-	NXDomain   = "nxdomain"
-	ServFail   = "servfail"
-	DNSRefused = "refused"
-)
-
 // Name sources: where a connection's host name came from.
 const (
 	SourceDNS  = "dns"
@@ -85,7 +66,7 @@ type Connection struct {
 	SynTimesMS []float64 `json:"syn_times_ms"` // each SYN, ms after Start (bounded list)
 	SynAcks    int       `json:"synacks"`      // SYN-ACKs the server sent on this attempt's flow
 	RSTs       int       `json:"rsts"`         // RSTs either way on this attempt's flow
-	Outcome    string    `json:"outcome"`
+	Outcome    Outcome   `json:"outcome"`
 	End        time.Time `json:"end"` // answer, give-up, or window end
 	BlockedMS  float64   `json:"blocked_ms"`
 	Inferred   bool      `json:"inferred"`  // End is an estimate (give-up not observed)
@@ -119,7 +100,7 @@ type Lookup struct {
 	Transport string    `json:"transport"` // udp or tcp
 	Start     time.Time `json:"start"`
 	Attempts  int       `json:"attempts"`
-	Outcome   string    `json:"outcome"`
+	Outcome   Outcome   `json:"outcome"`
 	Rcode     string    `json:"rcode,omitempty"`
 	Answers   []string  `json:"answers"`
 	CNAMEs    []string  `json:"cnames,omitempty"`
