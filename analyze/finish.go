@@ -170,8 +170,8 @@ type culprit struct {
 	port     string
 	blocked  float64
 	outcome  report.Outcome // 0 when its calls ended differently
-	detail   string // "3 SYNs, ~3.0 s"
-	proc     string // "shopapp[4242]" where the process is known
+	detail   string         // "3 SYNs, ~3.0 s"
+	proc     string         // "shopapp[4242]" where the process is known
 }
 
 // blocked returns the union of the blocked intervals of egress calls inside
