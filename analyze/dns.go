@@ -324,8 +324,8 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 	l := report.Lookup{
 		Name:      lk.name,
 		QType:     dnsmsg.TypeString(lk.qtype),
-		Client:    lk.client.Addr().Unmap().String(),
-		Server:    addrPortString(lk.server),
+		Client:    lk.client.Addr().Unmap(),
+		Server:    netip.AddrPortFrom(lk.server.Addr().Unmap(), lk.server.Port()),
 		Transport: "udp",
 		Start:     time.Unix(0, lk.start).UTC(),
 		Attempts:  lk.queries,
@@ -355,7 +355,7 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 		l.PID, l.Comm = &pid, &comm
 	}
 	if other {
-		l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", "", []string{}, nil
+		l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", netip.AddrPort{}, []string{}, nil
 	}
 	if folding {
 		a.folded[key] = len(a.lks)

@@ -57,7 +57,7 @@ func (a *Analyzer) Finish() *report.Report {
 
 	for _, c := range a.conns {
 		switch {
-		case c.Loopback || isEgress(c.Src.Addr(), c.Dst.Addr()):
+		case c.Loopback || isEgress(c.SrcIP, c.DstIP):
 			r.Connections = append(r.Connections, c)
 		default:
 			r.Stats.InboundAttempts++
@@ -65,9 +65,8 @@ func (a *Analyzer) Finish() *report.Report {
 	}
 	keepLookup := make([]bool, len(a.lks))
 	for i, l := range a.lks {
-		ad, err := netip.ParseAddr(l.Client)
-		srv, _ := netip.ParseAddrPort(l.Server) // empty for the "other destinations" record
-		if err == nil && (isEgress(ad, srv.Addr()) || ad.IsLoopback()) {
+		// Server is invalid for the "other destinations" record.
+		if l.Client.IsValid() && (isEgress(l.Client, l.Server.Addr()) || l.Client.IsLoopback()) {
 			keepLookup[i] = true
 			r.Lookups = append(r.Lookups, l)
 		}
@@ -139,8 +138,8 @@ func (a *Analyzer) localFunc(l *report.Local) func(netip.Addr) bool {
 				set[x.Unmap()] = true
 			}
 			for _, lk := range a.lks {
-				if ad, err := netip.ParseAddr(lk.Client); err == nil {
-					set[ad] = true
+				if lk.Client.IsValid() {
+					set[lk.Client] = true
 				}
 			}
 		}
@@ -245,7 +244,7 @@ func headline(r *report.Report) string {
 		}
 		host := c.Host
 		if host == "" {
-			host = c.DstIP
+			host = c.DstIP.String()
 		}
 		failedBlocked = append(failedBlocked, interval{c.Start.UnixNano(), c.End.UnixNano()})
 		// Calls to one destination are named once: "host:80 (9 calls, 99

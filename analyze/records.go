@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"net/netip"
 	"syscall"
 	"time"
 
@@ -117,9 +118,9 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 	c := report.Connection{
 		Host:       at.host,
 		NameSource: at.nameSource,
-		SrcIP:      at.client.Addr().Unmap().String(),
+		SrcIP:      at.client.Addr().Unmap(),
 		SrcPort:    at.client.Port(),
-		DstIP:      at.server.Addr().Unmap().String(),
+		DstIP:      at.server.Addr().Unmap(),
 		DstPort:    at.server.Port(),
 		Proto:      "tcp",
 		Start:      time.Unix(0, at.start).UTC(),
@@ -136,8 +137,6 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 		// local service, not egress.
 		Loopback: at.client.Addr().IsLoopback() || at.server.Addr().IsLoopback() || at.client.Addr() == at.server.Addr(),
 		Count:    1,
-		Src:      at.client,
-		Dst:      at.server,
 	}
 	if c.NameSource == "" {
 		c.NameSource = report.SourceNone
@@ -155,7 +154,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 		c.PID, c.Comm = &pid, &comm
 	}
 	if other {
-		c.Host, c.NameSource, c.DstIP, c.DstPort = OtherDestinations, report.SourceNone, "", 0
+		c.Host, c.NameSource, c.DstIP, c.DstPort = OtherDestinations, report.SourceNone, netip.Addr{}, 0
 	}
 	if folding {
 		a.folded[key] = len(a.conns)

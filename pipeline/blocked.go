@@ -58,9 +58,9 @@ func (b *blockedCalls) add(e *event.Blocked) {
 	t := time.Unix(0, e.Time).UTC()
 	b.calls[k] = &report.Connection{
 		PID: &pid, Comm: &comm, NameSource: report.SourceNone,
-		DstIP: e.Dst.Addr().String(), DstPort: e.Dst.Port(), Proto: proto,
+		DstIP: e.Dst.Addr(), DstPort: e.Dst.Port(), Proto: proto,
 		Start: t, End: t, Outcome: report.Rejected, EndBasis: report.BasisBlockedConnect,
-		SynTimesMS: []float64{}, Count: 1, Dst: e.Dst,
+		SynTimesMS: []float64{}, Count: 1,
 	}
 	b.order = append(b.order, k)
 }
@@ -149,7 +149,7 @@ func (b *blockedCalls) merge(r *report.Report) (added []report.Connection) {
 		if matched {
 			continue
 		}
-		if name, ok := b.names[c.Dst.Addr().Unmap()]; ok {
+		if name, ok := b.names[c.DstIP.Unmap()]; ok {
 			c.Host, c.NameSource = name, report.SourceDNS
 		}
 		r.Connections = append(r.Connections, *c)

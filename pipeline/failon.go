@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/egress-dev/egress/report"
@@ -72,11 +73,11 @@ func (f FailOn) Findings(r *report.Report) []string {
 	return out
 }
 
-func orIP(host, ip string) string {
+func orIP(host string, ip netip.Addr) string {
 	if host != "" {
 		return report.Safe(host)
 	}
-	return ip
+	return ip.String()
 }
 
 // Summarise is the one line that says what --fail-on matched.

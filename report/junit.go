@@ -94,7 +94,7 @@ func Destinations(r *Report) []*Destination {
 		}
 		k := key{c.Host, c.DstPort, c.Proto}
 		if k.name == "" {
-			k.name = c.DstIP
+			k.name = addrText(c.DstIP)
 		}
 		d := byKey[k]
 		if d == nil {
