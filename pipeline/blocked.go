@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -158,7 +157,6 @@ func (b *blockedCalls) merge(r *report.Report) (added []report.Connection) {
 	if len(added) > 0 {
 		slices.SortStableFunc(r.Connections, func(a, b report.Connection) int { return a.Start.Compare(b.Start) })
 	}
-	r.Hints = append(r.Hints, report.Hint{Kind: "blocked", Subject: fmt.Sprintf("%d call(s)", n),
-		Text: "egress run --block refused calls to destinations the policy does not allow: the app got EPERM at once instead of waiting"})
+	r.Hints = append(r.Hints, report.BlockedHint(n))
 	return added
 }
