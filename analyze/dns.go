@@ -316,7 +316,7 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 			f := &a.lks[i]
 			f.Count++
 			f.Attempts += lk.queries
-			f.BlockedMS += ms(end - lk.start)
+			f.Blocked += dur(end - lk.start)
 			a.stats.RecordsFolded++
 			return
 		}
@@ -331,7 +331,7 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 		Attempts:  lk.queries,
 		Outcome:   out,
 		End:       time.Unix(0, end).UTC(),
-		BlockedMS: ms(end - lk.start),
+		Blocked:   dur(end - lk.start),
 		Inferred:  inferred,
 		EndBasis:  basis,
 		ICMP:      lk.icmp,
