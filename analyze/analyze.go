@@ -121,7 +121,7 @@ func (a *Analyzer) Sock(e *event.Sock) {
 		// connect() failed before any SYN left (a local nftables reject,
 		// no route): a call refused on the spot, blocked for no time.
 		at = &attempt{client: e.Src, server: e.Dst, start: e.Time, proc: a.keepProc(e.Proc),
-			ans: ansKernelError, ansTime: e.Time, errno: e.Errno}
+			ans: ansKernelError, ansTime: e.Time, errno: e.Errno, stack: e.Stack}
 		a.contacted.add(e.Dst.Addr())
 		a.dirOut.add(e.Src.Addr())
 		a.nameAttempt(at, e.Time)
@@ -136,7 +136,7 @@ func (a *Analyzer) Sock(e *event.Sock) {
 			a.stats.FlowsEvicted++
 			return
 		}
-		at = &attempt{client: e.Src, server: e.Dst, start: e.Time, proc: a.keepProc(e.Proc), kernel: true}
+		at = &attempt{client: e.Src, server: e.Dst, start: e.Time, proc: a.keepProc(e.Proc), kernel: true, stack: e.Stack}
 		at.addSyn(e.Time)
 		a.sockets[e.Cookie] = at
 		if e.Src.IsValid() && e.Dst.IsValid() {

@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"net/netip"
+	"regexp"
 	"time"
 
 	"github.com/egress-dev/egress/report"
@@ -36,6 +37,11 @@ type Config struct {
 	// when the capture shows no later action of the same host (default 5 s,
 	// the glibc and Go default).
 	DNSGiveUp time.Duration
+
+	// AppFrames, when set, says which stack frames are the application's
+	// own code (matched against function, file and module) for a call's
+	// called_from; nil applies report.AppFrame's default rule.
+	AppFrames *regexp.Regexp
 
 	// Settled, when set, is handed each egress call's record as soon as the
 	// call is settled, before Finish (streaming output). Calls folded into

@@ -74,7 +74,31 @@ func (a *Analyzer) Finish() *report.Report {
 	r.Window.Blocked = a.blocked(r, start, end)
 	r.Headline = report.Headline(r)
 	r.Hints = a.hints(keepLookup)
+	r.Hints = append(r.Hints, a.stackHints(r)...)
 	return r
+}
+
+// stackHints says, once per process, when its stacks (--stacks) name no
+// function of the application: the code has no symbols or no frame
+// pointers, and the report can only give module+offset.
+func (a *Analyzer) stackHints(r *report.Report) []report.Hint {
+	var hints []report.Hint
+	seen := map[string]bool{}
+	for _, c := range r.Connections {
+		if len(c.Stack) == 0 {
+			continue
+		}
+		if site, ok := report.CallSite(c.Stack, a.cfg.AppFrames); ok && site.Function != "" {
+			continue
+		}
+		h := report.StackUnnamed(c.PID, c.Comm)
+		if seen[h.Subject] || len(hints) >= 20 {
+			continue
+		}
+		seen[h.Subject] = true
+		hints = append(hints, h)
+	}
+	return hints
 }
 
 // egressFunc decides which addresses are this host's, says why in l, and

@@ -5,6 +5,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/egress-dev/egress/event"
 	"github.com/egress-dev/egress/report"
 )
 
@@ -153,6 +154,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 		pid, comm := at.proc.PID, at.proc.Comm
 		c.PID, c.Comm = &pid, &comm
 	}
+	c.Stack, c.CalledFrom = a.stack(at.stack)
 	if other {
 		c.Host, c.NameSource, c.DstIP, c.DstPort = OtherDestinations, report.SourceNone, netip.Addr{}, 0
 	}
@@ -188,3 +190,20 @@ func pidOf(p *int) int {
 
 // dur is a span of ns nanoseconds at the report's resolution.
 func dur(ns int64) report.Duration { return report.Micro(time.Duration(ns)) }
+
+// stack turns a kernel stack into the report's frames and names its call
+// site (report.CallSite, with Config.AppFrames).
+func (a *Analyzer) stack(fs []event.Frame) ([]report.Frame, string) {
+	if len(fs) == 0 {
+		return nil, ""
+	}
+	out := make([]report.Frame, len(fs))
+	for i, f := range fs {
+		out[i] = report.Frame{Function: f.Function, File: f.File, Line: f.Line, Module: f.Module, Offset: f.Offset}
+	}
+	site, ok := report.CallSite(out, a.cfg.AppFrames)
+	if !ok {
+		return out, ""
+	}
+	return out, report.CallSiteText(site)
+}

@@ -130,14 +130,24 @@ func Destinations(r *Report) []*Destination {
 	// too: the app wanted to reach them, and the policy said no.
 	for i := range r.Lookups {
 		l := &r.Lookups[i]
-		if l.EndBasis != BasisBlockedLookup {
+		// egress run judges a lookup of a name no host entry allows as a
+		// call of its own (DNS carries data out); --block refused it.
+		judged := l.Verdict != nil && !l.Verdict.Expected && l.Verdict.Rule != ""
+		if l.EndBasis != BasisBlockedLookup && !judged {
 			continue
 		}
 		k := key{l.Name, 0, "dns"}
 		d := byKey[k]
 		if d == nil {
+			rule := "no rule"
+			if judged {
+				rule = l.Verdict.Rule
+			}
 			d = &Destination{Name: l.Name, Proto: "dns", Outcomes: map[string]int{}, Unexpected: true,
-				Rule: "no rule", Reasons: []string{l.EndBasis}}
+				Rule: rule, Reasons: []string{}}
+			if l.EndBasis == BasisBlockedLookup {
+				d.Reasons = append(d.Reasons, l.EndBasis)
+			}
 			byKey[k] = d
 			ds = append(ds, d)
 		}

@@ -24,6 +24,9 @@ const (
 	NoData
 	NXDomain
 	ServFail
+	// Sent: a datagram or packet went out whose answer egress cannot see
+	// (egress run's cgroup programs reported it); the policy judges it.
+	Sent
 )
 
 // DNSRefused is a lookup answered REFUSED.
@@ -44,6 +47,7 @@ var outcomeNames = [...]string{
 	NoData:      "nodata",
 	NXDomain:    "nxdomain",
 	ServFail:    "servfail",
+	Sent:        "sent",
 }
 
 // RcodeOutcome is the outcome of a lookup answered with an rcode that has

@@ -23,6 +23,7 @@ type culprit struct {
 	outcome  Outcome // 0 when its calls ended differently
 	detail   string  // "3 SYNs, ~3.0 s"
 	proc     string  // "shopapp[4242]" where the process is known
+	caller   string  // "main.checkForUpdates (updates.go:42)" with --stacks
 }
 
 // failed says whether an outcome means the caller did not get what it
@@ -77,6 +78,7 @@ func Headline(r *Report) string {
 		if c.PID != nil {
 			cs[len(cs)-1].proc = procName(c.PID, c.Comm)
 		}
+		cs[len(cs)-1].caller = c.CalledFrom
 	}
 	// Lookups are named once per name: "lookups of x (A, AAAA; 1 query, ~2.0 s)".
 	byName := map[string]int{}
@@ -201,16 +203,24 @@ func describeOutcomes(kinds map[Outcome]int, n int, one, many string) string {
 func joinCulprits(cs []culprit, hidden int, prep string) string {
 	var parts []string
 	prevHost := ""
-	for _, c := range cs {
+	for i, c := range cs {
+		// The top culprit also says which code made it (--stacks).
+		from := by(c.proc)
+		if i == 0 && c.caller != "" {
+			if from != "" {
+				from += ","
+			}
+			from += " called from " + c.caller
+		}
 		switch {
 		case c.lookup && c.n > len(c.qtypes):
 			parts = append(parts, fmt.Sprintf("%s (%s, %d queries, up to %s)", c.host, strings.Join(c.qtypes, "+"), c.n, c.detail))
 		case c.lookup:
 			parts = append(parts, fmt.Sprintf("%s (%s, %s)", c.host, strings.Join(c.qtypes, "+"), c.detail))
 		case c.host == prevHost:
-			parts = append(parts, ":"+c.port+" ("+c.detail+")"+by(c.proc))
+			parts = append(parts, ":"+c.port+" ("+c.detail+")"+from)
 		default:
-			parts = append(parts, c.host+":"+c.port+" ("+c.detail+")"+by(c.proc))
+			parts = append(parts, c.host+":"+c.port+" ("+c.detail+")"+from)
 			prevHost = c.host
 		}
 	}
@@ -310,4 +320,17 @@ func MoreResolvedNotContacted(n int) Hint {
 func BlockedHint(n int) Hint {
 	return Hint{Kind: "blocked", Subject: fmt.Sprintf("%d call(s)", n),
 		Text: "egress run --block refused calls to destinations the policy does not allow: the app got EPERM at once instead of waiting"}
+}
+
+// StackUnnamed is the hint for a process whose stacks (--stacks) name no
+// function of the application, only module+offset.
+func StackUnnamed(pid *int, comm *string) Hint {
+	who := "an unknown process"
+	if pid != nil {
+		who = procName(pid, comm)
+	}
+	return Hint{Kind: "stack-unnamed", Subject: who, Text: fmt.Sprintf(
+		"the stacks of %s name no function of the application, only module+offset: its code has no symbols, or no frame pointers "+
+			"(build C/C++ with -fno-omit-frame-pointer and keep the symbol table; run Node.js with --perf-basic-prof "+
+			"--interpreted-frames-native-stack, Python 3.12+ with -X perf; see docs/watch.md)", who)}
 }

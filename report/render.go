@@ -187,9 +187,25 @@ func quiet(outcome Outcome) bool {
 	return outcome == Established || outcome == Answered
 }
 
+// hasCallers says whether any call has a call site: the "called from"
+// column is shown only then, so reports without --stacks look as before.
+func hasCallers(cs []Connection) bool {
+	for _, c := range cs {
+		if c.CalledFrom != "" {
+			return true
+		}
+	}
+	return false
+}
+
 func connTable(w io.Writer, cs []Connection, origin time.Time, opt TableOptions) error {
 	t := tablewriter.NewWriter(w)
-	t.Header("start", "process", "host", "destination", "syns", "outcome", "blocked")
+	callers := hasCallers(cs)
+	header := []any{"start", "process", "host", "destination", "syns", "outcome", "blocked"}
+	if callers {
+		header = append(header, "called from")
+	}
+	t.Header(header...)
 	shown, hidden := 0, 0
 	for _, c := range cs {
 		if quiet(c.Outcome) && !opt.All {
@@ -219,8 +235,12 @@ func connTable(w io.Writer, cs []Connection, origin time.Time, opt TableOptions)
 		if c.Verdict != nil && !c.Verdict.Expected {
 			out += " UNEXPECTED"
 		}
-		if err := t.Append(rel(c.Start, origin), proc(c.PID, c.Comm), Safe(host),
-			joinHostPort(addrText(c.DstIP), c.DstPort), fmt.Sprint(c.Attempts), Safe(out), blocked); err != nil {
+		row := []any{rel(c.Start, origin), proc(c.PID, c.Comm), Safe(host),
+			joinHostPort(addrText(c.DstIP), c.DstPort), fmt.Sprint(c.Attempts), Safe(out), blocked}
+		if callers {
+			row = append(row, Safe(orDash(c.CalledFrom)))
+		}
+		if err := t.Append(row...); err != nil {
 			return err
 		}
 	}

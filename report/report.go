@@ -75,6 +75,11 @@ type Connection struct {
 	Loopback   bool       `json:"loopback"`
 	Count      int        `json:"count"` // identical calls folded into this record (1 unless folded)
 	Verdict    *Verdict   `json:"verdict,omitempty"`
+	// Stack is the user-space stack of the thread at connect(), innermost
+	// first (egress --stacks; absent otherwise). CalledFrom names its
+	// application frame (see CallSite): "main.checkForUpdates (updates.go:42)".
+	Stack      []Frame `json:"stack,omitempty"`
+	CalledFrom string  `json:"called_from,omitempty"`
 }
 
 // Src is the connection's local socket.

@@ -5,7 +5,10 @@
 # goroutines for DURATION, (1) alone, (2) with egress watch attached, at full
 # speed, then (3) watched at a fixed RATE (10,000 connects/s by default) to
 # check that nothing is lost. Reports throughput change, egress's CPU, lost
-# events and attach time. Needs root. Bounded: every run ends after DURATION
+# events and attach time. Every watched run is done twice, back to back:
+# without and with --stacks (the user stack of each connect, symbolized), so
+# the cost of stacks is measured under the same conditions. Needs root.
+# Bounded: every run ends after DURATION
 # plus a few seconds; loopback only.
 #
 #   sudo scripts/bench-watch.sh            # DURATION=5s WORKERS=4 RUNS=3 RATE=10000
@@ -42,14 +45,17 @@ rate_of() { awk '{for (i = 1; i < NF; i++) if ($i == "per_second") print $(i + 1
 # cpu_ticks PID: user+system clock ticks used so far.
 cpu_ticks() { awk '{ i = index($0, ") "); split(substr($0, i + 2), f, " "); print f[12] + f[13] }' "/proc/$1/stat"; }
 
-# watched OUT_PREFIX [connload args...]: one load run with egress attached.
+# watched OUT_PREFIX [connload args...]: one load run with egress attached,
+# with the extra watch flags in $WATCH_FLAGS.
+WATCH_FLAGS=""
 watched() {
 	local out=$1
 	shift
 	"$tmp/connload" -delay "$DELAY" -duration "$DURATION" -workers "$WORKERS" "$@" >"$out.load" &
 	local load=$!
 	pids+=("$load")
-	"$tmp/egress" watch --pid "$load" --format json >"$out.json" 2>"$out.err" &
+	# shellcheck disable=SC2086
+	"$tmp/egress" watch --pid "$load" --format json $WATCH_FLAGS >"$out.json" 2>"$out.err" &
 	local eg=$!
 	pids+=("$eg")
 	wait "$load"
@@ -58,36 +64,51 @@ watched() {
 	wait "$eg" || true
 }
 
-echo "bench-watch: $RUNS runs of $DURATION, $WORKERS workers, loopback; kernel $(uname -r), $(nproc) CPUs"
+echo "bench-watch: $RUNS runs of $DURATION, $WORKERS workers, loopback; kernel $(uname -r), $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 base=()
+with=()
+stk=()
+# Interleaved, so a change in the machine's load hits all three alike.
 for i in $(seq "$RUNS"); do
 	"$tmp/connload" -duration "$DURATION" -workers "$WORKERS" >"$tmp/base$i"
 	base+=("$(rate_of "$tmp/base$i")")
-done
-with=()
-for i in $(seq "$RUNS"); do
-	watched "$tmp/w$i"
+	WATCH_FLAGS="" watched "$tmp/w$i"
 	with+=("$(rate_of "$tmp/w$i.load")")
+	WATCH_FLAGS="--stacks" watched "$tmp/s$i"
+	stk+=("$(rate_of "$tmp/s$i.load")")
 done
-watched "$tmp/fixed" -rate "$RATE"
+WATCH_FLAGS="" watched "$tmp/fixed" -rate "$RATE"
+WATCH_FLAGS="--stacks" watched "$tmp/sfixed" -rate "$RATE"
 
 secs=$(awk -v d="$DURATION" 'BEGIN { sub(/s$/, "", d); print d }')
 median() { printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 b=$(median "${base[@]}")
 w=$(median "${with[@]}")
+s=$(median "${stk[@]}")
 echo "throughput alone:   ${base[*]} connects/s (median $b)"
 echo "throughput watched: ${with[*]} connects/s (median $w)"
+echo "watched --stacks:   ${stk[*]} connects/s (median $s)"
 awk -v b="$b" -v w="$w" 'BEGIN { printf "throughput change:  %+.1f%%\n", 100 * (w - b) / b }'
-for i in $(seq "$RUNS"); do
-	printf 'watched run %d: egress CPU %.1f%% of one core over the load, attach %s, events lost %s, connections reported %s\n' "$i" \
-		"$(awk -v t="$(cat "$tmp/w$i.cpu")" -v hz="$tck" -v s="$secs" 'BEGIN { print 100 * t / hz / s }')" \
-		"$(sed -n 's/.*attached in \([^ ;]*\).*/\1/p' "$tmp/w$i.err")" \
-		"$(jq '.stats.events_lost' "$tmp/w$i.json")" \
-		"$(jq '[.connections[].count] | add' "$tmp/w$i.json")"
+awk -v b="$b" -v s="$s" -v w="$w" 'BEGIN { printf "with --stacks:      %+.1f%% (against watch without stacks: %+.1f%%)\n", 100 * (s - b) / b, 100 * (s - w) / w }'
+cpu() { awk -v t="$(cat "$1")" -v hz="$tck" -v s="$secs" 'BEGIN { print 100 * t / hz / s }'; }
+for p in w s; do
+	label=watched
+	[ "$p" = s ] && label="watched --stacks"
+	for i in $(seq "$RUNS"); do
+		printf '%s run %d: egress CPU %.1f%% of one core over the load, attach %s, events lost %s, connections reported %s, with a call site %s\n' \
+			"$label" "$i" "$(cpu "$tmp/$p$i.cpu")" \
+			"$(sed -n 's/.*attached in \([^ ;]*\).*/\1/p' "$tmp/$p$i.err")" \
+			"$(jq '.stats.events_lost' "$tmp/$p$i.json")" \
+			"$(jq '[.connections[].count] | add' "$tmp/$p$i.json")" \
+			"$(jq '[.connections[] | select(.called_from != null) | .count] | add // 0' "$tmp/$p$i.json")"
+	done
 done
-printf 'fixed %s connects/s: achieved %s/s, egress CPU %.1f%%, events lost %s, connections reported %s of %s\n' "$RATE" \
-	"$(rate_of "$tmp/fixed.load")" \
-	"$(awk -v t="$(cat "$tmp/fixed.cpu")" -v hz="$tck" -v s="$secs" 'BEGIN { print 100 * t / hz / s }')" \
-	"$(jq '.stats.events_lost' "$tmp/fixed.json")" \
-	"$(jq '[.connections[].count] | add' "$tmp/fixed.json")" \
-	"$(awk '{ print $2 }' "$tmp/fixed.load")"
+for f in fixed sfixed; do
+	label=fixed
+	[ "$f" = sfixed ] && label="--stacks fixed"
+	printf '%s %s connects/s: achieved %s/s, egress CPU %.1f%%, events lost %s, connections reported %s of %s\n' \
+		"$label" "$RATE" "$(rate_of "$tmp/$f.load")" "$(cpu "$tmp/$f.cpu")" \
+		"$(jq '.stats.events_lost' "$tmp/$f.json")" \
+		"$(jq '[.connections[].count] | add' "$tmp/$f.json")" \
+		"$(awk '{ print $2 }' "$tmp/$f.load")"
+done

@@ -94,6 +94,7 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 		if w.LocalAny && fl.local == "" {
 			cfg.Analyze.LocalAny = true
 		}
+		cfg.Steering.Port, cfg.LookupsAreCalls = w.ProxyPort, w.LookupsAreCalls
 	}
 	cfg.Sources, cfg.Backend = []capture.Source{rd}, rd.Format()
 
