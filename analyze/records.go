@@ -38,7 +38,7 @@ func isTimeoutErrno(errno int) bool { return errno == int(syscall.ETIMEDOUT) }
 
 // resolve decides an attempt's outcome as of time end (the window's end
 // when the attempt is still open then).
-func (a *Analyzer) resolve(at *attempt, end int64) (outcome report.Outcome, t int64, basis string, inferred bool) {
+func (a *Analyzer) resolve(at *attempt, end int64) (outcome string, t int64, basis string, inferred bool) {
 	switch at.ans {
 	case ansSynAck:
 		// Any ACK or data from the client after the SYN-ACK completes the
@@ -87,41 +87,62 @@ func (a *Analyzer) finishFlow(f *flow, now int64) {
 }
 
 // finishAttempt turns an attempt into a report record. now is the time up
-// to which the capture has been seen.
+// to which the capture has been seen. Everything that decides where the call
+// belongs (inside the window, its outcome, its record) is decided here,
+// before it joins a record (fold.go).
 func (a *Analyzer) finishAttempt(at *attempt, now int64) {
+	if !a.startsInWindow(at.start) {
+		a.stats.OutsideWindow++
+		return
+	}
 	out, end, basis, inferred := a.resolve(at, now)
 	if end < at.start {
 		end = at.start // an answer captured before its SYN (reordering)
 	}
-	if a.cfg.From != 0 && end < a.cfg.From {
-		a.stats.OutsideWindow++
+	blocked := a.blockedInWindow(at.start, end)
+	// A host talking to itself (loopback, or its own address) is a local
+	// service, not egress.
+	loop := at.client.Addr().IsLoopback() || at.server.Addr().IsLoopback() || at.client.Addr() == at.server.Addr()
+	fail := failed(out)
+	pl := a.place(len(a.conns), foldKey{client: at.client.Addr().As16(), dst: at.server.Addr().As16(),
+		port: at.server.Port(), name: at.host, out: outcomeCode(out)}, fail, at.client.Addr(), at.server.Addr())
+	if pl.inbound {
+		a.stats.InboundAttempts++
 		return
 	}
-	// Past the record limit a call like an earlier one is folded into it,
-	// before the record is built: past the limit most calls are repeats,
-	// and building costs more than the rest of the analysis.
-	folding := len(a.conns) >= a.cfg.MaxRecords
-	var key foldKey
-	var other bool
-	if folding {
-		key, other = a.foldSlot(foldKey{dst: at.server.Addr().As16(), port: at.server.Port(), name: at.host, out: out})
-		if i, ok := a.folded[key]; ok {
-			f := &a.conns[i]
-			f.Count++
-			f.Attempts += at.syns
-			f.SynAcks += at.synAcks
-			f.RSTs += at.rsts
-			f.Blocked += dur(end - at.start)
-			a.stats.RecordsFolded++
-			return
+	if pl.index >= 0 {
+		if !loop {
+			a.noteFolded(at.client.Addr(), at.server.Addr(), at.start, end, fail)
 		}
+		// Folded: counted into the earlier record. Past the record limit
+		// most calls are repeats, and building a record costs more than
+		// the rest of the analysis.
+		f := &a.conns[pl.index]
+		if f.Count == 1 {
+			f.BlockedSumMS = f.BlockedMS
+			if f.FoldedBy == "" {
+				f.FoldedBy = report.FoldClient
+			}
+		}
+		f.Count++
+		f.Attempts += at.syns
+		f.SynAcks += at.synAcks
+		f.RSTs += at.rsts
+		f.BlockedMS = max(f.BlockedMS, blocked)
+		f.BlockedSumMS += blocked
+		f.Inferred = f.Inferred || inferred
+		a.stats.RecordsFolded++
+		if pl.key.tier == tierOutcome {
+			a.stats.RecordsDropped++
+		}
+		return
 	}
 	c := report.Connection{
 		Host:       at.host,
 		NameSource: at.nameSource,
-		SrcIP:      at.client.Addr().Unmap(),
+		SrcIP:      at.client.Addr().Unmap().String(),
 		SrcPort:    at.client.Port(),
-		DstIP:      at.server.Addr().Unmap(),
+		DstIP:      at.server.Addr().Unmap().String(),
 		DstPort:    at.server.Port(),
 		Proto:      "tcp",
 		Start:      time.Unix(0, at.start).UTC(),
@@ -130,14 +151,14 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 		RSTs:       at.rsts,
 		Outcome:    out,
 		End:        time.Unix(0, end).UTC(),
-		Blocked:    dur(end - at.start),
+		BlockedMS:  blocked,
 		Inferred:   inferred,
 		EndBasis:   basis,
 		ICMP:       at.icmp,
-		// A host talking to itself (loopback, or its own address) is a
-		// local service, not egress.
-		Loopback: at.client.Addr().IsLoopback() || at.server.Addr().IsLoopback() || at.client.Addr() == at.server.Addr(),
-		Count:    1,
+		Loopback:   loop,
+		Count:      1,
+		Src:        at.client,
+		Dst:        at.server,
 	}
 	if c.NameSource == "" {
 		c.NameSource = report.SourceNone
@@ -146,39 +167,51 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 	if n > maxSynTimes {
 		n = maxSynTimes
 	}
-	c.SynTimes = make([]report.Duration, n)
+	c.SynTimesMS = make([]float64, n)
 	for i := 0; i < n; i++ {
-		c.SynTimes[i] = dur(at.synTimes[i] - at.start)
+		c.SynTimesMS[i] = ms(at.synTimes[i] - at.start)
 	}
 	if at.proc != nil {
 		pid, comm := at.proc.PID, at.proc.Comm
 		c.PID, c.Comm = &pid, &comm
 	}
 	c.Stack, c.CalledFrom = a.stack(at.stack)
-	if other {
-		c.Host, c.NameSource, c.DstIP, c.DstPort = OtherDestinations, report.SourceNone, netip.Addr{}, 0
+	if pl.tier != tierOwn {
+		c.FoldedBy = pl.tier.foldedBy()
 	}
-	if folding {
-		a.folded[key] = len(a.conns)
+	if pl.tier == tierOutcome {
+		c.Host, c.NameSource, c.DstIP, c.DstPort, c.Dst = OtherDestinations, report.SourceNone, "", 0, netip.AddrPort{}
+		a.stats.RecordsDropped++
 	}
+	a.register(pl, len(a.conns), fail)
 	a.conns = append(a.conns, c)
 	a.settledConnection(&a.conns[len(a.conns)-1])
 }
 
-// foldSlot says which record a call past the record limit joins: the one of
-// its own fold key, or, when the fold table is full and the key is new, the
-// per-outcome "other destinations" record (counted in records_dropped).
-// Memory so stays bounded however long the capture.
-func (a *Analyzer) foldSlot(k foldKey) (slot foldKey, other bool) {
-	if _, ok := a.folded[k]; ok || len(a.folded) < 2*a.cfg.MaxRecords {
-		return k, false
-	}
-	a.stats.RecordsDropped++
-	return foldKey{lookup: k.lookup, name: OtherDestinations, out: k.out}, true
+// startsInWindow says whether a call that started at t is inside the
+// window: calls are selected by their start.
+func (a *Analyzer) startsInWindow(t int64) bool {
+	return (a.cfg.From == 0 || t >= a.cfg.From) && (a.cfg.To == 0 || t <= a.cfg.To)
 }
 
-// OtherDestinations names the records that gather, per outcome, the calls
-// beyond every bound (stats.records_dropped counts them).
+// blockedInWindow is the part of a wait from start to end that lies inside
+// the window, in milliseconds.
+func (a *Analyzer) blockedInWindow(start, end int64) float64 {
+	if a.cfg.To != 0 && end > a.cfg.To {
+		end = a.cfg.To
+	}
+	if a.cfg.From != 0 && start < a.cfg.From {
+		start = a.cfg.From
+	}
+	if end < start {
+		return 0
+	}
+	return ms(end - start)
+}
+
+// OtherDestinations names the catch-all records that gather, per outcome,
+// the calls beyond every bound (stats.records_dropped counts them; their
+// destinations field says how many destinations they stand for).
 const OtherDestinations = "(other destinations)"
 
 func pidOf(p *int) int {
@@ -188,8 +221,9 @@ func pidOf(p *int) int {
 	return *p
 }
 
-// dur is a span of ns nanoseconds at the report's resolution.
-func dur(ns int64) report.Duration { return report.Micro(time.Duration(ns)) }
+func ms(ns int64) float64 {
+	return float64(ns/1000) / 1000
+}
 
 // stack turns a kernel stack into the report's frames and names its call
 // site (report.CallSite, with Config.AppFrames).

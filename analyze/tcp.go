@@ -131,6 +131,13 @@ func (a *Analyzer) tcp(p *event.Packet) {
 }
 
 func (a *Analyzer) newAttempt(k flowKey, p *event.Packet) {
+	if a.pastWindow(p.Time) {
+		// A call that starts after the window: not followed, but it is
+		// the host's next action for the calls it was waiting in.
+		a.stats.OutsideWindow++
+		a.action(p.Src, p.Time, nil)
+		return
+	}
 	if len(a.flows) >= a.cfg.MaxFlows {
 		a.sweep(p.Time, true)
 	}

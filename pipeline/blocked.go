@@ -64,9 +64,8 @@ func (b *blockedCalls) refusedLookup(l *report.Lookup) bool {
 	return l.Outcome == report.DNSRefused && b.refused[strings.TrimSuffix(l.Name, ".")]
 }
 
-// merge puts the tally into r (enforce.Tally.Merge) and returns the
-// records it added.
-func (b *blockedCalls) merge(r *report.Report, seen enforce.Counter, steering enforce.Steering) []report.Connection {
+// merge puts the tally into r (enforce.Tally.Merge).
+func (b *blockedCalls) merge(r *report.Report, seen enforce.Counter, steering enforce.Steering) {
 	b.tally.Steering = steering
-	return b.tally.Merge(r, b.names, b.refused, seen)
+	b.tally.Merge(r, b.names, b.refused, seen)
 }

@@ -100,6 +100,9 @@ type Result struct {
 	// TeeErr is the first error writing the tee; StreamErr the first
 	// error writing the stream.
 	TeeErr, StreamErr error
+	// WindowErr says why the window asked for (a capture's --from/--to)
+	// cannot be reported on; the report is still made.
+	WindowErr error
 	// From and To are the window's edges as the pipeline saw them (Unix ns;
 	// To is 0 when the window ended at the last observation).
 	From, To int64
@@ -139,6 +142,7 @@ func Run(ctx context.Context, cfg Config) *Result {
 				res.SourceErr = err
 			}
 		}
+		res.WindowErr = st.an.WindowError()
 	}
 	var stats event.Stats
 	for _, src := range cfg.Sources {

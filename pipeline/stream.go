@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"net/netip"
 	"time"
 
 	"github.com/egress-dev/egress/report"
@@ -40,23 +39,24 @@ type streamer struct {
 
 type connKey struct {
 	start   time.Time
-	src     netip.AddrPort
+	src     string
+	srcPort uint16
 	proto   string
 	pid     int
-	outcome report.Outcome
+	outcome string
 }
 
 type lookupKey struct {
 	start       time.Time
-	client      netip.Addr
-	server      netip.AddrPort
+	client      string
+	server      string
 	name, qtype string
 	transport   string
 	pid         int
 }
 
 func keyOf(c *report.Connection) connKey {
-	return connKey{c.Start, c.Src(), c.Proto, pidOf(c.PID), c.Outcome}
+	return connKey{c.Start, c.SrcIP, c.SrcPort, c.Proto, pidOf(c.PID), c.Outcome}
 }
 
 func lookupKeyOf(l *report.Lookup) lookupKey {

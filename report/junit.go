@@ -20,8 +20,7 @@ const (
 // protocol: the unit a CI check passes or fails. Loopback calls are left
 // out: a local database is not a phone-home.
 type Destination struct {
-	Name       string     // host name, else the address
-	IP         netip.Addr // the address, when Name is one
+	Name       string // host name, else the address
 	Port       uint16
 	Proto      string
 	Calls      int            // connection attempts (folded counts included)
@@ -37,7 +36,7 @@ type Destination struct {
 // Failed says whether some call to d did not get through.
 func (d *Destination) Failed() bool {
 	for o := range d.Outcomes {
-		if o != Established.String() {
+		if o != Established {
 			return true
 		}
 	}
@@ -50,8 +49,11 @@ func (d *Destination) Target() string {
 	if d.Proto == "dns" {
 		return Safe(d.Name)
 	}
-	if d.IP.Is6() && d.Name == d.IP.String() {
+	if a, err := netip.ParseAddr(d.Name); err == nil && a.Is6() {
 		return fmt.Sprintf("[%s]:%d", d.Name, d.Port)
+	}
+	if d.Port == 0 && d.Proto == "tcp" {
+		return Safe(d.Name) // a catch-all: no port to show
 	}
 	return fmt.Sprintf("%s:%d", Safe(d.Name), d.Port)
 }
@@ -94,20 +96,22 @@ func Destinations(r *Report) []*Destination {
 			continue
 		}
 		k := key{c.Host, c.DstPort, c.Proto}
-		var ip netip.Addr
 		if k.name == "" {
-			k.name, ip = addrText(c.DstIP), c.DstIP
+			k.name = c.DstIP
+		}
+		if c.IsCatchAll() { // issue 7: no port, and how many it stands for
+			k.name = fmt.Sprintf("%d other destinations", c.Destinations)
 		}
 		d := byKey[k]
 		if d == nil {
-			d = &Destination{Name: k.name, IP: ip, Port: k.port, Proto: k.proto, Outcomes: map[string]int{}}
+			d = &Destination{Name: k.name, Port: k.port, Proto: k.proto, Outcomes: map[string]int{}}
 			byKey[k] = d
 			ds = append(ds, d)
 		}
 		n := max(c.Count, 1)
 		d.Calls += n
-		d.Outcomes[c.Outcome.String()] += n
-		d.BlockedMS += c.Blocked.MS()
+		d.Outcomes[c.Outcome] += n
+		d.BlockedMS += c.BlockedMS
 		if p := proc(c.PID, c.Comm); p != "-" && !slices.Contains(d.Processes, p) && len(d.Processes) < 8 {
 			d.Processes = append(d.Processes, p)
 		}
@@ -153,7 +157,7 @@ func Destinations(r *Report) []*Destination {
 		}
 		n := max(l.Count, 1)
 		d.Calls += n
-		d.Outcomes[l.Outcome.String()] += n
+		d.Outcomes[l.Outcome] += n
 		if p := proc(l.PID, l.Comm); p != "-" && !slices.Contains(d.Processes, p) && len(d.Processes) < 8 {
 			d.Processes = append(d.Processes, p)
 		}
@@ -248,7 +252,7 @@ type junitFailure struct {
 func WriteJUnit(w io.Writer, r *Report) error {
 	s := junitSuite{
 		Name:      "egress " + Safe(r.Source),
-		Time:      secs(r.Window.Duration.MS()),
+		Time:      secs(r.Window.DurationMS),
 		SystemOut: Safe(r.Headline),
 		Errors:    len(r.Errors),
 	}

@@ -30,7 +30,7 @@ const (
 
 // Sent is the outcome of a call whose answer egress cannot see (a datagram
 // or a packet was sent): the policy judges its destination.
-const Sent = report.Sent
+const Sent = "sent"
 
 // MaxRecords bounds the distinct records kept; the calls past it are
 // counted in one record named OtherDestinations.
@@ -75,6 +75,16 @@ type Tally struct {
 	conns     map[uint64]*report.Connection
 	connOrder []uint64
 	connsOver int
+	// overDests holds the distinct destinations of the calls past MaxRecords
+	// (the catch-all records say how many they stand for); bounded.
+	overDests map[overDest]struct{}
+}
+
+// overDest is one destination of a catch-all record: refused and reported
+// calls past MaxRecords are counted apart.
+type overDest struct {
+	dst      netip.AddrPort
+	reported bool
 }
 
 type entry struct {
@@ -123,16 +133,25 @@ func (t *Tally) Add(b event.Blocked) {
 		}
 		if *over == nil {
 			*over = &report.Connection{Host: OtherDestinations, NameSource: report.SourceNone, Proto: ProtoName(b.Proto),
-				Start: tm, End: tm, Outcome: outcome, EndBasis: basis, SynTimes: []report.Duration{}}
+				Start: tm, End: tm, Outcome: outcome, EndBasis: basis, SynTimesMS: []float64{}, FoldedBy: report.FoldOutcome}
 		}
 		(*over).Count++
+		if t.overDests == nil {
+			t.overDests = map[overDest]struct{}{}
+		}
+		if od := (overDest{b.Dst, over == &t.overReported}); len(t.overDests) < 1<<16 {
+			if _, seen := t.overDests[od]; !seen {
+				t.overDests[od] = struct{}{}
+				(*over).Destinations++
+			}
+		}
 		(*over).End = tm
 		return
 	}
 	c := report.Connection{
 		NameSource: report.SourceNone,
-		DstIP:      b.Dst.Addr(), DstPort: b.Dst.Port(), Proto: ProtoName(b.Proto),
-		Start: tm, End: tm, SynTimes: []report.Duration{}, Count: 1,
+		DstIP:      b.Dst.Addr().String(), DstPort: b.Dst.Port(), Proto: ProtoName(b.Proto),
+		Start: tm, End: tm, SynTimesMS: []float64{}, Count: 1, Dst: b.Dst,
 		Loopback: b.Dst.Addr().IsLoopback(),
 	}
 	if pid > 0 {
@@ -169,18 +188,18 @@ func (t *Tally) conn(b event.Blocked) {
 			return
 		}
 		c = &report.Connection{PID: &pid, Comm: &comm, NameSource: report.SourceNone,
-			DstIP: b.Dst.Addr(), DstPort: b.Dst.Port(), Proto: "tcp",
-			Start: tm, End: tm, Attempts: 1, SynTimes: []report.Duration{0}, Outcome: report.Pending,
+			DstIP: b.Dst.Addr().String(), DstPort: b.Dst.Port(), Proto: "tcp", Dst: b.Dst,
+			Start: tm, End: tm, Attempts: 1, SynTimesMS: []float64{0}, Outcome: report.Pending,
 			EndBasis: BasisChild, Count: 1}
 		t.conns[b.Cookie] = c
 		t.connOrder = append(t.connOrder, b.Cookie)
 	}
-	since := func() report.Duration { return report.Micro(tm.Sub(c.Start)) }
+	ms := func() float64 { return float64(tm.Sub(c.Start).Microseconds()) / 1000 }
 	switch b.ConnOp {
 	case event.ConnRetransmit:
 		c.Attempts++
-		if len(c.SynTimes) < 16 {
-			c.SynTimes = append(c.SynTimes, since())
+		if len(c.SynTimesMS) < 16 {
+			c.SynTimesMS = append(c.SynTimesMS, ms())
 		}
 	case event.ConnEstablished:
 		c.Outcome = report.Established
@@ -193,7 +212,7 @@ func (t *Tally) conn(b event.Blocked) {
 	}
 	if b.ConnOp != event.ConnSYN {
 		c.End = tm
-		c.Blocked = since()
+		c.BlockedMS = ms()
 	}
 }
 
@@ -201,7 +220,7 @@ func (t *Tally) conn(b event.Blocked) {
 // DNS server its process asked for (the first, when it asked several).
 func (t *Tally) unsteer(rc *report.Connection) {
 	if t.Steering.Port == 0 || rc.Proto != "tcp" || rc.DstPort != t.Steering.Port || rc.PID == nil ||
-		!rc.DstIP.Unmap().IsLoopback() {
+		!rc.Dst.Addr().Unmap().IsLoopback() {
 		return
 	}
 	servers := t.steered[*rc.PID]
@@ -209,7 +228,8 @@ func (t *Tally) unsteer(rc *report.Connection) {
 		return
 	}
 	s := servers[0]
-	rc.DstIP, rc.DstPort = s.Addr(), s.Port()
+	rc.Dst = s
+	rc.DstIP, rc.DstPort = s.Addr().String(), s.Port()
 	rc.Loopback = s.Addr().IsLoopback()
 }
 
@@ -241,7 +261,7 @@ type Counter func(*event.Blocked) uint64
 // blocker's reason. The other records are added, named by the proxy's
 // answers where one gave their address. Lookups the proxy refused get
 // their reason too. seen may be nil.
-func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map[string]bool, seen Counter) (added []report.Connection) {
+func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map[string]bool, seen Counter) {
 	for i := range r.Lookups {
 		if l := &r.Lookups[i]; l.Outcome == report.DNSRefused && refused[strings.TrimSuffix(l.Name, ".")] {
 			l.EndBasis = report.BasisBlockedLookup
@@ -249,15 +269,20 @@ func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map
 	}
 	for i := range r.Connections {
 		rc := &r.Connections[i]
+		// A refused connect() never got a source address.
+		if !rc.Src.Addr().IsValid() && rc.SrcIP == "invalid IP" {
+			rc.SrcIP = ""
+		}
 		t.unsteer(rc)
 	}
+	added := false
 	for _, ck := range t.connOrder {
 		c := t.conns[ck]
-		if name, ok := names[c.DstIP.Unmap()]; ok {
+		if name, ok := names[c.Dst.Addr().Unmap()]; ok {
 			c.Host, c.NameSource = name, report.SourceDNS
 		}
 		r.Connections = append(r.Connections, *c)
-		added = append(added, *c)
+		added = true
 	}
 	if t.connsOver > 0 {
 		r.Stats.RecordsDropped += uint64(t.connsOver)
@@ -265,10 +290,10 @@ func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map
 			Text: fmt.Sprintf("more than %d child-cgroup TCP connections: the steps of the rest are only counted", MaxRecords)})
 	}
 	if len(t.order) == 0 && t.overRefused == nil && t.overReported == nil {
-		if len(added) > 0 {
+		if added {
 			slices.SortStableFunc(r.Connections, func(a, b report.Connection) int { return a.Start.Compare(b.Start) })
 		}
-		return added
+		return
 	}
 	refusedCalls, reported := 0, 0
 	for _, k := range t.order {
@@ -296,11 +321,11 @@ func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map
 		if matched {
 			continue
 		}
-		if name, ok := names[c.DstIP.Unmap()]; ok {
+		if name, ok := names[c.Dst.Addr().Unmap()]; ok {
 			c.Host, c.NameSource = name, report.SourceDNS
 		}
 		r.Connections = append(r.Connections, *c)
-		added = append(added, *c)
+		added = true
 	}
 	if o := t.overReported; o != nil && seen != nil {
 		for i := range t.overSeen {
@@ -316,17 +341,17 @@ func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map
 		}
 		r.Stats.RecordsDropped += uint64(o.Count)
 		r.Connections = append(r.Connections, *o)
-		added = append(added, *o)
+		added = true
 		r.Hints = append(r.Hints, report.Hint{Kind: "blocked-folded", Subject: fmt.Sprintf("%d call(s)", o.Count),
 			Text: fmt.Sprintf("more than %d distinct calls refused or reported by the cgroup programs: the rest (%s) are counted in the record %q", MaxRecords, o.Outcome, OtherDestinations)})
 	}
-	if len(added) > 0 {
+	if added {
 		slices.SortStableFunc(r.Connections, func(a, b report.Connection) int { return a.Start.Compare(b.Start) })
 	}
 	if refusedCalls > 0 {
-		r.Hints = append(r.Hints, report.BlockedHint(refusedCalls))
+		r.Hints = append(r.Hints, report.Hint{Kind: "blocked", Subject: fmt.Sprintf("%d call(s)", refusedCalls),
+			Text: "egress run --block refused calls to destinations the policy does not allow: the app got EPERM at once instead of waiting"})
 	}
-	return added
 }
 
 // RuleNoHost is the rule of a lookup no host entry allows.

@@ -16,14 +16,12 @@ func TestTally(t *testing.T) {
 	ta.Add(event.Blocked{Proc: &event.Process{PID: 5, Comm: "app"}, Proto: 17, Dst: dst, Kind: event.BlockedCall})
 	ta.Add(event.Blocked{Proc: &event.Process{PID: 6, Comm: "ping"}, Proto: 1, Dst: netip.MustParseAddrPort("198.51.100.8:0"), Kind: event.BlockedPacket, Refused: true})
 	ta.Add(event.Blocked{Proto: 253, Dst: netip.MustParseAddrPort("198.51.100.9:0"), Kind: event.BlockedPacket})
-	r := &report.Report{Connections: []report.Connection{{DstIP: netip.MustParseAddr("203.0.113.1"), Proto: "tcp", Outcome: report.Rejected}}}
+	r := &report.Report{Connections: []report.Connection{{SrcIP: "invalid IP", DstIP: "203.0.113.1", Proto: "tcp", Outcome: report.Rejected}}}
 	ta.Merge(r, map[netip.Addr]string{dst.Addr(): "x.example"}, nil, func(*event.Blocked) uint64 { return 7 })
 	type row struct {
-		proto       string
-		outcome     report.Outcome
-		basis, host string
-		count       int
-		pid         bool
+		proto, outcome, basis, host string
+		count                       int
+		pid                         bool
 	}
 	var got []row
 	for _, c := range r.Connections {
@@ -44,8 +42,8 @@ func TestTally(t *testing.T) {
 			t.Errorf("record %d: %+v, want %+v", i, got[i], want[i])
 		}
 	}
-	if r.Connections[0].SrcIP.IsValid() {
-		t.Errorf("a refused connect's src_ip is %v, want none", r.Connections[0].SrcIP)
+	if r.Connections[0].SrcIP != "" {
+		t.Errorf("a refused connect's src_ip is %q, want empty", r.Connections[0].SrcIP)
 	}
 }
 
@@ -68,8 +66,8 @@ func TestTallyPastLimit(t *testing.T) {
 			len(r.Connections), total, r.Stats.RecordsDropped, MaxRecords+1, n)
 	}
 	last := r.Connections[len(r.Connections)-1]
-	if last.Host != OtherDestinations || last.Count != 2345 {
-		t.Errorf("the overflow record: %+v", last)
+	if last.Host != OtherDestinations || last.Count != 2345 || !last.IsCatchAll() || last.Destinations != 2345 {
+		t.Errorf("the overflow record (want a catch-all of 2345 calls to 2345 destinations): %+v", last)
 	}
 }
 

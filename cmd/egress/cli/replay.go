@@ -117,6 +117,9 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 			return usageErr("--memprofile: %v", err)
 		}
 	}
+	if res.WindowErr != nil && res.SourceErr == nil {
+		return usageErr("%v", res.WindowErr)
+	}
 	ciOutputs(e.stderr, res.Report)
 	if err := fl.out.write(e.stdout, res.Report); err != nil {
 		return &exitError{code: ExitUsage, err: err}
