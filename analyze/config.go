@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"regexp"
 	"time"
+
+	"github.com/egress-dev/egress/report"
 )
 
 // Config tunes an Analyzer. The zero value is usable: it infers local
@@ -51,6 +53,19 @@ type Config struct {
 	// own code (matched against function, file and module) for a call's
 	// called_from; nil applies report.AppFrame's default rule.
 	AppFrames *regexp.Regexp
+
+	// Settled, when set, is handed each egress call's record as soon as the
+	// call is settled, before Finish (streaming output). Calls folded into
+	// an earlier record are not handed again: the final report counts
+	// them. Where the local addresses are only inferred, the egress
+	// decision is the one known at that moment.
+	Settled Settled
+}
+
+// Settled receives settled calls; the record is the receiver's to keep.
+type Settled interface {
+	Connection(*report.Connection)
+	Lookup(*report.Lookup)
 }
 
 func (c *Config) setDefaults() {

@@ -401,6 +401,7 @@ func (a *Analyzer) addLookup(l report.Lookup, lk *lookup) {
 	}
 	a.lks = append(a.lks, l)
 	a.lkSp = append(a.lkSp, spanOf(failed(l.Outcome) && l.Name != OtherDestinations, lk.start, l.End.UnixNano(), lk.busyAt))
+	a.settledLookup(&a.lks[len(a.lks)-1])
 }
 
 func rcodeName(r uint8) string {

@@ -23,6 +23,7 @@ const maxActivity = 1 << 18
 type activityLog struct {
 	edges     []event.Activity
 	seen      bool
+	unsorted  bool  // an edge came before the one ahead of it
 	coarsened int64 // idle spells shorter than this were dropped
 }
 
@@ -36,10 +37,19 @@ func (a *Analyzer) Activity(e *event.Activity) {
 	if len(a.act.edges) >= maxActivity {
 		a.act.coarsen()
 	}
+	if n := len(a.act.edges); n > 0 && e.Time < a.act.edges[n-1].Time {
+		a.act.unsorted = true
+	}
 	a.act.edges = append(a.act.edges, *e)
 }
 
+// sort orders the edges by time; live sources deliver them in order (the
+// pipeline's reorder step), so it is rarely work.
 func (l *activityLog) sort() {
+	if !l.unsorted {
+		return
+	}
+	l.unsorted = false
 	sort.SliceStable(l.edges, func(i, j int) bool { return l.edges[i].Time < l.edges[j].Time })
 }
 
@@ -114,6 +124,59 @@ func spanOf(ok bool, start, end, busyAt int64) lostSpan {
 		capTo = busyAt
 	}
 	return lostSpan{from: start, to: end, capTo: capTo, ok: ok}
+}
+
+// idleIn is how long, within [from, to], no watched thread ran: the
+// overlap of the span with idle(from, to), found by binary search (a
+// record settles while later changes keep coming).
+func (l *activityLog) idleIn(from, to int64) int64 {
+	l.sort()
+	i := sort.Search(len(l.edges), func(k int) bool { return l.edges[k].Time > from })
+	running := true // before the first change: nothing says they waited
+	if i > 0 {
+		running = l.edges[i-1].Running
+	}
+	var total int64
+	t := from
+	for ; i < len(l.edges) && l.edges[i].Time < to; i++ {
+		if !running {
+			total += l.edges[i].Time - t
+		}
+		running, t = l.edges[i].Running, l.edges[i].Time
+	}
+	if !running {
+		total += to - t
+	}
+	return total
+}
+
+// settledLost is the lost time of a record as it settles (for
+// Config.Settled), as Finish will compute it from what has been observed
+// so far: the window's end, when not yet known, does not clip it.
+func (a *Analyzer) settledLost(s lostSpan) float64 {
+	if !s.ok {
+		return 0
+	}
+	start := a.first
+	if a.cfg.From != 0 {
+		start = a.cfg.From
+	}
+	end := int64(math.MaxInt64)
+	if a.cfg.To != 0 {
+		end = a.cfg.To
+	}
+	to := s.capTo
+	if a.act.seen {
+		to = s.to
+	}
+	from, to := max(s.from, start), min(to, end)
+	if to <= from {
+		return 0
+	}
+	if a.act.seen {
+		return ms(a.act.idleIn(from, to))
+	}
+	return ms(to - from)
 }
 
 // lostTime sets the lost time of each kept record and returns the

@@ -209,3 +209,25 @@ func TestLostTimeAfterSqueeze(t *testing.T) {
 		t.Fatalf("no single failed record kept: %+v", r.Connections)
 	}
 }
+
+// TestIdleIn: the lost time a record gets as it settles (binary search
+// into the log) equals the overlap Finish computes from idle(), for spans
+// before, across and after the changes, on a log that arrived out of order.
+func TestIdleIn(t *testing.T) {
+	var l activityLog
+	a := &Analyzer{}
+	for _, e := range []event.Activity{{Time: 100, Running: true}, {Time: 300}, {Time: 200}, {Time: 250, Running: true},
+		{Time: 400, Running: true}, {Time: 400}, {Time: 500, Running: true}, {Time: 700}} {
+		a.act = l
+		a.Activity(&e)
+		l = a.act
+	}
+	for from := int64(0); from <= 800; from += 25 {
+		for to := from; to <= 900; to += 25 {
+			want := overlap([]interval{{from, to}}, l.idle(from, to))
+			if got := l.idleIn(from, to); got != want {
+				t.Errorf("idleIn(%d, %d) = %d, want %d", from, to, got, want)
+			}
+		}
+	}
+}

@@ -187,6 +187,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 	a.register(pl, len(a.conns), fail)
 	a.conns = append(a.conns, c)
 	a.connSp = append(a.connSp, spanOf(failed(out) && !c.Loopback && pl.tier != tierOutcome, at.start, end, at.busyAt))
+	a.settledConnection(&a.conns[len(a.conns)-1])
 }
 
 // startsInWindow says whether a call that started at t is inside the

@@ -72,6 +72,11 @@ type Packet struct {
 	Payload []byte
 
 	Proc *Process // nil where the capture does not say
+
+	// Frame is the link-layer frame as captured (Linux cooked v2) when a
+	// live source keeps it for a pcapng copy; nil otherwise. Payload then
+	// points into it.
+	Frame []byte
 }
 
 // Quoted is the IP and transport header that an ICMP error quotes.
@@ -144,6 +149,88 @@ type Stats struct {
 	Truncated   uint64 // packets cut short by the snap length before their headers ended
 	Lost        uint64 // events the source lost (ring buffer full, kernel drops)
 }
+
+// DNS is one whole DNS message seen outside a packet flow: a query or an
+// answer relayed by egress run's DNS proxy. Msg is valid only during the
+// call that delivers it, as a Packet's Payload.
+type DNS struct {
+	Time     int64          // nanoseconds since the Unix epoch
+	Client   netip.AddrPort // the asker's socket
+	Server   netip.AddrPort // the resolver asked
+	Response bool           // false: Client sent Msg to Server; true: the answer back
+	TCP      bool           // the client used DNS over TCP
+	// Refused, on a response: the proxy refused the name itself (policy),
+	// without asking the resolver.
+	Refused bool
+	Msg     []byte
+	Proc    *Process // the asker, nil where unknown
+}
+
+// Blocked is one call egress run's cgroup programs refused or reported
+// (capture/block): a connect() or sendmsg() refused with EPERM, a call the
+// tracepoints do not see, a packet of the catch-all, a DNS connect steered
+// to the proxy, a step of a child cgroup's TCP connection.
+type Blocked struct {
+	Time    int64 // nanoseconds since the Unix epoch
+	Kind    BlockedKind
+	Proto   uint8 // IP protocol: ProtoTCP, ProtoUDP, ProtoICMP, ...
+	Dst     netip.AddrPort
+	Refused bool   // KindPacket: the packet was dropped
+	SkType  uint8  // 1 stream, 2 datagram, 3 raw
+	UID     uint32 // of the process
+	ConnOp  uint8  // BlockedConn: ConnSYN, ConnEstablished, ...
+	Cookie  uint64 // BlockedConn: the socket
+	Proc    *Process
+}
+
+// BlockedKind is what a Blocked record says (the values of capture/block).
+type BlockedKind uint8
+
+const (
+	// BlockedRefused: connect() or sendmsg() refused with EPERM.
+	BlockedRefused BlockedKind = iota
+	// BlockedCall: a call let through that the tracepoints do not see (UDP).
+	BlockedCall
+	// BlockedPacket: a packet of a socket the hooks do not cover (ICMP,
+	// raw, other protocols), caught by the catch-all; Refused: dropped.
+	BlockedPacket
+	// BlockedSteered: a TCP connect to a DNS server steered to the proxy;
+	// Dst is the server the app asked for.
+	BlockedSteered
+	// BlockedConn: a step (ConnOp) of a child cgroup's TCP connection.
+	BlockedConn
+)
+
+// ConnOp values of BlockedConn records.
+const (
+	ConnSYN         uint8 = 1 // the first SYN is about to leave
+	ConnEstablished uint8 = 2
+	ConnRetransmit  uint8 = 3 // a SYN was sent again
+	ConnClosed      uint8 = 4 // closed before it was established
+)
+
+// Undecoded is a captured frame whose headers could not be used (truncated,
+// undecodable, or a fragment held for reassembly). The source counts it in
+// its Stats; it travels on only so a pcapng copy of the capture holds it.
+type Undecoded struct {
+	Time    int64
+	Frame   []byte // link-layer frame as captured (Linux cooked v2)
+	WireLen int
+}
+
+// Observation is any of the values a source emits: *Packet, *Sock, *DNS,
+// *Blocked, *Undecoded or *Activity. When is its time, Unix ns: the pipeline puts the
+// observations of all sources in that order.
+type Observation interface {
+	When() int64
+}
+
+func (p *Packet) When() int64    { return p.Time }
+func (s *Sock) When() int64      { return s.Time }
+func (d *DNS) When() int64       { return d.Time }
+func (b *Blocked) When() int64   { return b.Time }
+func (u *Undecoded) When() int64 { return u.Time }
+func (a *Activity) When() int64  { return a.Time }
 
 // Activity is the scheduler's view of the watched processes (egress watch
 // and run): from Time on, at least one of their threads runs or waits for

@@ -1,8 +1,6 @@
 package afpacket
 
 import (
-	"github.com/egress-dev/egress/internal/procfs"
-
 	"bufio"
 	"io"
 	"os"
@@ -12,8 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/egress-dev/egress/capture/pcapfile"
+	"github.com/egress-dev/egress/capture/comment"
 	"github.com/egress-dev/egress/event"
+	"github.com/egress-dev/egress/internal/procfs"
 )
 
 // SocketOwners finds the process behind a DNS packet: the local port of
@@ -126,7 +125,7 @@ func (o *SocketOwners) lookup(k ownerKey) *event.Process {
 				if stat, err := os.ReadFile(filepath.Join(o.proc, strconv.Itoa(pid), "stat")); err == nil {
 					parent, _ = procfs.ParsePPID(stat)
 				}
-				return &event.Process{PID: pid, Comm: pcapfile.SafeComm(strings.TrimSuffix(string(comm), "\n")), Parent: parent}
+				return &event.Process{PID: pid, Comm: comment.SafeComm(strings.TrimSuffix(string(comm), "\n")), Parent: parent}
 			}
 		}
 	}

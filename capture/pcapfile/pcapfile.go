@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -22,15 +21,11 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/egress-dev/egress/capture"
+	"github.com/egress-dev/egress/capture/comment"
 	"github.com/egress-dev/egress/capture/decode"
 	"github.com/egress-dev/egress/event"
 )
-
-// Sink receives packets. The packet and everything it points to are valid
-// only during the call.
-type Sink interface {
-	Packet(p *event.Packet)
-}
 
 // Reader is one open capture file.
 type Reader struct {
@@ -49,7 +44,7 @@ type Reader struct {
 	lastCmt string
 	lastPrc *event.Process
 
-	watch   WatchInfo // from an egress watch file's section header
+	watch   comment.WatchInfo // from an egress watch file's section header
 	watchOK bool
 }
 
@@ -128,7 +123,7 @@ func newReader(name string, rd io.Reader, size int64) (*Reader, error) {
 			return nil, fmt.Errorf("read pcapng header of %s: %w", name, err)
 		}
 		r.ng, r.format = ng, "pcapng"+compressed
-		if r.watch, r.watchOK = ParseWatchComment(ng.SectionInfo().Comment); r.watchOK {
+		if r.watch, r.watchOK = comment.ParseWatchComment(ng.SectionInfo().Comment); r.watchOK {
 			r.stats.Lost = r.watch.Lost
 		}
 	case isPcapMagic(magic):
@@ -176,10 +171,12 @@ func (r *Reader) Close() error {
 	return nil
 }
 
-// Run reads every packet and hands it to sink. It returns nil at the end of
-// the file, ctx.Err() when cancelled, or an error naming the packet where
-// reading failed (packets before it were delivered).
-func (r *Reader) Run(ctx context.Context, sink Sink) error {
+// Run reads every packet and hands it to sink as an *event.Packet; the
+// records of files egress wrote come back as what they were (*event.Sock,
+// *event.DNS, *event.Blocked). It returns nil at the end of the file,
+// ctx.Err() when cancelled, or an error naming the packet where reading
+// failed (packets before it were delivered). A Reader is a capture.Source.
+func (r *Reader) Run(ctx context.Context, sink capture.Sink) error {
 	var p event.Packet
 	for n := 0; ; n++ {
 		if n&4095 == 0 {
@@ -197,7 +194,7 @@ func (r *Reader) Run(ctx context.Context, sink Sink) error {
 		}
 		if len(comments) > 0 {
 			// Socket events of egress watch files are not packets seen.
-			if isSock, err := r.sockEvent(sink, comments, ci.Timestamp.UnixNano()); isSock {
+			if isEvent, err := r.egressEvent(sink, comments, ci.Timestamp.UnixNano(), data, link); isEvent {
 				if err != nil {
 					r.stats.Packets++
 					r.stats.Undecodable++
@@ -229,7 +226,7 @@ func (r *Reader) Run(ctx context.Context, sink Sink) error {
 		if len(comments) > 0 {
 			p.Proc = r.process(comments)
 		}
-		sink.Packet(&p)
+		sink.Observe(&p)
 	}
 }
 
@@ -268,51 +265,8 @@ func (r *Reader) process(comments []string) *event.Process {
 		return r.lastPrc
 	}
 	r.lastCmt = c
-	r.lastPrc = ParseProcessComment(c)
+	r.lastPrc = comment.ParseProcessComment(c)
 	return r.lastPrc
-}
-
-// ParseProcessComment extracts a process from a packet comment, or nil.
-func ParseProcessComment(c string) *event.Process {
-	var p event.Process
-	found := false
-	for _, line := range strings.Split(c, "\n") {
-		line = strings.TrimSpace(line)
-		if k, v, ok := strings.Cut(line, ":"); ok && !strings.Contains(k, " ") {
-			switch strings.ToLower(k) {
-			case "pid":
-				if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
-					p.PID, found = n, true
-				}
-				continue
-			case "cmd", "command", "comm":
-				p.Comm = strings.TrimSpace(v)
-				continue
-			}
-		}
-		for _, f := range strings.Fields(line) {
-			k, v, ok := strings.Cut(f, "=")
-			if !ok {
-				continue
-			}
-			switch k {
-			case "pid":
-				if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-					p.PID, found = n, true
-				}
-			case "comm":
-				p.Comm = v
-			case "ppid":
-				if n, err := strconv.Atoi(v); err == nil && n > 0 {
-					p.Parent = n
-				}
-			}
-		}
-	}
-	if !found {
-		return nil
-	}
-	return &p
 }
 
 type captureInfo struct {
@@ -320,3 +274,60 @@ type captureInfo struct {
 	Length         int
 	InterfaceIndex int
 }
+
+// Watch returns what egress watch (or run) recorded about the run that
+// wrote this file (ok false for other files). Replay uses From and To as its
+// window so it reports what the live run did; Lost is already in Stats.
+func (r *Reader) Watch() (w comment.WatchInfo, ok bool) { return r.watch, r.watchOK }
+
+// egressEvent handles a packet whose comments mark an observation egress
+// wrote (a socket event, a relayed DNS message, a refused call, a change of
+// the scheduler view): it reports
+// whether the packet was one (and so must not be decoded). A malformed
+// comment is returned as an error for the caller to count.
+func (r *Reader) egressEvent(sink capture.Sink, comments []string, t int64, data []byte, link decode.LinkType) (bool, error) {
+	for _, c := range comments {
+		switch {
+		case comment.IsSockComment(c):
+			s, err := comment.ParseSockComment(c)
+			if err != nil {
+				return true, err
+			}
+			s.Time = t
+			sink.Observe(s)
+			return true, nil
+		case comment.IsDNSComment(c):
+			d, err := comment.ParseDNSComment(c)
+			if err != nil {
+				return true, err
+			}
+			// The message is the synthesized datagram's payload.
+			var p event.Packet
+			if err := r.dec.Decode(link, data, &p); err != nil {
+				return true, fmt.Errorf("decode relayed DNS message: %w", err)
+			}
+			d.Time, d.Msg = t, p.Payload
+			sink.Observe(d)
+			return true, nil
+		case comment.IsBlockedComment(c):
+			b, err := comment.ParseBlockedComment(c)
+			if err != nil {
+				return true, err
+			}
+			b.Time = t
+			sink.Observe(b)
+			return true, nil
+		case comment.IsActivityComment(c):
+			a, err := comment.ParseActivityComment(c)
+			if err != nil {
+				return true, err
+			}
+			a.Time = t
+			sink.Observe(&a)
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+var _ capture.Source = (*Reader)(nil)

@@ -19,7 +19,11 @@ type countSink struct {
 	procs []*event.Process
 }
 
-func (c *countSink) Packet(p *event.Packet) {
+func (c *countSink) Observe(o event.Observation) {
+	p, ok := o.(*event.Packet)
+	if !ok {
+		return
+	}
 	c.n++
 	if p.Proc != nil {
 		c.procs = append(c.procs, p.Proc)
@@ -132,26 +136,6 @@ func TestHugePcapngBlockAllocatesNothingBig(t *testing.T) {
 	}
 	if grew := after.TotalAlloc - before.TotalAlloc; grew > 8<<20 {
 		t.Errorf("reading a hostile block allocated %d bytes", grew)
-	}
-}
-
-func TestProcessComment(t *testing.T) {
-	tests := []struct {
-		in   string
-		want *event.Process
-	}{
-		{"egress: pid=123 comm=php-fpm", &event.Process{PID: 123, Comm: "php-fpm"}},
-		{"egress: pid=124 comm=curl ppid=123", &event.Process{PID: 124, Comm: "curl", Parent: 123}},
-		{FormatProcessComment(&event.Process{PID: 9, Comm: "a b", Parent: 2}), &event.Process{PID: 9, Comm: "a_b", Parent: 2}},
-		{"PID: 77\nCommand: curl", &event.Process{PID: 77, Comm: "curl"}},
-		{"just a note", nil},
-		{"pid=-4", nil},
-	}
-	for _, tc := range tests {
-		got := ParseProcessComment(tc.in)
-		if (got == nil) != (tc.want == nil) || (got != nil && *got != *tc.want) {
-			t.Errorf("ParseProcessComment(%q) = %+v, want %+v", tc.in, got, tc.want)
-		}
 	}
 }
 

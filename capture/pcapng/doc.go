@@ -7,5 +7,5 @@
 // events become synthesized TCP packets (SYN, SYN-ACK, RST) whose comment
 // "egress-sock: ..." holds the event; the section header records the live
 // window and loss ("egress-watch: ..."). The formats are defined, and read,
-// in package pcapfile (sockcomment.go).
+// in package capture/comment.
 package pcapng

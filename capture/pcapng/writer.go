@@ -14,7 +14,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
-	"github.com/egress-dev/egress/capture/pcapfile"
+	"github.com/egress-dev/egress/capture/comment"
 	"github.com/egress-dev/egress/event"
 )
 
@@ -103,7 +103,7 @@ func (w *Writer) WriteFrame(t int64, frame []byte, wireLen int, proc *event.Proc
 	ci := gopacket.CaptureInfo{Timestamp: time.Unix(0, t), CaptureLength: len(frame), Length: wireLen}
 	var opts pcapgo.NgPacketOptions
 	if proc != nil {
-		opts.Comments = []string{pcapfile.FormatProcessComment(proc)}
+		opts.Comments = []string{comment.FormatProcessComment(proc)}
 	}
 	if err := w.ng.WritePacketWithOptions(ci, frame, opts); err != nil {
 		return fmt.Errorf("write packet to pcapng: %w", err)
@@ -116,7 +116,7 @@ func (w *Writer) WriteFrame(t int64, frame []byte, wireLen int, proc *event.Proc
 func (w *Writer) WriteSock(s *event.Sock) error {
 	w.synth = synthesize(w.synth[:0], s)
 	ci := gopacket.CaptureInfo{Timestamp: time.Unix(0, s.Time), CaptureLength: len(w.synth), Length: len(w.synth)}
-	opts := pcapgo.NgPacketOptions{Comments: []string{pcapfile.FormatSockComment(s)}}
+	opts := pcapgo.NgPacketOptions{Comments: []string{comment.FormatSockComment(s)}}
 	if err := w.ng.WritePacketWithOptions(ci, w.synth, opts); err != nil {
 		return fmt.Errorf("write socket event to pcapng: %w", err)
 	}
@@ -127,20 +127,50 @@ func (w *Writer) WriteSock(s *event.Sock) error {
 // cooked v2 frame whose comment carries it, so a replay of the file has
 // the same view (and the same lost time) as the live run.
 func (w *Writer) WriteActivity(a *event.Activity) error {
-	frame := make([]byte, 0, 20)
 	// Protocol 0, reserved, ifindex 0, ARPHRD_NONE, outgoing, no address.
-	frame = append(frame, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFE, packetOutgoing, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-	ci := gopacket.CaptureInfo{Timestamp: time.Unix(0, a.Time), CaptureLength: len(frame), Length: len(frame)}
-	opts := pcapgo.NgPacketOptions{Comments: []string{pcapfile.FormatActivityComment(a)}}
-	if err := w.ng.WritePacketWithOptions(ci, frame, opts); err != nil {
-		return fmt.Errorf("write scheduler change to pcapng: %w", err)
+	w.synth = append(w.synth[:0], 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFE, packetOutgoing, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+	return w.writeSynth(a.Time, comment.FormatActivityComment(a), "scheduler change")
+}
+
+// WriteDNS writes a DNS message relayed by egress run's proxy as a
+// synthesized UDP datagram (the message its payload) whose comment carries
+// the rest of the observation.
+func (w *Writer) WriteDNS(d *event.DNS) error {
+	src, dst := d.Client, d.Server
+	if d.Response {
+		src, dst = dst, src
+	}
+	w.synth = synthesizeUDP(w.synth[:0], src, dst, !d.Response, d.Msg)
+	return w.writeSynth(d.Time, comment.FormatDNSComment(d), "DNS message")
+}
+
+// WriteBlocked writes a call the blocker refused as a synthesized SYN (or an
+// empty datagram for UDP) whose comment carries the observation.
+func (w *Writer) WriteBlocked(b *event.Blocked) error {
+	src := netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
+	if b.Dst.Addr().Is6() && !b.Dst.Addr().Is4In6() {
+		src = netip.AddrPortFrom(netip.IPv6Unspecified(), 0)
+	}
+	if b.Proto == event.ProtoUDP {
+		w.synth = synthesizeUDP(w.synth[:0], src, b.Dst, true, nil)
+	} else {
+		w.synth = synthesize(w.synth[:0], &event.Sock{Kind: event.SockConnect, Src: src, Dst: b.Dst})
+	}
+	return w.writeSynth(b.Time, comment.FormatBlockedComment(b), "refused call")
+}
+
+func (w *Writer) writeSynth(t int64, cmt, what string) error {
+	ci := gopacket.CaptureInfo{Timestamp: time.Unix(0, t), CaptureLength: len(w.synth), Length: len(w.synth)}
+	opts := pcapgo.NgPacketOptions{Comments: []string{cmt}}
+	if err := w.ng.WritePacketWithOptions(ci, w.synth, opts); err != nil {
+		return fmt.Errorf("write %s to pcapng: %w", what, err)
 	}
 	return nil
 }
 
 // Close finishes the file with info in its section header. It is safe to
 // call more than once; only the first call writes.
-func (w *Writer) Close(info pcapfile.WatchInfo) error {
+func (w *Writer) Close(info comment.WatchInfo) error {
 	if w.closed {
 		return nil
 	}
@@ -154,7 +184,7 @@ func (w *Writer) Close(info pcapfile.WatchInfo) error {
 	if err != nil {
 		return fmt.Errorf("create pcapng file: %w", err)
 	}
-	ng, err := pcapgo.NewNgWriterInterface(out, iface, options(pcapfile.FormatWatchComment(info)))
+	ng, err := pcapgo.NewNgWriterInterface(out, iface, options(comment.FormatWatchComment(info)))
 	if err == nil {
 		err = ng.Flush()
 	}
@@ -210,43 +240,76 @@ func synthesize(b []byte, s *event.Sock) []byte {
 	default: // error, close
 		flags, seq = event.TCPRst, uint32(s.Cookie)+1
 	}
+	return frame(b, src, dst, pktType, event.ProtoTCP, func(b []byte) []byte {
+		b = binary.BigEndian.AppendUint32(b, seq)
+		b = binary.BigEndian.AppendUint32(b, ack)
+		b = append(b, 5<<4, flags)
+		b = binary.BigEndian.AppendUint16(b, 64240)
+		return append(b, 0, 0, 0, 0) // checksum, urgent pointer
+	}, nil)
+}
+
+// maxPayload keeps a synthesized datagram within IPv4's 16-bit length.
+const maxPayload = 65535 - 60 - 8
+
+// synthesizeUDP appends a Linux cooked v2 frame holding a UDP datagram from
+// src to dst carrying payload (cut at maxPayload), sent when out is true.
+func synthesizeUDP(b []byte, src, dst netip.AddrPort, out bool, payload []byte) []byte {
+	pktType := byte(packetHost)
+	if out {
+		pktType = packetOutgoing
+	}
+	payload = payload[:min(len(payload), maxPayload)]
+	return frame(b, src, dst, pktType, event.ProtoUDP, func(b []byte) []byte {
+		b = binary.BigEndian.AppendUint16(b, uint16(8+len(payload)))
+		return append(b, 0, 0) // checksum
+	}, payload)
+}
+
+// frame appends a Linux cooked v2 frame holding an IP packet from src to
+// dst of protocol proto: the ports, then what header appends (the rest of
+// the transport header), then payload. The IP and transport checksums are
+// valid.
+func frame(b []byte, src, dst netip.AddrPort, pktType byte, proto uint8, header func([]byte) []byte, payload []byte) []byte {
 	v6 := src.Addr().Is6() && !src.Addr().Is4In6()
-	proto := uint16(0x0800)
+	ethType := uint16(0x0800)
 	if v6 {
-		proto = 0x86DD
+		ethType = 0x86DD
 	}
 	// Linux cooked v2: protocol, reserved, ifindex 0, ARPHRD_NONE, packet type, no address.
-	b = binary.BigEndian.AppendUint16(b, proto)
+	b = binary.BigEndian.AppendUint16(b, ethType)
 	b = append(b, 0, 0, 0, 0, 0, 0)
 	b = binary.BigEndian.AppendUint16(b, 0xFFFE)
 	b = append(b, pktType, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
-	const tcpLen = 20
 	ipStart := len(b)
 	s4, d4 := as4(src.Addr()), as4(dst.Addr())
 	s16, d16 := src.Addr().As16(), dst.Addr().As16()
+	ipLen := 20
 	if v6 {
+		ipLen = 40
 		b = append(b, 0x60, 0, 0, 0)
-		b = binary.BigEndian.AppendUint16(b, tcpLen)
-		b = append(b, event.ProtoTCP, 64)
+		b = append(b, 0, 0, proto, 64) // payload length set below
 		b = append(b, s16[:]...)
 		b = append(b, d16[:]...)
 	} else {
-		b = append(b, 0x45, 0)
-		b = binary.BigEndian.AppendUint16(b, 20+tcpLen)
-		b = append(b, 0, 0, 0x40, 0, 64, event.ProtoTCP, 0, 0)
+		b = append(b, 0x45, 0, 0, 0) // total length set below
+		b = append(b, 0, 0, 0x40, 0, 64, proto, 0, 0)
 		b = append(b, s4[:]...)
 		b = append(b, d4[:]...)
-		binary.BigEndian.PutUint16(b[ipStart+10:], ^fold(sum(b[ipStart:ipStart+20], 0)))
 	}
-	tcpStart := len(b)
+	tStart := len(b)
 	b = binary.BigEndian.AppendUint16(b, src.Port())
 	b = binary.BigEndian.AppendUint16(b, dst.Port())
-	b = binary.BigEndian.AppendUint32(b, seq)
-	b = binary.BigEndian.AppendUint32(b, ack)
-	b = append(b, 5<<4, flags)
-	b = binary.BigEndian.AppendUint16(b, 64240)
-	b = append(b, 0, 0, 0, 0) // checksum, urgent pointer
+	b = header(b)
+	b = append(b, payload...)
+	tLen := len(b) - tStart
+	if v6 {
+		binary.BigEndian.PutUint16(b[ipStart+4:], uint16(tLen))
+	} else {
+		binary.BigEndian.PutUint16(b[ipStart+2:], uint16(ipLen+tLen))
+		binary.BigEndian.PutUint16(b[ipStart+10:], ^fold(sum(b[ipStart:ipStart+20], 0)))
+	}
 	// Pseudo-header checksum.
 	var ps uint32
 	if v6 {
@@ -256,8 +319,16 @@ func synthesize(b []byte, s *event.Sock) []byte {
 		ps = sum(s4[:], ps)
 		ps = sum(d4[:], ps)
 	}
-	ps += uint32(event.ProtoTCP) + tcpLen
-	binary.BigEndian.PutUint16(b[tcpStart+16:], ^fold(sum(b[tcpStart:], ps)))
+	ps += uint32(proto) + uint32(tLen)
+	ck := 16 // TCP checksum offset
+	if proto == event.ProtoUDP {
+		ck = 6
+	}
+	c := ^fold(sum(b[tStart:], ps))
+	if c == 0 && proto == event.ProtoUDP {
+		c = 0xffff
+	}
+	binary.BigEndian.PutUint16(b[tStart+ck:], c)
 	return b
 }
 

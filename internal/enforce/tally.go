@@ -1,5 +1,3 @@
-//go:build linux
-
 package enforce
 
 import (
@@ -9,9 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/egress-dev/egress/capture/block"
 	"github.com/egress-dev/egress/event"
 	"github.com/egress-dev/egress/report"
+	"github.com/egress-dev/egress/rules"
 )
 
 // End bases of the records this package makes (docs/json-schema.md).
@@ -54,7 +52,7 @@ type key struct {
 	pid   int
 	dst   netip.AddrPort
 	proto uint8
-	kind  uint8
+	kind  event.BlockedKind
 }
 
 // Tally gathers the blocker's records. It is not safe for concurrent use.
@@ -66,7 +64,7 @@ type Tally struct {
 	overRefused, overReported *report.Connection
 	// overSeen are the reported records past MaxRecords whose repeats the
 	// kernel counted (at most its seen map's 16,384 keys): Merge adds them.
-	overSeen []block.Blocked
+	overSeen []event.Blocked
 	// steered holds, per process, the DNS servers its TCP connects asked
 	// for (KindSteered), in order. Bounded.
 	steered map[int][]netip.AddrPort
@@ -90,29 +88,33 @@ type overDest struct {
 }
 
 type entry struct {
-	b    block.Blocked
+	b    event.Blocked
 	conn report.Connection
 }
 
 // Add takes one record of the blocker.
-func (t *Tally) Add(b block.Blocked) {
+func (t *Tally) Add(b event.Blocked) {
+	pid, comm := 0, ""
+	if b.Proc != nil {
+		pid, comm = b.Proc.PID, b.Proc.Comm
+	}
 	if t.recs == nil {
 		t.recs = map[key]*entry{}
 	}
-	if b.Kind == block.KindConn {
+	if b.Kind == event.BlockedConn {
 		t.conn(b)
 		return
 	}
-	if b.Kind == block.KindSteered {
+	if b.Kind == event.BlockedSteered {
 		if t.steered == nil {
 			t.steered = map[int][]netip.AddrPort{}
 		}
-		if len(t.steered) < 4096 && len(t.steered[b.PID]) < 16 && !slices.Contains(t.steered[b.PID], b.Dst) {
-			t.steered[b.PID] = append(t.steered[b.PID], b.Dst)
+		if len(t.steered) < 4096 && len(t.steered[pid]) < 16 && !slices.Contains(t.steered[pid], b.Dst) {
+			t.steered[pid] = append(t.steered[pid], b.Dst)
 		}
 		return
 	}
-	k := key{b.PID, b.Dst, b.Proto, b.Kind}
+	k := key{pid, b.Dst, b.Proto, b.Kind}
 	if e := t.recs[k]; e != nil {
 		e.conn.Count++
 		return
@@ -121,9 +123,9 @@ func (t *Tally) Add(b block.Blocked) {
 	if len(t.recs) >= MaxRecords {
 		over := &t.overRefused
 		outcome, basis := report.Rejected, report.BasisBlockedConnect
-		if b.Kind == block.KindPacket && b.Refused {
+		if b.Kind == event.BlockedPacket && b.Refused {
 			basis = BasisDropped
-		} else if b.Kind != block.KindRefused {
+		} else if b.Kind != event.BlockedRefused {
 			over, outcome, basis = &t.overReported, Sent, BasisCall
 			if len(t.overSeen) < maxSeenKeys {
 				t.overSeen = append(t.overSeen, b)
@@ -146,7 +148,6 @@ func (t *Tally) Add(b block.Blocked) {
 		(*over).End = tm
 		return
 	}
-	pid, comm := b.PID, b.Comm
 	c := report.Connection{
 		NameSource: report.SourceNone,
 		DstIP:      b.Dst.Addr().String(), DstPort: b.Dst.Port(), Proto: ProtoName(b.Proto),
@@ -157,11 +158,11 @@ func (t *Tally) Add(b block.Blocked) {
 		c.PID, c.Comm = &pid, &comm
 	}
 	switch {
-	case b.Kind == block.KindRefused:
+	case b.Kind == event.BlockedRefused:
 		c.Outcome, c.EndBasis = report.Rejected, report.BasisBlockedConnect
-	case b.Kind == block.KindPacket && b.Refused:
+	case b.Kind == event.BlockedPacket && b.Refused:
 		c.Outcome, c.EndBasis = report.Rejected, BasisDropped
-	case b.Kind == block.KindPacket:
+	case b.Kind == event.BlockedPacket:
 		c.Outcome, c.EndBasis = Sent, BasisPacket
 	default:
 		c.Outcome, c.EndBasis = Sent, BasisCall
@@ -171,7 +172,11 @@ func (t *Tally) Add(b block.Blocked) {
 }
 
 // conn follows one step of a child cgroup's TCP connection.
-func (t *Tally) conn(b block.Blocked) {
+func (t *Tally) conn(b event.Blocked) {
+	pid, comm := 0, ""
+	if b.Proc != nil {
+		pid, comm = b.Proc.PID, b.Proc.Comm
+	}
 	tm := time.Unix(0, b.Time).UTC()
 	c := t.conns[b.Cookie]
 	if c == nil {
@@ -182,7 +187,6 @@ func (t *Tally) conn(b block.Blocked) {
 			t.connsOver++
 			return
 		}
-		pid, comm := b.PID, b.Comm
 		c = &report.Connection{PID: &pid, Comm: &comm, NameSource: report.SourceNone,
 			DstIP: b.Dst.Addr().String(), DstPort: b.Dst.Port(), Proto: "tcp", Dst: b.Dst,
 			Start: tm, End: tm, Attempts: 1, SynTimesMS: []float64{0}, Outcome: report.Pending,
@@ -192,21 +196,21 @@ func (t *Tally) conn(b block.Blocked) {
 	}
 	ms := func() float64 { return float64(tm.Sub(c.Start).Microseconds()) / 1000 }
 	switch b.ConnOp {
-	case block.ConnRetransmit:
+	case event.ConnRetransmit:
 		c.Attempts++
 		if len(c.SynTimesMS) < 16 {
 			c.SynTimesMS = append(c.SynTimesMS, ms())
 		}
-	case block.ConnEstablished:
+	case event.ConnEstablished:
 		c.Outcome = report.Established
-	case block.ConnClosed:
+	case event.ConnClosed:
 		c.Outcome = report.Timeout
 		if c.Attempts == 1 && tm.Sub(c.Start) < 100*time.Millisecond {
 			c.Outcome = report.Refused
 		}
 		c.Inferred = true
 	}
-	if b.ConnOp != block.ConnSYN {
+	if b.ConnOp != event.ConnSYN {
 		c.End = tm
 		c.BlockedMS = ms()
 	}
@@ -250,7 +254,7 @@ func ProtoName(p uint8) string {
 
 // Counter tells how many times a reported (not refused) call happened in
 // all, as the kernel counted it: capture/block's Blocker.Seen.
-type Counter func(block.Blocked) uint64
+type Counter func(*event.Blocked) uint64
 
 // Merge puts the tally into r. A refused TCP connect is already a rejected
 // call in the analyzer's view (the connect() failed): it gets the
@@ -295,8 +299,8 @@ func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map
 	for _, k := range t.order {
 		e := t.recs[k]
 		c := &e.conn
-		if k.kind != block.KindRefused && seen != nil {
-			c.Count = max(c.Count, int(seen(e.b)))
+		if k.kind != event.BlockedRefused && seen != nil {
+			c.Count = max(c.Count, int(seen(&e.b)))
 		}
 		if c.Outcome == report.Rejected {
 			refusedCalls += c.Count
@@ -304,7 +308,7 @@ func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map
 			reported += c.Count
 		}
 		matched := false
-		if k.kind == block.KindRefused {
+		if k.kind == event.BlockedRefused {
 			for i := range r.Connections {
 				rc := &r.Connections[i]
 				if rc.Outcome == report.Rejected && rc.Proto == c.Proto && rc.DstIP == c.DstIP && rc.DstPort == c.DstPort &&
@@ -324,8 +328,8 @@ func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map
 		added = true
 	}
 	if o := t.overReported; o != nil && seen != nil {
-		for _, b := range t.overSeen {
-			o.Count += int(seen(b)) - 1 // the record itself is counted
+		for i := range t.overSeen {
+			o.Count += int(seen(&t.overSeen[i])) - 1 // the record itself is counted
 		}
 	}
 	for _, o := range []*report.Connection{t.overRefused, t.overReported} {
@@ -347,14 +351,6 @@ func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map
 	if refusedCalls > 0 {
 		r.Hints = append(r.Hints, report.Hint{Kind: "blocked", Subject: fmt.Sprintf("%d call(s)", refusedCalls),
 			Text: "egress run --block refused calls to destinations the policy does not allow: the app got EPERM at once instead of waiting"})
-	}
-}
-
-// Protocols adds what the catch-all counted, by protocol, to r's hints.
-func Protocols(r *report.Report, counts []block.ProtoCount) {
-	for _, pc := range counts {
-		r.Hints = append(r.Hints, report.Hint{Kind: "catch-all", Subject: ProtoName(pc.Proto),
-			Text: fmt.Sprintf("%d packet(s) of a socket the connect/sendmsg hooks do not see, %d dropped", pc.Packets, pc.Dropped)})
 	}
 }
 
@@ -381,4 +377,11 @@ func JudgeLookups(r *report.Report, hasHost func(names ...string) bool) int {
 		n++
 	}
 	return n
+}
+
+// HasHostGrant reports whether a host entry of pol allows one of names (a
+// name and its CNAME chain) and no deny entry refuses them.
+func HasHostGrant(pol *rules.Policy, names ...string) bool {
+	grants, denied := pol.NameGrants(names...)
+	return !denied && len(grants) > 0
 }

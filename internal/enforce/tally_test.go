@@ -1,25 +1,23 @@
-//go:build linux
-
 package enforce
 
 import (
 	"net/netip"
 	"testing"
 
-	"github.com/egress-dev/egress/capture/block"
+	"github.com/egress-dev/egress/event"
 	"github.com/egress-dev/egress/report"
 )
 
 func TestTally(t *testing.T) {
 	var ta Tally
 	dst := netip.MustParseAddrPort("198.51.100.7:9")
-	ta.Add(block.Blocked{PID: 5, Comm: "app", Proto: 17, Dst: dst, Kind: block.KindRefused})
-	ta.Add(block.Blocked{PID: 5, Comm: "app", Proto: 17, Dst: dst, Kind: block.KindRefused})
-	ta.Add(block.Blocked{PID: 5, Comm: "app", Proto: 17, Dst: dst, Kind: block.KindCall})
-	ta.Add(block.Blocked{PID: 6, Comm: "ping", Proto: 1, Dst: netip.MustParseAddrPort("198.51.100.8:0"), Kind: block.KindPacket, Refused: true})
-	ta.Add(block.Blocked{PID: 0, Proto: 253, Dst: netip.MustParseAddrPort("198.51.100.9:0"), Kind: block.KindPacket})
+	ta.Add(event.Blocked{Proc: &event.Process{PID: 5, Comm: "app"}, Proto: 17, Dst: dst, Kind: event.BlockedRefused})
+	ta.Add(event.Blocked{Proc: &event.Process{PID: 5, Comm: "app"}, Proto: 17, Dst: dst, Kind: event.BlockedRefused})
+	ta.Add(event.Blocked{Proc: &event.Process{PID: 5, Comm: "app"}, Proto: 17, Dst: dst, Kind: event.BlockedCall})
+	ta.Add(event.Blocked{Proc: &event.Process{PID: 6, Comm: "ping"}, Proto: 1, Dst: netip.MustParseAddrPort("198.51.100.8:0"), Kind: event.BlockedPacket, Refused: true})
+	ta.Add(event.Blocked{Proto: 253, Dst: netip.MustParseAddrPort("198.51.100.9:0"), Kind: event.BlockedPacket})
 	r := &report.Report{Connections: []report.Connection{{SrcIP: "invalid IP", DstIP: "203.0.113.1", Proto: "tcp", Outcome: report.Rejected}}}
-	ta.Merge(r, map[netip.Addr]string{dst.Addr(): "x.example"}, nil, func(b block.Blocked) uint64 { return 7 })
+	ta.Merge(r, map[netip.Addr]string{dst.Addr(): "x.example"}, nil, func(*event.Blocked) uint64 { return 7 })
 	type row struct {
 		proto, outcome, basis, host string
 		count                       int
@@ -55,7 +53,7 @@ func TestTallyPastLimit(t *testing.T) {
 	var ta Tally
 	const n = MaxRecords + 2345
 	for i := range n {
-		ta.Add(block.Blocked{PID: 1, Proto: 17, Dst: netip.AddrPortFrom(netip.MustParseAddr("203.0.113.5"), uint16(1+i)), Kind: block.KindRefused})
+		ta.Add(event.Blocked{Proc: &event.Process{PID: 1, Comm: ""}, Proto: 17, Dst: netip.AddrPortFrom(netip.MustParseAddr("203.0.113.5"), uint16(1+i)), Kind: event.BlockedRefused})
 	}
 	r := &report.Report{}
 	ta.Merge(r, nil, nil, nil)
@@ -78,11 +76,11 @@ func TestTallyPastLimit(t *testing.T) {
 func TestTallyReportedPastLimit(t *testing.T) {
 	var ta Tally
 	for i := range MaxRecords + 10 {
-		ta.Add(block.Blocked{PID: 1, Proto: 17, Dst: netip.AddrPortFrom(netip.MustParseAddr("203.0.113.5"), uint16(1+i)), Kind: block.KindCall})
+		ta.Add(event.Blocked{Proc: &event.Process{PID: 1, Comm: ""}, Proto: 17, Dst: netip.AddrPortFrom(netip.MustParseAddr("203.0.113.5"), uint16(1+i)), Kind: event.BlockedCall})
 	}
-	ta.Add(block.Blocked{PID: 1, Proto: 17, Dst: netip.MustParseAddrPort("203.0.113.6:1"), Kind: block.KindRefused})
+	ta.Add(event.Blocked{Proc: &event.Process{PID: 1, Comm: ""}, Proto: 17, Dst: netip.MustParseAddrPort("203.0.113.6:1"), Kind: event.BlockedRefused})
 	r := &report.Report{}
-	ta.Merge(r, nil, nil, func(block.Blocked) uint64 { return 3 })
+	ta.Merge(r, nil, nil, func(*event.Blocked) uint64 { return 3 })
 	var sent, rejected int
 	for _, c := range r.Connections {
 		if c.Host != OtherDestinations {

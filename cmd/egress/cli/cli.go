@@ -1,5 +1,5 @@
-// Package cli is egress's command line: it parses flags, wires a capture
-// source to the analyzer and writes the report. Main takes its streams as
+// Package cli is egress's command line: flags, help and exit codes; package
+// pipeline does the wiring. Main takes its streams as
 // arguments and returns the exit code, so tests run it in-process.
 package cli
 
@@ -19,6 +19,12 @@ const (
 	ExitOK       = 0 // ran, nothing that --fail-on names was found
 	ExitFindings = 1 // ran, and found what --fail-on names (or unexpected calls)
 	ExitUsage    = 2 // bad usage, or unreadable input (a partial report may still be printed)
+	// ExitUnexpected is egress run's exit code when the command succeeded
+	// but made calls the policy does not allow (enforce mode); docs/ci.md.
+	ExitUnexpected = 3
+	// ExitStopped is egress run's exit code when egress itself was
+	// interrupted (SIGINT or SIGTERM) and stopped the command.
+	ExitStopped = 130
 )
 
 // egress run's own exit codes, kept apart from the wrapped command's

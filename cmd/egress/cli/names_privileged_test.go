@@ -21,11 +21,6 @@ import (
 	"github.com/egress-dev/egress/report"
 )
 
-// sharedAddr answers for both names of the concurrent test, as a CDN (or
-// the stand-in internet of issue 8) does; the app's firewall drops HTTPS
-// to it, so every call waits out curl's -m 2.
-const sharedAddr = "198.18.5.5"
-
 // lossNet is an app namespace whose resolver (dnsd, in srv) answers
 // telemetry.nextjs.org and registry.npmjs.org with one address, to which
 // the app's own firewall silently drops HTTPS.

@@ -2,178 +2,21 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
-	"regexp"
 	"runtime/pprof"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/egress-dev/egress/analyze"
-	"github.com/egress-dev/egress/baseline"
+	"github.com/egress-dev/egress/capture"
 	"github.com/egress-dev/egress/capture/pcapfile"
-	"github.com/egress-dev/egress/report"
-	"github.com/egress-dev/egress/rules"
+	"github.com/egress-dev/egress/pipeline"
 )
-
-// outputFlags are shared by every command that prints a report.
-type outputFlags struct {
-	format    string
-	failOn    []string
-	all       bool
-	rules     string
-	baseline  string
-	catalogs  []string
-	noCatalog bool
-	appFrames string // --app-frames: the regexp for "the application's own code" in stacks
-
-	pol       *rules.Policy // policy() loads it once
-	polLoaded bool
-}
-
-func (o *outputFlags) register(cmd *cobra.Command) {
-	f := cmd.Flags()
-	f.StringVarP(&o.format, "format", "o", "table", "output format: table, json, junit (one test case per destination), markdown or html (a timeline)")
-	f.StringSliceVar(&o.failOn, "fail-on", nil, "fail the check (exit 1; egress run: 4) when a call has one of these outcomes: timeout, pending, refused, rejected, aborted, nxdomain, servfail, failed (all of those), or unexpected (not allowed by --rules/--baseline)")
-	f.BoolVar(&o.all, "all", false, "table: list every call (by default successful calls beyond 40 are summarised)")
-	f.StringVar(&o.rules, "rules", "", "allowlist (YAML, docs/rules.md): calls it does not allow are unexpected (--fail-on unexpected)")
-	f.StringVar(&o.baseline, "baseline", "", "an earlier JSON report: its destinations are expected too, so only what is new is unexpected (docs/ci.md)")
-	f.StringSliceVar(&o.catalogs, "catalog", nil, "extra catalog of known phone-homes (YAML), added to the built-in one")
-	f.BoolVar(&o.noCatalog, "no-catalog", false, "do not label calls with the catalog of known phone-homes")
-	f.StringVar(&o.appFrames, "app-frames", "", "stacks (--stacks): frames whose function, file or module match this regexp are the application's own code, for \"called from\" (default: docs/watch.md)")
-}
-
-// appFramesRe compiles --app-frames (nil when unset: the default rule).
-func (o *outputFlags) appFramesRe() *regexp.Regexp {
-	if o.appFrames == "" {
-		return nil
-	}
-	return regexp.MustCompile(o.appFrames) // validated
-}
-
-var failOutcomes = map[string][]string{
-	"timeout":  {report.Timeout},
-	"pending":  {report.Pending},
-	"refused":  {report.Refused},
-	"rejected": {report.Rejected},
-	"aborted":  {report.Aborted},
-	"nxdomain": {report.NXDomain},
-	"servfail": {report.ServFail},
-	"failed":   {report.Timeout, report.Pending, report.Refused, report.Rejected, report.Aborted, report.NXDomain, report.ServFail},
-	// "unexpected" is not an outcome: a call the --rules policy does not allow.
-	"unexpected": nil,
-}
-
-func (o *outputFlags) validate() error {
-	if _, err := regexp.Compile(o.appFrames); err != nil {
-		return usageErr("--app-frames: %v", err)
-	}
-	if o.format != "table" && o.format != "json" && o.format != "junit" && o.format != "markdown" && o.format != "html" {
-		return usageErr("unknown --format %q: use table, json, junit, markdown or html", o.format)
-	}
-	for _, f := range o.failOn {
-		if _, ok := failOutcomes[f]; !ok {
-			return usageErr("unknown --fail-on value %q: use one of timeout, pending, refused, rejected, aborted, nxdomain, servfail, failed, unexpected", f)
-		}
-		if f == "unexpected" && o.rules == "" && o.baseline == "" {
-			return usageErr("--fail-on unexpected needs --rules FILE or --baseline OLD.json (what says what is expected)")
-		}
-	}
-	return nil
-}
-
-// annotate applies the rules and the catalog to r.
-func (o *outputFlags) annotate(r *report.Report) error {
-	var (
-		pol *rules.Policy
-		cat *rules.Catalog
-		err error
-	)
-	if pol, err = o.policy(); err != nil {
-		return err
-	}
-	if !o.noCatalog {
-		if cat, err = rules.LoadCatalogWith(o.catalogs...); err != nil {
-			return usageErr("%v", err)
-		}
-	}
-	rules.Annotate(r, pol, cat)
-	return nil
-}
-
-// policy is the --rules policy extended with the destinations of the
-// --baseline report; nil when neither is given. Loaded once.
-func (o *outputFlags) policy() (*rules.Policy, error) {
-	if o.polLoaded {
-		return o.pol, nil
-	}
-	var pol *rules.Policy
-	var err error
-	if o.rules != "" {
-		if pol, err = rules.Load(o.rules); err != nil {
-			return nil, usageErr("%v", err)
-		}
-	}
-	if o.baseline != "" {
-		set, err := baseline.Load(o.baseline)
-		if err != nil {
-			return nil, usageErr("--baseline: %v", err)
-		}
-		allowed, _ := set.Allowed()
-		if pol, err = rules.Extend(pol, "baseline "+o.baseline, allowed); err != nil {
-			return nil, usageErr("--baseline: %v", err)
-		}
-	}
-	o.pol, o.polLoaded = pol, true
-	return pol, nil
-}
-
-// judge decides once which calls fail the check (report.Judge): unexpected
-// calls when enforce, and the outcomes --fail-on names. The exit decision
-// and every output read the verdicts it sets.
-func (o *outputFlags) judge(r *report.Report, enforce bool) []*report.Destination {
-	var outcomes []string
-	for _, f := range o.failOn {
-		for _, out := range failOutcomes[f] {
-			if !slices.Contains(outcomes, out) {
-				outcomes = append(outcomes, out)
-			}
-		}
-	}
-	return report.Judge(r, report.Criteria{Rules: o.rules, Baseline: o.baseline, Enforce: enforce, FailOn: outcomes})
-}
-
-// failsOnUnexpected says whether --fail-on names unexpected calls (replay
-// and watch; egress run fails on them in enforce mode).
-func (o *outputFlags) failsOnUnexpected() bool { return slices.Contains(o.failOn, "unexpected") }
-
-// write prints the report.
-func (o *outputFlags) write(w io.Writer, r *report.Report) error {
-	switch o.format {
-	case "json":
-		return report.WriteJSON(w, r)
-	case "junit":
-		return report.WriteJUnit(w, r)
-	case "markdown":
-		return report.WriteMarkdown(w, r)
-	case "html":
-		return report.WriteHTML(w, r)
-	}
-	return report.WriteTable(w, r, report.TableOptions{All: o.all})
-}
-
-// failedErr is the error of a check that failed: how many destinations
-// and which.
-func failedErr(code int, failing []*report.Destination) error {
-	return &exitError{code: code, err: fmt.Errorf("%d destination(s) fail the check: %s", len(failing), report.FailureSummary(failing, 5))}
-}
 
 type replayFlags struct {
 	out        outputFlags
@@ -226,8 +69,12 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 	if err := fl.out.validate(); err != nil {
 		return err
 	}
-	cfg, err := replayConfig(fl)
-	if err != nil {
+	cfg := pipeline.Config{Source: name}
+	var err error
+	if cfg.Analyze, err = replayConfig(fl); err != nil {
+		return err
+	}
+	if err := fl.out.configure(&cfg, e.stdout); err != nil {
 		return err
 	}
 	var rd *pcapfile.Reader
@@ -240,11 +87,16 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 		return &exitError{code: ExitUsage, err: err}
 	}
 	defer rd.Close()
-	// A file written by `egress watch --write` carries the live window:
-	// replaying it covers the same span, so both give the same report.
+	// A file written by `egress watch --write` (or run) carries the live
+	// window: replaying it covers the same span, so both give the same report.
 	if w, ok := rd.Watch(); ok && fl.from == "" && fl.to == "" {
-		cfg.From, cfg.To = w.From, w.To
+		cfg.Analyze.From, cfg.Analyze.To = w.From, w.To
+		if w.LocalAny && fl.local == "" {
+			cfg.Analyze.LocalAny = true
+		}
+		cfg.Steering.Port, cfg.LookupsAreCalls = w.ProxyPort, w.LookupsAreCalls
 	}
+	cfg.Sources, cfg.Backend = []capture.Source{rd}, rd.Format()
 
 	if fl.cpuProfile != "" {
 		pf, err := os.Create(fl.cpuProfile)
@@ -257,44 +109,22 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 		}
 		defer pprof.StopCPUProfile()
 	}
-	cfg.AppFrames = fl.out.appFramesRe()
-	an := analyze.New(cfg)
 	stopProgress := startProgress(e.stderr, name, rd, fl.progress)
-	readErr := rd.Run(ctx, an)
+	res := pipeline.Run(ctx, cfg)
 	stopProgress()
 	if fl.memProfile != "" {
 		if err := writeHeapProfile(fl.memProfile); err != nil {
 			return usageErr("--memprofile: %v", err)
 		}
 	}
-	if werr := an.WindowError(); werr != nil && readErr == nil {
-		return usageErr("%v", werr)
+	if res.WindowErr != nil && res.SourceErr == nil {
+		return usageErr("%v", res.WindowErr)
 	}
-	an.SourceStats(rd.Stats())
-	r := an.Finish()
-	r.Source = name
-	r.Backend = rd.Format()
-	if readErr != nil {
-		r.Errors = append(r.Errors, readErr.Error())
-	}
-	if err := fl.out.annotate(r); err != nil {
-		return err
-	}
-	failing := fl.out.judge(r, fl.out.failsOnUnexpected())
-	ciOutputs(e.stderr, r, "")
-	if err := fl.out.write(e.stdout, r); err != nil {
+	ciOutputs(e.stderr, res.Report, "")
+	if err := fl.out.write(e.stdout, res.Report); err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
-	if readErr != nil {
-		if errors.Is(readErr, context.Canceled) {
-			return &exitError{code: ExitUsage, err: fmt.Errorf("interrupted: the report covers what was read")}
-		}
-		return &exitError{code: ExitUsage, err: readErr}
-	}
-	if len(failing) > 0 {
-		return failedErr(ExitFindings, failing)
-	}
-	return nil
+	return exit(e.stderr, res, ending{interrupted: "interrupted: the report covers what was read"})
 }
 
 func replayConfig(fl *replayFlags) (analyze.Config, error) {
@@ -372,15 +202,6 @@ func startProgress(w io.Writer, name string, rd *pcapfile.Reader, mode string) (
 		}
 	}()
 	return func() { close(done); <-finished }
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }
 
 func writeHeapProfile(name string) error {

@@ -7,14 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 
 	"github.com/spf13/cobra"
 
-	"github.com/egress-dev/egress/analyze"
 	"github.com/egress-dev/egress/baseline"
+	"github.com/egress-dev/egress/capture"
 	"github.com/egress-dev/egress/capture/pcapfile"
+	"github.com/egress-dev/egress/pipeline"
 	"github.com/egress-dev/egress/report"
 	"github.com/egress-dev/egress/rules"
 )
@@ -136,34 +136,28 @@ func readReportOrCapture(ctx context.Context, e *env, name string) (*report.Repo
 		return nil, err
 	}
 	defer rd.Close()
-	an := analyze.New(analyze.Config{})
-	if err := rd.Run(ctx, an); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", name, err)
+	// The same window and scope as replay gives, for files egress wrote.
+	cfg := pipeline.Config{Sources: []capture.Source{rd}}
+	if w, ok := rd.Watch(); ok {
+		cfg.Analyze.From, cfg.Analyze.To, cfg.Analyze.LocalAny = w.From, w.To, w.LocalAny
+		cfg.Steering.Port, cfg.LookupsAreCalls = w.ProxyPort, w.LookupsAreCalls
 	}
-	an.SourceStats(rd.Stats())
-	return an.Finish(), nil
+	res := pipeline.Run(ctx, cfg)
+	if res.SourceErr != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, res.SourceErr)
+	}
+	return res.Report, nil
 }
 
 // dests turns a report's outbound connections into the rules' view of
 // them, marking the DNS servers the app used as resolvers.
 func dests(r *report.Report) []rules.Dest {
-	resolvers := map[netip.Addr]bool{}
-	for _, l := range r.Lookups {
-		if ap, err := netip.ParseAddrPort(l.Server); err == nil {
-			resolvers[ap.Addr()] = true
-		}
-	}
+	resolvers := rules.Resolvers(r)
 	var ds []rules.Dest
-	for _, c := range r.Connections {
-		if c.Loopback {
-			continue
+	for i := range r.Connections {
+		if c := &r.Connections[i]; !c.Loopback {
+			ds = append(ds, rules.DestOf(c, resolvers))
 		}
-		ip, _ := netip.ParseAddr(c.DstIP)
-		d := rules.Dest{Host: c.Host, IP: ip, Port: c.DstPort, Proto: c.Proto, Resolver: resolvers[ip] && c.DstPort == 53}
-		if c.Comm != nil {
-			d.Process = *c.Comm
-		}
-		ds = append(ds, d)
 	}
 	return ds
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package cli
 
 import (
@@ -6,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -20,24 +21,20 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/egress-dev/egress/analyze"
+	"github.com/egress-dev/egress/capture"
 	"github.com/egress-dev/egress/capture/afpacket"
 	"github.com/egress-dev/egress/capture/block"
 	"github.com/egress-dev/egress/capture/ebpf"
+	"github.com/egress-dev/egress/capture/pcapng"
 	"github.com/egress-dev/egress/capture/sched"
-	"github.com/egress-dev/egress/dnsmsg"
 	"github.com/egress-dev/egress/event"
 	"github.com/egress-dev/egress/internal/cgrouprun"
 	"github.com/egress-dev/egress/internal/dnsproxy"
 	"github.com/egress-dev/egress/internal/enforce"
+	"github.com/egress-dev/egress/pipeline"
 	"github.com/egress-dev/egress/report"
-	"github.com/egress-dev/egress/rules"
 	"github.com/egress-dev/egress/symbolize"
 )
-
-// ExitUnexpected is egress run's exit code when the command succeeded but
-// made calls the policy does not allow (in enforce mode). Documented in
-// docs/cli.md with the others.
-const ExitUnexpected = 3
 
 type runFlags struct {
 	out       outputFlags
@@ -47,6 +44,7 @@ type runFlags struct {
 	report    string
 	keepCaps  []string
 	stacks    bool
+	write     string
 }
 
 func newRunCmd(e *env) *cobra.Command {
@@ -94,11 +92,11 @@ set-up); 0 otherwise (docs/cli.md).`,
 			return runOwnErr(runRun(cmd.Context(), e, args, &fl))
 		},
 	}
+	cmd.Flags().SetInterspersed(false)
 	// egress's own failures exit 125, apart from the codes CMD may return.
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitError{code: ExitRunFailed, err: fmt.Errorf("%w (egress run --help)", err)}
 	})
-	cmd.Flags().SetInterspersed(false)
 	fl.out.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&fl.mode, "mode", "enforce", "enforce: exit 3 when CMD made unexpected calls; audit: report them only")
@@ -107,75 +105,8 @@ set-up); 0 otherwise (docs/cli.md).`,
 	f.StringVar(&fl.report, "report", "", "write the report to this file instead of stdout (CMD's output stays on stdout)")
 	f.StringSliceVar(&fl.keepCaps, "keep-caps", nil, "capabilities CMD keeps (e.g. NET_RAW,SYS_PTRACE); by default it runs without those a CI command does not need (docs/block.md)")
 	f.BoolVar(&fl.stacks, "stacks", false, "record the user-space stack of each connect() and name the code that made each call (\"called from\"; docs/watch.md)")
+	f.StringVarP(&fl.write, "write", "w", "", "write what was seen to this pcapng file (egress replay of it gives the same report)")
 	return cmd
-}
-
-// runState is what the event goroutine owns: the analyzer and what the
-// cgroup programs refused or reported.
-type runState struct {
-	an      *analyze.Analyzer
-	blocked enforce.Tally
-	// resolvers names the process behind each query the proxy relays.
-	resolvers *resolverTable
-	// parentOf gives the parent of a process forked in the cgroup (the
-	// scheduler view's map), when /proc no longer could.
-	parentOf func(int) int
-}
-
-// resolverTable maps the local address of a connected DNS socket of the
-// cgroup to its process (the kernel's view). The event goroutine fills it,
-// the proxy reads it while the query's socket is still open, and falls
-// back to /proc (owners) for sockets the kernel did not see connect: a
-// resolver that uses sendto() on an unconnected socket, or a record still
-// in the ring buffer. Bounded.
-type resolverTable struct {
-	mu     sync.Mutex
-	m      map[netip.AddrPort]*event.Process
-	owners *afpacket.SocketOwners // /proc lookups among egress's descendants
-}
-
-func (t *resolverTable) add(src netip.AddrPort, p *event.Process) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.m == nil || len(t.m) >= 4096 {
-		t.m = make(map[netip.AddrPort]*event.Process)
-	}
-	t.m[src] = p
-}
-
-// setRoot makes /proc lookups search pid and its descendants.
-func (t *resolverTable) setRoot(pid int) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.owners = afpacket.NewSocketOwners(pid)
-}
-
-// process returns the process whose socket sent a query from client.
-func (t *resolverTable) process(client netip.AddrPort, tcp bool) *event.Process {
-	t.mu.Lock()
-	p, owners := t.m[client], t.owners
-	t.mu.Unlock()
-	if p != nil || owners == nil {
-		return p
-	}
-	proto := event.ProtoUDP
-	if tcp {
-		proto = event.ProtoTCP
-	}
-	return owners.Process(&event.Packet{Proto: proto, Src: client.Addr(), SrcPort: client.Port(), DstPort: 53})
-}
-
-// sock takes one kernel event: resolver sockets are remembered, the rest
-// goes to the analyzer.
-func (s *runState) sock(e *event.Sock) {
-	if e.Proc != nil && e.Proc.Parent == 0 && s.parentOf != nil {
-		e.Proc.Parent = s.parentOf(e.Proc.PID)
-	}
-	if e.Kind == event.SockUDPConnect {
-		s.resolvers.add(e.Src, e.Proc)
-		return
-	}
-	s.an.Sock(e)
 }
 
 func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
@@ -191,12 +122,24 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if fl.block && fl.out.rules == "" && fl.out.baseline == "" {
 		return usageErr("--block needs --rules FILE (the allowlist of what may be reached)")
 	}
-	// The policy with the --baseline's destinations: what --block lets
-	// through is what the report expects.
-	pol, err := fl.out.policy()
-	if err != nil {
+	// Every call in the cgroup is the command's own.
+	cfg := pipeline.Config{Live: true, Analyze: analyze.Config{LocalAny: true}, Source: "run " + strings.Join(args, " ")}
+	out := e.stdout
+	if fl.report != "" {
+		file, err := os.Create(fl.report)
+		if err != nil {
+			return &exitError{code: ExitUsage, err: fmt.Errorf("write report: %w", err)}
+		}
+		defer file.Close()
+		out = file
+	}
+	if err := fl.out.configure(&cfg, out); err != nil {
 		return err
 	}
+	// Unexpected calls fail the check in enforce mode (exit 3), and with
+	// --fail-on unexpected in audit mode too (exit 4, as --fail-on does).
+	cfg.Judge = fl.out.criteria(fl.mode == "enforce" || fl.out.failsOnUnexpected())
+	pol := cfg.Policy
 	upstreams, err := resolvers(fl.resolvers)
 	if err != nil {
 		return usageErr("%v", err)
@@ -223,46 +166,26 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		}
 	}()
 
+	// The proxy serves until the sources have been drained.
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopBg()
 	var bg sync.WaitGroup
-	evs := make(chan func(*runState), 4096)
-	st := &runState{resolvers: &resolverTable{}}
-	// Sockets the kernel did not see connect are looked up in /proc among
-	// egress's descendants: the command (behind cgrouprun's launcher) and
-	// everything it starts.
-	st.resolvers.setRoot(os.Getpid())
-
-	// Names the proxy answered, for refused calls to their addresses.
-	var namesMu sync.Mutex
-	names := map[netip.Addr]string{}
-	refused := map[string]bool{} // names the proxy refused
-
-	var blocker *block.Blocker
+	defer func() { stopBg(); bg.Wait() }()
+	var sources []capture.Source
 	var proxy *dnsproxy.Proxy
-	var dp *dnsPolicy
+	dp := &enforce.DNSPolicy{Policy: pol, Enforce: fl.block}
+	// Every lookup the proxy relays gets a process: the kernel's view of
+	// the cgroup's resolver sockets, else /proc among egress's descendants
+	// (the command, behind cgrouprun's launcher, and everything it starts).
+	resolvers := &resolverTable{owners: afpacket.NewSocketOwners(os.Getpid())}
 	if len(upstreams) > 0 {
-		dp = &dnsPolicy{pol: pol, enforce: fl.block}
-		proxy, err = dnsproxy.Listen(dnsproxy.Config{Upstreams: upstreams, Policy: dp, Observe: func(x dnsproxy.Exchange) {
-			if x.Refused {
-				var m dnsmsg.Msg
-				if m.Unpack(x.Query); m.QuestionOK() {
-					namesMu.Lock()
-					if len(refused) < 1<<16 {
-						refused[strings.TrimSuffix(string(m.QName), ".")] = true
-					}
-					namesMu.Unlock()
-				}
-			}
-			// Observe runs before the reply is sent: the client's socket
-			// is still open, so /proc can still say whose it is.
-			proc := st.resolvers.process(x.Client, x.TCP)
-			evs <- func(s *runState) { feedDNS(s.an, x, proc) }
-		}})
-		if err != nil {
+		exchanges := dnsproxy.NewExchanges(4096)
+		exchanges.Owner = resolvers.process
+		if proxy, err = dnsproxy.Listen(dnsproxy.Config{Upstreams: upstreams, Policy: dp, Observe: exchanges.Observe}); err != nil {
 			return &exitError{code: ExitUsage, err: err}
 		}
 		bg.Go(func() { proxy.Serve(bgCtx) })
+		sources = append(sources, exchanges)
+		cfg.Steering = enforce.Steering{Port: proxy.Port()}
 	} else {
 		fmt.Fprintln(e.stderr, "egress: no resolver in /etc/resolv.conf: DNS is not proxied, calls are named only by address")
 	}
@@ -277,28 +200,15 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if proxy != nil {
 		bopts.ProxyPort, bopts.Proxy6 = proxy.Port(), proxy.IPv6()
 	}
-	blocker, err = block.Open(bopts)
+	blocker, err := block.Open(bopts)
 	if err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
 	defer blocker.Close()
+	dp.Blocker = blocker
 	if fl.block {
-		for _, gr := range pol.AddrGrants() {
-			if err := allowGrant(blocker, gr.Prefix, gr); err != nil {
-				return &exitError{code: ExitUsage, err: err}
-			}
-		}
-	}
-	if dp != nil {
-		dp.blocker = blocker
-		dp.names = func(name string, addrs []netip.Addr) {
-			namesMu.Lock()
-			defer namesMu.Unlock()
-			for _, a := range addrs {
-				if len(names) < 1<<16 {
-					names[a.Unmap()] = name
-				}
-			}
+		if err := enforce.AllowAddrGrants(blocker, pol); err != nil {
+			return &exitError{code: ExitUsage, err: err}
 		}
 	}
 	// A supervisor outside the cgroup keeps the programs attached and
@@ -313,11 +223,9 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		}
 		sup.Done()
 	}()
-	bg.Go(func() {
-		blocker.Run(bgCtx, func(b block.Blocked) {
-			evs <- func(s *runState) { s.blocked.Add(b) }
-		})
-	})
+	sources = append(sources, blocker.Source())
+	cfg.Refusals = true
+	cfg.Seen = func(b *event.Blocked) uint64 { return blocker.Seen(block.FromEvent(b)) }
 
 	opts := ebpf.Options{CgroupID: g.ID}
 	if fl.stacks {
@@ -328,33 +236,39 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		return &exitError{code: ExitUsage, err: err}
 	}
 	defer tr.Close()
-	bg.Go(func() {
-		tr.Run(bgCtx, sockSink(func(s *event.Sock) { evs <- func(st *runState) { st.sock(s) } }))
-	})
+	cfg.Sources = append([]capture.Source{resolverSource{tr.Source(), resolvers}}, sources...)
+	cfg.Backend = tr.Backend()
 	// The scheduler view: how much of the run the failed calls cost.
 	sv, svErr := sched.Open(sched.Options{CgroupID: g.ID})
 	if svErr != nil {
 		fmt.Fprintf(e.stderr, "egress: no scheduler view, lost time is estimated: %v\n", svErr)
 	} else {
 		defer sv.Close()
-		st.parentOf = sv.Parent
-		bg.Go(func() {
-			sv.Run(bgCtx, func(a event.Activity) { evs <- func(st *runState) { st.an.Activity(&a) } })
-		})
+		cfg.Sources = append(cfg.Sources, sv.Source())
+		cfg.Backend += ", scheduler view"
+		// The parents of processes forked in the cgroup, for those /proc
+		// no longer shows.
+		cfg.ParentOf = sv.Parent
 	}
-
-	start := time.Now()
-	st.an = analyze.New(analyze.Config{LocalAny: true, From: start.UnixNano(), AppFrames: fl.out.appFramesRe()})
-	consumed := make(chan struct{})
-	go func() {
-		defer close(consumed)
-		for f := range evs {
-			f(st)
+	if proxy != nil {
+		cfg.Backend += ", dns proxy"
+	}
+	cfg.Backend += ", cgroup hooks and catch-all"
+	if fl.block {
+		cfg.Backend += " (blocking)"
+	}
+	if fl.write != "" {
+		w, err := pcapng.Create(fl.write)
+		if err != nil {
+			return &exitError{code: ExitUsage, err: err}
 		}
-	}()
+		defer w.Abort()
+		cfg.Tee = w
+	}
 
 	// CMD runs confined (internal/cgrouprun.Launch: no capabilities it does
 	// not need, its own cgroup and pid namespaces, killed with egress).
+	cfg.Analyze.From = time.Now().UnixNano()
 	cmd, err := g.Launch(ctx, confine, args[0], args[1:]...)
 	if err != nil {
 		return &exitError{code: ExitUsage, err: err}
@@ -367,8 +281,34 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	// SIGTERM or SIGINT to egress: pass SIGTERM on, give CMD 5 s to stop.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second
-	runErr := cgrouprun.Run(cmd)
-	stopped := ctx.Err() != nil
+	// The window is CMD's run; what it left running dies with it, and the
+	// pipeline's drain lets the kernel's last records (closes, refusals)
+	// reach the ring buffers.
+	var runErr error
+	done := make(chan struct{})
+	go func() {
+		runErr = cgrouprun.Run(cmd)
+		g.Kill()
+		close(done)
+	}()
+	cfg.Window = done
+	stopped := false
+	cfg.Finish = func(r *report.Report) {
+		stopped = ctx.Err() != nil
+		runFinish(r, args[0], confine, stopped, proxy)
+		enforce.Protocols(r, blocker.Protocols())
+	}
+	cfg.LookupsAreCalls = true
+	res := pipeline.Run(ctx, cfg)
+	// Clean up before the report is written: a closed stdout (| head -1)
+	// must not leave the cgroup behind.
+	if err := g.Remove(); err != nil {
+		fmt.Fprintf(e.stderr, "egress: %v\n", err)
+	}
+	sup.Done()
+	if n := tr.StacksDropped(); n > 0 {
+		fmt.Fprintf(e.stderr, "egress: --stacks: %d stacks could not be taken or joined to their call\n", n)
+	}
 	cmdCode := 0
 	var ee *exec.ExitError
 	switch {
@@ -378,123 +318,20 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 			cmdCode = 128 + int(ws.Signal())
 		}
 	case runErr != nil:
-		stopBg()
-		bg.Wait()
-		close(evs)
-		<-consumed
 		return commandErr(args[0], runErr)
 	}
-	// What CMD left running dies with it; then let the kernel's last
-	// records (closes, refusals) reach the ring buffers before stopping.
-	g.Kill()
-	time.Sleep(200 * time.Millisecond)
-	stopBg()
-	bg.Wait()
-	close(evs)
-	<-consumed
-	// Clean up before the report is written: a closed stdout (| head -1)
-	// must not leave the cgroup behind.
-	if err := g.Remove(); err != nil {
-		fmt.Fprintf(e.stderr, "egress: %v\n", err)
-	}
-	sup.Done()
 
-	if lost := tr.Lost(); lost > 0 {
-		st.an.Lost(lost)
-	}
-	if n := tr.StacksDropped(); n > 0 {
-		fmt.Fprintf(e.stderr, "egress: --stacks: %d stacks could not be taken or joined to their call\n", n)
-	}
-	r := st.an.Finish()
-	r.Source = "run " + strings.Join(args, " ")
-	r.Hints = append(r.Hints, confinementHint(confine))
-	if stopped {
-		r.Hints = append(r.Hints, report.Hint{Kind: "stopped", Subject: args[0],
-			Text: "egress was interrupted (SIGINT or SIGTERM) and passed SIGTERM on: egress stopped the command, the report covers the run until then"})
-	}
-	r.Backend = tr.Backend()
-	if sv != nil {
-		r.Backend += ", scheduler view"
-		r.Stats.EventsLost += sv.Lost()
-	}
-	if proxy != nil {
-		r.Backend += ", dns proxy"
-	}
-	r.Backend += ", cgroup hooks and catch-all"
-	if fl.block {
-		r.Backend += " (blocking)"
-	}
-	if lost := blocker.Lost(); lost > 0 {
-		r.Stats.EventsLost += lost
-	}
-	if proxy != nil {
-		// Queries the kernel dropped before the proxy read them, and TCP
-		// connections it closed unread, are missing from the report.
-		ps := proxy.Stats()
-		r.Stats.EventsLost += ps.KernelDropped + ps.TCPRefused
-		if ps.Overloaded+ps.KernelDropped+ps.TCPRefused > 0 {
-			r.Hints = append(r.Hints, report.Hint{Kind: "dns-proxy", Subject: "overloaded",
-				Text: fmt.Sprintf("%d queries answered SERVFAIL without forwarding (too many in flight), %d dropped by the kernel (socket buffer full), %d TCP connections closed unread",
-					ps.Overloaded, ps.KernelDropped, ps.TCPRefused)})
-		}
-	}
-	if lost := r.Stats.EventsLost; lost > 0 {
-		r.Headline = fmt.Sprintf("INCOMPLETE: %d kernel event(s) lost, calls may be missing; %s", lost, r.Headline)
-	}
-	if proxy != nil {
-		st.blocked.Steering = enforce.Steering{Port: proxy.Port()}
-	}
-	namesMu.Lock()
-	st.blocked.Merge(r, names, refused, blocker.Seen)
-	namesMu.Unlock()
-	enforce.Protocols(r, blocker.Protocols())
-	if err := fl.out.annotate(r); err != nil {
-		return err
-	}
-	if pol != nil {
-		enforce.JudgeLookups(r, func(names ...string) bool { return hasHostGrant(pol, names...) })
-	}
-	// Unexpected calls fail the check in enforce mode (exit 3), and with
-	// --fail-on unexpected in audit mode too (exit 4, as --fail-on does).
-	failing := fl.out.judge(r, fl.mode == "enforce" || fl.out.failsOnUnexpected())
-	out := e.stdout
-	var file *os.File
-	if fl.report != "" {
-		if file, err = os.Create(fl.report); err != nil {
-			return &exitError{code: ExitUsage, err: fmt.Errorf("write report: %w", err)}
-		}
-		defer file.Close()
-		out = file
-	}
-	ciOutputs(e.stderr, r, fl.report)
-	err = fl.out.write(out, r)
-	if err == nil && file != nil {
-		err = file.Close()
+	ciOutputs(e.stderr, res.Report, fl.report)
+	err = fl.out.write(out, res.Report)
+	if f, ok := out.(*os.File); ok && err == nil && fl.report != "" {
+		err = f.Close()
 	}
 	if err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
-	// The verdicts Judge set decide: calls the policy does not allow (and
-	// the names --block refused) in enforce mode, then --fail-on.
-	policyFail := slices.ContainsFunc(failing, func(d *report.Destination) bool {
-		return d.Fails == report.FailBlocked || d.Fails == report.FailUnexpected
-	})
-	switch {
-	case stopped:
-		return &exitError{code: ExitStopped, err: fmt.Errorf("interrupted: egress stopped %s (SIGTERM passed on)", args[0])}
-	case cmdCode != 0:
-		if len(failing) > 0 {
-			fmt.Fprintf(e.stderr, "egress: %d destination(s) fail the check: %s\n", len(failing), report.FailureSummary(failing, 5))
-		}
-		return &exitError{code: cmdCode, err: fmt.Errorf("%s exited with status %d", args[0], cmdCode), command: true}
-	case policyFail && fl.mode == "enforce":
-		return failedErr(ExitUnexpected, failing)
-	case len(failing) > 0:
-		return failedErr(ExitRunFindings, failing)
-	case r.Stats.EventsLost > 0 && (failLost || fl.mode == "enforce"):
-		return &exitError{code: ExitRunFindings, err: fmt.Errorf("the trace is incomplete: %d kernel event(s) lost (--mode audit reports without failing)", r.Stats.EventsLost)}
-	}
-	if r.Check != nil && r.Check.Unexpected > 0 {
+	err = exit(e.stderr, res, ending{findings: ExitRunFindings, cmdName: args[0], cmdCode: cmdCode, enforce: fl.mode == "enforce",
+		stopped: stopped, failLost: failLost || fl.mode == "enforce"})
+	if r := res.Report; err == nil && r.Check != nil && r.Check.Unexpected > 0 {
 		var unexpected []*report.Destination
 		for _, d := range report.Destinations(r) {
 			if d.Unexpected {
@@ -504,7 +341,60 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		fmt.Fprintf(e.stderr, "egress: audit: %d unexpected destination(s) (--mode enforce fails on them): %s\n",
 			len(unexpected), report.FailureSummary(unexpected, 5))
 	}
-	return nil
+	return err
+}
+
+// resolverTable maps the local address of a connected DNS socket of the
+// cgroup to its process (the kernel's view). The tracer's goroutine fills
+// it, the DNS proxy reads it while the query's socket is still open, and
+// falls back to /proc (owners) for sockets the kernel did not see connect:
+// a resolver that uses sendto() on an unconnected socket, or a record still
+// in the ring buffer. Bounded.
+type resolverTable struct {
+	mu     sync.Mutex
+	m      map[netip.AddrPort]*event.Process
+	owners *afpacket.SocketOwners // /proc lookups among egress's descendants
+}
+
+func (t *resolverTable) add(src netip.AddrPort, p *event.Process) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil || len(t.m) >= 4096 {
+		t.m = make(map[netip.AddrPort]*event.Process)
+	}
+	t.m[src] = p
+}
+
+// process returns the process whose socket sent a query from client.
+func (t *resolverTable) process(client netip.AddrPort, tcp bool) *event.Process {
+	t.mu.Lock()
+	p := t.m[client]
+	t.mu.Unlock()
+	if p != nil || t.owners == nil {
+		return p
+	}
+	proto := event.ProtoUDP
+	if tcp {
+		proto = event.ProtoTCP
+	}
+	return t.owners.Process(&event.Packet{Proto: proto, Src: client.Addr(), SrcPort: client.Port(), DstPort: 53})
+}
+
+// resolverSource is the tracer's source, remembering the resolver sockets
+// it reports in the table as they come (the pipeline sees them only after
+// its reorder hold, when the proxy has long answered).
+type resolverSource struct {
+	capture.Source
+	t *resolverTable
+}
+
+func (r resolverSource) Run(ctx context.Context, sink capture.Sink) error {
+	return r.Source.Run(ctx, capture.SinkFunc(func(o event.Observation) {
+		if s, ok := o.(*event.Sock); ok && s.Kind == event.SockUDPConnect {
+			r.t.add(s.Src, s.Proc)
+		}
+		sink.Observe(o)
+	}))
 }
 
 // runOwnErr maps egress's own usage and set-up failures to ExitRunFailed,
@@ -527,9 +417,30 @@ func commandErr(name string, err error) error {
 	return &exitError{code: code, err: fmt.Errorf("cannot run %s: %w", name, err)}
 }
 
-// ExitStopped is egress run's exit code when egress itself was interrupted
-// (SIGINT or SIGTERM) and stopped the command: not the command's failure.
-const ExitStopped = 130
+// runFinish adds to the report what only egress run knows: how the command
+// ran, whether egress stopped it, the DNS proxy's counters, and a headline
+// that says when the trace is incomplete.
+func runFinish(r *report.Report, name string, confine cgrouprun.Confinement, stopped bool, proxy *dnsproxy.Proxy) {
+	r.Hints = append(r.Hints, confinementHint(confine))
+	if stopped {
+		r.Hints = append(r.Hints, report.Hint{Kind: "stopped", Subject: name,
+			Text: "egress was interrupted (SIGINT or SIGTERM) and passed SIGTERM on: egress stopped the command, the report covers the run until then"})
+	}
+	if proxy != nil {
+		// Queries the kernel dropped before the proxy read them, and TCP
+		// connections it closed unread, are missing from the report.
+		ps := proxy.Stats()
+		r.Stats.EventsLost += ps.KernelDropped + ps.TCPRefused
+		if ps.Overloaded+ps.KernelDropped+ps.TCPRefused > 0 {
+			r.Hints = append(r.Hints, report.Hint{Kind: "dns-proxy", Subject: "overloaded",
+				Text: fmt.Sprintf("%d queries answered SERVFAIL without forwarding (too many in flight), %d dropped by the kernel (socket buffer full), %d TCP connections closed unread",
+					ps.Overloaded, ps.KernelDropped, ps.TCPRefused)})
+		}
+	}
+	if lost := r.Stats.EventsLost; lost > 0 {
+		r.Headline = fmt.Sprintf("INCOMPLETE: %d kernel event(s) lost, calls may be missing; %s", lost, r.Headline)
+	}
+}
 
 // confinementHint says in the report what the command ran without.
 func confinementHint(c cgrouprun.Confinement) report.Hint {
@@ -539,31 +450,6 @@ func confinementHint(c cgrouprun.Confinement) report.Hint {
 		text += "; kept on request (--keep-caps): " + strings.Join(c.Keep, ", ")
 	}
 	return report.Hint{Kind: "confinement", Subject: "privileges", Text: text}
-}
-
-type sockSink func(*event.Sock)
-
-func (f sockSink) Sock(s *event.Sock) { f(s) }
-
-// feedDNS gives the analyzer a proxied exchange as the app saw it: its
-// query to the resolver and the answer, over UDP or TCP. proc, when known,
-// is the process whose socket sent the query.
-func feedDNS(an *analyze.Analyzer, x dnsproxy.Exchange, proc *event.Process) {
-	proto := event.ProtoUDP
-	if x.TCP {
-		proto = event.ProtoTCP
-	}
-	q := event.Packet{Time: x.QueryTime, WireLen: 28 + len(x.Query), Dir: event.DirOut,
-		Src: x.Client.Addr(), Dst: x.Upstream.Addr(), Proto: proto,
-		SrcPort: x.Client.Port(), DstPort: x.Upstream.Port(), Proc: proc}
-	an.DNSMessage(&q, x.Query, x.TCP)
-	if x.Reply == nil {
-		return
-	}
-	a := event.Packet{Time: x.ReplyTime, WireLen: 28 + len(x.Reply), Dir: event.DirIn,
-		Src: x.Upstream.Addr(), Dst: x.Client.Addr(), Proto: proto,
-		SrcPort: x.Upstream.Port(), DstPort: x.Client.Port()}
-	an.DNSMessage(&a, x.Reply, x.TCP)
 }
 
 // resolvers returns the --resolver addresses, else the nameservers of
@@ -598,125 +484,4 @@ func resolvers(flag []string) ([]netip.AddrPort, error) {
 		out = append(out, netip.AddrPortFrom(a.WithZone(""), 53))
 	}
 	return out, nil
-}
-
-// dnsPolicy decides for the DNS proxy: with enforcement, names the policy
-// cannot allow are refused before they are forwarded, and the addresses
-// of allowed names enter the kernel's allow map before the answer goes out.
-type dnsPolicy struct {
-	pol     *rules.Policy
-	enforce bool
-	blocker *block.Blocker
-	names   func(name string, addrs []netip.Addr)
-}
-
-func (d *dnsPolicy) Ask(name string) bool {
-	if !d.enforce {
-		return true
-	}
-	// A lookup is a call: a name no host entry allows is refused before it
-	// leaves, whatever cidr entries allow (docs/rules.md).
-	return hasHostGrant(d.pol, name)
-}
-
-// hasHostGrant reports whether a host entry allows one of names (a name
-// and its CNAME chain) and no deny entry refuses them.
-func hasHostGrant(pol *rules.Policy, names ...string) bool {
-	grants, denied := pol.NameGrants(names...)
-	return !denied && len(grants) > 0
-}
-
-func (d *dnsPolicy) Answered(name string, cnames []string, addrs []netip.Addr) bool {
-	d.names(strings.TrimSuffix(name, "."), addrs)
-	if !d.enforce {
-		return true
-	}
-	grants, denied := d.pol.NameGrants(append([]string{name}, cnames...)...)
-	if denied {
-		return false
-	}
-	if len(addrs) == 0 {
-		return len(grants) > 0 // NODATA, NXDOMAIN or a CNAME only: nothing to open
-	}
-	ok := false
-	for _, a := range addrs {
-		for _, gr := range grants {
-			if gr.Prefix.IsValid() && !gr.Prefix.Contains(a.Unmap()) {
-				continue
-			}
-			if err := allowGrant(d.blocker, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), gr); err != nil {
-				return false // cannot open the way: refuse rather than let the app hang
-			}
-			ok = true
-		}
-	}
-	return ok
-}
-
-// maxRangePorts is the widest port range entered port by port; a wider
-// range becomes "any port" in the kernel map (the report still applies
-// the exact range).
-const maxRangePorts = 1024
-
-// allowGrant enters one grant for prefix into the kernel's allow map.
-func allowGrant(b *block.Blocker, prefix netip.Prefix, gr rules.Grant) error {
-	var proto uint8
-	switch gr.Proto {
-	case "tcp":
-		proto = event.ProtoTCP
-	case "udp":
-		proto = event.ProtoUDP
-	case "":
-	default:
-		return nil // ICMP and others are not connect()ed: nothing to open
-	}
-	if len(gr.Ports) == 0 {
-		return b.Allow(prefix, 0, proto)
-	}
-	for _, pr := range gr.Ports {
-		if int(pr.Hi)-int(pr.Lo) >= maxRangePorts {
-			return b.Allow(prefix, 0, proto)
-		}
-		for p := int(pr.Lo); p <= int(pr.Hi); p++ {
-			if err := b.Allow(prefix, uint16(p), proto); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// maxSummaryRows bounds the destinations of the step summary: a busy job's
-// summary stays readable, and the report file has them all.
-const maxSummaryRows = 25
-
-// ciOutputs adds what a CI runner shows next to the report: on GitHub
-// Actions (GITHUB_ACTIONS=true) error and warning annotations on stderr,
-// and a Markdown summary appended to $GITHUB_STEP_SUMMARY when it is set.
-// A summary that cannot be written is a warning, not a failed check.
-func ciOutputs(stderr io.Writer, r *report.Report, detail string) {
-	if os.Getenv("GITHUB_ACTIONS") == "true" {
-		if err := report.WriteGitHubAnnotations(stderr, r); err != nil {
-			fmt.Fprintf(stderr, "egress: %v\n", err)
-		}
-	}
-	path := os.Getenv("GITHUB_STEP_SUMMARY")
-	if path == "" {
-		return
-	}
-	var b bytes.Buffer
-	if err := report.WriteSummary(&b, r, report.SummaryOptions{MaxRows: maxSummaryRows, Detail: detail}); err != nil {
-		fmt.Fprintf(stderr, "egress: %v\n", err)
-		return
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err == nil {
-		_, err = f.Write(b.Bytes())
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "egress: warning: writing the step summary: %v\n", err)
-	}
 }

@@ -3,12 +3,9 @@
 package cli
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"net/netip"
 	"os"
 	"os/exec"
 	"runtime/pprof"
@@ -17,13 +14,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/egress-dev/egress/analyze"
+	"github.com/egress-dev/egress/capture"
 	"github.com/egress-dev/egress/capture/afpacket"
 	"github.com/egress-dev/egress/capture/ebpf"
-	"github.com/egress-dev/egress/capture/pcapfile"
 	"github.com/egress-dev/egress/capture/pcapng"
 	"github.com/egress-dev/egress/capture/sched"
-	"github.com/egress-dev/egress/event"
+	"github.com/egress-dev/egress/pipeline"
 	"github.com/egress-dev/egress/symbolize"
 )
 
@@ -94,13 +90,12 @@ func (fl *watchFlags) validate() error {
 	return nil
 }
 
-// drainAfter is how long the sources are still read once the window has
-// closed: events timestamped inside the window may still sit in the ring
-// buffer or the socket.
-const drainAfter = 200 * time.Millisecond
-
 func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 	if err := fl.validate(); err != nil {
+		return err
+	}
+	cfg := pipeline.Config{Live: true, EndAtClose: true, Source: fmt.Sprintf("watch pid %d", fl.pid)}
+	if err := fl.out.configure(&cfg, e.stdout); err != nil {
 		return err
 	}
 	// For developers: EGRESS_CPUPROFILE=file profiles the live pipeline.
@@ -125,7 +120,7 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 		return &exitError{code: ExitUsage, err: fmt.Errorf("cannot watch in the kernel: %w", err)}
 	}
 	defer tr.Close()
-	backend := tr.Backend()
+	cfg.Sources, cfg.Backend = []capture.Source{tr.Source()}, tr.Backend()
 	// The scheduler view says how much of the window was lost; without
 	// it lost_ms falls back to the capture's estimate.
 	// EGRESS_SCHED=off (for benchmarks) leaves it out.
@@ -138,7 +133,11 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 		fmt.Fprintf(e.stderr, "egress: no scheduler view, lost time is estimated: %v\n", svErr)
 	} else {
 		defer sv.Close()
-		backend += " + scheduler view"
+		cfg.Sources = append(cfg.Sources, sv.Source())
+		cfg.Backend += " + scheduler view"
+		// The parents of processes forked while watched, for those /proc
+		// no longer shows: a short-lived resolver's tree.
+		cfg.ParentOf = sv.Parent
 	}
 	// DNS names are a complement: without them the calls are still seen.
 	capt, capErr := afpacket.Open(afpacket.Options{
@@ -149,178 +148,40 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 		fmt.Fprintf(e.stderr, "egress: no DNS capture, destinations will be unnamed: %v\n", capErr)
 	} else {
 		defer capt.Close()
-		backend += " + " + capt.Backend()
+		cfg.Sources = append(cfg.Sources, capt.Source())
+		cfg.Backend += " + " + capt.Backend()
 	}
 	fmt.Fprintf(e.stderr, "egress: watching pid %d and its descendants with %s; attached in %v\n",
-		fl.pid, backend, time.Since(attachStart).Round(time.Millisecond))
+		fl.pid, cfg.Backend, time.Since(attachStart).Round(time.Millisecond))
 
-	var w *pcapng.Writer
 	if fl.write != "" {
-		if w, err = pcapng.Create(fl.write); err != nil {
+		w, err := pcapng.Create(fl.write)
+		if err != nil {
 			return &exitError{code: ExitUsage, err: err}
 		}
 		defer w.Abort()
+		cfg.Tee = w
 	}
-
-	// The sources run until the window has closed and been drained, not
-	// until ctx ends: Ctrl-C closes the window, then the report comes out.
-	srcCtx, stopSources := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopSources()
-	socks := make(chan *event.Sock, 4096)
-	frames := make(chan *afpacket.Frame, 1024)
-	acts := make(chan event.Activity, 1024)
-	srcErrs := make(chan error, 3)
-	nSources := 1
-	go func() {
-		srcErrs <- tr.Run(srcCtx, sockFunc(func(s *event.Sock) {
-			select {
-			case socks <- s:
-			case <-srcCtx.Done():
-			}
-		}))
-	}()
-	if sv != nil {
-		nSources++
-		go func() {
-			srcErrs <- sv.Run(srcCtx, func(a event.Activity) {
-				select {
-				case acts <- a:
-				case <-srcCtx.Done():
-				}
-			})
-		}()
-	}
-	if capt != nil {
-		nSources++
-		go func() {
-			srcErrs <- capt.Run(srcCtx, func(f *afpacket.Frame) {
-				select {
-				case frames <- f:
-				case <-srcCtx.Done():
-				}
-			})
-		}()
-	}
-
-	lw := &liveWatch{w: w}
-	if sv != nil {
-		lw.parentOf = sv.Parent
-	}
-	from := time.Now().UnixNano()
-	lw.an = analyze.New(analyze.Config{From: from, AppFrames: fl.out.appFramesRe()})
-
+	cfg.Analyze.From = time.Now().UnixNano()
 	win, err := openWindow(ctx, e, fl)
 	if err != nil {
 		return err
 	}
-	closeWindow := win.closed
-
-	var srcErr error
-	to := int64(0)
-	var drainEnd <-chan time.Time
-	tick := time.NewTicker(reorderHold / 2)
-	defer tick.Stop()
-loop:
-	for {
-		select {
-		case s := <-socks:
-			lw.push(pending{t: s.Time, s: s})
-		case f := <-frames:
-			lw.push(pending{t: f.Time, f: f})
-		case a := <-acts:
-			lw.push(pending{t: a.Time, a: &a})
-		case now := <-tick.C:
-			lw.flush(now.UnixNano()-int64(reorderHold), to)
-		case err := <-srcErrs:
-			// A source ended before the window did: report, keep the other.
-			nSources--
-			if err != nil && !errors.Is(err, context.Canceled) && srcErr == nil {
-				srcErr = err
-			}
-			if nSources == 0 && to == 0 {
-				to = time.Now().UnixNano()
-				break loop
-			}
-		case <-closeWindow:
-			closeWindow = nil
-			to = time.Now().UnixNano()
-			drainEnd = time.After(drainAfter)
-		case <-drainEnd:
-			break loop
-		}
-	}
-	stopSources()
-	// What was already queued is delivered too, so the file holds it all.
-	for done := false; !done; {
-		select {
-		case s := <-socks:
-			lw.push(pending{t: s.Time, s: s})
-		case f := <-frames:
-			lw.push(pending{t: f.Time, f: f})
-		case a := <-acts:
-			lw.push(pending{t: a.Time, a: &a})
-		default:
-			done = true
-		}
-	}
-	lw.flush(math.MaxInt64, to)
-	trigErr := win.wait()
-
-	// The analyzer ends its window at the last observation it saw; this
-	// bare clock tick (no protocol: nothing but the time is read) puts it
-	// at the window's end, as replay's --to does.
-	lw.an.Packet(&event.Packet{Time: to})
-	var lost uint64
-	if capt != nil {
-		st := capt.Stats()
-		lw.an.SourceStats(st)
-		lost += st.Lost
-	}
+	cfg.Window = win.closed
+	res := pipeline.Run(ctx, cfg)
 	if n := tr.StacksDropped(); n > 0 {
 		fmt.Fprintf(e.stderr, "egress: --stacks: %d stacks could not be taken or joined to their call\n", n)
 	}
-	kernelLost := tr.Lost()
-	if sv != nil {
-		kernelLost += sv.Lost()
-	}
-	lw.an.Lost(kernelLost)
-	lost += kernelLost
-	r := lw.an.Finish()
-	r.Stats.OutsideWindow += lw.late
-	r.Source = fmt.Sprintf("watch pid %d", fl.pid)
-	r.Backend = backend
-	if srcErr != nil {
-		r.Errors = append(r.Errors, srcErr.Error())
-	}
-	if trigErr != nil {
+	if trigErr := win.wait(); trigErr != nil {
 		fmt.Fprintf(e.stderr, "egress: --trigger: %v\n", trigErr)
 	}
-	if w != nil {
-		if lw.werr == nil {
-			lw.werr = w.Close(pcapfile.WatchInfo{From: from, To: to, Lost: lost})
-		}
-		if lw.werr != nil {
-			r.Errors = append(r.Errors, lw.werr.Error())
-		}
-	}
-	if err := fl.out.annotate(r); err != nil {
-		return err
-	}
-	failing := fl.out.judge(r, fl.out.failsOnUnexpected())
-	ciOutputs(e.stderr, r, "")
-	if err := fl.out.write(e.stdout, r); err != nil {
+	if err := fl.out.write(e.stdout, res.Report); err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
-	if srcErr != nil {
-		return &exitError{code: ExitUsage, err: fmt.Errorf("capture failed: %w; the report covers what was seen before", srcErr)}
-	}
-	if lw.werr != nil {
-		return &exitError{code: ExitUsage, err: lw.werr}
-	}
-	if len(failing) > 0 {
-		return failedErr(ExitFindings, failing)
-	}
-	return nil
+	ciOutputs(e.stderr, res.Report, "")
+	return exit(e.stderr, res, ending{sourceFailed: func(err error) error {
+		return fmt.Errorf("capture failed: %w; the report covers what was seen before", err)
+	}})
 }
 
 // window is the span watch reports on: the run of --trigger plus --grace,
@@ -368,142 +229,3 @@ func (w *window) wait() error {
 	<-w.trigDone
 	return w.trigErr
 }
-
-// reorderHold is how long observations wait to be put in time order
-// before they are analyzed: kernel socket events and captured packets come
-// through different queues, and a DNS answer must reach the analyzer before
-// the connect() it names, as it happened.
-const reorderHold = 100 * time.Millisecond
-
-// liveWatch feeds the analyzer and the file from one goroutine, in the same
-// order (by time, within reorderHold), so a replay of the file sees what
-// the analyzer saw.
-type liveWatch struct {
-	an   *analyze.Analyzer
-	w    *pcapng.Writer
-	werr error
-	late uint64 // observations after the window's end: written, not analyzed
-
-	queue pendingHeap
-	seq   uint64
-
-	// resolverSockets maps the local address of a process's connected DNS
-	// socket to the process (from the kernel), bounded.
-	resolverSockets map[netip.AddrPort]*event.Process
-
-	// parentOf, when set, gives the parent of a process forked while
-	// watched (the scheduler view's map), for processes /proc no longer
-	// shows: a short-lived resolver's tree.
-	parentOf func(int) int
-}
-
-// withParent fills in p's parent where the source could not.
-func (l *liveWatch) withParent(p *event.Process) {
-	if p != nil && p.Parent == 0 && l.parentOf != nil {
-		p.Parent = l.parentOf(p.PID)
-	}
-}
-
-// pending is one observation waiting in the reorder buffer: s, f or a.
-type pending struct {
-	t   int64
-	seq uint64 // arrival order, for equal times
-	s   *event.Sock
-	f   *afpacket.Frame
-	a   *event.Activity
-}
-
-type pendingHeap []pending
-
-func (h pendingHeap) Len() int { return len(h) }
-func (h pendingHeap) Less(i, j int) bool {
-	return h[i].t < h[j].t || (h[i].t == h[j].t && h[i].seq < h[j].seq)
-}
-func (h pendingHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *pendingHeap) Push(x any)   { *h = append(*h, x.(pending)) }
-func (h *pendingHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
-func (l *liveWatch) push(p pending) {
-	l.seq++
-	p.seq = l.seq
-	heap.Push(&l.queue, p)
-}
-
-// flush analyzes, in time order, what is older than until.
-func (l *liveWatch) flush(until, to int64) {
-	for len(l.queue) > 0 && l.queue[0].t <= until {
-		p := heap.Pop(&l.queue).(pending)
-		switch {
-		case p.a != nil:
-			l.write(func() error { return l.w.WriteActivity(p.a) })
-			l.an.Activity(p.a)
-		case p.s != nil:
-			l.sock(p.s, to)
-		default:
-			l.frame(p.f, to)
-		}
-	}
-}
-
-func (l *liveWatch) sock(s *event.Sock, to int64) {
-	l.withParent(s.Proc)
-	if s.Kind == event.SockUDPConnect {
-		// Not a call: it says whose DNS queries leave from that address.
-		if len(l.resolverSockets) >= 4096 {
-			clear(l.resolverSockets)
-		}
-		if l.resolverSockets == nil {
-			l.resolverSockets = make(map[netip.AddrPort]*event.Process)
-		}
-		l.resolverSockets[s.Src] = s.Proc
-		return
-	}
-	if s.Proc != nil {
-		// As the file can hold it, so live and replay agree.
-		s.Proc.Comm = pcapfile.SafeComm(s.Proc.Comm)
-	}
-	l.write(func() error { return l.w.WriteSock(s) })
-	if to != 0 && s.Time > to {
-		l.late++
-		return
-	}
-	l.an.Sock(s)
-}
-
-func (l *liveWatch) frame(f *afpacket.Frame, to int64) {
-	var proc *event.Process
-	if f.Err == nil {
-		if f.Packet.Proc == nil && f.Packet.Proto == event.ProtoUDP && f.Packet.DstPort == 53 {
-			// The kernel saw which process connected this resolver socket
-			// (the socket may be gone before /proc could say).
-			f.Packet.Proc = l.resolverSockets[netip.AddrPortFrom(f.Packet.Src, f.Packet.SrcPort)]
-		}
-		l.withParent(f.Packet.Proc)
-		proc = f.Packet.Proc
-	}
-	l.write(func() error { return l.w.WriteFrame(f.Time, f.Data, f.WireLen, proc) })
-	if f.Err != nil {
-		return // counted by the capture's stats
-	}
-	if to != 0 && f.Time > to {
-		l.late++
-		return
-	}
-	l.an.Packet(&f.Packet)
-}
-
-func (l *liveWatch) write(fn func() error) {
-	if l.w == nil || l.werr != nil {
-		return
-	}
-	l.werr = fn()
-}
-
-type sockFunc func(*event.Sock)
-
-func (f sockFunc) Sock(s *event.Sock) { f(s) }

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command stackapp is the Go test program of egress --stacks: on each
 // SIGUSR2 (or once at start with -now, then it exits) its function
 // checkForUpdates dials the vendor (-vendor), so egress watch or run can

@@ -1,4 +1,9 @@
-package pcapfile
+// Package comment is the codec of the comments egress puts into the pcapng
+// files it writes: the process behind a packet, kernel socket events, DNS
+// messages relayed by egress run's proxy, calls its blocker refused, and the
+// window of the run in the section header. The writer (capture/pcapng) and
+// the reader (capture/pcapfile) share it, so neither imports the other.
+package comment
 
 import (
 	"errors"
@@ -22,10 +27,18 @@ import (
 //     packet itself is synthesized (a SYN, a retransmitted SYN, a SYN-ACK,
 //     a RST) so Wireshark shows something sensible, but readers turn it back
 //     into an event.Sock, never into a packet. Its time is the packet's.
+//   - A packet comment "egress-dns: client=A:P server=A:P response=0|1
+//     tcp=0|1 refused=0|1 pid=N comm=X" marks a DNS message egress run's
+//     proxy relayed: the packet is a synthesized UDP datagram whose payload
+//     is the message; readers turn it back into an event.DNS.
+//   - A packet comment "egress-blocked: kind=N proto=6 dst=A:P refused=0|1
+//     sktype=N uid=N connop=N cookie=N pid=N comm=X" marks a call egress
+//     run's cgroup programs refused or reported (a synthesized SYN or empty
+//     datagram); readers turn it back into an event.Blocked.
 //   - A packet comment "egress-sched: running=1" (or 0) marks a change of
 //     the scheduler view: from the packet's time on, some watched thread
 //     runs, or none does. The packet is an empty cooked header; readers
-//     turn it into an event.Activity for an ActivitySink.
+//     turn it back into an event.Activity.
 //   - The section header comment "egress-watch: from=NS to=NS lost=N" holds
 //     the live run's window edges (Unix ns) and the events it lost, so a
 //     replay of the file can cover the same window and report the same loss.
@@ -33,13 +46,13 @@ const (
 	sockPrefix  = "egress-sock:"
 	procPrefix  = "egress:"
 	watchPrefix = "egress-watch:"
+	dnsPrefix   = "egress-dns:"
+	blockPrefix = "egress-blocked:"
 	schedPrefix = "egress-sched:"
 )
 
-// ActivitySink receives the scheduler view's changes from a file.
-type ActivitySink interface {
-	Activity(*event.Activity)
-}
+// IsActivityComment says whether a packet comment marks a scheduler change.
+func IsActivityComment(c string) bool { return strings.HasPrefix(c, schedPrefix) }
 
 // FormatActivityComment is the comment of a scheduler change.
 func FormatActivityComment(a *event.Activity) string {
@@ -272,11 +285,31 @@ func ParseSockComment(c string) (*event.Sock, error) {
 type WatchInfo struct {
 	From, To int64  // window edges, Unix ns (0: not set)
 	Lost     uint64 // events the live sources lost
+	// LocalAny: every call in the file is the host's own (egress run traces
+	// one cgroup), so a replay reports them all, as the live run did.
+	LocalAny bool
+	// ProxyPort is the port egress run's DNS proxy listened on (0: none),
+	// so a replay shows steered DNS connections as the live run did.
+	ProxyPort uint16
+	// LookupsAreCalls: the run judged lookups as calls (egress run with
+	// --rules: a name no host entry allows is unexpected); a replay with
+	// the same rules judges them the same way.
+	LookupsAreCalls bool
 }
 
 // FormatWatchComment is the section header comment that carries w.
 func FormatWatchComment(w WatchInfo) string {
-	return fmt.Sprintf("%s from=%d to=%d lost=%d", watchPrefix, w.From, w.To, w.Lost)
+	c := fmt.Sprintf("%s from=%d to=%d lost=%d", watchPrefix, w.From, w.To, w.Lost)
+	if w.LocalAny {
+		c += " local=any"
+	}
+	if w.ProxyPort != 0 {
+		c += fmt.Sprintf(" proxy=%d", w.ProxyPort)
+	}
+	if w.LookupsAreCalls {
+		c += " lookups=calls"
+	}
+	return c
 }
 
 // ParseWatchComment reads a section comment written by FormatWatchComment
@@ -298,6 +331,14 @@ func ParseWatchComment(c string) (w WatchInfo, ok bool) {
 				v.To, err = strconv.ParseInt(val, 10, 64)
 			case "lost":
 				v.Lost, err = strconv.ParseUint(val, 10, 64)
+			case "local":
+				v.LocalAny = val == "any"
+			case "lookups":
+				v.LookupsAreCalls = val == "calls"
+			case "proxy":
+				var n uint64
+				n, err = strconv.ParseUint(val, 10, 16)
+				v.ProxyPort = uint16(n)
 			}
 			if err != nil || v.From < 0 || v.To < 0 {
 				return WatchInfo{}, false
@@ -308,46 +349,197 @@ func ParseWatchComment(c string) (w WatchInfo, ok bool) {
 	return WatchInfo{}, false
 }
 
-// Watch returns what egress watch recorded about the run that wrote this
-// file (ok false for other files). Replay uses From and To as its window so
-// it reports what the live run did; Lost is already in Stats.
-func (r *Reader) Watch() (w WatchInfo, ok bool) { return r.watch, r.watchOK }
-
-// SockSink is an optional extension of Sink: a sink that has it receives
-// the socket events of files written by egress watch. Without it, those
-// synthesized packets are skipped (and not counted as packets).
-type SockSink interface {
-	Sock(*event.Sock)
+// ParseProcessComment extracts a process from a packet comment, or nil.
+func ParseProcessComment(c string) *event.Process {
+	var p event.Process
+	found := false
+	for _, line := range strings.Split(c, "\n") {
+		line = strings.TrimSpace(line)
+		if k, v, ok := strings.Cut(line, ":"); ok && !strings.Contains(k, " ") {
+			switch strings.ToLower(k) {
+			case "pid":
+				if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
+					p.PID, found = n, true
+				}
+				continue
+			case "cmd", "command", "comm":
+				p.Comm = strings.TrimSpace(v)
+				continue
+			}
+		}
+		for _, f := range strings.Fields(line) {
+			k, v, ok := strings.Cut(f, "=")
+			if !ok {
+				continue
+			}
+			switch k {
+			case "pid":
+				if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+					p.PID, found = n, true
+				}
+			case "comm":
+				p.Comm = v
+			case "ppid":
+				if n, err := strconv.Atoi(v); err == nil && n > 0 {
+					p.Parent = n
+				}
+			}
+		}
+	}
+	if !found {
+		return nil
+	}
+	return &p
 }
 
-// sockEvent handles a packet whose comments mark a socket event: it
-// reports whether the packet was one (and so must not be decoded). A
-// malformed socket comment is returned as an error for the caller to count.
-func (r *Reader) sockEvent(sink Sink, comments []string, t int64) (bool, error) {
-	for _, c := range comments {
-		if strings.HasPrefix(c, schedPrefix) {
-			a, err := ParseActivityComment(c)
-			if err != nil {
-				return true, err
-			}
-			a.Time = t
-			if as, ok := sink.(ActivitySink); ok {
-				as.Activity(&a)
-			}
-			return true, nil
+// IsDNSComment says whether a packet comment marks a relayed DNS message.
+func IsDNSComment(c string) bool { return strings.HasPrefix(c, dnsPrefix) }
+
+// FormatDNSComment is the packet comment that carries d (all but its time
+// and its message, which is the packet's payload).
+func FormatDNSComment(d *event.DNS) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s client=%s server=%s response=%d tcp=%d refused=%d",
+		dnsPrefix, addrPort(d.Client), addrPort(d.Server), b2i(d.Response), b2i(d.TCP), b2i(d.Refused))
+	if d.Proc != nil {
+		fmt.Fprintf(&b, " pid=%d comm=%s", d.Proc.PID, SafeComm(d.Proc.Comm))
+	}
+	return b.String()
+}
+
+// ParseDNSComment reads a comment written by FormatDNSComment; Time and
+// Msg are left for the caller (the packet's time and payload).
+func ParseDNSComment(c string) (*event.DNS, error) {
+	var d event.DNS
+	err := fields(c, dnsPrefix, "dns", func(k, v string) (err error) {
+		switch k {
+		case "client":
+			d.Client, err = parseAddrPort(v)
+		case "server":
+			d.Server, err = parseAddrPort(v)
+		case "response":
+			d.Response, err = parseBit(v)
+		case "tcp":
+			d.TCP, err = parseBit(v)
+		case "refused":
+			d.Refused, err = parseBit(v)
 		}
-		if !IsSockComment(c) {
-			continue
+		return err
+	}, &d.Proc)
+	if err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// IsBlockedComment says whether a packet comment marks a refused call.
+func IsBlockedComment(c string) bool { return strings.HasPrefix(c, blockPrefix) }
+
+// FormatBlockedComment is the packet comment that carries b (all but its
+// time).
+func FormatBlockedComment(b *event.Blocked) string {
+	c := fmt.Sprintf("%s kind=%d proto=%d dst=%s refused=%d sktype=%d uid=%d connop=%d cookie=%d", blockPrefix,
+		b.Kind, b.Proto, addrPort(b.Dst), b2i(b.Refused), b.SkType, b.UID, b.ConnOp, b.Cookie)
+	if b.Proc != nil {
+		c += fmt.Sprintf(" pid=%d comm=%s", b.Proc.PID, SafeComm(b.Proc.Comm))
+	}
+	return c
+}
+
+// ParseBlockedComment reads a comment written by FormatBlockedComment.
+func ParseBlockedComment(c string) (*event.Blocked, error) {
+	var b event.Blocked
+	haveDst := false
+	err := fields(c, blockPrefix, "blocked", func(k, v string) (err error) {
+		switch k {
+		case "proto":
+			var n uint64
+			n, err = strconv.ParseUint(v, 10, 8)
+			b.Proto = uint8(n)
+		case "dst":
+			b.Dst, err = parseAddrPort(v)
+			haveDst = true
+		case "kind", "sktype", "connop":
+			var n uint64
+			n, err = strconv.ParseUint(v, 10, 8)
+			switch k {
+			case "kind":
+				b.Kind = event.BlockedKind(n)
+			case "sktype":
+				b.SkType = uint8(n)
+			default:
+				b.ConnOp = uint8(n)
+			}
+		case "refused":
+			b.Refused, err = parseBit(v)
+		case "uid":
+			var n uint64
+			n, err = strconv.ParseUint(v, 10, 32)
+			b.UID = uint32(n)
+		case "cookie":
+			b.Cookie, err = strconv.ParseUint(v, 10, 64)
 		}
-		s, err := ParseSockComment(c)
+		return err
+	}, &b.Proc)
+	if err == nil && !haveDst {
+		err = errors.New("parse blocked comment: no dst")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// fields parses "prefix k=v k=v ...": pid and comm into *proc, the rest
+// through field. Unknown keys are ignored, so later versions may add some.
+func fields(c, prefix, what string, field func(k, v string) error, proc **event.Process) error {
+	rest, ok := strings.CutPrefix(c, prefix)
+	if !ok {
+		return fmt.Errorf("parse %s comment: no %s prefix", what, prefix)
+	}
+	var p event.Process
+	haveProc := false
+	for _, f := range strings.Fields(rest) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			return fmt.Errorf("parse %s comment: field %q is not key=value", what, f)
+		}
+		var err error
+		switch k {
+		case "pid":
+			p.PID, err = strconv.Atoi(v)
+			if err == nil && p.PID < 0 {
+				err = errors.New("negative")
+			}
+			haveProc = true
+		case "comm":
+			p.Comm = v
+		default:
+			err = field(k, v)
+		}
 		if err != nil {
-			return true, err
+			return fmt.Errorf("parse %s comment: %s=%q: %w", what, k, v, err)
 		}
-		s.Time = t
-		if ss, ok := sink.(SockSink); ok {
-			ss.Sock(s)
-		}
+	}
+	if haveProc {
+		*proc = &p
+	}
+	return nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func parseBit(v string) (bool, error) {
+	switch v {
+	case "0":
+		return false, nil
+	case "1":
 		return true, nil
 	}
-	return false, nil
+	return false, errors.New("want 0 or 1")
 }

@@ -1,4 +1,4 @@
-package pcapfile
+package comment
 
 import (
 	"net/netip"
@@ -125,6 +125,105 @@ func FuzzParseActivityComment(f *testing.F) {
 		again, err := ParseActivityComment(FormatActivityComment(&a))
 		if err != nil || again != a {
 			t.Fatalf("round trip of %q: %+v, %v", c, again, err)
+		}
+	})
+}
+
+func TestProcessComment(t *testing.T) {
+	tests := []struct {
+		in   string
+		want *event.Process
+	}{
+		{"egress: pid=123 comm=php-fpm", &event.Process{PID: 123, Comm: "php-fpm"}},
+		{"egress: pid=124 comm=curl ppid=123", &event.Process{PID: 124, Comm: "curl", Parent: 123}},
+		{FormatProcessComment(&event.Process{PID: 9, Comm: "a b", Parent: 2}), &event.Process{PID: 9, Comm: "a_b", Parent: 2}},
+		{"PID: 77\nCommand: curl", &event.Process{PID: 77, Comm: "curl"}},
+		{"just a note", nil},
+		{"pid=-4", nil},
+	}
+	for _, tc := range tests {
+		got := ParseProcessComment(tc.in)
+		if (got == nil) != (tc.want == nil) || (got != nil && *got != *tc.want) {
+			t.Errorf("ParseProcessComment(%q) = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestDNSAndBlockedComments(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	for _, d := range []event.DNS{
+		{Client: ap("127.0.0.1:40000"), Server: ap("198.18.0.1:53"), Proc: &event.Process{PID: 7, Comm: "curl"}},
+		{Client: ap("[::1]:5"), Server: ap("[2001:db8::53]:53"), Response: true, TCP: true, Refused: true},
+	} {
+		c := FormatDNSComment(&d)
+		got, err := ParseDNSComment(c)
+		if err != nil {
+			t.Fatalf("%q: %v", c, err)
+		}
+		if diff := cmp.Diff(&d, got, addrCmp); diff != "" {
+			t.Errorf("%q (-want +got):\n%s", c, diff)
+		}
+	}
+	for _, b := range []event.Blocked{
+		{Proto: event.ProtoTCP, Dst: ap("198.51.100.10:443"), Proc: &event.Process{PID: 9, Comm: "npm"}},
+		{Proto: event.ProtoUDP, Dst: ap("[2001:db8::1]:123")},
+		{Kind: event.BlockedConn, Proto: event.ProtoTCP, Dst: ap("198.51.100.10:80"), SkType: 1, UID: 65534, ConnOp: event.ConnRetransmit, Cookie: 1 << 60},
+		{Kind: event.BlockedPacket, Proto: event.ProtoICMP, Dst: ap("198.51.100.8:0"), Refused: true, SkType: 2},
+	} {
+		c := FormatBlockedComment(&b)
+		got, err := ParseBlockedComment(c)
+		if err != nil {
+			t.Fatalf("%q: %v", c, err)
+		}
+		if diff := cmp.Diff(&b, got, addrCmp); diff != "" {
+			t.Errorf("%q (-want +got):\n%s", c, diff)
+		}
+	}
+	for _, bad := range []string{"egress-dns: tcp=2", "egress-dns: client=x", "egress-dns: junk", "egress-sock: kind=connect"} {
+		if d, err := ParseDNSComment(bad); err == nil {
+			t.Errorf("ParseDNSComment(%q) = %+v, want an error", bad, d)
+		}
+	}
+	for _, bad := range []string{"egress-blocked: proto=6", "egress-blocked: proto=600 dst=1.2.3.4:5", "egress-blocked: dst=1.2.3.4:5 pid=-1"} {
+		if b, err := ParseBlockedComment(bad); err == nil {
+			t.Errorf("ParseBlockedComment(%q) = %+v, want an error", bad, b)
+		}
+	}
+	w := WatchInfo{From: 1, To: 0, Lost: 2, LocalAny: true}
+	if got, ok := ParseWatchComment(FormatWatchComment(w)); !ok || got != w {
+		t.Errorf("watch comment with local=any: got %+v %v", got, ok)
+	}
+}
+
+// FuzzParseEventComments: whatever parses formats back to the same event.
+func FuzzParseEventComments(f *testing.F) {
+	f.Add("egress-dns: client=127.0.0.1:40000 server=198.18.0.1:53 response=1 tcp=0 refused=0 pid=7 comm=curl")
+	f.Add("egress-blocked: proto=17 dst=[2001:db8::1]:123 pid=9 comm=npm")
+	f.Add("egress-blocked: kind=4 proto=6 dst=198.51.100.10:80 refused=0 sktype=1 uid=65534 connop=3 cookie=99 pid=9 comm=npm")
+	f.Fuzz(func(t *testing.T, c string) {
+		if d, err := ParseDNSComment(c); err == nil {
+			if d.Proc != nil {
+				d.Proc.Comm = SafeComm(d.Proc.Comm)
+			}
+			again, err := ParseDNSComment(FormatDNSComment(d))
+			if err != nil {
+				t.Fatalf("re-parsing %q: %v", FormatDNSComment(d), err)
+			}
+			if diff := cmp.Diff(d, again, addrCmp); diff != "" {
+				t.Errorf("round trip of %q (-first +second):\n%s", c, diff)
+			}
+		}
+		if b, err := ParseBlockedComment(c); err == nil {
+			if b.Proc != nil {
+				b.Proc.Comm = SafeComm(b.Proc.Comm)
+			}
+			again, err := ParseBlockedComment(FormatBlockedComment(b))
+			if err != nil {
+				t.Fatalf("re-parsing %q: %v", FormatBlockedComment(b), err)
+			}
+			if diff := cmp.Diff(b, again, addrCmp); diff != "" {
+				t.Errorf("round trip of %q (-first +second):\n%s", c, diff)
+			}
 		}
 	})
 }
