@@ -27,18 +27,34 @@ type nameEntry struct {
 	last    int64      // latest answer; a repeat never moves first
 	expires int64
 	// unused holds the times of answers no connect of the asking process
-	// has taken yet, oldest first (at most maxUnused).
-	unused []int64
+	// has taken yet, oldest first (at most maxUnused); nil until the
+	// first answer to a known process. A pointer, not a slice, keeps the
+	// entry small: most answers (any capture without process comments)
+	// have no known asker, and the table holds up to namesPerAddr entries
+	// for each of MaxNames addresses, live through the whole replay.
+	unused *[]int64
 }
 
 // maxUnused bounds the answers of one name an asker may have waiting.
 const maxUnused = 16
 
 func (e *nameEntry) answered(t int64) {
-	if len(e.unused) == maxUnused {
-		e.unused = append(e.unused[:0], e.unused[1:]...)
+	if e.unused == nil {
+		e.unused = new([]int64)
 	}
-	e.unused = append(e.unused, t)
+	u := e.unused
+	if len(*u) == maxUnused {
+		*u = append((*u)[:0], (*u)[1:]...)
+	}
+	*u = append(*u, t)
+}
+
+// nextUnused is the time of the oldest answer not yet taken by a connect.
+func (e *nameEntry) nextUnused() (int64, bool) {
+	if e.unused == nil || len(*e.unused) == 0 {
+		return 0, false
+	}
+	return (*e.unused)[0], true
 }
 
 // recency is when, as of time t, the asker last had this answer: a repeat
@@ -212,16 +228,17 @@ func (nt *nameTable) lookupStep(addr, client netip.Addr, proc *event.Process, t 
 			var bestAt int64
 			for i := range e {
 				x := &e[i]
-				if x.pid != pid || len(x.unused) == 0 || x.unused[0] > t {
+				at, ok := x.nextUnused()
+				if x.pid != pid || !ok || at > t {
 					continue
 				}
-				if best < 0 || x.unused[0] < bestAt {
-					best, bestAt = i, x.unused[0]
+				if best < 0 || at < bestAt {
+					best, bestAt = i, at
 				}
 			}
 			if best >= 0 {
 				x := &e[best]
-				x.unused = x.unused[1:]
+				*x.unused = (*x.unused)[1:]
 				return x.name, stepProcess
 			}
 		}
