@@ -318,9 +318,30 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 			f.Attempts += lk.queries
 			f.BlockedMS += ms(end - lk.start)
 			a.stats.RecordsFolded++
+			if a.cfg.SettleFolded {
+				l := a.lookupRecord(lk, out, end, basis, inferred)
+				a.settledLookup(&l)
+			}
 			return
 		}
 	}
+	l := a.lookupRecord(lk, out, end, basis, inferred)
+	streamed := false
+	if other {
+		if a.cfg.SettleFolded {
+			a.settledLookup(&l) // with its own name, not the fold's
+			streamed = true
+		}
+		l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", "", []string{}, nil
+	}
+	if folding {
+		a.folded[key] = len(a.lks)
+	}
+	a.addLookup(l, lk, !streamed)
+}
+
+// lookupRecord builds the report record of a settled lookup.
+func (a *Analyzer) lookupRecord(lk *lookup, out string, end int64, basis string, inferred bool) report.Lookup {
 	l := report.Lookup{
 		Name:      lk.name,
 		QType:     dnsmsg.TypeString(lk.qtype),
@@ -354,21 +375,17 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 		pid, comm := lk.proc.PID, lk.proc.Comm
 		l.PID, l.Comm = &pid, &comm
 	}
-	if other {
-		l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", "", []string{}, nil
-	}
-	if folding {
-		a.folded[key] = len(a.lks)
-	}
-	a.addLookup(l, lk)
+	return l
 }
 
-func (a *Analyzer) addLookup(l report.Lookup, lk *lookup) {
+func (a *Analyzer) addLookup(l report.Lookup, lk *lookup, settle bool) {
 	if l.Outcome == report.Answered && (lk.qtype == dnsmsg.TypeA || lk.qtype == dnsmsg.TypeAAAA) && len(a.answers) < 4096 {
 		a.answers = append(a.answers, answeredLookup{index: len(a.lks), addrs: lk.answers})
 	}
 	a.lks = append(a.lks, l)
-	a.settledLookup(&a.lks[len(a.lks)-1])
+	if settle {
+		a.settledLookup(&a.lks[len(a.lks)-1])
+	}
 }
 
 func rcodeName(r uint8) string {

@@ -111,9 +111,33 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 			f.RSTs += at.rsts
 			f.BlockedMS += ms(end - at.start)
 			a.stats.RecordsFolded++
+			if a.cfg.SettleFolded {
+				c := a.connRecord(at, out, end, basis, inferred)
+				a.settledConnection(&c)
+			}
 			return
 		}
 	}
+	c := a.connRecord(at, out, end, basis, inferred)
+	streamed := false
+	if other {
+		if a.cfg.SettleFolded {
+			a.settledConnection(&c) // with its own destination, not the fold's
+			streamed = true
+		}
+		c.Host, c.NameSource, c.DstIP, c.DstPort = OtherDestinations, report.SourceNone, "", 0
+	}
+	if folding {
+		a.folded[key] = len(a.conns)
+	}
+	a.conns = append(a.conns, c)
+	if !streamed {
+		a.settledConnection(&a.conns[len(a.conns)-1])
+	}
+}
+
+// connRecord builds the report record of a settled attempt.
+func (a *Analyzer) connRecord(at *attempt, out string, end int64, basis string, inferred bool) report.Connection {
 	c := report.Connection{
 		Host:       at.host,
 		NameSource: at.nameSource,
@@ -154,14 +178,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 		pid, comm := at.proc.PID, at.proc.Comm
 		c.PID, c.Comm = &pid, &comm
 	}
-	if other {
-		c.Host, c.NameSource, c.DstIP, c.DstPort = OtherDestinations, report.SourceNone, "", 0
-	}
-	if folding {
-		a.folded[key] = len(a.conns)
-	}
-	a.conns = append(a.conns, c)
-	a.settledConnection(&a.conns[len(a.conns)-1])
+	return c
 }
 
 // foldSlot says which record a call past the record limit joins: the one of
