@@ -140,3 +140,21 @@ func FuzzFromProcCgroup(f *testing.F) {
 		}
 	})
 }
+
+func TestCgroupPath(t *testing.T) {
+	proc := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(proc, "7"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(proc, "7/cgroup"), []byte("1:name=systemd:/x\n0::/system.slice/app.service\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := NewResolver(proc, "")
+	if r.CgroupPath(7) != "" {
+		t.Error("a path before the process was looked up")
+	}
+	r.ForProcess(7, "app")
+	if got := r.CgroupPath(7); got != "/system.slice/app.service" {
+		t.Errorf("CgroupPath = %q", got)
+	}
+}

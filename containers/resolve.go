@@ -18,14 +18,26 @@ type Resolver struct {
 	// and /var/log read-only under /host).
 	Proc, Root string
 
-	mu    sync.Mutex
-	pids  map[int]Info
-	names map[string]nameEntry
-	// Lookups and Evictions count /proc reads and cache restarts (health).
-	Lookups, Evictions uint64
+	mu                 sync.Mutex
+	pids               map[int]pidEntry
+	names              map[string]nameEntry
+	lookups, evictions uint64
+}
+
+// Stats says how many times /proc was read and the PID cache started over.
+func (r *Resolver) Stats() (lookups, evictions uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lookups, r.evictions
 }
 
 type nameEntry struct{ name, pod string }
+
+type pidEntry struct {
+	comm   string
+	cgroup string // the cgroup v2 path
+	info   Info
+}
 
 // maxCached bounds each cache.
 const maxCached = 8192
@@ -37,35 +49,59 @@ func NewResolver(proc, root string) *Resolver {
 
 // ForPID returns the container of pid (the zero Info for a host process or
 // one that is gone).
-func (r *Resolver) ForPID(pid int) Info {
+func (r *Resolver) ForPID(pid int) Info { return r.ForProcess(pid, "") }
+
+// ForProcess is ForPID for a process known by its command name too: a
+// cached entry of another name is another process that had the PID before
+// (PIDs are reused), so it is read again.
+func (r *Resolver) ForProcess(pid int, comm string) Info {
 	r.mu.Lock()
-	if info, ok := r.pids[pid]; ok {
+	if e, ok := r.pids[pid]; ok && (comm == "" || e.comm == "" || e.comm == comm) {
 		r.mu.Unlock()
-		return info
+		return e.info
 	}
 	r.mu.Unlock()
 	b, err := os.ReadFile(filepath.Join(r.Proc, strconv.Itoa(pid), "cgroup"))
 	var info Info
+	var cg string
 	if err == nil {
-		info = FromProcCgroup(b)
+		info, cg = FromProcCgroup(b), v2Path(b)
 	}
 	if info.Known() {
 		info.Name, info.Pod = r.name(info)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.Lookups++
+	r.lookups++
 	if err != nil {
 		return info // gone: do not cache, the PID may come back as another process
 	}
 	if r.pids == nil || len(r.pids) >= maxCached {
 		if r.pids != nil {
-			r.Evictions++
+			r.evictions++
 		}
-		r.pids = make(map[int]Info)
+		r.pids = make(map[int]pidEntry)
 	}
-	r.pids[pid] = info
+	r.pids[pid] = pidEntry{comm, cg, info}
 	return info
+}
+
+// CgroupPath returns the cgroup v2 path of a process ForProcess has seen
+// ("" when not cached or not in a v2 cgroup).
+func (r *Resolver) CgroupPath(pid int) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pids[pid].cgroup
+}
+
+// v2Path finds the "0::PATH" line of /proc/PID/cgroup.
+func v2Path(b []byte) string {
+	for _, line := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			return p
+		}
+	}
+	return ""
 }
 
 // Forget drops a PID from the cache (the process exited).

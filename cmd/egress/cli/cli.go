@@ -81,6 +81,7 @@ Exit codes: 0 ok, 1 --fail-on matched, 2 usage or unreadable input,
 	root.AddCommand(newWatchCmd(e))
 	root.AddCommand(newRulesCmd(e))
 	root.AddCommand(newRunCmd(e))
+	root.AddCommand(newAgentCmd(e))
 
 	err := root.ExecuteContext(ctx)
 	if err == nil {
