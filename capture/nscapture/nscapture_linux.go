@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/egress-dev/egress/capture"
@@ -24,6 +25,10 @@ type Options struct {
 	// Match, when set, says whose namespaces to capture (the agent's
 	// --container and --comm filters); egress's own is always captured.
 	Match func(pid int) bool
+	// Pinned are directories of namespaces pinned by name, captured even
+	// when no process is in them between scans (default /run/netns, where
+	// ip-netns(8) and CNI plugins pin them). Not used with Match.
+	Pinned []string
 }
 
 // Source is a capture.Source over every namespace found.
@@ -36,6 +41,8 @@ type Source struct {
 	skipped uint64                // namespaces past Max (counted at each sighting)
 	failed  uint64                // namespaces whose capture could not be opened
 	lastErr error
+	// dups is used under the sink's lock (dropped is atomic).
+	dups dedup
 }
 
 type nsCapture struct {
@@ -56,6 +63,9 @@ func New(opts Options) *Source {
 	if opts.Max <= 0 {
 		opts.Max = 64
 	}
+	if opts.Pinned == nil && opts.Match == nil {
+		opts.Pinned = []string{"/run/netns"}
+	}
 	return &Source{opts: opts, caps: make(map[uint64]*nsCapture)}
 }
 
@@ -69,17 +79,19 @@ func (s *Source) Run(ctx context.Context, sink capture.Sink) error {
 		wg     sync.WaitGroup
 		sinkMu sync.Mutex // one capture delivers at a time, as a Sink expects
 	)
-	deliver := capture.SinkFunc(func(o event.Observation) {
-		sinkMu.Lock()
-		sink.Observe(o)
-		sinkMu.Unlock()
-	})
 	start := func(ino uint64, nc *nsCapture) {
 		s.caps[ino] = nc
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = nc.c.Source().Run(ctx, deliver)
+			_ = nc.c.Source().Run(ctx, capture.SinkFunc(func(o event.Observation) {
+				sinkMu.Lock()
+				defer sinkMu.Unlock()
+				if p, ok := o.(*event.Packet); ok && s.dups.seen(p, ino) {
+					return
+				}
+				sink.Observe(o)
+			}))
 		}()
 	}
 	selfIno, err := nsInode(filepath.Join(s.opts.Proc, "self/ns/net"))
@@ -124,12 +136,19 @@ func (s *Source) scan(start func(uint64, *nsCapture)) {
 	for _, nc := range s.caps {
 		nc.seen = nc.self
 	}
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+	var paths []string
+	for _, dir := range s.opts.Pinned {
+		pinned, _ := os.ReadDir(dir)
+		for _, e := range pinned {
+			paths = append(paths, filepath.Join(dir, e.Name()))
 		}
-		path := filepath.Join(s.opts.Proc, e.Name(), "ns/net")
+	}
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err == nil {
+			paths = append(paths, filepath.Join(s.opts.Proc, e.Name(), "ns/net"))
+		}
+	}
+	for _, path := range paths {
 		ino, err := nsInode(path)
 		if err != nil {
 			continue // gone, or a kernel thread
@@ -138,8 +157,11 @@ func (s *Source) scan(start func(uint64, *nsCapture)) {
 			nc.seen = true
 			continue
 		}
-		if s.opts.Match != nil && !s.opts.Match(pid) {
-			continue
+		if s.opts.Match != nil {
+			pid, err := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(path))))
+			if err != nil || !s.opts.Match(pid) {
+				continue
+			}
 		}
 		if len(s.caps) >= s.opts.Max {
 			s.skipped++
@@ -195,6 +217,10 @@ func (s *Source) Stats() event.Stats {
 	}
 	return t
 }
+
+// Duplicates says how many packets were left out as copies of one already
+// delivered from another namespace.
+func (s *Source) Duplicates() uint64 { return atomic.LoadUint64(&s.dups.dropped) }
 
 // Namespaces says how many namespaces are captured now, how many
 // sightings were past Max, and how many captures failed to open (with the

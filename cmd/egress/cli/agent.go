@@ -545,6 +545,8 @@ func (a *agent) registerHealth() {
 		u64(func() uint64 { return a.tr.Lost() + a.ns.Stats().Lost }))
 	a.m.CounterFunc("egress_agent_dns_packets_total", "DNS and ICMP packets captured in all network namespaces.",
 		u64(func() uint64 { return a.ns.Stats().Packets }))
+	a.m.CounterFunc("egress_agent_dns_duplicates_total", "Packets left out as copies of one seen in another captured namespace.",
+		u64(a.ns.Duplicates))
 	a.m.GaugeFunc("egress_agent_netns_captured", "Network namespaces whose DNS is captured now.",
 		func() float64 { n, _, _, _ := a.ns.Namespaces(); return float64(n) })
 	a.m.CounterFunc("egress_agent_netns_skipped_total", "Sightings of network namespaces past --max-netns (not captured).",
