@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"net/netip"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/egress-dev/egress/dnsmsg"
@@ -47,42 +45,15 @@ type Analyzer struct {
 }
 
 // foldKey says which calls are alike enough to fold together. The address
-// is plain bytes and the outcome a code, so hashing it costs little: past
+// is plain bytes and the outcome its code, so hashing it costs little: past
 // the record limit every call looks its key up.
 type foldKey struct {
 	lookup bool
 	dst    [16]byte
 	port   uint16
 	qtype  uint16
-	out    uint8
+	out    report.Outcome
 	name   string
-}
-
-func outcomeCode(out string) uint8 {
-	switch out {
-	case report.Established, report.Answered:
-		return 1
-	case report.Refused:
-		return 2
-	case report.Rejected:
-		return 3
-	case report.Timeout:
-		return 4
-	case report.Pending:
-		return 5
-	case report.Aborted:
-		return 6
-	case report.NoData:
-		return 7
-	case report.NXDomain:
-		return 8
-	case report.ServFail:
-		return 9
-	}
-	if n, err := strconv.Atoi(strings.TrimPrefix(out, "rcode-")); err == nil && n >= 0 && n < 240 {
-		return uint8(16 + n) // rcode-N
-	}
-	return 0
 }
 
 // answeredLookup remembers an A/AAAA answer for the "resolved but never

@@ -255,7 +255,7 @@ func sortLookups(ls []*lookup) {
 	})
 }
 
-func rcodeOutcome(rcode uint8, answers int) string {
+func rcodeOutcome(rcode uint8, answers int) report.Outcome {
 	switch rcode {
 	case 0:
 		if answers > 0 {
@@ -269,7 +269,7 @@ func rcodeOutcome(rcode uint8, answers int) string {
 	case 5:
 		return report.DNSRefused
 	}
-	return "rcode-" + itoa(int(rcode))
+	return report.RcodeOutcome(rcode)
 }
 
 func itoa(n int) string {
@@ -287,7 +287,7 @@ func itoa(n int) string {
 }
 
 // resolveLookup decides a lookup's outcome as of time end.
-func (a *Analyzer) resolveLookup(lk *lookup, end int64) (outcome string, t int64, basis string, inferred bool) {
+func (a *Analyzer) resolveLookup(lk *lookup, end int64) (outcome report.Outcome, t int64, basis string, inferred bool) {
 	switch {
 	case lk.resp != 0:
 		return rcodeOutcome(lk.rcode, lk.nAnswers), lk.resp, "answer", false
@@ -311,7 +311,7 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 	var key foldKey
 	var other bool
 	if folding {
-		key, other = a.foldSlot(foldKey{lookup: true, dst: lk.server.Addr().As16(), port: lk.server.Port(), name: lk.name, qtype: lk.qtype, out: outcomeCode(out)})
+		key, other = a.foldSlot(foldKey{lookup: true, dst: lk.server.Addr().As16(), port: lk.server.Port(), name: lk.name, qtype: lk.qtype, out: out})
 		if i, ok := a.folded[key]; ok {
 			f := &a.lks[i]
 			f.Count++
@@ -332,7 +332,7 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 			a.settledLookup(&l) // with its own name, not the fold's
 			streamed = true
 		}
-		l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", "", []string{}, nil
+		l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", netip.AddrPort{}, []string{}, nil
 	}
 	if folding {
 		a.folded[key] = len(a.lks)
@@ -341,12 +341,12 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 }
 
 // lookupRecord builds the report record of a settled lookup.
-func (a *Analyzer) lookupRecord(lk *lookup, out string, end int64, basis string, inferred bool) report.Lookup {
+func (a *Analyzer) lookupRecord(lk *lookup, out report.Outcome, end int64, basis string, inferred bool) report.Lookup {
 	l := report.Lookup{
 		Name:      lk.name,
 		QType:     dnsmsg.TypeString(lk.qtype),
-		Client:    lk.client.Addr().Unmap().String(),
-		Server:    addrPortString(lk.server),
+		Client:    lk.client.Addr().Unmap(),
+		Server:    netip.AddrPortFrom(lk.server.Addr().Unmap(), lk.server.Port()),
 		Transport: "udp",
 		Start:     time.Unix(0, lk.start).UTC(),
 		Attempts:  lk.queries,

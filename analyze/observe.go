@@ -48,7 +48,7 @@ func (a *Analyzer) End(to int64) {
 // settledConnection hands a new record to cfg.Settled, if it is egress as
 // far as is known now (Finish decides with everything seen).
 func (a *Analyzer) settledConnection(c *report.Connection) {
-	if a.cfg.Settled == nil || !(c.Loopback || a.egressNow(c.Src.Addr(), c.Dst.Addr())) {
+	if a.cfg.Settled == nil || !(c.Loopback || a.egressNow(c.SrcIP, c.DstIP)) {
 		return
 	}
 	cp := *c
@@ -60,9 +60,7 @@ func (a *Analyzer) settledLookup(l *report.Lookup) {
 	if a.cfg.Settled == nil {
 		return
 	}
-	client, err := netip.ParseAddr(l.Client)
-	server, _ := netip.ParseAddrPort(l.Server)
-	if err != nil || !(client.IsLoopback() || a.egressNow(client, server.Addr())) {
+	if !l.Client.IsValid() || !(l.Client.IsLoopback() || a.egressNow(l.Client, l.Server.Addr())) {
 		return
 	}
 	cp := *l

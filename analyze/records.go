@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"net/netip"
 	"syscall"
 	"time"
 
@@ -36,7 +37,7 @@ func isTimeoutErrno(errno int) bool { return errno == int(syscall.ETIMEDOUT) }
 
 // resolve decides an attempt's outcome as of time end (the window's end
 // when the attempt is still open then).
-func (a *Analyzer) resolve(at *attempt, end int64) (outcome string, t int64, basis string, inferred bool) {
+func (a *Analyzer) resolve(at *attempt, end int64) (outcome report.Outcome, t int64, basis string, inferred bool) {
 	switch at.ans {
 	case ansSynAck:
 		// Any ACK or data from the client after the SYN-ACK completes the
@@ -102,7 +103,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 	var key foldKey
 	var other bool
 	if folding {
-		key, other = a.foldSlot(foldKey{dst: at.server.Addr().As16(), port: at.server.Port(), name: at.host, out: outcomeCode(out)})
+		key, other = a.foldSlot(foldKey{dst: at.server.Addr().As16(), port: at.server.Port(), name: at.host, out: out})
 		if i, ok := a.folded[key]; ok {
 			f := &a.conns[i]
 			f.Count++
@@ -125,7 +126,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 			a.settledConnection(&c) // with its own destination, not the fold's
 			streamed = true
 		}
-		c.Host, c.NameSource, c.DstIP, c.DstPort = OtherDestinations, report.SourceNone, "", 0
+		c.Host, c.NameSource, c.DstIP, c.DstPort = OtherDestinations, report.SourceNone, netip.Addr{}, 0
 	}
 	if folding {
 		a.folded[key] = len(a.conns)
@@ -137,13 +138,13 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 }
 
 // connRecord builds the report record of a settled attempt.
-func (a *Analyzer) connRecord(at *attempt, out string, end int64, basis string, inferred bool) report.Connection {
+func (a *Analyzer) connRecord(at *attempt, out report.Outcome, end int64, basis string, inferred bool) report.Connection {
 	c := report.Connection{
 		Host:       at.host,
 		NameSource: at.nameSource,
-		SrcIP:      at.client.Addr().Unmap().String(),
+		SrcIP:      at.client.Addr().Unmap(),
 		SrcPort:    at.client.Port(),
-		DstIP:      at.server.Addr().Unmap().String(),
+		DstIP:      at.server.Addr().Unmap(),
 		DstPort:    at.server.Port(),
 		Proto:      "tcp",
 		Start:      time.Unix(0, at.start).UTC(),
@@ -160,8 +161,6 @@ func (a *Analyzer) connRecord(at *attempt, out string, end int64, basis string, 
 		// local service, not egress.
 		Loopback: at.client.Addr().IsLoopback() || at.server.Addr().IsLoopback() || at.client.Addr() == at.server.Addr(),
 		Count:    1,
-		Src:      at.client,
-		Dst:      at.server,
 	}
 	if c.NameSource == "" {
 		c.NameSource = report.SourceNone

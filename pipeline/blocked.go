@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -58,9 +57,9 @@ func (b *blockedCalls) add(e *event.Blocked) {
 	t := time.Unix(0, e.Time).UTC()
 	b.calls[k] = &report.Connection{
 		PID: &pid, Comm: &comm, NameSource: report.SourceNone,
-		DstIP: e.Dst.Addr().String(), DstPort: e.Dst.Port(), Proto: proto,
+		DstIP: e.Dst.Addr(), DstPort: e.Dst.Port(), Proto: proto,
 		Start: t, End: t, Outcome: report.Rejected, EndBasis: report.BasisBlockedConnect,
-		SynTimesMS: []float64{}, Count: 1, Dst: e.Dst,
+		SynTimesMS: []float64{}, Count: 1,
 	}
 	b.order = append(b.order, k)
 }
@@ -149,7 +148,7 @@ func (b *blockedCalls) merge(r *report.Report) (added []report.Connection) {
 		if matched {
 			continue
 		}
-		if name, ok := b.names[c.Dst.Addr().Unmap()]; ok {
+		if name, ok := b.names[c.DstIP.Unmap()]; ok {
 			c.Host, c.NameSource = name, report.SourceDNS
 		}
 		r.Connections = append(r.Connections, *c)
@@ -158,7 +157,6 @@ func (b *blockedCalls) merge(r *report.Report) (added []report.Connection) {
 	if len(added) > 0 {
 		slices.SortStableFunc(r.Connections, func(a, b report.Connection) int { return a.Start.Compare(b.Start) })
 	}
-	r.Hints = append(r.Hints, report.Hint{Kind: "blocked", Subject: fmt.Sprintf("%d call(s)", n),
-		Text: "egress run --block refused calls to destinations the policy does not allow: the app got EPERM at once instead of waiting"})
+	r.Hints = append(r.Hints, report.BlockedHint(n))
 	return added
 }

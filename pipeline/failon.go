@@ -2,13 +2,14 @@ package pipeline
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/egress-dev/egress/report"
 )
 
 // failOutcomes maps each --fail-on value to the outcomes it names.
-var failOutcomes = map[string][]string{
+var failOutcomes = map[string][]report.Outcome{
 	"timeout":  {report.Timeout},
 	"pending":  {report.Pending},
 	"refused":  {report.Refused},
@@ -23,14 +24,14 @@ var failOutcomes = map[string][]string{
 
 // FailOn is what --fail-on names: the outcomes, and unexpected calls.
 type FailOn struct {
-	outcomes   map[string]bool
+	outcomes   map[report.Outcome]bool
 	unexpected bool
 }
 
 // ParseFailOn reads the --fail-on values; haveRules says whether a policy
 // was given (unexpected needs one).
 func ParseFailOn(values []string, haveRules bool) (FailOn, error) {
-	f := FailOn{outcomes: map[string]bool{}}
+	f := FailOn{outcomes: map[report.Outcome]bool{}}
 	for _, v := range values {
 		outs, ok := failOutcomes[v]
 		if !ok {
@@ -72,11 +73,11 @@ func (f FailOn) Findings(r *report.Report) []string {
 	return out
 }
 
-func orIP(host, ip string) string {
+func orIP(host string, ip netip.Addr) string {
 	if host != "" {
 		return report.Safe(host)
 	}
-	return ip
+	return ip.String()
 }
 
 // Summarise is the one line that says what --fail-on matched.

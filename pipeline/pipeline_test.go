@@ -289,6 +289,8 @@ func asJSON(t *testing.T, r *report.Report) map[string]any {
 	return m
 }
 
+var addrs = cmp.Options{cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })}
+
 type recordingStream struct {
 	conns []report.Connection
 	lks   []report.Lookup
@@ -315,11 +317,11 @@ func TestStream(t *testing.T) {
 	}
 	byStart := func(a, b report.Connection) int { return a.Start.Compare(b.Start) }
 	slices.SortStableFunc(rec.conns, byStart)
-	if diff := cmp.Diff(res.Report.Connections, rec.conns, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
+	if diff := cmp.Diff(res.Report.Connections, rec.conns, addrs); diff != "" {
 		t.Errorf("streamed connections (-report +stream):\n%s", diff)
 	}
 	slices.SortStableFunc(rec.lks, func(a, b report.Lookup) int { return a.Start.Compare(b.Start) })
-	if diff := cmp.Diff(res.Report.Lookups, rec.lks); diff != "" {
+	if diff := cmp.Diff(res.Report.Lookups, rec.lks, addrs); diff != "" {
 		t.Errorf("streamed lookups (-report +stream):\n%s", diff)
 	}
 }

@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -15,11 +16,11 @@ func TestHTMLEscapesAndDraws(t *testing.T) {
 		Source:   "x.pcap",
 		Window:   Window{Start: t0, End: t0.Add(3 * time.Second), DurationMS: 3000},
 		Connections: []Connection{{
-			PID: &pid, Comm: &comm, Host: "<img src=x onerror=alert(1)>.example", DstIP: "203.0.113.9", DstPort: 443,
+			PID: &pid, Comm: &comm, Host: "<img src=x onerror=alert(1)>.example", DstIP: netip.MustParseAddr("203.0.113.9"), DstPort: 443,
 			Start: t0, End: t0.Add(3 * time.Second), Outcome: Timeout, Attempts: 3, SynTimesMS: []float64{0, 1000, 2000},
 			BlockedMS: 3000, Inferred: true, Count: 1,
 		}},
-		Lookups: []Lookup{{Name: "ok.example", QType: "A", Server: "192.0.2.53:53", Start: t0, End: t0.Add(time.Millisecond), Outcome: Answered, Count: 1}},
+		Lookups: []Lookup{{Name: "ok.example", QType: "A", Server: netip.MustParseAddrPort("192.0.2.53:53"), Start: t0, End: t0.Add(time.Millisecond), Outcome: Answered, Count: 1}},
 	}
 	var b bytes.Buffer
 	if err := WriteHTML(&b, r); err != nil {

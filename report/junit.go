@@ -20,7 +20,8 @@ const (
 // protocol: the unit a CI check passes or fails. Loopback calls are left
 // out: a local database is not a phone-home.
 type Destination struct {
-	Name       string // host name, else the address
+	Name       string     // host name, else the address
+	IP         netip.Addr // the address, when Name is one
 	Port       uint16
 	Proto      string
 	Calls      int            // connection attempts (folded counts included)
@@ -36,7 +37,7 @@ type Destination struct {
 // Failed says whether some call to d did not get through.
 func (d *Destination) Failed() bool {
 	for o := range d.Outcomes {
-		if o != Established {
+		if o != Established.String() {
 			return true
 		}
 	}
@@ -49,7 +50,7 @@ func (d *Destination) Target() string {
 	if d.Proto == "dns" {
 		return Safe(d.Name)
 	}
-	if a, err := netip.ParseAddr(d.Name); err == nil && a.Is6() {
+	if d.IP.Is6() && d.Name == d.IP.String() {
 		return fmt.Sprintf("[%s]:%d", d.Name, d.Port)
 	}
 	return fmt.Sprintf("%s:%d", Safe(d.Name), d.Port)
@@ -93,18 +94,19 @@ func Destinations(r *Report) []*Destination {
 			continue
 		}
 		k := key{c.Host, c.DstPort, c.Proto}
+		var ip netip.Addr
 		if k.name == "" {
-			k.name = c.DstIP
+			k.name, ip = addrText(c.DstIP), c.DstIP
 		}
 		d := byKey[k]
 		if d == nil {
-			d = &Destination{Name: k.name, Port: k.port, Proto: k.proto, Outcomes: map[string]int{}}
+			d = &Destination{Name: k.name, IP: ip, Port: k.port, Proto: k.proto, Outcomes: map[string]int{}}
 			byKey[k] = d
 			ds = append(ds, d)
 		}
 		n := max(c.Count, 1)
 		d.Calls += n
-		d.Outcomes[c.Outcome] += n
+		d.Outcomes[c.Outcome.String()] += n
 		d.BlockedMS += c.BlockedMS
 		if p := proc(c.PID, c.Comm); p != "-" && !slices.Contains(d.Processes, p) && len(d.Processes) < 8 {
 			d.Processes = append(d.Processes, p)
@@ -141,7 +143,7 @@ func Destinations(r *Report) []*Destination {
 		}
 		n := max(l.Count, 1)
 		d.Calls += n
-		d.Outcomes[l.Outcome] += n
+		d.Outcomes[l.Outcome.String()] += n
 		if p := proc(l.PID, l.Comm); p != "-" && !slices.Contains(d.Processes, p) && len(d.Processes) < 8 {
 			d.Processes = append(d.Processes, p)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 	"time"
 	"unicode"
@@ -182,7 +183,7 @@ func (e *errWriter) printf(format string, args ...any) {
 	}
 }
 
-func quiet(outcome string) bool {
+func quiet(outcome Outcome) bool {
 	return outcome == Established || outcome == Answered
 }
 
@@ -204,7 +205,7 @@ func connTable(w io.Writer, cs []Connection, origin time.Time, opt TableOptions)
 		} else if c.NameSource != SourceDNS {
 			host += " (" + c.NameSource + ")"
 		}
-		out := c.Outcome
+		out := c.Outcome.String()
 		if c.ICMP != nil {
 			out += ": " + c.ICMP.Meaning
 		}
@@ -219,7 +220,7 @@ func connTable(w io.Writer, cs []Connection, origin time.Time, opt TableOptions)
 			out += " UNEXPECTED"
 		}
 		if err := t.Append(rel(c.Start, origin), proc(c.PID, c.Comm), Safe(host),
-			joinHostPort(c.DstIP, c.DstPort), fmt.Sprint(c.Attempts), Safe(out), blocked); err != nil {
+			joinHostPort(addrText(c.DstIP), c.DstPort), fmt.Sprint(c.Attempts), Safe(out), blocked); err != nil {
 			return err
 		}
 	}
@@ -279,11 +280,11 @@ func lookupTable(w io.Writer, ls []Lookup, origin time.Time, opt TableOptions) e
 		if l.Inferred {
 			blocked = "~" + blocked
 		}
-		out := l.Outcome
+		out := l.Outcome.String()
 		if l.Count > 1 {
 			out += fmt.Sprintf(" x%d", l.Count)
 		}
-		server := l.Server
+		server := addrPortText(l.Server)
 		if l.Transport == "tcp" {
 			server += "/tcp"
 		}
@@ -300,6 +301,21 @@ func lookupTable(w io.Writer, ls []Lookup, origin time.Time, opt TableOptions) e
 		return err
 	}
 	return nil
+}
+
+// addrText is a's text, "" for none (a record of many destinations).
+func addrText(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+func addrPortText(a netip.AddrPort) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
 }
 
 func joinHostPort(ip string, port uint16) string {

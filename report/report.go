@@ -13,25 +13,6 @@ import (
 // SchemaVersion is the version of the JSON report format.
 const SchemaVersion = 1
 
-// Connection outcomes.
-const (
-	Established = "established" // handshake completed (or the peers went on talking)
-	Refused     = "refused"     // RST answered the SYN
-	Rejected    = "rejected"    // ICMP unreachable / admin-prohibited answered the SYN
-	Timeout     = "timeout"     // no answer; the caller gave up
-	Pending     = "pending"     // no answer when the capture or window ended
-	Aborted     = "aborted"     // the server answered, the client did not complete the handshake
-)
-
-// Lookup outcomes (Timeout, Pending and Rejected are shared with connections).
-const (
-	Answered   = "answered"
-	NoData     = "nodata"
-	NXDomain   = "nxdomain"
-	ServFail   = "servfail"
-	DNSRefused = "refused"
-)
-
 // Name sources: where a connection's host name came from.
 const (
 	SourceDNS  = "dns"
@@ -71,34 +52,36 @@ type Local struct {
 
 // Connection is one outbound connection attempt (one client socket, one ISN).
 type Connection struct {
-	PID        *int      `json:"pid"`
-	Comm       *string   `json:"comm"`
-	Host       string    `json:"host"` // "" when no name is known
-	NameSource string    `json:"name_source"`
-	SrcIP      string    `json:"src_ip"`
-	SrcPort    uint16    `json:"src_port"`
-	DstIP      string    `json:"dst_ip"`
-	DstPort    uint16    `json:"dst_port"`
-	Proto      string    `json:"proto"`
-	Start      time.Time `json:"start"`        // first SYN
-	Attempts   int       `json:"attempts"`     // SYNs sent (1 + retransmissions)
-	SynTimesMS []float64 `json:"syn_times_ms"` // each SYN, ms after Start (bounded list)
-	SynAcks    int       `json:"synacks"`      // SYN-ACKs the server sent on this attempt's flow
-	RSTs       int       `json:"rsts"`         // RSTs either way on this attempt's flow
-	Outcome    string    `json:"outcome"`
-	End        time.Time `json:"end"` // answer, give-up, or window end
-	BlockedMS  float64   `json:"blocked_ms"`
-	Inferred   bool      `json:"inferred"`  // End is an estimate (give-up not observed)
-	EndBasis   string    `json:"end_basis"` // how End was found: answer, client-rst, kernel, next-action, retransmit-schedule, window-end, ...
-	ICMP       *ICMP     `json:"icmp,omitempty"`
-	Loopback   bool      `json:"loopback"`
-	Count      int       `json:"count"` // identical calls folded into this record (1 unless folded)
-	Verdict    *Verdict  `json:"verdict,omitempty"`
-
-	// Addr fields for analysis and sorting; not serialised.
-	Src netip.AddrPort `json:"-"`
-	Dst netip.AddrPort `json:"-"`
+	PID        *int       `json:"pid"`
+	Comm       *string    `json:"comm"`
+	Host       string     `json:"host"` // "" when no name is known
+	NameSource string     `json:"name_source"`
+	SrcIP      netip.Addr `json:"src_ip"`
+	SrcPort    uint16     `json:"src_port"`
+	DstIP      netip.Addr `json:"dst_ip"` // invalid ("" on the wire) for a record of many destinations
+	DstPort    uint16     `json:"dst_port"`
+	Proto      string     `json:"proto"`
+	Start      time.Time  `json:"start"`        // first SYN
+	Attempts   int        `json:"attempts"`     // SYNs sent (1 + retransmissions)
+	SynTimesMS []float64  `json:"syn_times_ms"` // each SYN, ms after Start (bounded list)
+	SynAcks    int        `json:"synacks"`      // SYN-ACKs the server sent on this attempt's flow
+	RSTs       int        `json:"rsts"`         // RSTs either way on this attempt's flow
+	Outcome    Outcome    `json:"outcome"`
+	End        time.Time  `json:"end"` // answer, give-up, or window end
+	BlockedMS  float64    `json:"blocked_ms"`
+	Inferred   bool       `json:"inferred"`  // End is an estimate (give-up not observed)
+	EndBasis   string     `json:"end_basis"` // how End was found: answer, client-rst, kernel, next-action, retransmit-schedule, window-end, ...
+	ICMP       *ICMP      `json:"icmp,omitempty"`
+	Loopback   bool       `json:"loopback"`
+	Count      int        `json:"count"` // identical calls folded into this record (1 unless folded)
+	Verdict    *Verdict   `json:"verdict,omitempty"`
 }
+
+// Src is the connection's local socket.
+func (c *Connection) Src() netip.AddrPort { return netip.AddrPortFrom(c.SrcIP, c.SrcPort) }
+
+// Dst is the connection's destination.
+func (c *Connection) Dst() netip.AddrPort { return netip.AddrPortFrom(c.DstIP, c.DstPort) }
 
 // ICMP describes an ICMP error that rejected a connection or lookup.
 type ICMP struct {
@@ -110,26 +93,26 @@ type ICMP struct {
 
 // Lookup is one DNS query (with its retransmissions) and its outcome.
 type Lookup struct {
-	PID       *int      `json:"pid"`
-	Comm      *string   `json:"comm"`
-	Name      string    `json:"name"`
-	QType     string    `json:"qtype"`
-	Client    string    `json:"client"`
-	Server    string    `json:"server"`
-	Transport string    `json:"transport"` // udp or tcp
-	Start     time.Time `json:"start"`
-	Attempts  int       `json:"attempts"`
-	Outcome   string    `json:"outcome"`
-	Rcode     string    `json:"rcode,omitempty"`
-	Answers   []string  `json:"answers"`
-	CNAMEs    []string  `json:"cnames,omitempty"`
-	End       time.Time `json:"end"`
-	BlockedMS float64   `json:"blocked_ms"`
-	Inferred  bool      `json:"inferred"`
-	EndBasis  string    `json:"end_basis"`
-	ICMP      *ICMP     `json:"icmp,omitempty"`
-	Count     int       `json:"count"`
-	Verdict   *Verdict  `json:"verdict,omitempty"`
+	PID       *int           `json:"pid"`
+	Comm      *string        `json:"comm"`
+	Name      string         `json:"name"`
+	QType     string         `json:"qtype"`
+	Client    netip.Addr     `json:"client"`
+	Server    netip.AddrPort `json:"server"`    // invalid ("" on the wire) for a record of many servers
+	Transport string         `json:"transport"` // udp or tcp
+	Start     time.Time      `json:"start"`
+	Attempts  int            `json:"attempts"`
+	Outcome   Outcome        `json:"outcome"`
+	Rcode     string         `json:"rcode,omitempty"`
+	Answers   []string       `json:"answers"`
+	CNAMEs    []string       `json:"cnames,omitempty"`
+	End       time.Time      `json:"end"`
+	BlockedMS float64        `json:"blocked_ms"`
+	Inferred  bool           `json:"inferred"`
+	EndBasis  string         `json:"end_basis"`
+	ICMP      *ICMP          `json:"icmp,omitempty"`
+	Count     int            `json:"count"`
+	Verdict   *Verdict       `json:"verdict,omitempty"`
 }
 
 // Hint is something the analyzer suspects but cannot see, with what to do.

@@ -367,13 +367,13 @@ func (a *agent) Connection(c *report.Connection) error {
 	}
 	dest := c.Host
 	if dest == "" {
-		dest = c.DstIP
+		dest = c.DstIP.String()
 	}
-	a.m.Observe(metrics.Call{Destination: dest, Port: c.DstPort, Outcome: c.Outcome, Process: comm,
+	a.m.Observe(metrics.Call{Destination: dest, Port: c.DstPort, Outcome: c.Outcome.String(), Process: comm,
 		Container: containerLabel(info), Count: c.Count, BlockedSeconds: c.BlockedMS / 1000,
 		Failed: c.Outcome != report.Established, Unexpected: c.Verdict != nil && !c.Verdict.Expected})
 	a.conns.Add(1)
-	a.countOutcome("connection " + c.Outcome)
+	a.countOutcome("connection " + c.Outcome.String())
 	return a.line(struct {
 		Type string `json:"type"`
 		*report.Connection
@@ -398,11 +398,11 @@ func (a *agent) Lookup(l *report.Lookup) error {
 		rules.Annotate(r, rs.pol, rs.cat)
 		*l = r.Lookups[0]
 	}
-	a.m.Observe(metrics.Call{Lookup: true, Destination: l.Name, Outcome: l.Outcome, Process: comm,
+	a.m.Observe(metrics.Call{Lookup: true, Destination: l.Name, Outcome: l.Outcome.String(), Process: comm,
 		Container: containerLabel(info), Count: l.Count, BlockedSeconds: l.BlockedMS / 1000,
 		Failed: l.Outcome != report.Answered && l.Outcome != report.NoData, Unexpected: l.Verdict != nil && !l.Verdict.Expected})
 	a.lookups.Add(1)
-	a.countOutcome("lookup " + l.Outcome)
+	a.countOutcome("lookup " + l.Outcome.String())
 	return a.line(struct {
 		Type string `json:"type"`
 		*report.Lookup

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -133,23 +132,12 @@ func readReportOrCapture(ctx context.Context, e *env, name string) (*report.Repo
 // dests turns a report's outbound connections into the rules' view of
 // them, marking the DNS servers the app used as resolvers.
 func dests(r *report.Report) []rules.Dest {
-	resolvers := map[netip.Addr]bool{}
-	for _, l := range r.Lookups {
-		if ap, err := netip.ParseAddrPort(l.Server); err == nil {
-			resolvers[ap.Addr()] = true
-		}
-	}
+	resolvers := rules.Resolvers(r)
 	var ds []rules.Dest
-	for _, c := range r.Connections {
-		if c.Loopback {
-			continue
+	for i := range r.Connections {
+		if c := &r.Connections[i]; !c.Loopback {
+			ds = append(ds, rules.DestOf(c, resolvers))
 		}
-		ip, _ := netip.ParseAddr(c.DstIP)
-		d := rules.Dest{Host: c.Host, IP: ip, Port: c.DstPort, Proto: c.Proto, Resolver: resolvers[ip] && c.DstPort == 53}
-		if c.Comm != nil {
-			d.Process = *c.Comm
-		}
-		ds = append(ds, d)
 	}
 	return ds
 }
