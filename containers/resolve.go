@@ -125,7 +125,12 @@ func (r *Resolver) name(info Info) (name, pod string) {
 	case Docker:
 		name = dockerName(filepath.Join(r.Root, "/var/lib/docker/containers", info.ID, "config.v2.json"))
 	case Podman:
-		name = podmanName(filepath.Join(r.Root, "/var/lib/containers/storage/overlay-containers/containers.json"), info.ID)
+		// containers/storage keeps one list per storage driver.
+		for _, driver := range []string{"overlay", "vfs", "btrfs", "zfs"} {
+			if name = podmanName(filepath.Join(r.Root, "/var/lib/containers/storage", driver+"-containers", "containers.json"), info.ID); name != "" {
+				break
+			}
+		}
 	}
 	if info.PodUID != "" {
 		pod, name = kubeletPod(filepath.Join(r.Root, "/var/log/pods"), info, name)

@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"archive/tar"
 	"bufio"
 	"context"
 	"encoding/json"
@@ -41,7 +42,7 @@ type agentNet struct {
 
 func newAgentNet(t *testing.T) *agentNet {
 	t.Helper()
-	n := testnet.NewForTest(t, "curl", "nft", "prometheus")
+	n := testnet.NewForTest(t, "curl", "nft", "prometheus", "podman", "runc")
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	app, err := n.Namespace(ctx, "agapp")
@@ -71,7 +72,8 @@ func newAgentNet(t *testing.T) *agentNet {
 		}
 	}
 	bins := testnet.Build(t, "github.com/egress-dev/egress/internal/testnet/dnsd",
-		"github.com/egress-dev/egress/internal/testnet/vendord", "github.com/egress-dev/egress/cmd/egress")
+		"github.com/egress-dev/egress/internal/testnet/vendord", "github.com/egress-dev/egress/internal/testnet/callout",
+		"github.com/egress-dev/egress/cmd/egress")
 	var logs testnet.SyncBuffer
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -257,31 +259,36 @@ func TestPrivilegedAgentPrometheus(t *testing.T) {
 	curlIn(t, an.app, agentAllowed, 3)
 	curlIn(t, an.app, agentRefused, 2)
 	curlIn(t, an.app, agentDropped, 1)
+	// A Podman container in the app's namespace calls each once.
+	ctr := runPodman(t, an, agentAllowed+":80", agentRefused+":80", agentDropped+":80")
 
-	want := map[string]float64{
-		agentAllowed + " established": 3,
-		agentRefused + " refused":     2,
-		agentDropped + " timeout":     1,
-	}
-	q := `sum by (destination, outcome) (egress_calls_total{destination=~".*\\.agent\\.test"})`
-	var got map[string]float64
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		got = promQuery(t, prom, q, "destination", "outcome")
-		if fmt.Sprint(got) == fmt.Sprint(want) || time.Now().After(deadline) {
-			break
+	for _, tc := range []struct {
+		container string
+		want      map[string]float64
+	}{
+		{"", map[string]float64{agentAllowed + " established": 3, agentRefused + " refused": 2, agentDropped + " timeout": 1}},
+		{ctr.name, map[string]float64{agentAllowed + " established": 1, agentRefused + " refused": 1, agentDropped + " timeout": 1}},
+	} {
+		q := fmt.Sprintf(`sum by (destination, outcome) (egress_calls_total{destination=~".*\\.agent\\.test", container=%q})`, tc.container)
+		var got map[string]float64
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			got = promQuery(t, prom, q, "destination", "outcome")
+			if fmt.Sprint(got) == fmt.Sprint(tc.want) || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(time.Second)
 		}
-		time.Sleep(time.Second)
-	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("PromQL %s:\n got %v\nwant %v", q, got, want)
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("PromQL %s:\n got %v\nwant %v", q, got, tc.want)
+		}
 	}
 	unexpected := promQuery(t, prom, `sum by (destination) (egress_unexpected_calls_total{destination=~".*\\.agent\\.test"})`, "destination")
-	if unexpected[agentRefused] != 2 || unexpected[agentDropped] != 1 || unexpected[agentAllowed] != 0 {
-		t.Errorf("unexpected calls by destination: %v, want refused 2 and dropped 1", unexpected)
+	if unexpected[agentRefused] != 3 || unexpected[agentDropped] != 2 || unexpected[agentAllowed] != 0 {
+		t.Errorf("unexpected calls by destination: %v, want refused 3 and dropped 2", unexpected)
 	}
 	lost := promQuery(t, prom, `sum by (destination) (egress_lost_seconds_total{destination=~".*\\.agent\\.test"})`, "destination")
-	if lost[agentDropped] < 0.9 || lost[agentAllowed] != 0 {
+	if lost[agentDropped] < 1.8 || lost[agentAllowed] != 0 {
 		t.Errorf("lost seconds by destination: %v, want about 1 s on the dropped destination (curl's --connect-timeout)", lost)
 	}
 	lookups := promQuery(t, prom, `sum by (name, outcome) (egress_lookups_total{name=~".*\\.agent\\.test"})`, "name", "outcome")
@@ -312,13 +319,20 @@ func TestPrivilegedAgentPrometheus(t *testing.T) {
 	lines := readAgentLines(t, out)
 	checkAgentLines(t, lines)
 	var refusedVerdicts []bool
-	counts := map[string]int{}
+	counts, inContainer := map[string]int{}, map[string]int{}
 	for _, m := range lines {
 		if m["type"] != "connection" {
 			continue
 		}
 		host, _ := m["host"].(string)
 		if !strings.HasSuffix(host, ".agent.test") {
+			continue
+		}
+		if c, ok := m["container"].(map[string]any); ok {
+			if c["id"] != ctr.id || c["name"] != ctr.name || c["runtime"] != "podman" {
+				t.Errorf("container of a call: %v, want id %s name %s runtime podman", c, ctr.id, ctr.name)
+			}
+			inContainer[host+" "+m["outcome"].(string)]++
 			continue
 		}
 		counts[host+" "+m["outcome"].(string)]++
@@ -329,6 +343,9 @@ func TestPrivilegedAgentPrometheus(t *testing.T) {
 	}
 	if counts[agentAllowed+" established"] != 3 || counts[agentRefused+" refused"] != 3 || counts[agentDropped+" timeout"] != 1 {
 		t.Errorf("JSON lines by destination and outcome: %v", counts)
+	}
+	if inContainer[agentAllowed+" established"] != 1 || inContainer[agentRefused+" refused"] != 1 || inContainer[agentDropped+" timeout"] != 1 {
+		t.Errorf("JSON lines of the container by destination and outcome: %v", inContainer)
 	}
 	if fmt.Sprint(refusedVerdicts) != "[false false true]" {
 		t.Errorf("refused calls expected before and after SIGHUP: %v, want [false false true]", refusedVerdicts)
@@ -413,4 +430,58 @@ func checkAgentLines(t *testing.T, lines []map[string]any) {
 			t.Errorf("no %s line", typ)
 		}
 	}
+}
+
+type podmanContainer struct{ id, name string }
+
+// runPodman runs callout in a Podman container joined to the app's network
+// namespace, from an image made here with podman import (no registry).
+// Podman as installed here needs: runc (crun refuses the hybrid cgroup
+// layout), the cgroupfs manager, and rlimits no higher than the caller's
+// (without CAP_SYS_RESOURCE runc cannot raise them; podman's defaults would).
+func runPodman(t *testing.T, an *agentNet, targets ...string) podmanContainer {
+	t.Helper()
+	root := t.TempDir()
+	tarPath := filepath.Join(root, "image.tar")
+	b, err := os.ReadFile(filepath.Join(an.bins, "callout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(tarPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw := tar.NewWriter(f)
+	if err := tw.WriteHeader(&tar.Header{Name: "callout", Mode: 0o755, Size: int64(len(b)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write(b)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	image := fmt.Sprintf("localhost/egress-callout:test-%d", os.Getpid())
+	podman := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "podman", append([]string{"--runtime", "runc", "--cgroup-manager", "cgroupfs"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("podman %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	podman("import", tarPath, image)
+	t.Cleanup(func() { exec.Command("podman", "rmi", "-f", image).Run() })
+	var nofile syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile)
+	name := fmt.Sprintf("egress-agent-test-%d", os.Getpid())
+	args := []string{"create", "--name", name, "--network", "ns:/run/netns/" + an.app.Name,
+		"--ulimit", fmt.Sprintf("nofile=%d:%d", nofile.Cur, nofile.Max), "--ulimit", "nproc=4096:4096",
+		image, "/callout", "-dns", "198.19.77.1:53", "-timeout", "1s"}
+	id := podman(append(args, targets...)...)
+	t.Cleanup(func() { exec.Command("podman", "rm", "-f", name).Run() })
+	out := podman("start", "--attach", name)
+	t.Logf("container %s (%s): %s", name, id, out)
+	return podmanContainer{id: id, name: name}
 }
