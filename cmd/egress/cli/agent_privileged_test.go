@@ -5,6 +5,7 @@ package cli
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -441,6 +442,13 @@ type podmanContainer struct{ id, name string }
 // (without CAP_SYS_RESOURCE runc cannot raise them; podman's defaults would).
 func runPodman(t *testing.T, an *agentNet, targets ...string) podmanContainer {
 	t.Helper()
+	return podmanCallout(t, an, true, "0s", targets...)
+}
+
+// podmanCallout creates the container and starts it, waiting for its end
+// when attach is set; callout waits wait before its calls.
+func podmanCallout(t *testing.T, an *agentNet, attach bool, wait string, targets ...string) podmanContainer {
+	t.Helper()
 	root := t.TempDir()
 	tarPath := filepath.Join(root, "image.tar")
 	b, err := os.ReadFile(filepath.Join(an.bins, "callout"))
@@ -478,10 +486,58 @@ func runPodman(t *testing.T, an *agentNet, targets ...string) podmanContainer {
 	name := fmt.Sprintf("egress-agent-test-%d", os.Getpid())
 	args := []string{"create", "--name", name, "--network", "ns:/run/netns/" + an.app.Name,
 		"--ulimit", fmt.Sprintf("nofile=%d:%d", nofile.Cur, nofile.Max), "--ulimit", "nproc=4096:4096",
-		image, "/callout", "-dns", "198.19.77.1:53", "-timeout", "1s"}
+		image, "/callout", "-dns", "198.19.77.1:53", "-timeout", "1s", "-wait", wait}
 	id := podman(append(args, targets...)...)
 	t.Cleanup(func() { exec.Command("podman", "rm", "-f", name).Run() })
+	if !attach {
+		podman("start", name)
+		return podmanContainer{id: id, name: name}
+	}
 	out := podman("start", "--attach", name)
 	t.Logf("container %s (%s): %s", name, id, out)
 	return podmanContainer{id: id, name: name}
+}
+
+// TestPrivilegedWatchContainer: watch --container follows a running
+// Podman container's processes by name, and by ID prefix, and reports its
+// calls with their outcomes and names.
+func TestPrivilegedWatchContainer(t *testing.T) {
+	an := newAgentNet(t)
+	for _, byID := range []bool{false, true} {
+		ctr := podmanCallout(t, an, false, "2s", agentAllowed+":80", agentRefused+":80", agentDropped+":80")
+		sel := ctr.name
+		if byID {
+			sel = ctr.id[:12]
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		var out, errb bytes.Buffer
+		code := Main(ctx, []string{"watch", "--container", sel, "--duration", "5s", "--format", "json"}, nil, &out, &errb)
+		cancel()
+		if code != ExitOK {
+			t.Fatalf("watch --container %s: exit %d\n%s", sel, code, errb.String())
+		}
+		var r struct {
+			Source      string
+			Connections []struct {
+				Host    string
+				Outcome string
+				Comm    string
+			}
+		}
+		if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, c := range r.Connections {
+			got[c.Host] = c.Outcome + " " + c.Comm
+		}
+		want := map[string]string{agentAllowed: "established callout", agentRefused: "refused callout", agentDropped: "timeout callout"}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("watch --container %s: calls %v, want %v\n%s", sel, got, want, errb.String())
+		}
+		if !strings.Contains(r.Source, ctr.id[:12]) {
+			t.Errorf("source %q does not name the container", r.Source)
+		}
+		exec.Command("podman", "rm", "-f", ctr.name).Run()
+	}
 }

@@ -25,6 +25,7 @@ func run(args []string, out io.Writer) int {
 	fs := flag.NewFlagSet("callout", flag.ContinueOnError)
 	dns := fs.String("dns", "", "DNS server (ADDR:PORT) to look names up with (default: the system's)")
 	timeout := fs.Duration("timeout", time.Second, "connect timeout of each call")
+	wait := fs.Duration("wait", 0, "wait this long before the first call (time for a watcher to attach)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -36,6 +37,7 @@ func run(args []string, out io.Writer) int {
 		}}
 	}
 	d := net.Dialer{Timeout: *timeout, Resolver: r}
+	time.Sleep(*wait)
 	for _, target := range fs.Args() {
 		c, err := d.Dial("tcp4", target)
 		switch {
