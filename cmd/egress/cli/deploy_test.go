@@ -117,3 +117,21 @@ func TestPrivilegedContainerfile(t *testing.T) {
 		t.Errorf("the image's egress agent --help:\n%s", help)
 	}
 }
+
+// TestAlertRules: the alert examples of docs/agent.md are valid Prometheus
+// rules (promtool, from Debian's prometheus package) and name only metrics
+// the agent exports.
+func TestAlertRules(t *testing.T) {
+	testnet.RequirePrivileged(t, "promtool")
+	path := "../../../deploy/prometheus/egress-alerts.yaml"
+	if out, err := exec.Command("promtool", "check", "rules", path).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+	b, _ := os.ReadFile(path)
+	doc, _ := os.ReadFile("../../../docs/agent.md")
+	for _, f := range strings.FieldsFunc(string(b), func(r rune) bool { return !(r == '_' || r >= 'a' && r <= 'z') }) {
+		if strings.HasPrefix(f, "egress_") && !strings.Contains(string(doc), "`"+f+"`") {
+			t.Errorf("the rules use %s, which docs/agent.md does not list", f)
+		}
+	}
+}
