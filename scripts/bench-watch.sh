@@ -155,14 +155,15 @@ if [ "$SOAK" -gt 0 ]; then
 	eg=$!
 	pids+=("$eg")
 	sleep 1
-	"$tmp/connload" -duration "${SOAK}s" -workers 2 -rate 1000 >"$tmp/soak.load" &
+	# connload runs at most a minute: chain minutes.
+	(for _ in $(seq $(((SOAK + 59) / 60))); do "$tmp/connload" -duration 60s -workers 2 -rate 1000 >>"$tmp/soak.load"; done) &
 	lp=$!
 	pids+=("$lp")
 	while kill -0 "$lp" 2>/dev/null; do
 		awk -v t="$(date +%s)" '/^VmRSS/ { printf "%s %.1f\n", t, $2 / 1024 }' "/proc/$eg/status"
 		sleep 10
 	done
-	echo "soak: peak RSS $(hwm "$eg") MiB; CPU $(cpu "$eg") user/system s"
+	echo "soak: peak RSS $(hwm "$eg") MiB; CPU $(cpu "$eg") user/system s; $(awk '{ n += $2 } END { print n }' "$tmp/soak.load") connects"
 	kill -TERM "$eg"
 	wait "$eg" || true
 fi
