@@ -45,6 +45,10 @@ type Config struct {
 	// Refusals says a source reports refused calls (event.Blocked): the
 	// stream then holds back failed connects until the refusals are in.
 	Refusals bool
+	// Progress, when set, is given the analyzer's counters so far about
+	// every ReorderHold/2 while a live window is open (the agent's health
+	// metrics: tables evicted, records folded), on the pipeline's goroutine.
+	Progress func(report.Stats)
 	// Source and Backend are written into the report.
 	Source, Backend string
 	Hold, Drain     time.Duration // defaults: ReorderHold, DrainAfter
@@ -206,6 +210,9 @@ loop:
 			q.push(o)
 		case <-tick.C:
 			st.release(&q, cfg.now()-int64(cfg.Hold))
+			if cfg.Progress != nil {
+				cfg.Progress(st.an.Stats())
+			}
 		case err := <-errs:
 			// A source ended before the window did: report, keep the others.
 			note(err)

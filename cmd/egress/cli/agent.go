@@ -189,6 +189,9 @@ func runAgent(ctx context.Context, e *env, fl *agentFlags) error {
 		Window:  ctx.Done(),
 		Stream:  a,
 		Analyze: a.analyzeConfig(),
+		Progress: func(st report.Stats) {
+			a.an.Store(&st)
+		},
 	}
 	what := "every process"
 	if a.filtered() {
@@ -236,6 +239,8 @@ type agent struct {
 	file  *rotate.File
 
 	conns, lookups, leftOut, loopback, reloads, reloadErrors atomic.Uint64
+	// an is the analyzer's counters, as the pipeline last reported them.
+	an atomic.Pointer[report.Stats]
 	// interval counts, reset by each interval line
 	ivMu       sync.Mutex
 	ivOutcomes map[string]uint64
@@ -485,6 +490,10 @@ func (a *agent) interval(from, to time.Time) error {
 	}
 	open, skipped, failed, _ := a.ns.Namespaces()
 	lookups, _ := a.res.Stats()
+	var an report.Stats
+	if p := a.an.Load(); p != nil {
+		an = *p
+	}
 	var ru unix.Rusage
 	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
 	type totals struct {
@@ -502,6 +511,9 @@ func (a *agent) interval(from, to time.Time) error {
 		CPUUserSeconds    float64 `json:"cpu_user_seconds"`
 		CPUSystemSeconds  float64 `json:"cpu_system_seconds"`
 		MaxRSSBytes       int64   `json:"max_rss_bytes"`
+		FlowsEvicted      uint64  `json:"flows_evicted"`
+		LookupsEvicted    uint64  `json:"lookups_evicted"`
+		NamesEvicted      uint64  `json:"names_evicted"`
 		OutputRotations   uint64  `json:"output_rotations"`
 		RulesReloads      uint64  `json:"rules_reloads"`
 		RulesReloadErrors uint64  `json:"rules_reload_errors"`
@@ -516,7 +528,8 @@ func (a *agent) interval(from, to time.Time) error {
 	}{"interval", from.UTC(), to.UTC(), outcomes,
 		totals{a.conns.Load(), a.lookups.Load(), a.leftOut.Load(), a.loopback.Load()},
 		health{a.tr.Lost() + a.ns.Stats().Lost, open, skipped, failed, lookups,
-			tvSeconds(ru.Utime), tvSeconds(ru.Stime), ru.Maxrss * 1024, a.rotations(), a.reloads.Load(), a.reloadErrors.Load()}})
+			tvSeconds(ru.Utime), tvSeconds(ru.Stime), ru.Maxrss * 1024, an.FlowsEvicted, an.LookupsEvicted, an.NamesEvicted,
+			a.rotations(), a.reloads.Load(), a.reloadErrors.Load()}})
 }
 
 func (a *agent) rotations() uint64 {
@@ -555,6 +568,22 @@ func (a *agent) registerHealth() {
 		func() float64 { _, _, f, _ := a.ns.Namespaces(); return float64(f) })
 	a.m.CounterFunc("egress_agent_container_cache_evictions_total", "Times the process-to-container cache was full and started over.",
 		func() float64 { _, n := a.res.Stats(); return float64(n) })
+	anStat := func(f func(*report.Stats) uint64) func() float64 {
+		return func() float64 {
+			if st := a.an.Load(); st != nil {
+				return float64(f(st))
+			}
+			return 0
+		}
+	}
+	a.m.CounterFunc("egress_agent_flows_evicted_total", "TCP flows evicted from the analyzer's full flow table (65536) before they settled.",
+		anStat(func(s *report.Stats) uint64 { return s.FlowsEvicted }))
+	a.m.CounterFunc("egress_agent_lookups_evicted_total", "DNS lookups evicted from the analyzer's full lookup table (16384) before their answer.",
+		anStat(func(s *report.Stats) uint64 { return s.LookupsEvicted }))
+	a.m.CounterFunc("egress_agent_names_evicted_total", "Address-to-name entries evicted from the analyzer's full name table (65536).",
+		anStat(func(s *report.Stats) uint64 { return s.NamesEvicted }))
+	a.m.CounterFunc("egress_agent_records_folded_total", "Calls folded into an earlier record of the final summary (each is still written and counted).",
+		anStat(func(s *report.Stats) uint64 { return s.RecordsFolded }))
 	a.m.CounterFunc("egress_agent_calls_filtered_total", "Settled calls left out by --cgroup, --container or --comm.", u64(a.leftOut.Load))
 	a.m.CounterFunc("egress_agent_loopback_calls_total", "Settled calls to the host itself, left out without --loopback.", u64(a.loopback.Load))
 	a.m.CounterFunc("egress_agent_rules_reloads_total", "Successful SIGHUP reloads of the rules and catalogs.", u64(a.reloads.Load))

@@ -296,9 +296,11 @@ func TestPrivilegedAgentPrometheus(t *testing.T) {
 	if lookups[agentAllowed+" answered"] < 3 {
 		t.Errorf("lookups: %v, want curl's 3 answered lookups of %s (A; AAAA are nodata)", lookups, agentAllowed)
 	}
-	health := promQuery(t, prom, `egress_agent_events_lost_total`)
-	if v, ok := health[""]; !ok || v != 0 {
-		t.Errorf("egress_agent_events_lost_total: %v, want a series at 0", health)
+	for _, m := range []string{"egress_agent_events_lost_total", "egress_agent_flows_evicted_total", "egress_agent_lookups_evicted_total"} {
+		health := promQuery(t, prom, m)
+		if v, ok := health[""]; !ok || v != 0 {
+			t.Errorf("%s: %v, want a series at 0", m, health)
+		}
 	}
 
 	// SIGHUP: the refused destination is now allowed.
