@@ -54,7 +54,7 @@ type connSummary struct {
 func summarize(r *report.Report) []connSummary {
 	var out []connSummary
 	for _, c := range r.Connections {
-		out = append(out, connSummary{Dst: c.Dst().String(), Outcome: c.Outcome.String(), Attempts: c.Attempts, Blocked: c.BlockedMS, Inferred: c.Inferred, Basis: c.EndBasis})
+		out = append(out, connSummary{Dst: c.Dst().String(), Outcome: c.Outcome.String(), Attempts: c.Attempts, Blocked: c.Blocked.MS(), Inferred: c.Inferred, Basis: c.EndBasis})
 	}
 	return out
 }
@@ -267,10 +267,10 @@ func TestWindowUnionAndHeadline(t *testing.T) {
 	)
 	// The two vendor calls overlap from 0.1 s and 0.2 s until the app
 	// answers the login at 3.2 s: 3.1 s blocked, counted once.
-	if got, want := r.Window.DurationMS, 4000.0; got != want {
+	if got, want := r.Window.Duration.MS(), 4000.0; got != want {
 		t.Errorf("window %v ms, want %v", got, want)
 	}
-	if got, want := r.Window.BlockedMS, 3100.0; got != want {
+	if got, want := r.Window.Blocked.MS(), 3100.0; got != want {
 		t.Errorf("blocked %v ms, want %v", got, want)
 	}
 	want := "the 4.0 s window was blocked 3.1 s (78%) by 2 unanswered calls to 198.51.100.10:80 (2 SYNs, ~3.1 s) and :443 (2 SYNs, ~3.0 s)"

@@ -316,7 +316,7 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 			f := &a.lks[i]
 			f.Count++
 			f.Attempts += lk.queries
-			f.BlockedMS += ms(end - lk.start)
+			f.Blocked += dur(end - lk.start)
 			a.stats.RecordsFolded++
 			if a.cfg.SettleFolded {
 				l := a.lookupRecord(lk, out, end, basis, inferred)
@@ -352,7 +352,7 @@ func (a *Analyzer) lookupRecord(lk *lookup, out report.Outcome, end int64, basis
 		Attempts:  lk.queries,
 		Outcome:   out,
 		End:       time.Unix(0, end).UTC(),
-		BlockedMS: ms(end - lk.start),
+		Blocked:   dur(end - lk.start),
 		Inferred:  inferred,
 		EndBasis:  basis,
 		ICMP:      lk.icmp,

@@ -48,7 +48,7 @@ func (a *Analyzer) Finish() *report.Report {
 	if a.first != 0 || a.cfg.From != 0 {
 		r.Window.Start = time.Unix(0, start).UTC()
 		r.Window.End = time.Unix(0, end).UTC()
-		r.Window.DurationMS = ms(end - start)
+		r.Window.Duration = dur(end - start)
 	}
 	isEgress := a.egressFunc(&r.Local)
 
@@ -71,7 +71,7 @@ func (a *Analyzer) Finish() *report.Report {
 	sort.SliceStable(r.Connections, func(i, j int) bool { return r.Connections[i].Start.Before(r.Connections[j].Start) })
 	sort.SliceStable(r.Lookups, func(i, j int) bool { return r.Lookups[i].Start.Before(r.Lookups[j].Start) })
 
-	r.Window.BlockedMS = a.blocked(r, start, end)
+	r.Window.Blocked = a.blocked(r, start, end)
 	r.Headline = report.Headline(r)
 	r.Hints = a.hints(keepLookup)
 	return r
@@ -157,7 +157,7 @@ type interval struct{ from, to int64 }
 
 // blocked returns the union of the blocked intervals of egress calls inside
 // [start, end], in milliseconds: calls in parallel are not counted twice.
-func (a *Analyzer) blocked(r *report.Report, start, end int64) float64 {
+func (a *Analyzer) blocked(r *report.Report, start, end int64) report.Duration {
 	var iv []interval
 	clip := func(from, to time.Time) {
 		f, t := from.UnixNano(), to.UnixNano()
@@ -181,7 +181,7 @@ func (a *Analyzer) blocked(r *report.Report, start, end int64) float64 {
 			clip(l.Start, l.End)
 		}
 	}
-	return ms(union(iv))
+	return dur(union(iv))
 }
 
 func union(iv []interval) int64 {

@@ -52,7 +52,7 @@ func (a *Analyzer) settledConnection(c *report.Connection) {
 		return
 	}
 	cp := *c
-	cp.SynTimesMS = append([]float64{}, c.SynTimesMS...)
+	cp.SynTimes = append([]report.Duration{}, c.SynTimes...)
 	a.cfg.Settled.Connection(&cp)
 }
 

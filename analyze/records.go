@@ -110,7 +110,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 			f.Attempts += at.syns
 			f.SynAcks += at.synAcks
 			f.RSTs += at.rsts
-			f.BlockedMS += ms(end - at.start)
+			f.Blocked += dur(end - at.start)
 			a.stats.RecordsFolded++
 			if a.cfg.SettleFolded {
 				c := a.connRecord(at, out, end, basis, inferred)
@@ -153,7 +153,7 @@ func (a *Analyzer) connRecord(at *attempt, out report.Outcome, end int64, basis 
 		RSTs:       at.rsts,
 		Outcome:    out,
 		End:        time.Unix(0, end).UTC(),
-		BlockedMS:  ms(end - at.start),
+		Blocked:    dur(end - at.start),
 		Inferred:   inferred,
 		EndBasis:   basis,
 		ICMP:       at.icmp,
@@ -169,9 +169,9 @@ func (a *Analyzer) connRecord(at *attempt, out report.Outcome, end int64, basis 
 	if n > maxSynTimes {
 		n = maxSynTimes
 	}
-	c.SynTimesMS = make([]float64, n)
+	c.SynTimes = make([]report.Duration, n)
 	for i := 0; i < n; i++ {
-		c.SynTimesMS[i] = ms(at.synTimes[i] - at.start)
+		c.SynTimes[i] = dur(at.synTimes[i] - at.start)
 	}
 	if at.proc != nil {
 		pid, comm := at.proc.PID, at.proc.Comm
@@ -203,6 +203,5 @@ func pidOf(p *int) int {
 	return *p
 }
 
-func ms(ns int64) float64 {
-	return float64(ns/1000) / 1000
-}
+// dur is a span of ns nanoseconds at the report's resolution.
+func dur(ns int64) report.Duration { return report.Micro(time.Duration(ns)) }

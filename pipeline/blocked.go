@@ -59,7 +59,7 @@ func (b *blockedCalls) add(e *event.Blocked) {
 		PID: &pid, Comm: &comm, NameSource: report.SourceNone,
 		DstIP: e.Dst.Addr(), DstPort: e.Dst.Port(), Proto: proto,
 		Start: t, End: t, Outcome: report.Rejected, EndBasis: report.BasisBlockedConnect,
-		SynTimesMS: []float64{}, Count: 1,
+		SynTimes: []report.Duration{}, Count: 1,
 	}
 	b.order = append(b.order, k)
 }

@@ -14,11 +14,11 @@ func TestHTMLEscapesAndDraws(t *testing.T) {
 	r := &Report{
 		Headline: "the 3.0 s window was blocked 3.0 s (100%) by <script>alert(1)</script>",
 		Source:   "x.pcap",
-		Window:   Window{Start: t0, End: t0.Add(3 * time.Second), DurationMS: 3000},
+		Window:   Window{Start: t0, End: t0.Add(3 * time.Second), Duration: Duration(3 * time.Second)},
 		Connections: []Connection{{
 			PID: &pid, Comm: &comm, Host: "<img src=x onerror=alert(1)>.example", DstIP: netip.MustParseAddr("203.0.113.9"), DstPort: 443,
-			Start: t0, End: t0.Add(3 * time.Second), Outcome: Timeout, Attempts: 3, SynTimesMS: []float64{0, 1000, 2000},
-			BlockedMS: 3000, Inferred: true, Count: 1,
+			Start: t0, End: t0.Add(3 * time.Second), Outcome: Timeout, Attempts: 3, SynTimes: []Duration{0, Duration(time.Second), Duration(2 * time.Second)},
+			Blocked: Duration(3 * time.Second), Inferred: true, Count: 1,
 		}},
 		Lookups: []Lookup{{Name: "ok.example", QType: "A", Server: netip.MustParseAddrPort("192.0.2.53:53"), Start: t0, End: t0.Add(time.Millisecond), Outcome: Answered, Count: 1}},
 	}

@@ -107,7 +107,7 @@ func Destinations(r *Report) []*Destination {
 		n := max(c.Count, 1)
 		d.Calls += n
 		d.Outcomes[c.Outcome.String()] += n
-		d.BlockedMS += c.BlockedMS
+		d.BlockedMS += c.Blocked.MS()
 		if p := proc(c.PID, c.Comm); p != "-" && !slices.Contains(d.Processes, p) && len(d.Processes) < 8 {
 			d.Processes = append(d.Processes, p)
 		}
@@ -238,7 +238,7 @@ type junitFailure struct {
 func WriteJUnit(w io.Writer, r *Report) error {
 	s := junitSuite{
 		Name:      "egress " + Safe(r.Source),
-		Time:      secs(r.Window.DurationMS),
+		Time:      secs(r.Window.Duration.MS()),
 		SystemOut: Safe(r.Headline),
 		Errors:    len(r.Errors),
 	}

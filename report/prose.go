@@ -39,7 +39,7 @@ func failed(outcome Outcome) bool {
 // window was blocked, and by which failed calls.
 func Headline(r *Report) string {
 	w := r.Window
-	if w.DurationMS <= 0 && len(r.Connections) == 0 && len(r.Lookups) == 0 {
+	if w.Duration <= 0 && len(r.Connections) == 0 && len(r.Lookups) == 0 {
 		return "no outbound connections or lookups seen"
 	}
 	var cs []culprit
@@ -60,7 +60,7 @@ func Headline(r *Report) string {
 			d.n += c.Count
 			d.syns += c.Attempts
 			d.inferred = d.inferred || c.Inferred
-			d.blocked = max(d.blocked, c.BlockedMS)
+			d.blocked = max(d.blocked, c.Blocked.MS())
 			d.detail = fmt.Sprintf("%d calls, %s, up to %s%s", d.n, plural(d.syns, "SYN"), tilde(d.inferred), roundSecs(d.blocked))
 			if d.outcome != c.Outcome {
 				d.outcome = 0
@@ -69,10 +69,10 @@ func Headline(r *Report) string {
 		}
 		byDest[key] = len(cs)
 		cs = append(cs, culprit{n: c.Count, syns: c.Attempts, inferred: c.Inferred, host: host, port: fmt.Sprint(c.DstPort),
-			blocked: c.BlockedMS, outcome: c.Outcome,
-			detail: fmt.Sprintf("%s, %s%s", plural(c.Attempts, "SYN"), tilde(c.Inferred), roundSecs(c.BlockedMS))})
+			blocked: c.Blocked.MS(), outcome: c.Outcome,
+			detail: fmt.Sprintf("%s, %s%s", plural(c.Attempts, "SYN"), tilde(c.Inferred), roundSecs(c.Blocked.MS()))})
 		if c.Count > 1 {
-			cs[len(cs)-1].detail = fmt.Sprintf("%d calls, %s, up to %s%s", c.Count, plural(c.Attempts, "SYN"), tilde(c.Inferred), roundSecs(c.BlockedMS))
+			cs[len(cs)-1].detail = fmt.Sprintf("%d calls, %s, up to %s%s", c.Count, plural(c.Attempts, "SYN"), tilde(c.Inferred), roundSecs(c.Blocked.MS()))
 		}
 		if c.PID != nil {
 			cs[len(cs)-1].proc = procName(c.PID, c.Comm)
@@ -90,15 +90,15 @@ func Headline(r *Report) string {
 				c.qtypes = append(c.qtypes, l.QType)
 			}
 			c.n += l.Count
-			if l.BlockedMS > c.blocked {
-				c.blocked = l.BlockedMS
-				c.detail = fmt.Sprintf("%s%s", tilde(l.Inferred), roundSecs(l.BlockedMS))
+			if l.Blocked.MS() > c.blocked {
+				c.blocked = l.Blocked.MS()
+				c.detail = fmt.Sprintf("%s%s", tilde(l.Inferred), roundSecs(l.Blocked.MS()))
 			}
 			continue
 		}
 		byName[l.Name] = len(cs)
-		cs = append(cs, culprit{lookup: true, host: l.Name, qtypes: []string{l.QType}, n: l.Count, blocked: l.BlockedMS, outcome: l.Outcome,
-			detail: fmt.Sprintf("%s%s", tilde(l.Inferred), roundSecs(l.BlockedMS))})
+		cs = append(cs, culprit{lookup: true, host: l.Name, qtypes: []string{l.QType}, n: l.Count, blocked: l.Blocked.MS(), outcome: l.Outcome,
+			detail: fmt.Sprintf("%s%s", tilde(l.Inferred), roundSecs(l.Blocked.MS()))})
 	}
 	nConn, nLook := 0, 0
 	for _, c := range r.Connections {
@@ -109,7 +109,7 @@ func Headline(r *Report) string {
 	for _, l := range r.Lookups {
 		nLook += l.Count
 	}
-	head := fmt.Sprintf("the %s window was blocked %s (%s)", roundSecs(w.DurationMS), roundSecs(w.BlockedMS), pct(w.BlockedMS, w.DurationMS))
+	head := fmt.Sprintf("the %s window was blocked %s (%s)", roundSecs(w.Duration.MS()), roundSecs(w.Blocked.MS()), pct(w.Blocked.MS(), w.Duration.MS()))
 	if len(cs) == 0 {
 		return fmt.Sprintf("%s; %s and %s, none failed", head, count(nConn, "outbound connection"), count(nLook, "lookup"))
 	}

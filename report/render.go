@@ -209,7 +209,7 @@ func connTable(w io.Writer, cs []Connection, origin time.Time, opt TableOptions)
 		if c.ICMP != nil {
 			out += ": " + c.ICMP.Meaning
 		}
-		blocked := durText(c.BlockedMS)
+		blocked := durText(c.Blocked.MS())
 		if c.Inferred {
 			blocked = "~" + blocked
 		}
@@ -276,7 +276,7 @@ func lookupTable(w io.Writer, ls []Lookup, origin time.Time, opt TableOptions) e
 		if ans == "" {
 			ans = "-"
 		}
-		blocked := durText(l.BlockedMS)
+		blocked := durText(l.Blocked.MS())
 		if l.Inferred {
 			blocked = "~" + blocked
 		}

@@ -38,10 +38,10 @@ type Report struct {
 
 // Window is the time span the report covers.
 type Window struct {
-	Start      time.Time `json:"start"`
-	End        time.Time `json:"end"`
-	DurationMS float64   `json:"duration_ms"`
-	BlockedMS  float64   `json:"blocked_ms"` // union of blocked intervals inside the window
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	Duration Duration  `json:"duration_ms"`
+	Blocked  Duration  `json:"blocked_ms"` // union of blocked intervals inside the window
 }
 
 // Local says which addresses were taken as this host's, and why.
@@ -63,12 +63,12 @@ type Connection struct {
 	Proto      string     `json:"proto"`
 	Start      time.Time  `json:"start"`        // first SYN
 	Attempts   int        `json:"attempts"`     // SYNs sent (1 + retransmissions)
-	SynTimesMS []float64  `json:"syn_times_ms"` // each SYN, ms after Start (bounded list)
+	SynTimes   []Duration `json:"syn_times_ms"` // each SYN, after Start (bounded list)
 	SynAcks    int        `json:"synacks"`      // SYN-ACKs the server sent on this attempt's flow
 	RSTs       int        `json:"rsts"`         // RSTs either way on this attempt's flow
 	Outcome    Outcome    `json:"outcome"`
 	End        time.Time  `json:"end"` // answer, give-up, or window end
-	BlockedMS  float64    `json:"blocked_ms"`
+	Blocked    Duration   `json:"blocked_ms"`
 	Inferred   bool       `json:"inferred"`  // End is an estimate (give-up not observed)
 	EndBasis   string     `json:"end_basis"` // how End was found: answer, client-rst, kernel, next-action, retransmit-schedule, window-end, ...
 	ICMP       *ICMP      `json:"icmp,omitempty"`
@@ -107,7 +107,7 @@ type Lookup struct {
 	Answers   []string       `json:"answers"`
 	CNAMEs    []string       `json:"cnames,omitempty"`
 	End       time.Time      `json:"end"`
-	BlockedMS float64        `json:"blocked_ms"`
+	Blocked   Duration       `json:"blocked_ms"`
 	Inferred  bool           `json:"inferred"`
 	EndBasis  string         `json:"end_basis"`
 	ICMP      *ICMP          `json:"icmp,omitempty"`

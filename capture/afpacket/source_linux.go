@@ -27,3 +27,5 @@ func (s captureSource) Run(ctx context.Context, sink capture.Sink) error {
 }
 
 func (s captureSource) Stats() event.Stats { return s.c.Stats() }
+
+var _ capture.Source = captureSource{}

@@ -22,3 +22,5 @@ func (s blockerSource) Run(ctx context.Context, sink capture.Sink) error {
 }
 
 func (s blockerSource) Stats() event.Stats { return event.Stats{Lost: s.b.Lost()} }
+
+var _ capture.Source = blockerSource{}

@@ -23,3 +23,5 @@ func (s tracerSource) Stats() event.Stats { return event.Stats{Lost: s.t.Lost()}
 type sockSink struct{ sink capture.Sink }
 
 func (s sockSink) Sock(e *event.Sock) { s.sink.Observe(e) }
+
+var _ capture.Source = tracerSource{}

@@ -320,3 +320,5 @@ func (r *Reader) egressEvent(sink capture.Sink, comments []string, t int64, data
 	}
 	return false, nil
 }
+
+var _ capture.Source = (*Reader)(nil)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/egress-dev/egress/capture"
 	"github.com/egress-dev/egress/capture/comment"
 	"github.com/egress-dev/egress/capture/pcapfile"
 	"github.com/egress-dev/egress/event"
@@ -140,5 +141,89 @@ func TestRoundTrip(t *testing.T) {
 		if i > 0 && (f[1] != "1" || (f[2] != "" && f[2] != "1")) {
 			t.Errorf("record %d: checksum status tcp=%q ip=%q, want 1 (good): %s", i, f[1], f[2], l)
 		}
+	}
+}
+
+// TestRunRecords: what egress run --write adds (relayed DNS messages and
+// refused calls) reads back as the same observations, and Wireshark
+// accepts the synthesized datagrams and SYNs (valid checksums).
+func TestRunRecords(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run.pcapng")
+	w, err := Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := netip.MustParseAddrPort
+	proc := &event.Process{PID: 7, Comm: "curl"}
+	q := dnsQuery()[20+28:] // the DNS message of the captured query
+	dnss := []event.DNS{
+		{Time: 1_700_000_000_000_000_000, Client: ap("127.0.0.1:40000"), Server: ap("198.18.0.1:53"), Msg: q, Proc: proc},
+		{Time: 1_700_000_000_100_000_000, Client: ap("[::1]:40001"), Server: ap("[2001:db8::53]:53"), Response: true, TCP: true, Refused: true, Msg: q},
+	}
+	blocked := []event.Blocked{
+		{Time: 1_700_000_000_200_000_000, Proto: event.ProtoTCP, Dst: ap("198.51.100.10:80"), Proc: proc},
+		{Time: 1_700_000_000_300_000_000, Proto: event.ProtoUDP, Dst: ap("[2001:db8::1]:123"), Proc: proc},
+	}
+	for i := range dnss {
+		if err := w.WriteDNS(&dnss[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range blocked {
+		if err := w.WriteBlocked(&blocked[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(comment.WatchInfo{From: 1, LocalAny: true}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := pcapfile.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var gotDNS []event.DNS
+	var gotBlocked []event.Blocked
+	err = r.Run(context.Background(), capture.SinkFunc(func(o event.Observation) {
+		switch o := o.(type) {
+		case *event.DNS:
+			c := *o
+			c.Msg = append([]byte(nil), o.Msg...)
+			gotDNS = append(gotDNS, c)
+		case *event.Blocked:
+			gotBlocked = append(gotBlocked, *o)
+		default:
+			t.Errorf("unexpected observation %T", o)
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })
+	if diff := cmp.Diff(dnss, gotDNS, addrs); diff != "" {
+		t.Errorf("DNS messages (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(blocked, gotBlocked, addrs); diff != "" {
+		t.Errorf("refused calls (-want +got):\n%s", diff)
+	}
+	if wi, ok := r.Watch(); !ok || !wi.LocalAny {
+		t.Errorf("Watch() = %+v, %v: want local=any", wi, ok)
+	}
+	if st := r.Stats(); st.Packets != 0 || st.Undecodable != 0 {
+		t.Errorf("stats %+v: these records are not packets seen", st)
+	}
+
+	tshark, err := exec.LookPath("tshark")
+	if err != nil {
+		t.Skipf("tshark not installed: %v", err)
+	}
+	out, err := exec.Command(tshark, "-r", path, "-o", "udp.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE",
+		"-T", "fields", "-e", "udp.checksum.status", "-e", "tcp.checksum.status", "-e", "ip.checksum.status", "-e", "dns.qry.name", "-E", "separator=|").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v\n%s", err, out)
+	}
+	want := []string{"1||1|updates.vendor.test", "1|||updates.vendor.test", "|1|1|", "1|||"}
+	if got := strings.Split(strings.TrimSpace(string(out)), "\n"); !cmp.Equal(got, want) {
+		t.Errorf("tshark reads %q, want %q", got, want)
 	}
 }

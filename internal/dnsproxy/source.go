@@ -52,3 +52,5 @@ func (x *Exchanges) Run(ctx context.Context, sink capture.Sink) error {
 
 // Stats is empty: the proxy reads no packets and loses nothing.
 func (x *Exchanges) Stats() event.Stats { return event.Stats{} }
+
+var _ capture.Source = (*Exchanges)(nil)
