@@ -375,7 +375,7 @@ func (a *agent) Connection(c *report.Connection) error {
 		dest = c.DstIP.String()
 	}
 	a.m.Observe(metrics.Call{Destination: dest, Port: c.DstPort, Outcome: c.Outcome.String(), Process: comm,
-		Container: containerLabel(info), Count: c.Count, BlockedSeconds: c.BlockedMS / 1000,
+		Container: containerLabel(info), Count: c.Count, BlockedSeconds: time.Duration(c.Blocked).Seconds(),
 		Failed: c.Outcome != report.Established, Unexpected: c.Verdict != nil && !c.Verdict.Expected})
 	a.conns.Add(1)
 	a.countOutcome("connection " + c.Outcome.String())
@@ -404,7 +404,7 @@ func (a *agent) Lookup(l *report.Lookup) error {
 		*l = r.Lookups[0]
 	}
 	a.m.Observe(metrics.Call{Lookup: true, Destination: l.Name, Outcome: l.Outcome.String(), Process: comm,
-		Container: containerLabel(info), Count: l.Count, BlockedSeconds: l.BlockedMS / 1000,
+		Container: containerLabel(info), Count: l.Count, BlockedSeconds: time.Duration(l.Blocked).Seconds(),
 		Failed: l.Outcome != report.Answered && l.Outcome != report.NoData, Unexpected: l.Verdict != nil && !l.Verdict.Expected})
 	a.lookups.Add(1)
 	a.countOutcome("lookup " + l.Outcome.String())

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/egress-dev/egress/containers"
 	"github.com/egress-dev/egress/metrics"
@@ -32,7 +33,7 @@ func TestAgentStream(t *testing.T) {
 	}
 	conn := func(pid int, comm, host string, loopback bool) *report.Connection {
 		return &report.Connection{PID: &pid, Comm: &comm, Host: host, DstIP: netip.MustParseAddr("198.18.0.10"), DstPort: 443,
-			Outcome: report.Timeout, Loopback: loopback, Count: 1, BlockedMS: 2000}
+			Outcome: report.Timeout, Loopback: loopback, Count: 1, Blocked: report.Duration(2 * time.Second)}
 	}
 	for _, tc := range []struct {
 		name   string
