@@ -43,7 +43,7 @@ type agentNet struct {
 
 func newAgentNet(t *testing.T) *agentNet {
 	t.Helper()
-	n := testnet.NewForTest(t, "curl", "nft", "prometheus", "podman", "runc")
+	n := testnet.NewForTest(t, "curl", "nft", "prometheus", "podman", "runc", "bpftool")
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	app, err := n.Namespace(ctx, "agapp")
@@ -312,9 +312,19 @@ func TestPrivilegedAgentPrometheus(t *testing.T) {
 	curlIn(t, an.app, agentRefused, 1)
 	time.Sleep(500 * time.Millisecond)
 
+	progs := heldPrograms(t, agentPid)
+	if len(progs) < 9 {
+		t.Errorf("the agent holds %d eBPF programs, want the tracer's 9 at least", len(progs))
+	}
 	err, stderr := stop()
 	if err != nil {
 		t.Fatalf("agent after SIGTERM: %v\n%s", err, stderr)
+	}
+	// Nothing stays attached: every program it held is gone from the kernel.
+	for _, id := range progs {
+		if out, err := exec.Command("bpftool", "prog", "show", "id", id).CombinedOutput(); err == nil {
+			t.Errorf("program %s still loaded after the agent exited:\n%s", id, out)
+		}
 	}
 	if !strings.Contains(stderr, "rules and catalog reloaded") {
 		t.Errorf("no reload on SIGHUP:\n%s", stderr)
@@ -542,4 +552,29 @@ func TestPrivilegedWatchContainer(t *testing.T) {
 		}
 		exec.Command("podman", "rm", "-f", ctr.name).Run()
 	}
+}
+
+// heldPrograms lists the eBPF program ids whose fds a process holds
+// (the prog_id lines of /proc/PID/fdinfo: programs and links).
+func heldPrograms(t *testing.T, pid int) []string {
+	t.Helper()
+	infos, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fdinfo/*", pid))
+	seen := map[string]bool{}
+	var ids []string
+	for _, f := range infos {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if id, ok := strings.CutPrefix(line, "prog_id:"); ok {
+				id = strings.TrimSpace(id)
+				if !seen[id] {
+					seen[id] = true
+					ids = append(ids, id)
+				}
+			}
+		}
+	}
+	return ids
 }
