@@ -74,7 +74,7 @@ writes the summary line and exits with every program detached.
 Needs root (CAP_BPF, CAP_PERFMON, CAP_NET_RAW, CAP_SYS_ADMIN, CAP_SYS_PTRACE to
 enter other namespaces) and Linux >= 5.8 with BTF; see docs/agent.md.`,
 		Example: `  sudo egress agent --metrics-listen 127.0.0.1:9464
-  sudo egress agent --output /var/log/egress/calls.jsonl --max-size 100MB --rules /etc/egress/allow.yaml
+  sudo egress agent --output /var/log/egress/calls.jsonl --max-size 100000000 --rules /etc/egress/allow.yaml
   sudo egress agent --container web --comm php-fpm`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

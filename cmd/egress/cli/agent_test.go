@@ -91,3 +91,21 @@ func TestAgentStream(t *testing.T) {
 		})
 	}
 }
+
+// TestAgentUsage checks what the agent refuses before touching the kernel.
+func TestAgentUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"agent", "--max-size", "0"}, "--max-size must be positive"},
+		{[]string{"agent", "--max-files", "0"}, "--max-files at least 1"},
+		{[]string{"agent", "--rules", "/nonexistent/allow.yaml"}, "allow.yaml"},
+		{[]string{"agent", "extra"}, "unknown command"},
+	} {
+		code, out, stderr := runMain(t, nil, tc.args...)
+		if code != ExitUsage || !strings.Contains(stderr, tc.want) || out != "" {
+			t.Errorf("%v: exit %d, stderr %q, stdout %q; want exit %d and %q", tc.args, code, stderr, out, ExitUsage, tc.want)
+		}
+	}
+}
