@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/netip"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/egress-dev/egress/dnsmsg"
@@ -31,11 +33,29 @@ type Analyzer struct {
 
 	// Facts used to infer which addresses are local.
 	dirOut, initiators, servers, contacted addrSet
+	// joins holds a dual-stack host's addresses (local.go).
+	joins joinTable
 
 	conns   []report.Connection
 	lks     []report.Lookup
-	folded  map[foldKey]int // index into conns/lks of the folded record
+	folded  map[foldKey]int // index into conns/lks of a record calls can fold into
 	answers []answeredLookup
+
+	// Folding (fold.go): keys of each tier in use, and the destinations the
+	// catch-alls stand for.
+	foldKeys, foldKeysDest, foldKeysDestOK int
+	otherDests                             map[uint64]struct{} // fingerprints (fold.go)
+	catchAlls                              [2][256]int         // record index + 1 of each kind's catch-all per outcome
+	otherDestsOverflow                     bool
+	squeezed                               bool // successes are summarised (fold.go)
+	otherConnDests, otherLookupDests       map[uint8]int
+	// Blocked time of the calls folded into earlier records (hosts.go).
+	foldedBlocked  unionSet
+	hostFolds      map[netip.Addr]*hostFolds
+	hostsUntracked bool
+	// seenFirst and seenLast span every observation, those past the window
+	// included: the capture's span, for window errors.
+	seenFirst, seenLast int64
 
 	first, last int64
 	lastSweep   int64
@@ -44,16 +64,31 @@ type Analyzer struct {
 	msg dnsmsg.Msg // scratch for decoding DNS
 }
 
-// foldKey says which calls are alike enough to fold together. The address
-// is plain bytes and the outcome its code, so hashing it costs little: past
-// the record limit every call looks its key up.
-type foldKey struct {
-	lookup bool
-	dst    [16]byte
-	port   uint16
-	qtype  uint16
-	out    report.Outcome
-	name   string
+func outcomeCode(out string) uint8 {
+	switch out {
+	case report.Established, report.Answered:
+		return 1
+	case report.Refused:
+		return 2
+	case report.Rejected:
+		return 3
+	case report.Timeout:
+		return 4
+	case report.Pending:
+		return 5
+	case report.Aborted:
+		return 6
+	case report.NoData:
+		return 7
+	case report.NXDomain:
+		return 8
+	case report.ServFail:
+		return 9
+	}
+	if n, err := strconv.Atoi(strings.TrimPrefix(out, "rcode-")); err == nil && n >= 0 && n < 240 {
+		return uint8(16 + n) // rcode-N
+	}
+	return 0
 }
 
 // answeredLookup remembers an A/AAAA answer for the "resolved but never
@@ -67,28 +102,33 @@ type answeredLookup struct {
 func New(cfg Config) *Analyzer {
 	cfg.setDefaults()
 	return &Analyzer{
-		cfg:           cfg,
-		flows:         make(map[flowKey]*flow),
-		orphans:       make(map[flowKey]orphanSynAck),
-		lookups:       make(map[dnsKey][]*lookup),
-		names:         newNameTable(cfg.MaxNames),
-		sockets:       make(map[uint64]*attempt),
-		socketByTuple: make(map[flowKey]*attempt),
-		waiting:       make(map[netip.Addr][]waitRef),
-		procs:         make(map[event.Process]*event.Process),
-		interned:      make(map[string]string),
-		dirOut:        newAddrSet(1024),
-		initiators:    newAddrSet(4096),
-		servers:       newAddrSet(4096),
-		contacted:     newAddrSet(1 << 16),
-		folded:        make(map[foldKey]int),
+		cfg:              cfg,
+		flows:            make(map[flowKey]*flow),
+		orphans:          make(map[flowKey]orphanSynAck),
+		lookups:          make(map[dnsKey][]*lookup),
+		names:            newNameTable(cfg.MaxNames),
+		sockets:          make(map[uint64]*attempt),
+		socketByTuple:    make(map[flowKey]*attempt),
+		waiting:          make(map[netip.Addr][]waitRef),
+		procs:            make(map[event.Process]*event.Process),
+		interned:         make(map[string]string),
+		dirOut:           newAddrSet(1024),
+		initiators:       newAddrSet(4096),
+		servers:          newAddrSet(4096),
+		contacted:        newAddrSet(1 << 16),
+		joins:            newJoinTable(),
+		folded:           make(map[foldKey]int),
+		otherDests:       make(map[uint64]struct{}),
+		otherConnDests:   make(map[uint8]int),
+		otherLookupDests: make(map[uint8]int),
+		foldedBlocked:    unionSet{max: maxUnion},
+		hostFolds:        make(map[netip.Addr]*hostFolds),
 	}
 }
 
 // Packet observes one decoded packet. The analyzer copies what it keeps.
 func (a *Analyzer) Packet(p *event.Packet) {
-	if a.cfg.To != 0 && p.Time > a.cfg.To {
-		a.stats.OutsideWindow++
+	if a.pastSettle(p.Time) {
 		return
 	}
 	a.clock(p.Time)
@@ -111,17 +151,20 @@ func (a *Analyzer) Packet(p *event.Packet) {
 
 // Sock observes one kernel socket event (eBPF backends).
 func (a *Analyzer) Sock(e *event.Sock) {
-	if a.cfg.To != 0 && e.Time > a.cfg.To {
-		a.stats.OutsideWindow++
+	if a.pastSettle(e.Time) {
 		return
 	}
 	a.clock(e.Time)
 	at := a.sockets[e.Cookie]
+	if at == nil && a.pastWindow(e.Time) {
+		a.stats.OutsideWindow++ // a call that starts after the window
+		return
+	}
 	if at == nil && e.Kind == event.SockError && e.Dst.IsValid() {
 		// connect() failed before any SYN left (a local nftables reject,
 		// no route): a call refused on the spot, blocked for no time.
 		at = &attempt{client: e.Src, server: e.Dst, start: e.Time, proc: a.keepProc(e.Proc),
-			ans: ansKernelError, ansTime: e.Time, errno: e.Errno}
+			ans: ansKernelError, ansTime: e.Time, errno: e.Errno, stack: e.Stack}
 		a.contacted.add(e.Dst.Addr())
 		a.dirOut.add(e.Src.Addr())
 		a.nameAttempt(at, e.Time)
@@ -136,7 +179,7 @@ func (a *Analyzer) Sock(e *event.Sock) {
 			a.stats.FlowsEvicted++
 			return
 		}
-		at = &attempt{client: e.Src, server: e.Dst, start: e.Time, proc: a.keepProc(e.Proc), kernel: true}
+		at = &attempt{client: e.Src, server: e.Dst, start: e.Time, proc: a.keepProc(e.Proc), kernel: true, stack: e.Stack}
 		at.addSyn(e.Time)
 		a.sockets[e.Cookie] = at
 		if e.Src.IsValid() && e.Dst.IsValid() {
@@ -210,6 +253,26 @@ func (a *Analyzer) SourceStats(s event.Stats) {
 	a.stats.Truncated = s.Truncated
 	a.stats.EventsLost += s.Lost
 }
+
+// pastSettle notes an observation's time in the capture's span and says
+// whether it is past the window by more than the settle time: calls that
+// started inside the window are followed past --to, as far as the settle
+// time, so that their outcome is the one the capture shows.
+func (a *Analyzer) pastSettle(t int64) bool {
+	if a.seenFirst == 0 || t < a.seenFirst {
+		a.seenFirst = t
+	}
+	a.seenLast = max(a.seenLast, t)
+	if a.cfg.To != 0 && t > a.cfg.To+int64(a.cfg.Settle) {
+		a.stats.OutsideWindow++
+		return true
+	}
+	return false
+}
+
+// pastWindow says whether t is after the window's end: no call starts
+// there, though the calls already started are still followed.
+func (a *Analyzer) pastWindow(t int64) bool { return a.cfg.To != 0 && t > a.cfg.To }
 
 func (a *Analyzer) clock(t int64) {
 	if a.first == 0 {

@@ -54,7 +54,7 @@ type connSummary struct {
 func summarize(r *report.Report) []connSummary {
 	var out []connSummary
 	for _, c := range r.Connections {
-		out = append(out, connSummary{Dst: c.Dst().String(), Outcome: c.Outcome.String(), Attempts: c.Attempts, Blocked: c.Blocked.MS(), Inferred: c.Inferred, Basis: c.EndBasis})
+		out = append(out, connSummary{Dst: c.Dst.String(), Outcome: c.Outcome, Attempts: c.Attempts, Blocked: c.BlockedMS, Inferred: c.Inferred, Basis: c.EndBasis})
 	}
 	return out
 }
@@ -267,10 +267,10 @@ func TestWindowUnionAndHeadline(t *testing.T) {
 	)
 	// The two vendor calls overlap from 0.1 s and 0.2 s until the app
 	// answers the login at 3.2 s: 3.1 s blocked, counted once.
-	if got, want := r.Window.Duration.MS(), 4000.0; got != want {
+	if got, want := r.Window.DurationMS, 4000.0; got != want {
 		t.Errorf("window %v ms, want %v", got, want)
 	}
-	if got, want := r.Window.Blocked.MS(), 3100.0; got != want {
+	if got, want := r.Window.BlockedMS, 3100.0; got != want {
 		t.Errorf("blocked %v ms, want %v", got, want)
 	}
 	want := "the 4.0 s window was blocked 3.1 s (78%) by 2 unanswered calls to 198.51.100.10:80 (2 SYNs, ~3.1 s) and :443 (2 SYNs, ~3.0 s)"
@@ -279,19 +279,47 @@ func TestWindowUnionAndHeadline(t *testing.T) {
 	}
 }
 
+// TestWindowTo: a call that started inside the window keeps the outcome the
+// capture shows after --to (here an answer 1 s past it), its blocked time
+// counts only up to --to, and a call that starts after --to is not listed.
 func TestWindowTo(t *testing.T) {
 	r := run(Config{LocalAny: true, ToOffset: 2 * time.Second},
 		seg(0, app, 40000, vendor, 80, syn, 100, 0, ""),
 		seg(1, app, 40000, vendor, 80, syn, 100, 0, ""),
+		seg(2.5, app, 40001, vendor, 81, syn, 500, 0, ""),
 		seg(3, vendor, 80, app, 40000, synack, 1, 101, ""),
+		seg(3.001, app, 40000, vendor, 80, ackf, 101, 2, ""),
 	)
 	got := summarize(r)
-	want := []connSummary{{"198.51.100.10:80", "pending", 2, 2000, false, "window-end"}}
+	want := []connSummary{{"198.51.100.10:80", "established", 2, 2000, false, "answer"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	if r.Stats.OutsideWindow != 1 {
-		t.Errorf("outside_window = %d, want 1", r.Stats.OutsideWindow)
+		t.Errorf("outside_window = %d, want 1 (the call started after --to)", r.Stats.OutsideWindow)
+	}
+	if r.Window.DurationMS != 2000 || r.Window.BlockedMS != 2000 {
+		t.Errorf("window %v ms blocked %v ms, want 2000 and 2000", r.Window.DurationMS, r.Window.BlockedMS)
+	}
+}
+
+// TestWindowPending: a call still unanswered when the capture ends is
+// pending, however the window is set; one that started before --from is
+// not listed.
+func TestWindowPending(t *testing.T) {
+	r := run(Config{LocalAny: true, FromOffset: 500 * time.Millisecond, ToOffset: 2 * time.Second},
+		seg(0, app, 39999, vendor, 79, syn, 50, 0, ""),
+		seg(1, app, 40000, vendor, 80, syn, 100, 0, ""),
+		seg(2, app, 40000, vendor, 80, syn, 100, 0, ""),
+		seg(2.5, router, 1, app, 2, ackf, 1, 1, ""),
+	)
+	got := summarize(r)
+	want := []connSummary{{"198.51.100.10:80", "pending", 2, 1000, false, "window-end"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if r.Stats.OutsideWindow != 1 {
+		t.Errorf("outside_window = %d, want 1 (the call that started before --from)", r.Stats.OutsideWindow)
 	}
 }
 

@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"net/netip"
+	"regexp"
 	"time"
 
 	"github.com/egress-dev/egress/report"
@@ -28,20 +29,36 @@ type Config struct {
 	MaxLookups int // concurrent unanswered DNS queries (default 16384)
 	MaxNames   int // addresses remembered with their DNS names (default 65536)
 	// MaxRecords is how many connection and lookup records are kept one by
-	// one; past it, a call like an earlier one (same destination, name and
+	// one (successes up to half of it, failures up to all of it); past it,
+	// a call like an earlier one (same client host, destination, name and
 	// outcome) is folded into that record's count (default 5000 of each).
 	MaxRecords int
+	// MaxFoldKeys bounds the records that fold calls past MaxRecords by
+	// client host, destination and outcome, and (a quarter of it for
+	// failures and successes each) by destination and outcome; past every
+	// bound calls join one catch-all per outcome (default 2*MaxRecords).
+	MaxFoldKeys int
+
+	// Settle is how long past the window's end calls that started inside
+	// it are followed, so that their outcome is the one the capture shows
+	// (default 3 minutes: longer than Linux's 127 s of SYN retries).
+	Settle time.Duration
 
 	// DNSGiveUp is how long a resolver is assumed to wait for an answer
 	// when the capture shows no later action of the same host (default 5 s,
 	// the glibc and Go default).
 	DNSGiveUp time.Duration
 
+	// AppFrames, when set, says which stack frames are the application's
+	// own code (matched against function, file and module) for a call's
+	// called_from; nil applies report.AppFrame's default rule.
+	AppFrames *regexp.Regexp
+
 	// Settled, when set, is handed each egress call's record as soon as the
 	// call is settled, before Finish (streaming output). Calls folded into
-	// an earlier record past MaxRecords are not handed again: the final
-	// report counts them. Where the local addresses are only inferred, the
-	// egress decision is the one known at that moment.
+	// an earlier record are not handed again: the final report counts
+	// them. Where the local addresses are only inferred, the egress
+	// decision is the one known at that moment.
 	Settled Settled
 	// SettleFolded also hands Settled the calls folded into an earlier
 	// record, each as its own record (count 1, its own destination even
@@ -68,6 +85,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxRecords <= 0 {
 		c.MaxRecords = 5000
+	}
+	if c.MaxFoldKeys <= 0 {
+		c.MaxFoldKeys = 2 * c.MaxRecords
+	}
+	if c.Settle <= 0 {
+		c.Settle = 3 * time.Minute
 	}
 	if c.DNSGiveUp <= 0 {
 		c.DNSGiveUp = 5 * time.Second

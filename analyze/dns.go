@@ -63,8 +63,7 @@ func (a *Analyzer) dnsUDP(p *event.Packet) {
 // transport the client used (DNS over TCP is otherwise reassembled from
 // the stream's packets).
 func (a *Analyzer) DNSMessage(p *event.Packet, msg []byte, tcp bool) {
-	if a.cfg.To != 0 && p.Time > a.cfg.To {
-		a.stats.OutsideWindow++
+	if a.pastSettle(p.Time) {
 		return
 	}
 	a.clock(p.Time)
@@ -107,6 +106,10 @@ func (a *Analyzer) dnsQuery(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
 		}
 	}
 	a.actionName(p.Src, p.Time, nil, name)
+	if a.pastWindow(p.Time) {
+		a.stats.OutsideWindow++ // a lookup that starts after the window
+		return
+	}
 	if a.nLookups >= a.cfg.MaxLookups {
 		a.sweepLookups(p.Time, true)
 	}
@@ -148,7 +151,15 @@ func (a *Analyzer) dnsResponse(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
 	lk := list[idx]
 	lk.resp = p.Time
 	lk.rcode = m.Rcode
-	lk.nAnswers = len(m.Answers) + m.AnswersDropped
+	// An answer is a record of the type asked for (any type for ANY): a
+	// CNAME chain that ends without one is NOERROR with no data.
+	lk.nAnswers = 0
+	for i := range m.Answers {
+		if t := m.Answers[i].Type; t == lk.qtype || lk.qtype == 255 {
+			lk.nAnswers++
+		}
+	}
+	lk.nAnswers += m.AnswersDropped // not kept, so not known: counted as answers
 	for i := range m.Answers {
 		rr := &m.Answers[i]
 		switch {
@@ -255,7 +266,7 @@ func sortLookups(ls []*lookup) {
 	})
 }
 
-func rcodeOutcome(rcode uint8, answers int) report.Outcome {
+func rcodeOutcome(rcode uint8, answers int) string {
 	switch rcode {
 	case 0:
 		if answers > 0 {
@@ -269,7 +280,7 @@ func rcodeOutcome(rcode uint8, answers int) report.Outcome {
 	case 5:
 		return report.DNSRefused
 	}
-	return report.RcodeOutcome(rcode)
+	return "rcode-" + itoa(int(rcode))
 }
 
 func itoa(n int) string {
@@ -287,7 +298,7 @@ func itoa(n int) string {
 }
 
 // resolveLookup decides a lookup's outcome as of time end.
-func (a *Analyzer) resolveLookup(lk *lookup, end int64) (outcome report.Outcome, t int64, basis string, inferred bool) {
+func (a *Analyzer) resolveLookup(lk *lookup, end int64) (outcome string, t int64, basis string, inferred bool) {
 	switch {
 	case lk.resp != 0:
 		return rcodeOutcome(lk.rcode, lk.nAnswers), lk.resp, "answer", false
@@ -302,57 +313,74 @@ func (a *Analyzer) resolveLookup(lk *lookup, end int64) (outcome report.Outcome,
 }
 
 func (a *Analyzer) finishLookup(lk *lookup, now int64) {
-	out, end, basis, inferred := a.resolveLookup(lk, now)
-	if a.cfg.From != 0 && end < a.cfg.From {
+	if !a.startsInWindow(lk.start) {
 		a.stats.OutsideWindow++
 		return
 	}
-	folding := len(a.lks) >= a.cfg.MaxRecords
-	var key foldKey
-	var other bool
-	if folding {
-		key, other = a.foldSlot(foldKey{lookup: true, dst: lk.server.Addr().As16(), port: lk.server.Port(), name: lk.name, qtype: lk.qtype, out: out})
-		if i, ok := a.folded[key]; ok {
-			f := &a.lks[i]
-			f.Count++
-			f.Attempts += lk.queries
-			f.Blocked += dur(end - lk.start)
-			a.stats.RecordsFolded++
-			if a.cfg.SettleFolded {
-				l := a.lookupRecord(lk, out, end, basis, inferred)
-				a.settledLookup(&l)
-			}
-			return
-		}
+	out, end, basis, inferred := a.resolveLookup(lk, now)
+	blocked := a.blockedInWindow(lk.start, end)
+	fail := failed(out)
+	pl := a.place(len(a.lks), foldKey{lookup: true, client: lk.client.Addr().As16(), dst: lk.server.Addr().As16(),
+		port: lk.server.Port(), name: lk.name, qtype: lk.qtype, out: outcomeCode(out)}, fail, lk.client.Addr(), lk.server.Addr())
+	if pl.inbound {
+		return // a lookup this host answered, not one it made
 	}
-	l := a.lookupRecord(lk, out, end, basis, inferred)
-	streamed := false
-	if other {
+	if pl.index >= 0 {
+		a.noteFolded(lk.client.Addr(), lk.server.Addr(), lk.start, end, fail)
+		f := &a.lks[pl.index]
+		if f.Count == 1 {
+			f.BlockedSumMS = f.BlockedMS
+			if f.FoldedBy == "" {
+				f.FoldedBy = report.FoldClient
+			}
+		}
+		f.Count++
+		f.Attempts += lk.queries
+		f.BlockedMS = max(f.BlockedMS, blocked)
+		f.BlockedSumMS += blocked
+		f.Inferred = f.Inferred || inferred
+		a.stats.RecordsFolded++
+		if pl.key.tier == tierOutcome {
+			a.stats.RecordsDropped++
+		}
 		if a.cfg.SettleFolded {
-			a.settledLookup(&l) // with its own name, not the fold's
+			l := a.lookupRecord(lk, out, end, basis, inferred, blocked)
+			a.settledLookup(&l)
+		}
+		return
+	}
+	l := a.lookupRecord(lk, out, end, basis, inferred, blocked)
+	if pl.tier != tierOwn {
+		l.FoldedBy = pl.tier.foldedBy()
+	}
+	streamed := false
+	if pl.tier == tierOutcome {
+		if a.cfg.SettleFolded {
+			own := l
+			own.FoldedBy = ""
+			a.settledLookup(&own) // with its own name, not the fold's
 			streamed = true
 		}
-		l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", netip.AddrPort{}, []string{}, nil
+		l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", "", []string{}, nil
+		a.stats.RecordsDropped++
 	}
-	if folding {
-		a.folded[key] = len(a.lks)
-	}
+	a.register(pl, len(a.lks), fail)
 	a.addLookup(l, lk, !streamed)
 }
 
 // lookupRecord builds the report record of a settled lookup.
-func (a *Analyzer) lookupRecord(lk *lookup, out report.Outcome, end int64, basis string, inferred bool) report.Lookup {
+func (a *Analyzer) lookupRecord(lk *lookup, out string, end int64, basis string, inferred bool, blocked float64) report.Lookup {
 	l := report.Lookup{
 		Name:      lk.name,
 		QType:     dnsmsg.TypeString(lk.qtype),
-		Client:    lk.client.Addr().Unmap(),
-		Server:    netip.AddrPortFrom(lk.server.Addr().Unmap(), lk.server.Port()),
+		Client:    lk.client.Addr().Unmap().String(),
+		Server:    addrPortString(lk.server),
 		Transport: "udp",
 		Start:     time.Unix(0, lk.start).UTC(),
 		Attempts:  lk.queries,
 		Outcome:   out,
 		End:       time.Unix(0, end).UTC(),
-		Blocked:   dur(end - lk.start),
+		BlockedMS: blocked,
 		Inferred:  inferred,
 		EndBasis:  basis,
 		ICMP:      lk.icmp,

@@ -1,8 +1,10 @@
 package analyze
 
 import (
+	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/egress-dev/egress/report"
@@ -21,11 +23,15 @@ func (a *Analyzer) Finish() *report.Report {
 	if end < start {
 		end = start
 	}
+	// Calls still open are settled as of the last observation read, which
+	// may lie past the window's end (Config.Settle): an answer just after
+	// --to is an answer.
+	now := max(a.last, end)
 	all := make([]*flow, 0, len(a.flows))
 	for _, f := range a.flows {
 		all = append(all, f)
 	}
-	a.finishFlows(all, end)
+	a.finishFlows(all, now)
 	socks := make([]*attempt, 0, len(a.sockets))
 	for c, at := range a.sockets {
 		socks = append(socks, at)
@@ -33,14 +39,14 @@ func (a *Analyzer) Finish() *report.Report {
 	}
 	sort.Slice(socks, func(i, j int) bool { return attemptLess(socks[i], socks[j]) })
 	for _, at := range socks {
-		a.finishAttempt(at, end)
+		a.finishAttempt(at, now)
 	}
-	a.finishLookups(func(*lookup) bool { return true }, end, false)
+	a.finishLookups(func(*lookup) bool { return true }, now, false)
 
 	r := &report.Report{
 		SchemaVersion: report.SchemaVersion,
-		Connections:   []report.Connection{},
-		Lookups:       []report.Lookup{},
+		Connections:   a.conns[:0:len(a.conns)], // filtered in place: the Analyzer is done
+		Lookups:       make([]report.Lookup, 0, len(a.lks)),
 		Hints:         []report.Hint{},
 		Errors:        []string{},
 		Stats:         a.stats,
@@ -48,33 +54,78 @@ func (a *Analyzer) Finish() *report.Report {
 	if a.first != 0 || a.cfg.From != 0 {
 		r.Window.Start = time.Unix(0, start).UTC()
 		r.Window.End = time.Unix(0, end).UTC()
-		r.Window.Duration = dur(end - start)
+		r.Window.DurationMS = ms(end - start)
 	}
 	isEgress := a.egressFunc(&r.Local)
 
+	// Records folded over client hosts had their direction decided when
+	// their calls ended (fold.go); every other record holds the calls of
+	// one client and one destination, decided here from the whole capture.
+	decided := func(by string) bool { return by == report.FoldDestination || by == report.FoldOutcome }
 	for _, c := range a.conns {
 		switch {
-		case c.Loopback || isEgress(c.SrcIP, c.DstIP):
+		case decided(c.FoldedBy) || c.Loopback || isEgress(c.Src.Addr(), c.Dst.Addr()):
+			if c.FoldedBy == report.FoldOutcome {
+				c.Destinations = a.otherConnDests[outcomeCode(c.Outcome)]
+			}
 			r.Connections = append(r.Connections, c)
 		default:
-			r.Stats.InboundAttempts++
+			r.Stats.InboundAttempts += uint64(c.Count)
 		}
 	}
 	keepLookup := make([]bool, len(a.lks))
 	for i, l := range a.lks {
-		// Server is invalid for the "other destinations" record.
-		if l.Client.IsValid() && (isEgress(l.Client, l.Server.Addr()) || l.Client.IsLoopback()) {
+		ad, err := netip.ParseAddr(l.Client)
+		srv, _ := netip.ParseAddrPort(l.Server)
+		if decided(l.FoldedBy) || err == nil && (isEgress(ad, srv.Addr()) || ad.IsLoopback()) {
+			if l.FoldedBy == report.FoldOutcome {
+				l.Destinations = a.otherLookupDests[outcomeCode(l.Outcome)]
+			}
 			keepLookup[i] = true
 			r.Lookups = append(r.Lookups, l)
 		}
 	}
-	sort.SliceStable(r.Connections, func(i, j int) bool { return r.Connections[i].Start.Before(r.Connections[j].Start) })
-	sort.SliceStable(r.Lookups, func(i, j int) bool { return r.Lookups[i].Start.Before(r.Lookups[j].Start) })
+	r.Connections = byStart(r.Connections, func(c *report.Connection) time.Time { return c.Start })
+	r.Lookups = byStart(r.Lookups, func(l *report.Lookup) time.Time { return l.Start })
 
-	r.Window.Blocked = a.blocked(r, start, end)
-	r.Headline = report.Headline(r)
+	r.Window.BlockedMS = a.blocked(r, start, end)
+	// --local any takes every address as this host's: one host.
+	if hosts, n, failing := a.hostSummaries(r, start, end); n > 1 && !a.cfg.LocalAny {
+		r.Hosts, r.HostsSeen, r.HostsFailing = hosts, n, failing
+	}
+	r.Headline = headline(r)
 	r.Hints = a.hints(keepLookup)
+	r.Hints = append(r.Hints, a.stackHints(r)...)
 	return r
+}
+
+// stackHints says, once per process, when its stacks (--stacks) name no
+// function of the application: the code has no symbols or no frame
+// pointers, and the report can only give module+offset.
+func (a *Analyzer) stackHints(r *report.Report) []report.Hint {
+	var hints []report.Hint
+	seen := map[string]bool{}
+	for _, c := range r.Connections {
+		if len(c.Stack) == 0 {
+			continue
+		}
+		if site, ok := report.CallSite(c.Stack, a.cfg.AppFrames); ok && site.Function != "" {
+			continue
+		}
+		who := procName(c.PID, c.Comm)
+		if who == "" {
+			who = "an unknown process"
+		}
+		if seen[who] || len(hints) >= 20 {
+			continue
+		}
+		seen[who] = true
+		hints = append(hints, report.Hint{Kind: "stack-unnamed", Subject: who, Text: fmt.Sprintf(
+			"the stacks of %s name no function of the application, only module+offset: its code has no symbols, or no frame pointers "+
+				"(build C/C++ with -fno-omit-frame-pointer and keep the symbol table; run Node.js with --perf-basic-prof "+
+				"--interpreted-frames-native-stack, Python 3.12+ with -X perf; see docs/watch.md)", who)})
+	}
+	return hints
 }
 
 // egressFunc decides which addresses are this host's, says why in l, and
@@ -123,11 +174,7 @@ func (a *Analyzer) localFunc(l *report.Local) func(netip.Addr) bool {
 			set[x.Unmap()] = true
 		}
 	default:
-		for x := range a.initiators.m {
-			if a.servers.has(x) {
-				set[x.Unmap()] = true
-			}
-		}
+		set = a.inferredLocal()
 		l.Basis = "inferred-servers"
 		if len(set) == 0 {
 			l.Basis = "all-initiators"
@@ -135,8 +182,8 @@ func (a *Analyzer) localFunc(l *report.Local) func(netip.Addr) bool {
 				set[x.Unmap()] = true
 			}
 			for _, lk := range a.lks {
-				if lk.Client.IsValid() {
-					set[lk.Client] = true
+				if ad, err := netip.ParseAddr(lk.Client); err == nil {
+					set[ad] = true
 				}
 			}
 		}
@@ -157,7 +204,7 @@ type interval struct{ from, to int64 }
 
 // blocked returns the union of the blocked intervals of egress calls inside
 // [start, end], in milliseconds: calls in parallel are not counted twice.
-func (a *Analyzer) blocked(r *report.Report, start, end int64) report.Duration {
+func (a *Analyzer) blocked(r *report.Report, start, end int64) float64 {
 	var iv []interval
 	clip := func(from, to time.Time) {
 		f, t := from.UnixNano(), to.UnixNano()
@@ -171,17 +218,18 @@ func (a *Analyzer) blocked(r *report.Report, start, end int64) report.Duration {
 			iv = append(iv, interval{f, t})
 		}
 	}
+	// A record's start and end are its first call's; the calls folded into
+	// it gave theirs as they ended (hosts.go).
 	for _, c := range r.Connections {
-		if !c.Loopback && c.Count == 1 {
+		if !c.Loopback {
 			clip(c.Start, c.End)
 		}
 	}
 	for _, l := range r.Lookups {
-		if l.Count == 1 {
-			clip(l.Start, l.End)
-		}
+		clip(l.Start, l.End)
 	}
-	return dur(union(iv))
+	iv = append(iv, a.foldedBlocked.iv...)
+	return ms(union(iv))
 }
 
 func union(iv []interval) int64 {
@@ -230,10 +278,17 @@ func (a *Analyzer) hints(keep []bool) []report.Hint {
 			more++
 			continue
 		}
-		hints = append(hints, report.ResolvedNotContacted(l.Name, l.Answers))
+		hints = append(hints, report.Hint{
+			Kind:    "resolved-not-contacted",
+			Subject: l.Name,
+			Text: fmt.Sprintf("%s was resolved (%s) but no packet to it appears in the capture: if the app "+
+				"should have connected, a firewall on the capturing host may drop the SYNs before the capture "+
+				"point sees them (record with nftables `log group N` and `tcpdump -i nflog:N`, or use `egress watch`)",
+				l.Name, strings.Join(l.Answers, ", ")),
+		})
 	}
 	if more > 0 {
-		hints = append(hints, report.MoreResolvedNotContacted(more))
+		hints = append(hints, report.Hint{Kind: "more", Subject: "", Text: fmt.Sprintf("%d more names were resolved but not contacted", more)})
 	}
 	return hints
 }
@@ -246,4 +301,70 @@ func attemptLess(x, y *attempt) bool {
 		return c < 0
 	}
 	return x.server.Compare(y.server) < 0
+}
+
+// WindowError says why the window asked for cannot be reported on: it ends
+// before it starts, or lies wholly outside the capture. The message gives
+// the capture's span. Call it after the last observation, before Finish;
+// nil when there is no window or it overlaps the capture.
+func (a *Analyzer) WindowError() error {
+	if a.cfg.From == 0 && a.cfg.To == 0 {
+		return nil
+	}
+	span := "the capture is empty"
+	if a.seenFirst != 0 {
+		f, l := time.Unix(0, a.seenFirst).UTC(), time.Unix(0, a.seenLast).UTC()
+		span = fmt.Sprintf("the capture spans %s to %s (%s)", f.Format(time.RFC3339Nano), l.Format(time.RFC3339Nano), l.Sub(f))
+	}
+	from, to := time.Unix(0, a.cfg.From).UTC(), time.Unix(0, a.cfg.To).UTC()
+	switch {
+	case a.cfg.From != 0 && a.cfg.To != 0 && a.cfg.To <= a.cfg.From:
+		return fmt.Errorf("the window ends (--to %s) before it starts (--from %s): %s", to.Format(time.RFC3339Nano), from.Format(time.RFC3339Nano), span)
+	case a.seenFirst == 0:
+		return fmt.Errorf("the window has nothing to cover: %s", span)
+	case a.cfg.From != 0 && a.cfg.From > a.seenLast:
+		return fmt.Errorf("the window starts (--from %s) after the capture ends: %s", from.Format(time.RFC3339Nano), span)
+	case a.cfg.To != 0 && a.cfg.To < a.seenFirst:
+		return fmt.Errorf("the window ends (--to %s) before the capture starts: %s", to.Format(time.RFC3339Nano), span)
+	}
+	return nil
+}
+
+// byStart orders records by start time, stably, in place. It sorts indices
+// and moves each record about once: records are large, and a report may
+// hold tens of thousands.
+func byStart[T any](rs []T, start func(*T) time.Time) []T {
+	idx := make([]int, len(rs))
+	keys := make([]int64, len(rs))
+	sorted := true
+	for i := range rs {
+		idx[i] = i
+		keys[i] = start(&rs[i]).UnixNano()
+		if i > 0 && keys[i] < keys[i-1] {
+			sorted = false
+		}
+	}
+	if sorted {
+		return rs
+	}
+	sort.SliceStable(idx, func(i, j int) bool { return keys[idx[i]] < keys[idx[j]] })
+	// Apply the permutation in place, cycle by cycle: rs[i] = old rs[idx[i]].
+	for i := range idx {
+		if idx[i] < 0 || idx[i] == i {
+			continue
+		}
+		tmp := rs[i]
+		j := i
+		for {
+			k := idx[j]
+			idx[j] = -1
+			if k == i {
+				rs[j] = tmp
+				break
+			}
+			rs[j] = rs[k]
+			j = k
+		}
+	}
+	return rs
 }

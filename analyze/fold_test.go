@@ -3,8 +3,12 @@ package analyze
 import (
 	"fmt"
 	"net/netip"
+	"sort"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/egress-dev/egress/event"
@@ -63,10 +67,10 @@ func TestFoldingKeepsEveryCall(t *testing.T) {
 	r := a.Finish()
 	conns, looks := map[string]int{}, map[string]int{}
 	for _, c := range r.Connections {
-		conns[c.Outcome.String()] += c.Count
+		conns[c.Outcome] += c.Count
 	}
 	for _, l := range r.Lookups {
-		looks[l.Outcome.String()] += l.Count
+		looks[l.Outcome] += l.Count
 	}
 	if conns["established"] != 26 || conns["timeout"]+conns["pending"] != 14 {
 		t.Errorf("connections by outcome %v, want 26 established and 14 unanswered", conns)
@@ -96,11 +100,94 @@ func TestDNSMessageRelayed(t *testing.T) {
 		t.Fatalf("%d lookups, want 1", len(rep.Lookups))
 	}
 	l := rep.Lookups[0]
-	if l.Transport != "tcp" || l.Outcome != report.Answered || l.PID == nil || *l.PID != 9 {
+	if l.Transport != "tcp" || l.Outcome != "answered" || l.PID == nil || *l.PID != 9 {
 		t.Errorf("lookup %+v, want an answered tcp lookup by pid 9", l)
 	}
 	if len(rep.Connections) != 1 || rep.Connections[0].Host != "tcp.example" {
 		t.Errorf("connection not named from the relayed answer: %+v", rep.Connections)
+	}
+}
+
+// TestDualStackHost: the app accepts the login on its IPv4 address, looks
+// the vendor up over IPv4 and calls it over IPv6; the two addresses are
+// one host, so the login is inbound (not an outbound call of the admin's).
+func TestDualStackHost(t *testing.T) {
+	app6 := netip.MustParseAddr("2001:db8:1::2")
+	vendor6 := netip.MustParseAddr("2001:db8:5::10")
+	a := New(Config{})
+	a.Packet(seg(0, router, 50000, app, 8080, syn, 1, 0, ""))
+	a.Packet(seg(0.001, app, 8080, router, 50000, synack, 2, 2, ""))
+	a.Packet(seg(0.002, router, 50000, app, 8080, ackf, 2, 3, ""))
+	q := dnsPacket(t, 0.01, 1, "api.vendor.test", netip.Addr{}, false)
+	a.Packet(q)
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 1, Response: true})
+	b.StartQuestions()
+	qn := dnsmessage.Question{Name: dnsmessage.MustNewName("api.vendor.test."), Type: dnsmessage.TypeAAAA, Class: dnsmessage.ClassINET}
+	if err := b.Question(qn); err != nil {
+		t.Fatal(err)
+	}
+	b.StartAnswers()
+	if err := b.AAAAResource(dnsmessage.ResourceHeader{Name: qn.Name, Class: dnsmessage.ClassINET, TTL: 60}, dnsmessage.AAAAResource{AAAA: vendor6.As16()}); err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := b.Finish()
+	a.Packet(&event.Packet{Time: at(0.011), Proto: event.ProtoUDP, Src: resolver, Dst: app, SrcPort: 53, DstPort: q.SrcPort, Payload: msg})
+	a.Packet(seg(0.02, app6, 40000, vendor6, 443, syn, 100, 0, ""))
+	a.Packet(seg(1.02, app6, 40000, vendor6, 443, syn, 100, 0, ""))
+	r := a.Finish()
+	if r.Local.Basis != "inferred-servers" || !cmp.Equal(r.Local.Addresses, []string{"198.18.0.2", "2001:db8:1::2"}) {
+		t.Errorf("local = %+v, want the app's two addresses", r.Local)
+	}
+	if len(r.Connections) != 1 || r.Connections[0].Dst.Addr() != vendor6 || r.Stats.InboundAttempts != 1 {
+		t.Errorf("connections %+v inbound %d, want only the vendor call and the login inbound", r.Connections, r.Stats.InboundAttempts)
+	}
+	if r.HostsSeen != 0 || strings.Contains(r.Headline, "hosts") {
+		t.Errorf("one dual-stack host reported as several: %q", r.Headline)
+	}
+}
+
+// TestPerHostHeadline: with several local hosts the headline names the
+// hosts that lost the most time, with their share of their own active time
+// and their culprits, and the report lists them.
+func TestPerHostHeadline(t *testing.T) {
+	other := netip.MustParseAddr("198.18.0.3")
+	a := New(Config{Local: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15")}})
+	// app waits 3 s on the vendor, then works 1 s; other gets a quick refusal.
+	a.Packet(seg(0, app, 40000, vendor, 443, syn, 100, 0, ""))
+	a.Packet(seg(1, app, 40000, vendor, 443, syn, 100, 0, ""))
+	a.Packet(seg(3, app, 40001, router, 80, syn, 200, 0, ""))
+	a.Packet(seg(3.001, router, 80, app, 40001, synack, 9, 201, ""))
+	a.Packet(seg(3.002, app, 40001, router, 80, ackf, 201, 10, ""))
+	a.Packet(seg(4, app, 40001, router, 80, ackf|event.TCPFin, 201, 10, ""))
+	a.Packet(seg(0.5, other, 41000, vendor, 81, syn, 300, 0, ""))
+	a.Packet(seg(0.501, vendor, 81, other, 41000, rstack, 0, 301, ""))
+	r := a.Finish()
+	if r.HostsSeen != 2 || len(r.Hosts) != 2 || r.Hosts[0].Address != "198.18.0.2" {
+		t.Fatalf("hosts %d %+v, want 2 with the app first", r.HostsSeen, r.Hosts)
+	}
+	want := "2 hosts made 3 outbound connections and 0 lookups in the 4.0 s window; most time lost: " +
+		"198.18.0.2 lost 3.0 s of its 3.0 s active (100%) to 198.51.100.10:443 (1 unanswered call, up to ~3.0 s); " +
+		"198.18.0.3 lost 1.0 ms of its 1.0 ms active (100%) to 198.51.100.10:81 (1 refused call, up to 1.0 ms)"
+	if r.Headline != want {
+		t.Errorf("headline\n got %q\nwant %q", r.Headline, want)
+	}
+}
+
+// TestByStart: the in-place ordering equals a stable sort by start.
+func TestByStart(t *testing.T) {
+	type rec struct {
+		start time.Time
+		n     int
+	}
+	var rs, want []rec
+	for i := 0; i < 500; i++ {
+		rs = append(rs, rec{time.Unix(int64((i*7919)%97), 0), i})
+	}
+	want = append(want, rs...)
+	sort.SliceStable(want, func(i, j int) bool { return want[i].start.Before(want[j].start) })
+	got := byStart(rs, func(r *rec) time.Time { return r.start })
+	if !cmp.Equal(want, got, cmp.AllowUnexported(rec{})) {
+		t.Errorf("byStart differs from a stable sort")
 	}
 }
 

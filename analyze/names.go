@@ -116,11 +116,42 @@ func (nt *nameTable) lookup(addr, client netip.Addr, t int64) (string, bool) {
 	return e[best].name, true
 }
 
-// nameAttempt names a new attempt from DNS answers seen before it.
+// nameAttempt names a new attempt from DNS answers seen before it, and
+// joins a dual-stack host's addresses: a connection from an address of one
+// family to an address just answered to a client of the other family alone
+// is that client's host (local.go).
 func (a *Analyzer) nameAttempt(at *attempt, t int64) {
 	if name, ok := a.names.lookup(at.server.Addr(), at.client.Addr(), t); ok {
 		at.host, at.nameSource = name, report.SourceDNS
 	}
+	if partner, ok := a.names.soleAsker(at.server.Addr(), t); ok && partner.Is4() != at.client.Addr().Unmap().Is4() {
+		a.join(at.client.Addr(), partner)
+	}
+}
+
+// joinWindow is how recent an answer must be for the connection to its
+// address to join the asker's addresses.
+const joinWindow = int64(2 * time.Second)
+
+// soleAsker returns the client that the answers for addr seen in the
+// joinWindow before t went to, when they all went to one client.
+func (nt *nameTable) soleAsker(addr netip.Addr, t int64) (netip.Addr, bool) {
+	e := nt.m[addr.Unmap()]
+	if e == nil {
+		return netip.Addr{}, false
+	}
+	var who netip.Addr
+	for i := range e {
+		en := &e[i]
+		if en.name == "" || en.seen > t || t-en.seen > joinWindow {
+			continue
+		}
+		if who.IsValid() && en.client != who {
+			return netip.Addr{}, false
+		}
+		who = en.client
+	}
+	return who.Unmap(), who.IsValid()
 }
 
 // maxHello bounds the bytes buffered to complete a TLS ClientHello.

@@ -45,14 +45,16 @@ func (a *Analyzer) End(to int64) {
 	a.cfg.To = to
 }
 
-// settledConnection hands a new record to cfg.Settled, if it is egress as
-// far as is known now (Finish decides with everything seen).
+// settledConnection hands a new record to cfg.Settled when it is surely
+// egress already (Finish decides with everything seen): the local
+// addresses are given, or its client already sent packets outbound. Other
+// records wait for the final report (the pipeline writes them then).
 func (a *Analyzer) settledConnection(c *report.Connection) {
-	if a.cfg.Settled == nil || !(c.Loopback || a.egressNow(c.SrcIP, c.DstIP)) {
+	if a.cfg.Settled == nil || !(c.Loopback || a.surelyLocal(c.Src.Addr())) {
 		return
 	}
 	cp := *c
-	cp.SynTimes = append([]report.Duration{}, c.SynTimes...)
+	cp.SynTimesMS = append([]float64{}, c.SynTimesMS...)
 	a.cfg.Settled.Connection(&cp)
 }
 
@@ -60,7 +62,8 @@ func (a *Analyzer) settledLookup(l *report.Lookup) {
 	if a.cfg.Settled == nil {
 		return
 	}
-	if !l.Client.IsValid() || !(l.Client.IsLoopback() || a.egressNow(l.Client, l.Server.Addr())) {
+	client, err := netip.ParseAddr(l.Client)
+	if err != nil || !(client.IsLoopback() || a.surelyLocal(client)) {
 		return
 	}
 	cp := *l
@@ -68,23 +71,15 @@ func (a *Analyzer) settledLookup(l *report.Lookup) {
 	a.cfg.Settled.Lookup(&cp)
 }
 
-// egressNow is Finish's egress decision with what is known so far.
-func (a *Analyzer) egressNow(src, dst netip.Addr) bool {
-	src, dst = src.Unmap(), dst.Unmap()
+// surelyLocal says whether Finish will take src for one of this host's
+// addresses, whatever comes later: given ones, or one seen sending out
+// (the direction basis only grows).
+func (a *Analyzer) surelyLocal(src netip.Addr) bool {
 	switch {
 	case a.cfg.LocalAny:
 		return true
 	case len(a.cfg.Local) > 0:
-		for _, p := range a.cfg.Local {
-			if p.Contains(src) {
-				return true
-			}
-		}
-		return false
-	case len(a.dirOut.m) > 0:
-		return a.dirOut.has(src)
+		return inPrefixes(a.cfg.Local, src)
 	}
-	// Inferred: a call to a host that both accepts and makes connections
-	// is an inbound one.
-	return !(a.servers.has(dst) && a.initiators.has(dst))
+	return a.dirOut.has(src) || a.dirOut.has(src.Unmap())
 }

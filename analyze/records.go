@@ -5,6 +5,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/egress-dev/egress/event"
 	"github.com/egress-dev/egress/report"
 )
 
@@ -37,7 +38,7 @@ func isTimeoutErrno(errno int) bool { return errno == int(syscall.ETIMEDOUT) }
 
 // resolve decides an attempt's outcome as of time end (the window's end
 // when the attempt is still open then).
-func (a *Analyzer) resolve(at *attempt, end int64) (outcome report.Outcome, t int64, basis string, inferred bool) {
+func (a *Analyzer) resolve(at *attempt, end int64) (outcome string, t int64, basis string, inferred bool) {
 	switch at.ans {
 	case ansSynAck:
 		// Any ACK or data from the client after the SYN-ACK completes the
@@ -86,51 +87,76 @@ func (a *Analyzer) finishFlow(f *flow, now int64) {
 }
 
 // finishAttempt turns an attempt into a report record. now is the time up
-// to which the capture has been seen.
+// to which the capture has been seen. Everything that decides where the call
+// belongs (inside the window, its outcome, its record) is decided here,
+// before it joins a record (fold.go).
 func (a *Analyzer) finishAttempt(at *attempt, now int64) {
+	if !a.startsInWindow(at.start) {
+		a.stats.OutsideWindow++
+		return
+	}
 	out, end, basis, inferred := a.resolve(at, now)
 	if end < at.start {
 		end = at.start // an answer captured before its SYN (reordering)
 	}
-	if a.cfg.From != 0 && end < a.cfg.From {
-		a.stats.OutsideWindow++
+	blocked := a.blockedInWindow(at.start, end)
+	// A host talking to itself (loopback, or its own address) is a local
+	// service, not egress.
+	loop := at.client.Addr().IsLoopback() || at.server.Addr().IsLoopback() || at.client.Addr() == at.server.Addr()
+	fail := failed(out)
+	pl := a.place(len(a.conns), foldKey{client: at.client.Addr().As16(), dst: at.server.Addr().As16(),
+		port: at.server.Port(), name: at.host, out: outcomeCode(out)}, fail, at.client.Addr(), at.server.Addr())
+	if pl.inbound {
+		a.stats.InboundAttempts++
 		return
 	}
-	// Past the record limit a call like an earlier one is folded into it,
-	// before the record is built: past the limit most calls are repeats,
-	// and building costs more than the rest of the analysis.
-	folding := len(a.conns) >= a.cfg.MaxRecords
-	var key foldKey
-	var other bool
-	if folding {
-		key, other = a.foldSlot(foldKey{dst: at.server.Addr().As16(), port: at.server.Port(), name: at.host, out: out})
-		if i, ok := a.folded[key]; ok {
-			f := &a.conns[i]
-			f.Count++
-			f.Attempts += at.syns
-			f.SynAcks += at.synAcks
-			f.RSTs += at.rsts
-			f.Blocked += dur(end - at.start)
-			a.stats.RecordsFolded++
-			if a.cfg.SettleFolded {
-				c := a.connRecord(at, out, end, basis, inferred)
-				a.settledConnection(&c)
-			}
-			return
+	if pl.index >= 0 {
+		if !loop {
+			a.noteFolded(at.client.Addr(), at.server.Addr(), at.start, end, fail)
 		}
-	}
-	c := a.connRecord(at, out, end, basis, inferred)
-	streamed := false
-	if other {
+		// Folded: counted into the earlier record. Past the record limit
+		// most calls are repeats, and building a record costs more than
+		// the rest of the analysis.
+		f := &a.conns[pl.index]
+		if f.Count == 1 {
+			f.BlockedSumMS = f.BlockedMS
+			if f.FoldedBy == "" {
+				f.FoldedBy = report.FoldClient
+			}
+		}
+		f.Count++
+		f.Attempts += at.syns
+		f.SynAcks += at.synAcks
+		f.RSTs += at.rsts
+		f.BlockedMS = max(f.BlockedMS, blocked)
+		f.BlockedSumMS += blocked
+		f.Inferred = f.Inferred || inferred
+		a.stats.RecordsFolded++
+		if pl.key.tier == tierOutcome {
+			a.stats.RecordsDropped++
+		}
 		if a.cfg.SettleFolded {
-			a.settledConnection(&c) // with its own destination, not the fold's
+			c := a.connRecord(at, out, end, basis, inferred, blocked, loop)
+			a.settledConnection(&c)
+		}
+		return
+	}
+	c := a.connRecord(at, out, end, basis, inferred, blocked, loop)
+	if pl.tier != tierOwn {
+		c.FoldedBy = pl.tier.foldedBy()
+	}
+	streamed := false
+	if pl.tier == tierOutcome {
+		if a.cfg.SettleFolded {
+			own := c
+			own.FoldedBy = ""
+			a.settledConnection(&own) // with its own destination, not the fold's
 			streamed = true
 		}
-		c.Host, c.NameSource, c.DstIP, c.DstPort = OtherDestinations, report.SourceNone, netip.Addr{}, 0
+		c.Host, c.NameSource, c.DstIP, c.DstPort, c.Dst = OtherDestinations, report.SourceNone, "", 0, netip.AddrPort{}
+		a.stats.RecordsDropped++
 	}
-	if folding {
-		a.folded[key] = len(a.conns)
-	}
+	a.register(pl, len(a.conns), fail)
 	a.conns = append(a.conns, c)
 	if !streamed {
 		a.settledConnection(&a.conns[len(a.conns)-1])
@@ -138,13 +164,13 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 }
 
 // connRecord builds the report record of a settled attempt.
-func (a *Analyzer) connRecord(at *attempt, out report.Outcome, end int64, basis string, inferred bool) report.Connection {
+func (a *Analyzer) connRecord(at *attempt, out string, end int64, basis string, inferred bool, blocked float64, loop bool) report.Connection {
 	c := report.Connection{
 		Host:       at.host,
 		NameSource: at.nameSource,
-		SrcIP:      at.client.Addr().Unmap(),
+		SrcIP:      at.client.Addr().Unmap().String(),
 		SrcPort:    at.client.Port(),
-		DstIP:      at.server.Addr().Unmap(),
+		DstIP:      at.server.Addr().Unmap().String(),
 		DstPort:    at.server.Port(),
 		Proto:      "tcp",
 		Start:      time.Unix(0, at.start).UTC(),
@@ -153,14 +179,14 @@ func (a *Analyzer) connRecord(at *attempt, out report.Outcome, end int64, basis 
 		RSTs:       at.rsts,
 		Outcome:    out,
 		End:        time.Unix(0, end).UTC(),
-		Blocked:    dur(end - at.start),
+		BlockedMS:  blocked,
 		Inferred:   inferred,
 		EndBasis:   basis,
 		ICMP:       at.icmp,
-		// A host talking to itself (loopback, or its own address) is a
-		// local service, not egress.
-		Loopback: at.client.Addr().IsLoopback() || at.server.Addr().IsLoopback() || at.client.Addr() == at.server.Addr(),
-		Count:    1,
+		Loopback:   loop,
+		Count:      1,
+		Src:        at.client,
+		Dst:        at.server,
 	}
 	if c.NameSource == "" {
 		c.NameSource = report.SourceNone
@@ -169,31 +195,42 @@ func (a *Analyzer) connRecord(at *attempt, out report.Outcome, end int64, basis 
 	if n > maxSynTimes {
 		n = maxSynTimes
 	}
-	c.SynTimes = make([]report.Duration, n)
+	c.SynTimesMS = make([]float64, n)
 	for i := 0; i < n; i++ {
-		c.SynTimes[i] = dur(at.synTimes[i] - at.start)
+		c.SynTimesMS[i] = ms(at.synTimes[i] - at.start)
 	}
 	if at.proc != nil {
 		pid, comm := at.proc.PID, at.proc.Comm
 		c.PID, c.Comm = &pid, &comm
 	}
+	c.Stack, c.CalledFrom = a.stack(at.stack)
 	return c
 }
 
-// foldSlot says which record a call past the record limit joins: the one of
-// its own fold key, or, when the fold table is full and the key is new, the
-// per-outcome "other destinations" record (counted in records_dropped).
-// Memory so stays bounded however long the capture.
-func (a *Analyzer) foldSlot(k foldKey) (slot foldKey, other bool) {
-	if _, ok := a.folded[k]; ok || len(a.folded) < 2*a.cfg.MaxRecords {
-		return k, false
-	}
-	a.stats.RecordsDropped++
-	return foldKey{lookup: k.lookup, name: OtherDestinations, out: k.out}, true
+// startsInWindow says whether a call that started at t is inside the
+// window: calls are selected by their start.
+func (a *Analyzer) startsInWindow(t int64) bool {
+	return (a.cfg.From == 0 || t >= a.cfg.From) && (a.cfg.To == 0 || t <= a.cfg.To)
 }
 
-// OtherDestinations names the records that gather, per outcome, the calls
-// beyond every bound (stats.records_dropped counts them).
+// blockedInWindow is the part of a wait from start to end that lies inside
+// the window, in milliseconds.
+func (a *Analyzer) blockedInWindow(start, end int64) float64 {
+	if a.cfg.To != 0 && end > a.cfg.To {
+		end = a.cfg.To
+	}
+	if a.cfg.From != 0 && start < a.cfg.From {
+		start = a.cfg.From
+	}
+	if end < start {
+		return 0
+	}
+	return ms(end - start)
+}
+
+// OtherDestinations names the catch-all records that gather, per outcome,
+// the calls beyond every bound (stats.records_dropped counts them; their
+// destinations field says how many destinations they stand for).
 const OtherDestinations = "(other destinations)"
 
 func pidOf(p *int) int {
@@ -203,5 +240,23 @@ func pidOf(p *int) int {
 	return *p
 }
 
-// dur is a span of ns nanoseconds at the report's resolution.
-func dur(ns int64) report.Duration { return report.Micro(time.Duration(ns)) }
+func ms(ns int64) float64 {
+	return float64(ns/1000) / 1000
+}
+
+// stack turns a kernel stack into the report's frames and names its call
+// site (report.CallSite, with Config.AppFrames).
+func (a *Analyzer) stack(fs []event.Frame) ([]report.Frame, string) {
+	if len(fs) == 0 {
+		return nil, ""
+	}
+	out := make([]report.Frame, len(fs))
+	for i, f := range fs {
+		out[i] = report.Frame{Function: f.Function, File: f.File, Line: f.Line, Module: f.Module, Offset: f.Offset}
+	}
+	site, ok := report.CallSite(out, a.cfg.AppFrames)
+	if !ok {
+		return out, ""
+	}
+	return out, report.CallSiteText(site)
+}

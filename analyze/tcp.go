@@ -42,15 +42,16 @@ type attempt struct {
 	icmp      *report.ICMP
 	errno     int
 
-	synAcks, rsts   int   // SYN-ACKs from the server, RSTs either way, on this attempt's flow
-	handshakeAcked  bool  // the client acknowledged the SYN-ACK
-	clientRST       int64 // time of a client RST (0: none)
-	clientContinued bool  // client sent ACKs/data although no answer was captured
-	serverResponded bool  // server sent something other than SYN-ACK/RST
-	kernel          bool  // seen by the kernel backend (eBPF), not as packets
-	closed          int64 // eBPF: the socket was closed (time)
-	kernelTimeout   bool  // eBPF: the kernel gave up (ETIMEDOUT)
-	established     int64 // eBPF: ESTABLISHED time
+	synAcks, rsts   int           // SYN-ACKs from the server, RSTs either way, on this attempt's flow
+	handshakeAcked  bool          // the client acknowledged the SYN-ACK
+	clientRST       int64         // time of a client RST (0: none)
+	clientContinued bool          // client sent ACKs/data although no answer was captured
+	serverResponded bool          // server sent something other than SYN-ACK/RST
+	kernel          bool          // seen by the kernel backend (eBPF), not as packets
+	closed          int64         // eBPF: the socket was closed (time)
+	kernelTimeout   bool          // eBPF: the kernel gave up (ETIMEDOUT)
+	established     int64         // eBPF: ESTABLISHED time
+	stack           []event.Frame // eBPF --stacks: the connecting thread's stack
 
 	nextAction int64 // first new action of the same host after lastSyn
 	newISN     int64 // a new SYN with another ISN replaced this attempt
@@ -130,6 +131,13 @@ func (a *Analyzer) tcp(p *event.Packet) {
 }
 
 func (a *Analyzer) newAttempt(k flowKey, p *event.Packet) {
+	if a.pastWindow(p.Time) {
+		// A call that starts after the window: not followed, but it is
+		// the host's next action for the calls it was waiting in.
+		a.stats.OutsideWindow++
+		a.action(p.Src, p.Time, nil)
+		return
+	}
 	if len(a.flows) >= a.cfg.MaxFlows {
 		a.sweep(p.Time, true)
 	}

@@ -28,6 +28,9 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 const volatile __u32 cfg_mode = MODE_PIDS;
 const volatile __u32 cfg_follow = 0; /* add children of tracked tgids at fork */
 const volatile __u64 cfg_cgroup_id = 0;
+/* Take the user-space stack of the connecting thread (egress --stacks). Off,
+ * the verifier drops the code: no cost. */
+const volatile __u32 cfg_stacks = 0;
 
 /* Record kinds: one per tracepoint outcome, turned into event.Sock in Go. */
 enum kind {
@@ -39,6 +42,7 @@ enum kind {
 	K_CLOSE = 6,        /* ->CLOSE; oldstate says from where */
 	K_CONNECT_FAIL = 7, /* connect() failed before any SYN (no route...) */
 	K_UDP_CONNECT = 8,  /* a UDP socket was connected to port 53: its local address names the process of its queries */
+	K_STACK = 9,        /* struct stack_event: the user stack of the thread that made the socket sk/gen */
 };
 
 struct event {
@@ -62,6 +66,28 @@ struct event {
 
 /* Keeps struct event in BTF so bpf2go emits its Go type. */
 const struct event *unused_event __attribute__((unused));
+
+/* Deep enough for a Go program's net.Dial (about 20 frames down to the
+ * caller) and Node's JS-to-libuv path; deeper stacks are cut at the base. */
+#define MAX_FRAMES 64
+#ifndef BPF_F_USER_STACK
+#define BPF_F_USER_STACK (1ULL << 8)
+#endif
+
+/* A K_STACK record: sent in process context just before the socket's first
+ * record can be, so user space reads /proc/PID/maps while the caller lives
+ * and joins the stack to the socket by sk and gen. */
+struct stack_event {
+	struct event h;
+	__s64 size; /* bytes bpf_get_stack wrote into ips, or its negative error */
+	/* The word at the user stack pointer: on x86-64, the return address
+	 * into the caller of a frameless leaf (libc's connect), which a frame
+	 * pointer walk skips. User space checks it before it believes it. */
+	__u64 sp_word;
+	__u64 ips[MAX_FRAMES];
+};
+
+const struct stack_event *unused_stack_event __attribute__((unused));
 
 /* What we remember about a socket a tracked process created. */
 struct sockinfo {
@@ -144,6 +170,14 @@ struct {
 	__type(value, struct pending);
 } connects SEC(".maps");
 
+/* When each process's last stack woke the reader (see emit_stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* tgid */
+	__type(value, __u64);
+} stack_wakes SEC(".maps");
+
 __u64 generation = 0;
 
 static __always_inline bool is_tracked(__u32 tgid)
@@ -221,6 +255,42 @@ static __always_inline void emit(__u64 sk, struct sockinfo *info, __u8 kind, __u
 	bpf_ringbuf_submit(e, wakeup_flag(kind));
 }
 
+/* emit_stack sends the current thread's user stack for the socket sk of
+ * generation gen. ctx is the tracepoint's: user registers are the syscall's. */
+static __always_inline void emit_stack(void *ctx, __u64 sk, __u64 gen, __u32 tgid, __u32 tid)
+{
+	if (!cfg_stacks)
+		return;
+	struct stack_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_lost();
+		return;
+	}
+	__builtin_memset(&e->h, 0, sizeof(e->h));
+	e->h.ts = bpf_ktime_get_ns();
+	e->h.sk = sk;
+	e->h.gen = gen;
+	e->h.tgid = tgid;
+	e->h.tid = tid;
+	e->h.kind = K_STACK;
+	e->size = bpf_get_stack(ctx, e->ips, sizeof(e->ips), BPF_F_USER_STACK);
+	e->sp_word = 0;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	unsigned long sp = BPF_CORE_READ(regs, sp);
+	if (sp)
+		bpf_probe_read_user(&e->sp_word, sizeof(e->sp_word), (void *)sp);
+	/* A process's first stack (in a second) wakes the reader at once: it
+	 * must read /proc/PID/maps before a short-lived caller (curl refused at
+	 * once) exits. Later ones ride the batch: its maps are known by then. */
+	__u64 now = e->h.ts, *last = bpf_map_lookup_elem(&stack_wakes, &tgid);
+	__u64 flag = wakeup_flag(K_STACK);
+	if (!last || now - *last > 1000000000ULL) {
+		flag = RB_FORCE_WAKEUP;
+		bpf_map_update_elem(&stack_wakes, &tgid, &now, BPF_ANY);
+	}
+	bpf_ringbuf_submit(e, flag);
+}
+
 /*
  * At CLOSE->SYN_SENT the source port is not yet chosen (tcp_v4_connect sets
  * the state before inet_hash_connect), so K_CONNECT is sent at the first
@@ -288,6 +358,7 @@ int on_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		COPY_ADDRS(&info, ctx);
 		bpf_get_current_comm(info.comm, sizeof(info.comm));
 		bpf_map_update_elem(&socks, &sk, &info, BPF_ANY);
+		emit_stack(ctx, sk, info.gen, tgid, tid);
 		struct pending *p = bpf_map_lookup_elem(&connects, &tid);
 		if (p)
 			p->made_sk = sk;
@@ -533,6 +604,7 @@ int on_connect_exit(struct trace_event_raw_sys_exit *ctx)
 			info.dport = p->dport;
 			__builtin_memcpy(info.daddr, p->daddr, 16);
 			bpf_get_current_comm(info.comm, sizeof(info.comm));
+			emit_stack(ctx, p->sk, info.gen, info.tgid, tid);
 			emit(p->sk, &info, K_CONNECT_FAIL, p->ts, err, TCP_CLOSE, TCP_CLOSE);
 		}
 	}

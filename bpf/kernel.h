@@ -199,6 +199,12 @@ struct task_struct {
 	struct files_struct *files;
 } __attribute__((preserve_access_index));
 
+/* The user registers saved at syscall entry (bpf_task_pt_regs); only the
+ * stack pointer is read, a field both x86-64 and arm64 name sp. */
+struct pt_regs {
+	unsigned long sp;
+} __attribute__((preserve_access_index));
+
 /* Userspace socket addresses read with bpf_probe_read_user. */
 struct sockaddr_in {
 	__u16 sin_family;

@@ -119,6 +119,23 @@ type Sock struct {
 	Dst    netip.AddrPort
 	Errno  int // for SockError: ETIMEDOUT, ECONNREFUSED, EHOSTUNREACH...
 	Proc   *Process
+	// Stack is the user-space call stack of the thread that made the
+	// socket, innermost frame first, symbolized while the process lived
+	// (egress --stacks). Set on SockConnect and on a SockError for a
+	// connect() that failed before any SYN; nil otherwise.
+	Stack []Frame
+}
+
+// Frame is one symbolized frame of a user-space stack. Function, File and
+// Line are empty or zero where the code has no symbols (stripped, JIT code
+// without a perf map): Module and Offset still say where it is, and are
+// never guessed.
+type Frame struct {
+	Function string // e.g. "main.checkForUpdates", "check_for_updates", "phoneHome"
+	File     string // source file, where the symbols say (Go's pclntab, a perf map)
+	Line     int
+	Module   string // mapped file (path as in /proc/PID/maps), or "[perf-map]", "[anon]", "[unknown]"
+	Offset   uint64 // address in Module: its ELF virtual address (for addr2line), or the raw address
 }
 
 // Source statistics that every source reports, so no loss is silent.
@@ -146,14 +163,48 @@ type DNS struct {
 	Proc    *Process // the asker, nil where unknown
 }
 
-// Blocked is one call the cgroup blocker refused in the kernel (connect()
-// or sendmsg() failed with EPERM before anything left the host).
+// Blocked is one call egress run's cgroup programs refused or reported
+// (capture/block): a connect() or sendmsg() refused with EPERM, a call the
+// tracepoints do not see, a packet of the catch-all, a DNS connect steered
+// to the proxy, a step of a child cgroup's TCP connection.
 type Blocked struct {
-	Time  int64 // nanoseconds since the Unix epoch
-	Proto uint8 // ProtoTCP or ProtoUDP
-	Dst   netip.AddrPort
-	Proc  *Process
+	Time    int64 // nanoseconds since the Unix epoch
+	Kind    BlockedKind
+	Proto   uint8 // IP protocol: ProtoTCP, ProtoUDP, ProtoICMP, ...
+	Dst     netip.AddrPort
+	Refused bool   // KindPacket: the packet was dropped
+	SkType  uint8  // 1 stream, 2 datagram, 3 raw
+	UID     uint32 // of the process
+	ConnOp  uint8  // BlockedConn: ConnSYN, ConnEstablished, ...
+	Cookie  uint64 // BlockedConn: the socket
+	Proc    *Process
 }
+
+// BlockedKind is what a Blocked record says (the values of capture/block).
+type BlockedKind uint8
+
+const (
+	// BlockedRefused: connect() or sendmsg() refused with EPERM.
+	BlockedRefused BlockedKind = iota
+	// BlockedCall: a call let through that the tracepoints do not see (UDP).
+	BlockedCall
+	// BlockedPacket: a packet of a socket the hooks do not cover (ICMP,
+	// raw, other protocols), caught by the catch-all; Refused: dropped.
+	BlockedPacket
+	// BlockedSteered: a TCP connect to a DNS server steered to the proxy;
+	// Dst is the server the app asked for.
+	BlockedSteered
+	// BlockedConn: a step (ConnOp) of a child cgroup's TCP connection.
+	BlockedConn
+)
+
+// ConnOp values of BlockedConn records.
+const (
+	ConnSYN         uint8 = 1 // the first SYN is about to leave
+	ConnEstablished uint8 = 2
+	ConnRetransmit  uint8 = 3 // a SYN was sent again
+	ConnClosed      uint8 = 4 // closed before it was established
+)
 
 // Undecoded is a captured frame whose headers could not be used (truncated,
 // undecodable, or a fragment held for reassembly). The source counts it in

@@ -2,14 +2,13 @@ package pipeline
 
 import (
 	"fmt"
-	"net/netip"
 	"strings"
 
 	"github.com/egress-dev/egress/report"
 )
 
 // failOutcomes maps each --fail-on value to the outcomes it names.
-var failOutcomes = map[string][]report.Outcome{
+var failOutcomes = map[string][]string{
 	"timeout":  {report.Timeout},
 	"pending":  {report.Pending},
 	"refused":  {report.Refused},
@@ -24,14 +23,14 @@ var failOutcomes = map[string][]report.Outcome{
 
 // FailOn is what --fail-on names: the outcomes, and unexpected calls.
 type FailOn struct {
-	outcomes   map[report.Outcome]bool
+	outcomes   map[string]bool
 	unexpected bool
 }
 
 // ParseFailOn reads the --fail-on values; haveRules says whether a policy
 // was given (unexpected needs one).
 func ParseFailOn(values []string, haveRules bool) (FailOn, error) {
-	f := FailOn{outcomes: map[report.Outcome]bool{}}
+	f := FailOn{outcomes: map[string]bool{}}
 	for _, v := range values {
 		outs, ok := failOutcomes[v]
 		if !ok {
@@ -73,11 +72,11 @@ func (f FailOn) Findings(r *report.Report) []string {
 	return out
 }
 
-func orIP(host string, ip netip.Addr) string {
+func orIP(host, ip string) string {
 	if host != "" {
 		return report.Safe(host)
 	}
-	return ip.String()
+	return ip
 }
 
 // Summarise is the one line that says what --fail-on matched.

@@ -11,6 +11,7 @@ import (
 	"github.com/egress-dev/egress/capture"
 	"github.com/egress-dev/egress/capture/comment"
 	"github.com/egress-dev/egress/event"
+	"github.com/egress-dev/egress/internal/enforce"
 	"github.com/egress-dev/egress/report"
 	"github.com/egress-dev/egress/rules"
 )
@@ -49,6 +50,20 @@ type Config struct {
 	// every ReorderHold/2 while a live window is open (the agent's health
 	// metrics: tables evicted, records folded), on the pipeline's goroutine.
 	Progress func(report.Stats)
+	// Seen, when set, says how many times the kernel saw a reported call
+	// (capture/block's Blocker.Seen); Steering is where run's DNS proxy
+	// listens, so connections steered to it show the server the app asked
+	// for. Both are live knowledge: the tee records Steering, not Seen.
+	Seen     enforce.Counter
+	Steering enforce.Steering
+	// LookupsAreCalls judges lookups as calls (egress run): with a
+	// policy, a lookup of a name no host entry allows is unexpected. The
+	// tee records it, so a replay judges the same way.
+	LookupsAreCalls bool
+	// Finish, when set, adds what only the command knows to the report
+	// (egress run: its confinement, the proxy's counters), before the
+	// refused calls are merged. It is live knowledge the tee does not keep.
+	Finish func(*report.Report)
 	// Source and Backend are written into the report.
 	Source, Backend string
 	Hold, Drain     time.Duration // defaults: ReorderHold, DrainAfter
@@ -89,6 +104,9 @@ type Result struct {
 	// TeeErr is the first error writing the tee; StreamErr the first
 	// error writing the stream.
 	TeeErr, StreamErr error
+	// WindowErr says why the window asked for (a capture's --from/--to)
+	// cannot be reported on; the report is still made.
+	WindowErr error
 	// From and To are the window's edges as the pipeline saw them (Unix ns;
 	// To is 0 when the window ended at the last observation).
 	From, To int64
@@ -109,7 +127,8 @@ func Run(ctx context.Context, cfg Config) *Result {
 	st := &stage{tee: cfg.Tee, live: cfg.Live}
 	var stream *streamer
 	if cfg.Stream != nil {
-		stream = &streamer{out: cfg.Stream, pol: cfg.Policy, cat: cfg.Catalog, blocked: &st.blocked, refusals: cfg.Refusals}
+		stream = &streamer{out: cfg.Stream, pol: cfg.Policy, cat: cfg.Catalog, blocked: &st.blocked,
+			refusals: cfg.Refusals, holdLookups: cfg.LookupsAreCalls && cfg.Policy != nil}
 		cfg.Analyze.Settled = stream
 	}
 	st.an = analyze.New(cfg.Analyze)
@@ -127,6 +146,7 @@ func Run(ctx context.Context, cfg Config) *Result {
 				res.SourceErr = err
 			}
 		}
+		res.WindowErr = st.an.WindowError()
 	}
 	var stats event.Stats
 	for _, src := range cfg.Sources {
@@ -145,23 +165,27 @@ func Run(ctx context.Context, cfg Config) *Result {
 	}
 	if cfg.Tee != nil {
 		if st.teeErr == nil {
-			st.teeErr = cfg.Tee.Close(comment.WatchInfo{From: res.From, To: res.To, Lost: stats.Lost, LocalAny: cfg.Analyze.LocalAny})
+			st.teeErr = cfg.Tee.Close(comment.WatchInfo{From: res.From, To: res.To, Lost: stats.Lost,
+				LocalAny: cfg.Analyze.LocalAny, ProxyPort: cfg.Steering.Port, LookupsAreCalls: cfg.LookupsAreCalls})
 		}
 		if res.TeeErr = st.teeErr; res.TeeErr != nil {
 			r.Errors = append(r.Errors, res.TeeErr.Error())
 		}
 	}
-	added := st.blocked.merge(r)
-	if stream != nil {
-		// Refused calls the tracepoints did not see are known only now.
-		stream.flush()
-		for i := range added {
-			stream.write(&added[i])
-		}
-		res.StreamErr = stream.err
+	if cfg.Finish != nil {
+		cfg.Finish(r)
 	}
+	st.blocked.merge(r, cfg.Seen, cfg.Steering)
 	if cfg.Policy != nil || cfg.Catalog != nil {
 		rules.Annotate(r, cfg.Policy, cfg.Catalog)
+	}
+	if cfg.LookupsAreCalls && cfg.Policy != nil {
+		enforce.JudgeLookups(r, func(names ...string) bool { return enforce.HasHostGrant(cfg.Policy, names...) })
+	}
+	if stream != nil {
+		// What only the end knows, and the calls held for it.
+		stream.finish(r)
+		res.StreamErr = stream.err
 	}
 	for _, d := range report.Destinations(r) {
 		if d.Unexpected {

@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"time"
+
 	"github.com/egress-dev/egress/report"
 	"github.com/egress-dev/egress/rules"
 )
@@ -13,63 +15,116 @@ type Stream interface {
 }
 
 // streamer sits between the analyzer's settled calls and a Stream: it
-// gives each call what the final report gives it (the blocker's reason,
-// the rules' verdict) and keeps the first write error.
+// gives each call what the final report gives it (the rules' verdict, the
+// proxy's reason) and keeps the first write error. A call whose record
+// the end can still change (a connect the blocker may have refused, a
+// loopback connection the proxy steered, lookups judged at the end) is
+// written at the end, from the final report, as are the records only the
+// end knows (what the cgroup programs reported).
 type streamer struct {
 	out     Stream
 	pol     *rules.Policy
 	cat     *rules.Catalog
 	blocked *blockedCalls
 	// refusals: a source reports refused calls, whose records reach the
-	// pipeline later than the failed connect() the analyzer settles at
-	// once; such calls wait in held (bounded) until the end.
+	// pipeline later than the failed connect() the analyzer settles.
 	refusals bool
-	held     []*report.Connection
+	// holdLookups: lookups are judged at the end (Config.JudgeLookups).
+	holdLookups bool
+	// written are the calls already out, so the end writes the rest once.
+	written  map[connKey]bool
+	writtenL map[lookupKey]bool
 	err      error
 }
 
-// maxHeld bounds the calls held back for the blocker's word.
-const maxHeld = 10000
+type connKey struct {
+	start   time.Time
+	src     string
+	srcPort uint16
+	proto   string
+	pid     int
+	outcome string
+}
+
+type lookupKey struct {
+	start       time.Time
+	client      string
+	server      string
+	name, qtype string
+	transport   string
+	pid         int
+}
+
+func keyOf(c *report.Connection) connKey {
+	return connKey{c.Start, c.SrcIP, c.SrcPort, c.Proto, pidOf(c.PID), c.Outcome}
+}
+
+func lookupKeyOf(l *report.Lookup) lookupKey {
+	return lookupKey{l.Start, l.Client, l.Server, l.Name, l.QType, l.Transport, pidOf(l.PID)}
+}
+
+func pidOf(p *int) int {
+	if p == nil {
+		return -1
+	}
+	return *p
+}
+
+// hold says whether the end may still change c's record.
+func (s *streamer) hold(c *report.Connection) bool {
+	return s.refusals && (c.Outcome == report.Rejected && c.Attempts <= 1 || c.Loopback)
+}
 
 func (s *streamer) Connection(c *report.Connection) {
-	if s.refusals && mayBeRefused(c) && len(s.held) < maxHeld {
-		s.held = append(s.held, c)
+	if s.hold(c) {
 		return
 	}
+	s.judge(&report.Report{Connections: []report.Connection{*c}}, func(r *report.Report) { *c = r.Connections[0] })
 	s.write(c)
 }
 
-// mayBeRefused: a connect that failed at once may be one the blocker
-// refused.
-func mayBeRefused(c *report.Connection) bool {
-	return c.Outcome == report.Rejected && c.Attempts <= 1
-}
-
-// flush writes the held calls, now that every refusal is in.
-func (s *streamer) flush() {
-	for _, c := range s.held {
-		s.write(c)
+func (s *streamer) Lookup(l *report.Lookup) {
+	if s.holdLookups {
+		return
 	}
-	s.held = nil
+	if s.blocked.refusedLookup(l) {
+		l.EndBasis = report.BasisBlockedLookup
+	}
+	s.judge(&report.Report{Lookups: []report.Lookup{*l}}, func(r *report.Report) { *l = r.Lookups[0] })
+	s.writeLookup(l)
 }
 
 func (s *streamer) write(c *report.Connection) {
-	if s.blocked.refusedConnect(c) {
-		c.EndBasis = report.BasisBlockedConnect
+	if s.written == nil {
+		s.written = map[connKey]bool{}
 	}
-	s.judge(&report.Report{Connections: []report.Connection{*c}}, func(r *report.Report) { *c = r.Connections[0] })
+	s.written[keyOf(c)] = true
 	if s.err == nil {
 		s.err = s.out.Connection(c)
 	}
 }
 
-func (s *streamer) Lookup(l *report.Lookup) {
-	if s.blocked.refusedLookup(l) {
-		l.EndBasis = report.BasisBlockedLookup
+func (s *streamer) writeLookup(l *report.Lookup) {
+	if s.writtenL == nil {
+		s.writtenL = map[lookupKey]bool{}
 	}
-	s.judge(&report.Report{Lookups: []report.Lookup{*l}}, func(r *report.Report) { *l = r.Lookups[0] })
+	s.writtenL[lookupKeyOf(l)] = true
 	if s.err == nil {
 		s.err = s.out.Lookup(l)
+	}
+}
+
+// finish writes the calls of the final report not written yet.
+func (s *streamer) finish(r *report.Report) {
+	for i := range r.Connections {
+		if c := r.Connections[i]; !s.written[keyOf(&c)] {
+			s.write(&c)
+		}
+	}
+	for i := range r.Lookups {
+		if l := r.Lookups[i]; !s.writtenL[lookupKeyOf(&l)] {
+			s.writeLookup(&l)
+		}
 	}
 }
 

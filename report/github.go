@@ -23,7 +23,7 @@ func WriteGitHubAnnotations(w io.Writer, r *Report) error {
 	for _, l := range r.Lookups {
 		if l.Outcome != Answered && l.Outcome != NoData {
 			ew.printf("::warning title=%s::%s\n", ghProperty("egress: failed lookup of "+Safe(l.Name)),
-				ghData(fmt.Sprintf("lookup %s %s by %s: %s, blocked %s", Safe(l.Name), l.QType, proc(l.PID, l.Comm), l.Outcome, durText(l.Blocked.MS()))))
+				ghData(fmt.Sprintf("lookup %s %s by %s: %s, blocked %s", Safe(l.Name), l.QType, proc(l.PID, l.Comm), l.Outcome, durText(l.BlockedMS))))
 		}
 	}
 	for _, e := range r.Errors {

@@ -20,8 +20,7 @@ const (
 // protocol: the unit a CI check passes or fails. Loopback calls are left
 // out: a local database is not a phone-home.
 type Destination struct {
-	Name       string     // host name, else the address
-	IP         netip.Addr // the address, when Name is one
+	Name       string // host name, else the address
 	Port       uint16
 	Proto      string
 	Calls      int            // connection attempts (folded counts included)
@@ -37,7 +36,7 @@ type Destination struct {
 // Failed says whether some call to d did not get through.
 func (d *Destination) Failed() bool {
 	for o := range d.Outcomes {
-		if o != Established.String() {
+		if o != Established {
 			return true
 		}
 	}
@@ -50,8 +49,11 @@ func (d *Destination) Target() string {
 	if d.Proto == "dns" {
 		return Safe(d.Name)
 	}
-	if d.IP.Is6() && d.Name == d.IP.String() {
+	if a, err := netip.ParseAddr(d.Name); err == nil && a.Is6() {
 		return fmt.Sprintf("[%s]:%d", d.Name, d.Port)
+	}
+	if d.Port == 0 && d.Proto == "tcp" {
+		return Safe(d.Name) // a catch-all: no port to show
 	}
 	return fmt.Sprintf("%s:%d", Safe(d.Name), d.Port)
 }
@@ -94,20 +96,22 @@ func Destinations(r *Report) []*Destination {
 			continue
 		}
 		k := key{c.Host, c.DstPort, c.Proto}
-		var ip netip.Addr
 		if k.name == "" {
-			k.name, ip = addrText(c.DstIP), c.DstIP
+			k.name = c.DstIP
+		}
+		if c.IsCatchAll() { // issue 7: no port, and how many it stands for
+			k.name = fmt.Sprintf("%d other destinations", c.Destinations)
 		}
 		d := byKey[k]
 		if d == nil {
-			d = &Destination{Name: k.name, IP: ip, Port: k.port, Proto: k.proto, Outcomes: map[string]int{}}
+			d = &Destination{Name: k.name, Port: k.port, Proto: k.proto, Outcomes: map[string]int{}}
 			byKey[k] = d
 			ds = append(ds, d)
 		}
 		n := max(c.Count, 1)
 		d.Calls += n
-		d.Outcomes[c.Outcome.String()] += n
-		d.BlockedMS += c.Blocked.MS()
+		d.Outcomes[c.Outcome] += n
+		d.BlockedMS += c.BlockedMS
 		if p := proc(c.PID, c.Comm); p != "-" && !slices.Contains(d.Processes, p) && len(d.Processes) < 8 {
 			d.Processes = append(d.Processes, p)
 		}
@@ -130,20 +134,30 @@ func Destinations(r *Report) []*Destination {
 	// too: the app wanted to reach them, and the policy said no.
 	for i := range r.Lookups {
 		l := &r.Lookups[i]
-		if l.EndBasis != BasisBlockedLookup {
+		// egress run judges a lookup of a name no host entry allows as a
+		// call of its own (DNS carries data out); --block refused it.
+		judged := l.Verdict != nil && !l.Verdict.Expected && l.Verdict.Rule != ""
+		if l.EndBasis != BasisBlockedLookup && !judged {
 			continue
 		}
 		k := key{l.Name, 0, "dns"}
 		d := byKey[k]
 		if d == nil {
+			rule := "no rule"
+			if judged {
+				rule = l.Verdict.Rule
+			}
 			d = &Destination{Name: l.Name, Proto: "dns", Outcomes: map[string]int{}, Unexpected: true,
-				Rule: "no rule", Reasons: []string{l.EndBasis}}
+				Rule: rule, Reasons: []string{}}
+			if l.EndBasis == BasisBlockedLookup {
+				d.Reasons = append(d.Reasons, l.EndBasis)
+			}
 			byKey[k] = d
 			ds = append(ds, d)
 		}
 		n := max(l.Count, 1)
 		d.Calls += n
-		d.Outcomes[l.Outcome.String()] += n
+		d.Outcomes[l.Outcome] += n
 		if p := proc(l.PID, l.Comm); p != "-" && !slices.Contains(d.Processes, p) && len(d.Processes) < 8 {
 			d.Processes = append(d.Processes, p)
 		}
@@ -238,7 +252,7 @@ type junitFailure struct {
 func WriteJUnit(w io.Writer, r *Report) error {
 	s := junitSuite{
 		Name:      "egress " + Safe(r.Source),
-		Time:      secs(r.Window.Duration.MS()),
+		Time:      secs(r.Window.DurationMS),
 		SystemOut: Safe(r.Headline),
 		Errors:    len(r.Errors),
 	}

@@ -72,7 +72,7 @@ func WriteMarkdown(w io.Writer, r *Report) error {
 	if len(bad) > 0 {
 		ew.printf("| lookup | type | process | outcome | blocked |\n|---|---|---|---|---:|\n")
 		for _, l := range bad {
-			ew.printf("| %s | %s | %s | %s | %s |\n", mdCode(l.Name), mdText(l.QType), mdText(proc(l.PID, l.Comm)), mdText(l.Outcome.String()), durText(l.Blocked.MS()))
+			ew.printf("| %s | %s | %s | %s | %s |\n", mdCode(l.Name), mdText(l.QType), mdText(proc(l.PID, l.Comm)), mdText(l.Outcome), durText(l.BlockedMS))
 		}
 		ew.printf("\n")
 	}

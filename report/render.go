@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/netip"
 	"strings"
 	"time"
 	"unicode"
@@ -29,6 +28,11 @@ func WriteJSON(w io.Writer, r *Report) error {
 	jw.array("connections", len(r.Connections), func(i int) any { return &r.Connections[i] })
 	jw.array("lookups", len(r.Lookups), func(i int) any { return &r.Lookups[i] })
 	jw.field("hints", r.Hints, false)
+	if r.HostsSeen > 0 {
+		jw.field("hosts_seen", r.HostsSeen, false)
+		jw.field("hosts_failing", r.HostsFailing, false)
+		jw.field("hosts", r.Hosts, false)
+	}
 	jw.field("stats", r.Stats, false)
 	jw.field("errors", r.Errors, true)
 	jw.raw("}\n")
@@ -127,12 +131,24 @@ func WriteTable(w io.Writer, r *Report, opt TableOptions) error {
 			egress = append(egress, c)
 		}
 	}
-	ew.printf("\nOutbound connections (%d)\n", len(egress))
-	if len(egress) > 0 {
+	// A busy capture (several hosts, or more calls than fit) is shown
+	// grouped: failures first, one row per destination, successes summed
+	// up; --all lists every record.
+	grouped := !opt.All && (r.HostsSeen > 1 || len(egress) > opt.MaxQuiet || len(r.Lookups) > opt.MaxQuiet)
+	ew.printf("\nOutbound connections (%s)\n", callsText(len(egress), connCalls(egress)))
+	switch {
+	case len(egress) == 0:
+	case grouped:
+		ew.err = groupedConnTable(ew, egress)
+	default:
 		ew.err = connTable(ew, egress, origin, opt)
 	}
-	ew.printf("\nDNS lookups (%d)\n", len(r.Lookups))
-	if len(r.Lookups) > 0 && ew.err == nil {
+	ew.printf("\nDNS lookups (%s)\n", callsText(len(r.Lookups), lookupCalls(r.Lookups)))
+	switch {
+	case len(r.Lookups) == 0 || ew.err != nil:
+	case grouped:
+		ew.err = groupedLookupTable(ew, r.Lookups)
+	default:
 		ew.err = lookupTable(ew, r.Lookups, origin, opt)
 	}
 	if len(loop) > 0 && ew.err == nil {
@@ -183,13 +199,29 @@ func (e *errWriter) printf(format string, args ...any) {
 	}
 }
 
-func quiet(outcome Outcome) bool {
+func quiet(outcome string) bool {
 	return outcome == Established || outcome == Answered
+}
+
+// hasCallers says whether any call has a call site: the "called from"
+// column is shown only then, so reports without --stacks look as before.
+func hasCallers(cs []Connection) bool {
+	for _, c := range cs {
+		if c.CalledFrom != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func connTable(w io.Writer, cs []Connection, origin time.Time, opt TableOptions) error {
 	t := tablewriter.NewWriter(w)
-	t.Header("start", "process", "host", "destination", "syns", "outcome", "blocked")
+	callers := hasCallers(cs)
+	header := []any{"start", "process", "host", "destination", "syns", "outcome", "blocked"}
+	if callers {
+		header = append(header, "called from")
+	}
+	t.Header(header...)
 	shown, hidden := 0, 0
 	for _, c := range cs {
 		if quiet(c.Outcome) && !opt.All {
@@ -205,11 +237,11 @@ func connTable(w io.Writer, cs []Connection, origin time.Time, opt TableOptions)
 		} else if c.NameSource != SourceDNS {
 			host += " (" + c.NameSource + ")"
 		}
-		out := c.Outcome.String()
+		out := c.Outcome
 		if c.ICMP != nil {
 			out += ": " + c.ICMP.Meaning
 		}
-		blocked := durText(c.Blocked.MS())
+		blocked := durText(c.BlockedMS)
 		if c.Inferred {
 			blocked = "~" + blocked
 		}
@@ -219,8 +251,16 @@ func connTable(w io.Writer, cs []Connection, origin time.Time, opt TableOptions)
 		if c.Verdict != nil && !c.Verdict.Expected {
 			out += " UNEXPECTED"
 		}
-		if err := t.Append(rel(c.Start, origin), proc(c.PID, c.Comm), Safe(host),
-			joinHostPort(addrText(c.DstIP), c.DstPort), fmt.Sprint(c.Attempts), Safe(out), blocked); err != nil {
+		dest := joinHostPort(c.DstIP, c.DstPort)
+		if c.IsCatchAll() { // no address, no port: how many it stands for
+			host, dest = "-", fmt.Sprintf("%d other destinations", c.Destinations)
+		}
+		row := []any{rel(c.Start, origin), proc(c.PID, c.Comm), Safe(host),
+			dest, fmt.Sprint(c.Attempts), Safe(out), blocked}
+		if callers {
+			row = append(row, Safe(orDash(c.CalledFrom)))
+		}
+		if err := t.Append(row...); err != nil {
 			return err
 		}
 	}
@@ -276,19 +316,23 @@ func lookupTable(w io.Writer, ls []Lookup, origin time.Time, opt TableOptions) e
 		if ans == "" {
 			ans = "-"
 		}
-		blocked := durText(l.Blocked.MS())
+		blocked := durText(l.BlockedMS)
 		if l.Inferred {
 			blocked = "~" + blocked
 		}
-		out := l.Outcome.String()
+		out := l.Outcome
 		if l.Count > 1 {
 			out += fmt.Sprintf(" x%d", l.Count)
 		}
-		server := addrPortText(l.Server)
+		server := l.Server
 		if l.Transport == "tcp" {
 			server += "/tcp"
 		}
-		if err := t.Append(rel(l.Start, origin), proc(l.PID, l.Comm), Safe(l.Name), l.QType, server,
+		name := l.Name
+		if l.IsCatchAll() {
+			name = fmt.Sprintf("%d other names", l.Destinations)
+		}
+		if err := t.Append(rel(l.Start, origin), proc(l.PID, l.Comm), Safe(name), l.QType, server,
 			fmt.Sprint(l.Attempts), Safe(out), ans, blocked); err != nil {
 			return err
 		}
@@ -301,21 +345,6 @@ func lookupTable(w io.Writer, ls []Lookup, origin time.Time, opt TableOptions) e
 		return err
 	}
 	return nil
-}
-
-// addrText is a's text, "" for none (a record of many destinations).
-func addrText(a netip.Addr) string {
-	if !a.IsValid() {
-		return ""
-	}
-	return a.String()
-}
-
-func addrPortText(a netip.AddrPort) string {
-	if !a.IsValid() {
-		return ""
-	}
-	return a.String()
 }
 
 func joinHostPort(ip string, port uint16) string {

@@ -13,6 +13,25 @@ import (
 // SchemaVersion is the version of the JSON report format.
 const SchemaVersion = 1
 
+// Connection outcomes.
+const (
+	Established = "established" // handshake completed (or the peers went on talking)
+	Refused     = "refused"     // RST answered the SYN
+	Rejected    = "rejected"    // ICMP unreachable / admin-prohibited answered the SYN
+	Timeout     = "timeout"     // no answer; the caller gave up
+	Pending     = "pending"     // no answer when the capture or window ended
+	Aborted     = "aborted"     // the server answered, the client did not complete the handshake
+)
+
+// Lookup outcomes (Timeout, Pending and Rejected are shared with connections).
+const (
+	Answered   = "answered"
+	NoData     = "nodata"
+	NXDomain   = "nxdomain"
+	ServFail   = "servfail"
+	DNSRefused = "refused"
+)
+
 // Name sources: where a connection's host name came from.
 const (
 	SourceDNS  = "dns"
@@ -32,16 +51,21 @@ type Report struct {
 	Connections   []Connection `json:"connections"`
 	Lookups       []Lookup     `json:"lookups"`
 	Hints         []Hint       `json:"hints"`
-	Stats         Stats        `json:"stats"`
-	Errors        []string     `json:"errors"` // problems met while reading; the report is partial when set
+	// HostsSeen and Hosts are set when more than one local host made calls:
+	// how many, and the ones that lost the most time (at most MaxHosts).
+	HostsSeen    int      `json:"hosts_seen,omitempty"`
+	HostsFailing int      `json:"hosts_failing,omitempty"` // of those, the hosts with failed calls
+	Hosts        []Host   `json:"hosts,omitempty"`
+	Stats        Stats    `json:"stats"`
+	Errors       []string `json:"errors"` // problems met while reading; the report is partial when set
 }
 
 // Window is the time span the report covers.
 type Window struct {
-	Start    time.Time `json:"start"`
-	End      time.Time `json:"end"`
-	Duration Duration  `json:"duration_ms"`
-	Blocked  Duration  `json:"blocked_ms"` // union of blocked intervals inside the window
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end"`
+	DurationMS float64   `json:"duration_ms"`
+	BlockedMS  float64   `json:"blocked_ms"` // union of blocked intervals inside the window
 }
 
 // Local says which addresses were taken as this host's, and why.
@@ -52,36 +76,75 @@ type Local struct {
 
 // Connection is one outbound connection attempt (one client socket, one ISN).
 type Connection struct {
-	PID        *int       `json:"pid"`
-	Comm       *string    `json:"comm"`
-	Host       string     `json:"host"` // "" when no name is known
-	NameSource string     `json:"name_source"`
-	SrcIP      netip.Addr `json:"src_ip"`
-	SrcPort    uint16     `json:"src_port"`
-	DstIP      netip.Addr `json:"dst_ip"` // invalid ("" on the wire) for a record of many destinations
-	DstPort    uint16     `json:"dst_port"`
-	Proto      string     `json:"proto"`
-	Start      time.Time  `json:"start"`        // first SYN
-	Attempts   int        `json:"attempts"`     // SYNs sent (1 + retransmissions)
-	SynTimes   []Duration `json:"syn_times_ms"` // each SYN, after Start (bounded list)
-	SynAcks    int        `json:"synacks"`      // SYN-ACKs the server sent on this attempt's flow
-	RSTs       int        `json:"rsts"`         // RSTs either way on this attempt's flow
-	Outcome    Outcome    `json:"outcome"`
-	End        time.Time  `json:"end"` // answer, give-up, or window end
-	Blocked    Duration   `json:"blocked_ms"`
-	Inferred   bool       `json:"inferred"`  // End is an estimate (give-up not observed)
-	EndBasis   string     `json:"end_basis"` // how End was found: answer, client-rst, kernel, next-action, retransmit-schedule, window-end, ...
-	ICMP       *ICMP      `json:"icmp,omitempty"`
-	Loopback   bool       `json:"loopback"`
-	Count      int        `json:"count"` // identical calls folded into this record (1 unless folded)
-	Verdict    *Verdict   `json:"verdict,omitempty"`
+	PID        *int      `json:"pid"`
+	Comm       *string   `json:"comm"`
+	Host       string    `json:"host"` // "" when no name is known
+	NameSource string    `json:"name_source"`
+	SrcIP      string    `json:"src_ip"`
+	SrcPort    uint16    `json:"src_port"`
+	DstIP      string    `json:"dst_ip"`
+	DstPort    uint16    `json:"dst_port"`
+	Proto      string    `json:"proto"`
+	Start      time.Time `json:"start"`        // first SYN
+	Attempts   int       `json:"attempts"`     // SYNs sent (1 + retransmissions)
+	SynTimesMS []float64 `json:"syn_times_ms"` // each SYN, ms after Start (bounded list)
+	SynAcks    int       `json:"synacks"`      // SYN-ACKs the server sent on this attempt's flow
+	RSTs       int       `json:"rsts"`         // RSTs either way on this attempt's flow
+	Outcome    string    `json:"outcome"`
+	End        time.Time `json:"end"`        // answer, give-up, or window end
+	BlockedMS  float64   `json:"blocked_ms"` // the wait inside the window; for a folded record the longest single wait
+	// BlockedSumMS is, for a folded record (Count > 1), the sum of its
+	// calls' waits inside the window; absent for a single call.
+	BlockedSumMS float64 `json:"blocked_sum_ms,omitempty"`
+	Inferred     bool    `json:"inferred"`  // End is an estimate (give-up not observed)
+	EndBasis     string  `json:"end_basis"` // how End was found: answer, client-rst, kernel, next-action, retransmit-schedule, window-end, ...
+	ICMP         *ICMP   `json:"icmp,omitempty"`
+	Loopback     bool    `json:"loopback"`
+	Count        int     `json:"count"` // identical calls folded into this record (1 unless folded)
+	// FoldedBy says what the calls of a folded record share (FoldClient,
+	// FoldDestination, FoldOutcome); absent for a single call.
+	FoldedBy string `json:"folded_by,omitempty"`
+	// Destinations is, for a catch-all record (FoldedBy FoldOutcome), how
+	// many distinct destinations its calls went to.
+	Destinations int      `json:"destinations,omitempty"`
+	Verdict      *Verdict `json:"verdict,omitempty"`
+	// Stack is the user-space stack of the thread at connect(), innermost
+	// first (egress --stacks; absent otherwise). CalledFrom names its
+	// application frame (see CallSite): "main.checkForUpdates (updates.go:42)".
+	Stack      []Frame `json:"stack,omitempty"`
+	CalledFrom string  `json:"called_from,omitempty"`
+
+	// Addr fields for analysis and sorting; not serialised.
+	Src netip.AddrPort `json:"-"`
+	Dst netip.AddrPort `json:"-"`
 }
 
-// Src is the connection's local socket.
-func (c *Connection) Src() netip.AddrPort { return netip.AddrPortFrom(c.SrcIP, c.SrcPort) }
+// MaxHosts bounds Report.Hosts.
+const MaxHosts = 50
 
-// Dst is the connection's destination.
-func (c *Connection) Dst() netip.AddrPort { return netip.AddrPortFrom(c.DstIP, c.DstPort) }
+// Host sums up the calls of one local host inside the window.
+type Host struct {
+	Address   string   `json:"address"`
+	Addresses []string `json:"addresses,omitempty"` // all its addresses, when several are joined (dual stack)
+	Processes []string `json:"processes,omitempty"` // "comm[pid]" of its calls, where known (at most 3)
+	// ActiveMS is from its first call's start to its last call's end,
+	// inside the window; LostMS the union of its failed calls' waits.
+	ActiveMS float64   `json:"active_ms"`
+	LostMS   float64   `json:"lost_ms"`
+	Calls    int       `json:"calls"`  // connection attempts and lookups
+	Failed   int       `json:"failed"` // of those, failed (failed outcomes as in the headline)
+	Culprits []Culprit `json:"culprits"`
+}
+
+// Culprit is a destination whose failed calls cost a host time.
+type Culprit struct {
+	Lookup      bool    `json:"lookup"`
+	Destination string  `json:"destination"` // host or address and port; a lookup's name
+	Outcome     string  `json:"outcome"`     // "mixed" when several
+	Calls       int     `json:"calls"`
+	LongestMS   float64 `json:"longest_ms"` // the longest single wait
+	Inferred    bool    `json:"inferred"`
+}
 
 // ICMP describes an ICMP error that rejected a connection or lookup.
 type ICMP struct {
@@ -93,27 +156,52 @@ type ICMP struct {
 
 // Lookup is one DNS query (with its retransmissions) and its outcome.
 type Lookup struct {
-	PID       *int           `json:"pid"`
-	Comm      *string        `json:"comm"`
-	Name      string         `json:"name"`
-	QType     string         `json:"qtype"`
-	Client    netip.Addr     `json:"client"`
-	Server    netip.AddrPort `json:"server"`    // invalid ("" on the wire) for a record of many servers
-	Transport string         `json:"transport"` // udp or tcp
-	Start     time.Time      `json:"start"`
-	Attempts  int            `json:"attempts"`
-	Outcome   Outcome        `json:"outcome"`
-	Rcode     string         `json:"rcode,omitempty"`
-	Answers   []string       `json:"answers"`
-	CNAMEs    []string       `json:"cnames,omitempty"`
-	End       time.Time      `json:"end"`
-	Blocked   Duration       `json:"blocked_ms"`
-	Inferred  bool           `json:"inferred"`
-	EndBasis  string         `json:"end_basis"`
-	ICMP      *ICMP          `json:"icmp,omitempty"`
-	Count     int            `json:"count"`
-	Verdict   *Verdict       `json:"verdict,omitempty"`
+	PID       *int      `json:"pid"`
+	Comm      *string   `json:"comm"`
+	Name      string    `json:"name"`
+	QType     string    `json:"qtype"`
+	Client    string    `json:"client"`
+	Server    string    `json:"server"`
+	Transport string    `json:"transport"` // udp or tcp
+	Start     time.Time `json:"start"`
+	Attempts  int       `json:"attempts"`
+	Outcome   string    `json:"outcome"`
+	Rcode     string    `json:"rcode,omitempty"`
+	Answers   []string  `json:"answers"`
+	CNAMEs    []string  `json:"cnames,omitempty"`
+	End       time.Time `json:"end"`
+	BlockedMS float64   `json:"blocked_ms"`
+	// BlockedSumMS, FoldedBy and Destinations: as for Connection.
+	BlockedSumMS float64  `json:"blocked_sum_ms,omitempty"`
+	Inferred     bool     `json:"inferred"`
+	EndBasis     string   `json:"end_basis"`
+	ICMP         *ICMP    `json:"icmp,omitempty"`
+	Count        int      `json:"count"`
+	FoldedBy     string   `json:"folded_by,omitempty"`
+	Destinations int      `json:"destinations,omitempty"`
+	Verdict      *Verdict `json:"verdict,omitempty"`
 }
+
+// What the calls of a folded record share (Connection.FoldedBy).
+const (
+	// FoldClient: the same client host, destination, port (or query name
+	// and type) and outcome.
+	FoldClient = "client"
+	// FoldDestination: the same destination and outcome, from several
+	// client hosts (src_ip / client is the first call's).
+	FoldDestination = "destination"
+	// FoldOutcome: only the outcome: the catch-all past every bound, with
+	// no destination (Destinations says how many it stands for).
+	FoldOutcome = "outcome"
+)
+
+// IsCatchAll says whether a record is the nameless catch-all past every
+// bound.
+func (c *Connection) IsCatchAll() bool { return c.FoldedBy == FoldOutcome }
+
+// IsCatchAll says whether a record is the nameless catch-all past every
+// bound.
+func (l *Lookup) IsCatchAll() bool { return l.FoldedBy == FoldOutcome }
 
 // Hint is something the analyzer suspects but cannot see, with what to do.
 type Hint struct {

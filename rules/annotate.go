@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 
 	"github.com/egress-dev/egress/report"
@@ -38,7 +39,12 @@ func LoadCatalogWith(paths ...string) (*Catalog, error) {
 // destination was expected. Either may be nil. It returns how many egress
 // calls were unexpected under the policy.
 func Annotate(r *report.Report, p *Policy, c *Catalog) (unexpected int) {
-	resolvers := Resolvers(r)
+	resolvers := map[netip.Addr]bool{}
+	for _, l := range r.Lookups {
+		if ap, err := netip.ParseAddrPort(l.Server); err == nil {
+			resolvers[ap.Addr()] = true
+		}
+	}
 	for i := range r.Connections {
 		conn := &r.Connections[i]
 		v := &report.Verdict{Expected: true}
@@ -48,7 +54,12 @@ func Annotate(r *report.Report, p *Policy, c *Catalog) (unexpected int) {
 			}
 		}
 		if p != nil {
-			pv := p.Check(DestOf(conn, resolvers))
+			ip, _ := netip.ParseAddr(conn.DstIP)
+			d := Dest{Host: conn.Host, IP: ip, Port: conn.DstPort, Proto: conn.Proto, Resolver: resolvers[ip] && conn.DstPort == 53}
+			if conn.Comm != nil {
+				d.Process = *conn.Comm
+			}
+			pv := p.Check(d)
 			v.Expected, v.Rule = pv.Allowed, pv.Rule
 			if !pv.Allowed && !conn.Loopback {
 				unexpected++

@@ -4,9 +4,10 @@
 #
 # internal/connload connects to its own loopback listener from WORKERS
 # goroutines for DURATION at each rate of RATES ("max" = as fast as it can),
-# in three modes run back to back and interleaved (alone, watched by
-# `egress watch --pid`, under a host-wide `egress agent`), RUNS rounds, so a
-# noisy neighbour on a shared machine hits every mode alike. For each run
+# in the MODES run back to back and interleaved (alone, watched by
+# `egress watch --pid`, by `egress watch --pid --stacks` (the user stack of
+# each connect, symbolized), under a host-wide `egress agent`), RUNS rounds,
+# so a noisy neighbour on a shared machine hits every mode alike. For each run
 # it counts:
 #   - connload's throughput and its own user and system CPU (GNU time): the
 #     tracepoints run in the connecting thread, so their kernel cost shows
@@ -27,6 +28,7 @@ WORKERS=${WORKERS:-4}
 RUNS=${RUNS:-2}
 RATES=${RATES:-max 10000 1000}
 SOAK=${SOAK:-0}
+MODES=${MODES:-alone watch stacks agent}
 DELAY=1.5s # time for watch to attach before the load starts
 
 if [ "$(id -u)" != 0 ]; then
@@ -85,11 +87,13 @@ run() {
 	fi
 	load "$out" "$rate"
 	pids+=("$lp")
-	if [ "$mode" = watch ]; then
+	if [ "$mode" = watch ] || [ "$mode" = stacks ]; then
 		# GNU time forks connload: watch the child.
 		local child=""
 		for _ in $(seq 100); do child=$(pgrep -P "$lp" connload || true); [ -n "$child" ] && break; sleep 0.01; done
-		"$tmp/egress" watch --pid "$child" --format json >"$out.json" 2>"$out.err" &
+		local stacks=()
+		[ "$mode" = stacks ] && stacks=(--stacks)
+		"$tmp/egress" watch --pid "$child" "${stacks[@]}" --format json >"$out.json" 2>"$out.err" &
 		eg=$!
 		pids+=("$eg")
 	fi
@@ -109,7 +113,7 @@ run() {
 		runs=$((runs - r0)) ns=$((ns - n0))
 		kill -TERM "$eg"
 		wait "$eg" || true
-		if [ "$mode" = watch ]; then
+		if [ "$mode" = watch ] || [ "$mode" = stacks ]; then
 			lost=$(jq '.stats.events_lost' "$out.json")
 			reported=$(jq '[.connections[].count] | add // 0' "$out.json")
 		else
@@ -122,10 +126,10 @@ run() {
 		"$eguser" "$egsys" "$rss" "$runs" "$ns" "$lost" "$reported" >"$out.row"
 }
 
-echo "bench-watch: $RUNS rounds of $DURATION per mode and rate ($RATES), $WORKERS workers, loopback; kernel $(uname -r), $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "bench-watch: $RUNS rounds of $DURATION per mode ($MODES) and rate ($RATES), $WORKERS workers, loopback; kernel $(uname -r), $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for i in $(seq "$RUNS"); do
 	for rate in $RATES; do
-		for mode in alone watch agent; do
+		for mode in $MODES; do
 			run "$mode" "$tmp/$mode-$rate-$i" "$rate"
 		done
 	done
@@ -134,13 +138,13 @@ done
 echo
 echo "mode  rate    achieved/s  load_user_s load_sys_s  egress_user_% egress_sys_% egress_peak_rss_MiB  bpf_runs  bpf_ns_per_run bpf_%_of_core  lost  reported"
 for rate in $RATES; do
-	for mode in alone watch agent; do
+	for mode in $MODES; do
 		for i in $(seq "$RUNS"); do
 			read -r m r got lu ls eu es rss runs ns lost rep <"$tmp/$mode-$rate-$i.row"
 			awk -v m="$m" -v r="$r" -v got="$got" -v lu="$lu" -v ls="$ls" -v eu="$eu" -v es="$es" -v rss="$rss" \
 				-v runs="$runs" -v ns="$ns" -v lost="$lost" -v rep="$rep" -v s="$secs" 'BEGIN {
 				per = runs > 0 ? ns / runs : 0
-				printf "%-5s %-7s %10.0f  %11.2f %10.2f  %13.1f %12.1f %20s %9d %15.0f %13.1f %5s %9s\n",
+				printf "%-6s %-7s %10.0f  %11.2f %10.2f  %13.1f %12.1f %20s %9d %15.0f %13.1f %5s %9s\n",
 					m, r, got, lu, ls, 100 * eu / s, 100 * es / s, rss, runs, per, 100 * ns / 1e9 / s, lost, rep }'
 		done
 	done

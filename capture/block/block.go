@@ -30,15 +30,59 @@ type Options struct {
 	// Proxy6); 0 leaves DNS alone.
 	ProxyPort uint16
 	Proxy6    bool
+	// CgroupID is Cgroup's id: TCP connects of other (child) cgroups are
+	// reported by the hooks, since the tracer follows this cgroup only.
+	CgroupID uint64
 }
 
-// Blocked is one call the programs refused.
+// Kinds of Blocked records.
+const (
+	// KindRefused: connect() or sendmsg() refused with EPERM.
+	KindRefused uint8 = iota
+	// KindCall: a call let through that the tracepoints do not see (UDP,
+	// or TCP from a child cgroup), for the policy to judge.
+	KindCall
+	// KindPacket: a packet of a socket the sock_addr hooks do not cover
+	// (ICMP, raw, other protocols), caught by the cgroup_skb catch-all;
+	// Refused says whether it was dropped.
+	KindPacket
+	// KindSteered: a TCP connect to a DNS server (port 53) that the hooks
+	// steered to the proxy; Dst is the server the app asked for.
+	KindSteered
+	// KindConn: a step of a child cgroup's TCP connection (ConnOp), by
+	// socket Cookie: the tracepoints follow the run's own cgroup only.
+	KindConn
+)
+
+// ConnOp values of KindConn records.
+const (
+	ConnSYN         uint8 = 1 // the first SYN is about to leave
+	ConnEstablished uint8 = 2
+	ConnRetransmit  uint8 = 3 // a SYN was sent again
+	ConnClosed      uint8 = 4 // closed before it was established
+)
+
+// Blocked is one call the programs refused or reported. KindCall and
+// KindPacket records come once per (process, destination, protocol): Seen
+// counts the rest.
 type Blocked struct {
-	Time  int64 // Unix nanoseconds
-	PID   int
-	Comm  string
-	Proto uint8 // 6 TCP, 17 UDP
-	Dst   netip.AddrPort
+	Time    int64 // Unix nanoseconds
+	PID     int   // 0 when unknown (a packet of a socket made before the hooks)
+	Comm    string
+	UID     uint32
+	Proto   uint8 // IP protocol: 6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, ...
+	Dst     netip.AddrPort
+	Kind    uint8
+	Refused bool
+	SkType  uint8 // 1 stream, 2 datagram, 3 raw
+	ConnOp  uint8 // KindConn: Conn*
+	Cookie  uint64
+}
+
+// ProtoCount is what the catch-all saw of one IP protocol.
+type ProtoCount struct {
+	Proto            uint8
+	Packets, Dropped uint64
 }
 
 // Blocker holds the loaded programs and their cgroup links. Close detaches
@@ -67,6 +111,7 @@ func Open(opts Options) (*Blocker, error) {
 		"cfg_allow_loopback": boolU32(opts.AllowLoopback),
 		"cfg_proxy_port":     opts.ProxyPort,
 		"cfg_proxy6":         boolU32(opts.Proxy6),
+		"cfg_cgroup_id":      opts.CgroupID,
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
@@ -91,6 +136,9 @@ func Open(opts Options) (*Blocker, error) {
 		{ebpf.AttachCGroupUDP6Sendmsg, p.BlockSendmsg6},
 		{ebpf.AttachCGroupUDP4Recvmsg, p.BlockRecvmsg4},
 		{ebpf.AttachCGroupUDP6Recvmsg, p.BlockRecvmsg6},
+		{ebpf.AttachCGroupInetSockCreate, p.BlockSockCreate},
+		{ebpf.AttachCGroupInetEgress, p.BlockSkbEgress},
+		{ebpf.AttachCGroupSockOps, p.BlockSockops},
 	} {
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: opts.Cgroup, Attach: h.attach, Program: h.prog})
 		if err != nil {
@@ -139,6 +187,19 @@ func (b *Blocker) Allow(prefix netip.Prefix, port uint16, proto uint8) error {
 	return nil
 }
 
+// LinkFDs returns the file descriptors of the programs' cgroup links, for
+// a supervisor that keeps them attached should egress die (a link lives
+// while any descriptor of it is open, or its cgroup is gone).
+func (b *Blocker) LinkFDs() []int {
+	var fds []int
+	for _, l := range b.links {
+		if f, ok := l.(interface{ FD() int }); ok {
+			fds = append(fds, f.FD())
+		}
+	}
+	return fds
+}
+
 // Lost returns how many refusals were not reported (ring buffer full).
 func (b *Blocker) Lost() uint64 {
 	var perCPU []uint64
@@ -150,6 +211,31 @@ func (b *Blocker) Lost() uint64 {
 		n += v
 	}
 	return n
+}
+
+// Seen returns how many times the call of a KindCall or KindPacket record
+// happened in all (at least 1), as the kernel counted it.
+func (b *Blocker) Seen(bl Blocked) uint64 {
+	// As16 maps IPv4 into IPv6, as the kernel keys it.
+	k := blockSeenKey{Tgid: uint32(bl.PID), Port: bl.Dst.Port(), Proto: bl.Proto, Kind: bl.Kind, Addr: bl.Dst.Addr().As16()}
+	var n uint64
+	if err := b.objs.Seen.Lookup(&k, &n); err != nil || n == 0 {
+		return 1
+	}
+	return n
+}
+
+// Protocols returns what the catch-all counted, by IP protocol, for the
+// protocols it saw.
+func (b *Blocker) Protocols() []ProtoCount {
+	var out []ProtoCount
+	for p := range uint32(256) {
+		var c blockProtoCount
+		if err := b.objs.ProtoStats.Lookup(p, &c); err == nil && c.Packets > 0 {
+			out = append(out, ProtoCount{Proto: uint8(p), Packets: c.Packets, Dropped: c.Dropped})
+		}
+	}
+	return out
 }
 
 // Run calls fn with each refused call until ctx is done, then returns
@@ -191,11 +277,17 @@ func decode(raw []byte, monoOff int64) (Blocked, error) {
 		comm = comm[:i]
 	}
 	return Blocked{
-		Time:  int64(r.Ts) + monoOff,
-		PID:   int(r.Tgid),
-		Comm:  string(comm),
-		Proto: r.Proto,
-		Dst:   netip.AddrPortFrom(addr, r.Port),
+		Time:    int64(r.Ts) + monoOff,
+		PID:     int(r.Tgid),
+		Comm:    string(comm),
+		UID:     r.Uid,
+		Proto:   r.Proto,
+		Dst:     netip.AddrPortFrom(addr, r.Port),
+		Kind:    r.Kind,
+		Refused: r.Refused != 0,
+		SkType:  r.SkType,
+		ConnOp:  r.ConnOp,
+		Cookie:  r.Cookie,
 	}, nil
 }
 

@@ -23,14 +23,20 @@ type blockAllowKey struct {
 }
 
 type blockBlocked struct {
-	_      structs.HostLayout
-	Ts     uint64
-	Tgid   uint32
-	Port   uint16
-	Proto  uint8
-	Family uint8
-	Addr   [16]uint8
-	Comm   [16]int8
+	_       structs.HostLayout
+	Ts      uint64
+	Tgid    uint32
+	Port    uint16
+	Proto   uint8
+	Family  uint8
+	Addr    [16]uint8
+	Comm    [16]int8
+	Kind    uint8
+	Refused uint8
+	SkType  uint8
+	ConnOp  uint8
+	Uid     uint32
+	Cookie  uint64
 }
 
 type blockOrigDst struct {
@@ -38,6 +44,30 @@ type blockOrigDst struct {
 	Addr   [16]uint8
 	Port   uint16
 	Family uint16
+}
+
+type blockOwner struct {
+	_         structs.HostLayout
+	Tgid      uint32
+	Uid       uint32
+	Comm      [16]int8
+	CgroupId  uint64
+	ConnectCg uint64
+}
+
+type blockProtoCount struct {
+	_       structs.HostLayout
+	Packets uint64
+	Dropped uint64
+}
+
+type blockSeenKey struct {
+	_     structs.HostLayout
+	Tgid  uint32
+	Port  uint16
+	Proto uint8
+	Kind  uint8
+	Addr  [16]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -48,13 +78,20 @@ const (
 	blockMapBlockedEvents    = "blocked_events"
 	blockMapBlockedLost      = "blocked_lost"
 	blockMapDnsOrig          = "dns_orig"
+	blockMapProtoStats       = "proto_stats"
+	blockMapSeen             = "seen"
+	blockMapSkOwner          = "sk_owner"
 	blockProgBlockConnect4   = "block_connect4"
 	blockProgBlockConnect6   = "block_connect6"
 	blockProgBlockRecvmsg4   = "block_recvmsg4"
 	blockProgBlockRecvmsg6   = "block_recvmsg6"
 	blockProgBlockSendmsg4   = "block_sendmsg4"
 	blockProgBlockSendmsg6   = "block_sendmsg6"
+	blockProgBlockSkbEgress  = "block_skb_egress"
+	blockProgBlockSockCreate = "block_sock_create"
+	blockProgBlockSockops    = "block_sockops"
 	blockVarCfgAllowLoopback = "cfg_allow_loopback"
+	blockVarCfgCgroupId      = "cfg_cgroup_id"
 	blockVarCfgEnforce       = "cfg_enforce"
 	blockVarCfgProxy6        = "cfg_proxy6"
 	blockVarCfgProxyPort     = "cfg_proxy_port"
@@ -103,12 +140,15 @@ type blockSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type blockProgramSpecs struct {
-	BlockConnect4 *ebpf.ProgramSpec `ebpf:"block_connect4"`
-	BlockConnect6 *ebpf.ProgramSpec `ebpf:"block_connect6"`
-	BlockRecvmsg4 *ebpf.ProgramSpec `ebpf:"block_recvmsg4"`
-	BlockRecvmsg6 *ebpf.ProgramSpec `ebpf:"block_recvmsg6"`
-	BlockSendmsg4 *ebpf.ProgramSpec `ebpf:"block_sendmsg4"`
-	BlockSendmsg6 *ebpf.ProgramSpec `ebpf:"block_sendmsg6"`
+	BlockConnect4   *ebpf.ProgramSpec `ebpf:"block_connect4"`
+	BlockConnect6   *ebpf.ProgramSpec `ebpf:"block_connect6"`
+	BlockRecvmsg4   *ebpf.ProgramSpec `ebpf:"block_recvmsg4"`
+	BlockRecvmsg6   *ebpf.ProgramSpec `ebpf:"block_recvmsg6"`
+	BlockSendmsg4   *ebpf.ProgramSpec `ebpf:"block_sendmsg4"`
+	BlockSendmsg6   *ebpf.ProgramSpec `ebpf:"block_sendmsg6"`
+	BlockSkbEgress  *ebpf.ProgramSpec `ebpf:"block_skb_egress"`
+	BlockSockCreate *ebpf.ProgramSpec `ebpf:"block_sock_create"`
+	BlockSockops    *ebpf.ProgramSpec `ebpf:"block_sockops"`
 }
 
 // blockMapSpecs contains maps before they are loaded into the kernel.
@@ -119,6 +159,9 @@ type blockMapSpecs struct {
 	BlockedEvents *ebpf.MapSpec `ebpf:"blocked_events"`
 	BlockedLost   *ebpf.MapSpec `ebpf:"blocked_lost"`
 	DnsOrig       *ebpf.MapSpec `ebpf:"dns_orig"`
+	ProtoStats    *ebpf.MapSpec `ebpf:"proto_stats"`
+	Seen          *ebpf.MapSpec `ebpf:"seen"`
+	SkOwner       *ebpf.MapSpec `ebpf:"sk_owner"`
 }
 
 // blockVariableSpecs contains global variables before they are loaded into the kernel.
@@ -126,6 +169,7 @@ type blockMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type blockVariableSpecs struct {
 	CfgAllowLoopback *ebpf.VariableSpec `ebpf:"cfg_allow_loopback"`
+	CfgCgroupId      *ebpf.VariableSpec `ebpf:"cfg_cgroup_id"`
 	CfgEnforce       *ebpf.VariableSpec `ebpf:"cfg_enforce"`
 	CfgProxy6        *ebpf.VariableSpec `ebpf:"cfg_proxy6"`
 	CfgProxyPort     *ebpf.VariableSpec `ebpf:"cfg_proxy_port"`
@@ -156,6 +200,9 @@ type blockMaps struct {
 	BlockedEvents *ebpf.Map `ebpf:"blocked_events"`
 	BlockedLost   *ebpf.Map `ebpf:"blocked_lost"`
 	DnsOrig       *ebpf.Map `ebpf:"dns_orig"`
+	ProtoStats    *ebpf.Map `ebpf:"proto_stats"`
+	Seen          *ebpf.Map `ebpf:"seen"`
+	SkOwner       *ebpf.Map `ebpf:"sk_owner"`
 }
 
 func (m *blockMaps) Close() error {
@@ -164,6 +211,9 @@ func (m *blockMaps) Close() error {
 		m.BlockedEvents,
 		m.BlockedLost,
 		m.DnsOrig,
+		m.ProtoStats,
+		m.Seen,
+		m.SkOwner,
 	)
 }
 
@@ -172,6 +222,7 @@ func (m *blockMaps) Close() error {
 // It can be passed to loadBlockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type blockVariables struct {
 	CfgAllowLoopback *ebpf.Variable `ebpf:"cfg_allow_loopback"`
+	CfgCgroupId      *ebpf.Variable `ebpf:"cfg_cgroup_id"`
 	CfgEnforce       *ebpf.Variable `ebpf:"cfg_enforce"`
 	CfgProxy6        *ebpf.Variable `ebpf:"cfg_proxy6"`
 	CfgProxyPort     *ebpf.Variable `ebpf:"cfg_proxy_port"`
@@ -182,12 +233,15 @@ type blockVariables struct {
 //
 // It can be passed to loadBlockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type blockPrograms struct {
-	BlockConnect4 *ebpf.Program `ebpf:"block_connect4"`
-	BlockConnect6 *ebpf.Program `ebpf:"block_connect6"`
-	BlockRecvmsg4 *ebpf.Program `ebpf:"block_recvmsg4"`
-	BlockRecvmsg6 *ebpf.Program `ebpf:"block_recvmsg6"`
-	BlockSendmsg4 *ebpf.Program `ebpf:"block_sendmsg4"`
-	BlockSendmsg6 *ebpf.Program `ebpf:"block_sendmsg6"`
+	BlockConnect4   *ebpf.Program `ebpf:"block_connect4"`
+	BlockConnect6   *ebpf.Program `ebpf:"block_connect6"`
+	BlockRecvmsg4   *ebpf.Program `ebpf:"block_recvmsg4"`
+	BlockRecvmsg6   *ebpf.Program `ebpf:"block_recvmsg6"`
+	BlockSendmsg4   *ebpf.Program `ebpf:"block_sendmsg4"`
+	BlockSendmsg6   *ebpf.Program `ebpf:"block_sendmsg6"`
+	BlockSkbEgress  *ebpf.Program `ebpf:"block_skb_egress"`
+	BlockSockCreate *ebpf.Program `ebpf:"block_sock_create"`
+	BlockSockops    *ebpf.Program `ebpf:"block_sockops"`
 }
 
 func (p *blockPrograms) Close() error {
@@ -198,6 +252,9 @@ func (p *blockPrograms) Close() error {
 		p.BlockRecvmsg6,
 		p.BlockSendmsg4,
 		p.BlockSendmsg6,
+		p.BlockSkbEgress,
+		p.BlockSockCreate,
+		p.BlockSockops,
 	)
 }
 

@@ -109,7 +109,7 @@ func TestPrivilegedBlock(t *testing.T) {
 		}
 	})
 	const port = 5353
-	b, err := Open(Options{Cgroup: g.Path, Enforce: true, AllowLoopback: true, ProxyPort: port})
+	b, err := Open(Options{Cgroup: g.Path, CgroupID: g.ID, Enforce: true, AllowLoopback: true, ProxyPort: port})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,21 +168,98 @@ func TestPrivilegedBlock(t *testing.T) {
 		t.Errorf("Run returned %v, want context.Canceled", err)
 	}
 	type rec struct {
-		Proto uint8
-		Dst   string
+		Kind    uint8
+		Refused bool
+		Proto   uint8
+		Dst     string
 	}
 	var recs []rec
 	for _, bl := range got {
-		recs = append(recs, rec{bl.Proto, bl.Dst.String()})
+		recs = append(recs, rec{bl.Kind, bl.Refused, bl.Proto, bl.Dst.String()})
 		if bl.PID <= 0 || bl.Comm == "" || time.Since(time.Unix(0, bl.Time)).Abs() > time.Minute {
 			t.Errorf("record %+v: want the helper's pid and comm and a current time", bl)
 		}
 	}
-	wantRecs := []rec{{17, "203.0.113.5:9"}, {6, "203.0.113.5:80"}, {6, "198.51.100.7:80"}, {6, "[2001:db8::5]:80"}}
+	// The allowed UDP send is reported for the policy to judge (the
+	// tracepoints do not see UDP); the allowed TCP connect is not (they do).
+	wantRecs := []rec{{KindRefused, true, 17, "203.0.113.5:9"}, {KindCall, false, 17, "198.51.100.7:9"},
+		{KindRefused, true, 6, "203.0.113.5:80"}, {KindRefused, true, 6, "198.51.100.7:80"}, {KindRefused, true, 6, "[2001:db8::5]:80"}}
 	if diff := cmp.Diff(wantRecs, recs); diff != "" {
 		t.Errorf("blocked records (-want +got):\n%s", diff)
 	}
 	if b.Lost() != 0 {
 		t.Errorf("%d records lost", b.Lost())
 	}
+}
+
+const floodEnv = "EGRESS_BLOCK_FLOOD"
+
+// TestHelperFlood is not a test: TestPrivilegedBlockNoSilentLoss runs it in
+// the cgroup to send N refused datagrams to distinct ports.
+func TestHelperFlood(t *testing.T) {
+	n, err := strconv.Atoi(os.Getenv(floodEnv))
+	if err != nil {
+		t.Skip("run by TestPrivilegedBlockNoSilentLoss")
+	}
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{})
+	if err != nil {
+		fmt.Println("socket:", err)
+		return
+	}
+	defer c.Close()
+	refused := 0
+	for i := range n {
+		_, err := c.WriteToUDPAddrPort([]byte("x"), netip.AddrPortFrom(netip.MustParseAddr("203.0.113.5"), uint16(1+i%65000)))
+		if errors.Is(err, syscall.EPERM) {
+			refused++
+		}
+	}
+	fmt.Printf("refused %d\n", refused)
+}
+
+// TestPrivilegedBlockNoSilentLoss: more refusals than the ring buffer holds,
+// with nobody reading meanwhile: every one is either a record or counted
+// in Lost.
+func TestPrivilegedBlockNoSilentLoss(t *testing.T) {
+	n := testnet.NewForTest(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	ns, err := n.Namespace(ctx, "flood")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := cgrouprun.New("egress-blocktest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := g.Remove(); err != nil {
+			t.Error(err)
+		}
+	})
+	b, err := Open(Options{Cgroup: g.Path, CgroupID: g.ID, Enforce: true, AllowLoopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const sends = 40000 // the 1 MiB ring holds about 16,000 records
+	cmd := g.Command(ctx, "ip", "netns", "exec", ns.Name, os.Args[0], "-test.run=^TestHelperFlood$", "-test.v=false")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", floodEnv, sends))
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), fmt.Sprintf("refused %d\n", sends)) {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	// Only now read what the ring buffer kept.
+	records := 0
+	runCtx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- b.Run(runCtx, func(Blocked) { records++ }) }()
+	time.Sleep(500 * time.Millisecond)
+	stop()
+	<-ran
+	lost := b.Lost()
+	if lost == 0 || uint64(records)+lost != sends {
+		t.Errorf("%d records read and %d counted lost, want %d in all, some of them lost", records, lost, sends)
+	}
+	t.Logf("%d records, %d lost", records, lost)
 }

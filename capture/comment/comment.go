@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode"
@@ -21,7 +22,7 @@ import (
 //   - A packet comment "egress: pid=123 comm=php-fpm" names the process
 //     behind a captured packet (ParseProcessComment reads it).
 //   - A packet comment "egress-sock: kind=connect cookie=... proto=6
-//     src=A:P dst=A:P errno=N pid=N comm=X" marks a kernel socket event: the
+//     src=A:P dst=A:P errno=N pid=N comm=X [stack=...]" marks a kernel socket event: the
 //     packet itself is synthesized (a SYN, a retransmitted SYN, a SYN-ACK,
 //     a RST) so Wireshark shows something sensible, but readers turn it back
 //     into an event.Sock, never into a packet. Its time is the packet's.
@@ -29,8 +30,9 @@ import (
 //     tcp=0|1 refused=0|1 pid=N comm=X" marks a DNS message egress run's
 //     proxy relayed: the packet is a synthesized UDP datagram whose payload
 //     is the message; readers turn it back into an event.DNS.
-//   - A packet comment "egress-blocked: proto=6 dst=A:P pid=N comm=X" marks
-//     a call egress run --block refused (a synthesized SYN or empty
+//   - A packet comment "egress-blocked: kind=N proto=6 dst=A:P refused=0|1
+//     sktype=N uid=N connop=N cookie=N pid=N comm=X" marks a call egress
+//     run's cgroup programs refused or reported (a synthesized SYN or empty
 //     datagram); readers turn it back into an event.Blocked.
 //   - The section header comment "egress-watch: from=NS to=NS lost=N" holds
 //     the live run's window edges (Unix ns) and the events it lost, so a
@@ -94,7 +96,62 @@ func FormatSockComment(s *event.Sock) string {
 	if s.Proc != nil {
 		fmt.Fprintf(&b, " pid=%d comm=%s", s.Proc.PID, SafeComm(s.Proc.Comm))
 	}
+	if len(s.Stack) > 0 {
+		b.WriteString(" stack=")
+		writeStack(&b, s.Stack)
+	}
 	return b.String()
+}
+
+// The stack (egress --stacks) is one field: frames innermost first,
+// separated by '|', each "function;file;line;module;0xoffset" with every
+// part query-escaped, so no space, '|' or ';' of a name breaks the comment.
+const maxStackFrames = 128
+
+func writeStack(b *strings.Builder, stack []event.Frame) {
+	for i, f := range stack {
+		if i == maxStackFrames {
+			break
+		}
+		if i > 0 {
+			b.WriteByte('|')
+		}
+		fmt.Fprintf(b, "%s;%s;%d;%s;%#x", url.QueryEscape(f.Function), url.QueryEscape(f.File), f.Line,
+			url.QueryEscape(f.Module), f.Offset)
+	}
+}
+
+func parseStack(v string) ([]event.Frame, error) {
+	parts := strings.Split(v, "|")
+	if len(parts) > maxStackFrames {
+		return nil, fmt.Errorf("%d frames, at most %d", len(parts), maxStackFrames)
+	}
+	stack := make([]event.Frame, 0, len(parts))
+	for _, p := range parts {
+		fs := strings.Split(p, ";")
+		if len(fs) != 5 {
+			return nil, fmt.Errorf("frame %q: want function;file;line;module;offset", p)
+		}
+		var f event.Frame
+		var err error
+		if f.Function, err = url.QueryUnescape(fs[0]); err != nil {
+			return nil, err
+		}
+		if f.File, err = url.QueryUnescape(fs[1]); err != nil {
+			return nil, err
+		}
+		if f.Line, err = strconv.Atoi(fs[2]); err != nil || f.Line < 0 {
+			return nil, fmt.Errorf("frame %q: bad line", p)
+		}
+		if f.Module, err = url.QueryUnescape(fs[3]); err != nil {
+			return nil, err
+		}
+		if f.Offset, err = strconv.ParseUint(fs[4], 0, 64); err != nil {
+			return nil, fmt.Errorf("frame %q: offset: %w", p, err)
+		}
+		stack = append(stack, f)
+	}
+	return stack, nil
 }
 
 // addrPort writes "-" for an unknown address.
@@ -165,6 +222,8 @@ func ParseSockComment(c string) (*event.Sock, error) {
 			haveProc = true
 		case "comm":
 			p.Comm = v
+		case "stack":
+			s.Stack, err = parseStack(v)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("parse socket comment: %s=%q: %w", k, v, err)
@@ -187,6 +246,13 @@ type WatchInfo struct {
 	// LocalAny: every call in the file is the host's own (egress run traces
 	// one cgroup), so a replay reports them all, as the live run did.
 	LocalAny bool
+	// ProxyPort is the port egress run's DNS proxy listened on (0: none),
+	// so a replay shows steered DNS connections as the live run did.
+	ProxyPort uint16
+	// LookupsAreCalls: the run judged lookups as calls (egress run with
+	// --rules: a name no host entry allows is unexpected); a replay with
+	// the same rules judges them the same way.
+	LookupsAreCalls bool
 }
 
 // FormatWatchComment is the section header comment that carries w.
@@ -194,6 +260,12 @@ func FormatWatchComment(w WatchInfo) string {
 	c := fmt.Sprintf("%s from=%d to=%d lost=%d", watchPrefix, w.From, w.To, w.Lost)
 	if w.LocalAny {
 		c += " local=any"
+	}
+	if w.ProxyPort != 0 {
+		c += fmt.Sprintf(" proxy=%d", w.ProxyPort)
+	}
+	if w.LookupsAreCalls {
+		c += " lookups=calls"
 	}
 	return c
 }
@@ -219,6 +291,12 @@ func ParseWatchComment(c string) (w WatchInfo, ok bool) {
 				v.Lost, err = strconv.ParseUint(val, 10, 64)
 			case "local":
 				v.LocalAny = val == "any"
+			case "lookups":
+				v.LookupsAreCalls = val == "calls"
+			case "proxy":
+				var n uint64
+				n, err = strconv.ParseUint(val, 10, 16)
+				v.ProxyPort = uint16(n)
 			}
 			if err != nil || v.From < 0 || v.To < 0 {
 				return WatchInfo{}, false
@@ -314,7 +392,8 @@ func IsBlockedComment(c string) bool { return strings.HasPrefix(c, blockPrefix) 
 // FormatBlockedComment is the packet comment that carries b (all but its
 // time).
 func FormatBlockedComment(b *event.Blocked) string {
-	c := fmt.Sprintf("%s proto=%d dst=%s", blockPrefix, b.Proto, addrPort(b.Dst))
+	c := fmt.Sprintf("%s kind=%d proto=%d dst=%s refused=%d sktype=%d uid=%d connop=%d cookie=%d", blockPrefix,
+		b.Kind, b.Proto, addrPort(b.Dst), b2i(b.Refused), b.SkType, b.UID, b.ConnOp, b.Cookie)
 	if b.Proc != nil {
 		c += fmt.Sprintf(" pid=%d comm=%s", b.Proc.PID, SafeComm(b.Proc.Comm))
 	}
@@ -334,6 +413,25 @@ func ParseBlockedComment(c string) (*event.Blocked, error) {
 		case "dst":
 			b.Dst, err = parseAddrPort(v)
 			haveDst = true
+		case "kind", "sktype", "connop":
+			var n uint64
+			n, err = strconv.ParseUint(v, 10, 8)
+			switch k {
+			case "kind":
+				b.Kind = event.BlockedKind(n)
+			case "sktype":
+				b.SkType = uint8(n)
+			default:
+				b.ConnOp = uint8(n)
+			}
+		case "refused":
+			b.Refused, err = parseBit(v)
+		case "uid":
+			var n uint64
+			n, err = strconv.ParseUint(v, 10, 32)
+			b.UID = uint32(n)
+		case "cookie":
+			b.Cookie, err = strconv.ParseUint(v, 10, 64)
 		}
 		return err
 	}, &b.Proc)

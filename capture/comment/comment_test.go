@@ -17,6 +17,13 @@ func TestSockComment(t *testing.T) {
 		{Kind: event.SockConnect, Cookie: 1<<63 | 5, Proto: event.ProtoTCP, Src: ap("198.18.0.2:41000"), Dst: ap("198.51.100.11:443"), Proc: &event.Process{PID: 7, Comm: "shopapp"}},
 		{Kind: event.SockError, Cookie: 9, Proto: event.ProtoTCP, Src: ap("[2001:db8:1::2]:1"), Dst: ap("[2001:db8:2::10]:80"), Errno: 113},
 		{Kind: event.SockClose, Cookie: 9, Proc: &event.Process{PID: 0, Comm: ""}},
+		{Kind: event.SockConnect, Cookie: 3, Proto: event.ProtoTCP, Src: ap("198.18.0.2:41000"), Dst: ap("198.51.100.10:80"), Proc: &event.Process{PID: 8, Comm: "stackapp"},
+			Stack: []event.Frame{
+				{Function: "syscall.connect", File: "/usr/local/go/src/syscall/zsyscall_linux_amd64.go", Line: 1422, Module: "/tmp/stack app", Offset: 0x49d408},
+				{Function: "main.(*T).f|g;h=1%", File: "C:\\a b.go", Line: 36, Module: "/tmp/stack app", Offset: 0x4ec150},
+				{Module: "[anon]", Offset: 0x7f0000001000},
+				{Function: "phoneHome", File: "/app/phone home.js", Line: 15, Module: "[jit]", Offset: 0x7f7cb8050e5b},
+			}},
 	} {
 		c := FormatSockComment(&s)
 		got, err := ParseSockComment(c)
@@ -35,6 +42,11 @@ func TestSockComment(t *testing.T) {
 		"egress-sock: kind=connect src=1.2.3.4",
 		"egress-sock: kind=connect pid=-4",
 		"egress-sock: kind=connect junk",
+		"egress-sock: kind=connect stack=",
+		"egress-sock: kind=connect stack=a;b;1;c",
+		"egress-sock: kind=connect stack=a;b;-1;c;0x1",
+		"egress-sock: kind=connect stack=a;b;1;c;zz",
+		"egress-sock: kind=connect stack=%zz;b;1;c;0x1",
 	} {
 		if s, err := ParseSockComment(bad); err == nil {
 			t.Errorf("ParseSockComment(%q) = %+v, want an error", bad, s)
@@ -77,6 +89,7 @@ func FuzzParseSockComment(f *testing.F) {
 	f.Add("egress-sock: kind=retransmit cookie=18446619703917651712 proto=6 src=198.18.0.2:45678 dst=198.51.100.11:443 errno=0 pid=0 comm=swapper/1")
 	f.Add("egress-sock: kind=error cookie=5 proto=6 src=[2001:db8:1::2]:41001 dst=[2001:db8:2::10]:80 errno=111")
 	f.Add("egress-sock: kind=close cookie=1 proto=6 src=0.0.0.0:0 dst=0.0.0.0:0 errno=0")
+	f.Add("egress-sock: kind=connect cookie=3 proto=6 src=198.18.0.2:41000 dst=198.51.100.10:80 errno=0 pid=8 comm=stackapp stack=syscall.connect;%2Fusr%2Flocal%2Fgo%2Fsrc%2Fsyscall%2Fzsyscall_linux_amd64.go;1422;%2Ftmp%2Fstackapp;0x49d408|main.checkForUpdates;%2Fsrc%2Fmain.go;36;%2Ftmp%2Fstackapp;0x4ec150|;;0;%5Banon%5D;0x7f0000001000")
 	f.Fuzz(func(t *testing.T, c string) {
 		s, err := ParseSockComment(c)
 		if err != nil {
@@ -131,6 +144,8 @@ func TestDNSAndBlockedComments(t *testing.T) {
 	for _, b := range []event.Blocked{
 		{Proto: event.ProtoTCP, Dst: ap("198.51.100.10:443"), Proc: &event.Process{PID: 9, Comm: "npm"}},
 		{Proto: event.ProtoUDP, Dst: ap("[2001:db8::1]:123")},
+		{Kind: event.BlockedConn, Proto: event.ProtoTCP, Dst: ap("198.51.100.10:80"), SkType: 1, UID: 65534, ConnOp: event.ConnRetransmit, Cookie: 1 << 60},
+		{Kind: event.BlockedPacket, Proto: event.ProtoICMP, Dst: ap("198.51.100.8:0"), Refused: true, SkType: 2},
 	} {
 		c := FormatBlockedComment(&b)
 		got, err := ParseBlockedComment(c)
@@ -161,6 +176,7 @@ func TestDNSAndBlockedComments(t *testing.T) {
 func FuzzParseEventComments(f *testing.F) {
 	f.Add("egress-dns: client=127.0.0.1:40000 server=198.18.0.1:53 response=1 tcp=0 refused=0 pid=7 comm=curl")
 	f.Add("egress-blocked: proto=17 dst=[2001:db8::1]:123 pid=9 comm=npm")
+	f.Add("egress-blocked: kind=4 proto=6 dst=198.51.100.10:80 refused=0 sktype=1 uid=65534 connop=3 cookie=99 pid=9 comm=npm")
 	f.Fuzz(func(t *testing.T, c string) {
 		if d, err := ParseDNSComment(c); err == nil {
 			if d.Proc != nil {

@@ -63,6 +63,14 @@ type egressSockinfo struct {
 	_         [4]byte
 }
 
+type egressStackEvent struct {
+	_      structs.HostLayout
+	H      egressEvent
+	Size   int64
+	SpWord uint64
+	Ips    [64]uint64
+}
+
 type egressTuple struct {
 	_      structs.HostLayout
 	Family uint8
@@ -78,26 +86,29 @@ type egressTuple struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	egressMapConnects        = "connects"
-	egressMapEvents          = "events"
-	egressMapLost            = "lost"
-	egressMapSocks           = "socks"
-	egressMapTrackedTgids    = "tracked_tgids"
-	egressMapTuples          = "tuples"
-	egressProgOnConnectEnter = "on_connect_enter"
-	egressProgOnConnectExit  = "on_connect_exit"
-	egressProgOnErrorReport  = "on_error_report"
-	egressProgOnExec         = "on_exec"
-	egressProgOnExit         = "on_exit"
-	egressProgOnFork         = "on_fork"
-	egressProgOnReset        = "on_reset"
-	egressProgOnRetransmit   = "on_retransmit"
-	egressProgOnSetState     = "on_set_state"
-	egressVarCfgCgroupId     = "cfg_cgroup_id"
-	egressVarCfgFollow       = "cfg_follow"
-	egressVarCfgMode         = "cfg_mode"
-	egressVarGeneration      = "generation"
-	egressVarUnusedEvent     = "unused_event"
+	egressMapConnects         = "connects"
+	egressMapEvents           = "events"
+	egressMapLost             = "lost"
+	egressMapSocks            = "socks"
+	egressMapStackWakes       = "stack_wakes"
+	egressMapTrackedTgids     = "tracked_tgids"
+	egressMapTuples           = "tuples"
+	egressProgOnConnectEnter  = "on_connect_enter"
+	egressProgOnConnectExit   = "on_connect_exit"
+	egressProgOnErrorReport   = "on_error_report"
+	egressProgOnExec          = "on_exec"
+	egressProgOnExit          = "on_exit"
+	egressProgOnFork          = "on_fork"
+	egressProgOnReset         = "on_reset"
+	egressProgOnRetransmit    = "on_retransmit"
+	egressProgOnSetState      = "on_set_state"
+	egressVarCfgCgroupId      = "cfg_cgroup_id"
+	egressVarCfgFollow        = "cfg_follow"
+	egressVarCfgMode          = "cfg_mode"
+	egressVarCfgStacks        = "cfg_stacks"
+	egressVarGeneration       = "generation"
+	egressVarUnusedEvent      = "unused_event"
+	egressVarUnusedStackEvent = "unused_stack_event"
 )
 
 // loadEgress returns the embedded CollectionSpec for egress.
@@ -161,6 +172,7 @@ type egressMapSpecs struct {
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Lost         *ebpf.MapSpec `ebpf:"lost"`
 	Socks        *ebpf.MapSpec `ebpf:"socks"`
+	StackWakes   *ebpf.MapSpec `ebpf:"stack_wakes"`
 	TrackedTgids *ebpf.MapSpec `ebpf:"tracked_tgids"`
 	Tuples       *ebpf.MapSpec `ebpf:"tuples"`
 }
@@ -169,11 +181,13 @@ type egressMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type egressVariableSpecs struct {
-	CfgCgroupId *ebpf.VariableSpec `ebpf:"cfg_cgroup_id"`
-	CfgFollow   *ebpf.VariableSpec `ebpf:"cfg_follow"`
-	CfgMode     *ebpf.VariableSpec `ebpf:"cfg_mode"`
-	Generation  *ebpf.VariableSpec `ebpf:"generation"`
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
+	CfgCgroupId      *ebpf.VariableSpec `ebpf:"cfg_cgroup_id"`
+	CfgFollow        *ebpf.VariableSpec `ebpf:"cfg_follow"`
+	CfgMode          *ebpf.VariableSpec `ebpf:"cfg_mode"`
+	CfgStacks        *ebpf.VariableSpec `ebpf:"cfg_stacks"`
+	Generation       *ebpf.VariableSpec `ebpf:"generation"`
+	UnusedEvent      *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedStackEvent *ebpf.VariableSpec `ebpf:"unused_stack_event"`
 }
 
 // egressObjects contains all objects after they have been loaded into the kernel.
@@ -200,6 +214,7 @@ type egressMaps struct {
 	Events       *ebpf.Map `ebpf:"events"`
 	Lost         *ebpf.Map `ebpf:"lost"`
 	Socks        *ebpf.Map `ebpf:"socks"`
+	StackWakes   *ebpf.Map `ebpf:"stack_wakes"`
 	TrackedTgids *ebpf.Map `ebpf:"tracked_tgids"`
 	Tuples       *ebpf.Map `ebpf:"tuples"`
 }
@@ -210,6 +225,7 @@ func (m *egressMaps) Close() error {
 		m.Events,
 		m.Lost,
 		m.Socks,
+		m.StackWakes,
 		m.TrackedTgids,
 		m.Tuples,
 	)
@@ -219,11 +235,13 @@ func (m *egressMaps) Close() error {
 //
 // It can be passed to loadEgressObjects or ebpf.CollectionSpec.LoadAndAssign.
 type egressVariables struct {
-	CfgCgroupId *ebpf.Variable `ebpf:"cfg_cgroup_id"`
-	CfgFollow   *ebpf.Variable `ebpf:"cfg_follow"`
-	CfgMode     *ebpf.Variable `ebpf:"cfg_mode"`
-	Generation  *ebpf.Variable `ebpf:"generation"`
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
+	CfgCgroupId      *ebpf.Variable `ebpf:"cfg_cgroup_id"`
+	CfgFollow        *ebpf.Variable `ebpf:"cfg_follow"`
+	CfgMode          *ebpf.Variable `ebpf:"cfg_mode"`
+	CfgStacks        *ebpf.Variable `ebpf:"cfg_stacks"`
+	Generation       *ebpf.Variable `ebpf:"generation"`
+	UnusedEvent      *ebpf.Variable `ebpf:"unused_event"`
+	UnusedStackEvent *ebpf.Variable `ebpf:"unused_stack_event"`
 }
 
 // egressPrograms contains all programs after they have been loaded into the kernel.

@@ -22,6 +22,7 @@ const (
 	kindClose       = 6
 	kindConnectFail = 7
 	kindUDPConnect  = 8
+	kindStack       = 9
 )
 
 const (
@@ -31,6 +32,55 @@ const (
 
 // recordSize is the size of struct event in bpf/egress.bpf.c.
 const recordSize = 96
+
+// Sizes of struct stack_event: the event header, the byte count, the frames.
+const (
+	maxFrames       = 64
+	stackRecordSize = recordSize + 16 + 8*maxFrames
+)
+
+// rawStack is a K_STACK record: the return addresses of the thread that
+// made socket cookie, innermost first.
+type rawStack struct {
+	cookie uint64
+	pid    uint32
+	pcs    []uint64
+	spWord uint64 // the word at the user stack pointer (see struct stack_event)
+	err    int64  // bpf_get_stack's error (negative), 0 when pcs is valid
+}
+
+// recordKind returns the kind byte of a ring-buffer record (0 if too short).
+func recordKind(raw []byte) uint8 {
+	if len(raw) < recordSize {
+		return 0
+	}
+	return raw[36]
+}
+
+// toStack decodes a K_STACK record (struct stack_event).
+func toStack(raw []byte) (rawStack, error) {
+	if len(raw) < stackRecordSize {
+		return rawStack{}, fmt.Errorf("decode ring buffer stack record: %d bytes, want %d", len(raw), stackRecordSize)
+	}
+	r := decodeRecord(raw)
+	le := binary.LittleEndian
+	st := rawStack{cookie: r.Sk ^ r.Gen<<48, pid: r.Tgid, spWord: le.Uint64(raw[recordSize+8:])}
+	size := int64(le.Uint64(raw[recordSize:]))
+	if size < 0 {
+		st.err = size
+		return st, nil
+	}
+	n := int(min(size/8, maxFrames))
+	st.pcs = make([]uint64, 0, n)
+	for i := 0; i < n; i++ {
+		pc := le.Uint64(raw[recordSize+16+8*i:])
+		if pc == 0 {
+			break
+		}
+		st.pcs = append(st.pcs, pc)
+	}
+	return st, nil
+}
 
 // toSock turns one ring-buffer record into the model: the only place where
 // the kernel's layout meets event.Sock. monoOff converts the record's

@@ -141,3 +141,51 @@ func TestDecodeRecordMatchesLayout(t *testing.T) {
 		t.Errorf("decodeRecord = %+v, want %+v", got, want)
 	}
 }
+
+func TestToStack(t *testing.T) {
+	var e egressStackEvent
+	e.H = egressEvent{Sk: 0xffff8880_12345678, Gen: 5, Tgid: 42, Kind: kindStack}
+	e.Size = 3 * 8
+	e.SpWord = 0x401234
+	e.Ips[0], e.Ips[1], e.Ips[2], e.Ips[3] = 0x10, 0x20, 0x30, 0x40 // the fourth is past Size
+	b, err := binary.Append(nil, binary.LittleEndian, &e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != stackRecordSize || recordKind(b) != kindStack {
+		t.Fatalf("record is %d bytes of kind %d, want %d of kind %d", len(b), recordKind(b), stackRecordSize, kindStack)
+	}
+	got, err := toStack(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := rawStack{cookie: 0xffff8880_12345678 ^ 5<<48, pid: 42, pcs: []uint64{0x10, 0x20, 0x30}, spWord: 0x401234}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(rawStack{})); diff != "" {
+		t.Errorf("toStack (-want +got):\n%s", diff)
+	}
+	e.Size = -14 // -EFAULT: nothing to unwind
+	b, _ = binary.Append(nil, binary.LittleEndian, &e)
+	if got, err := toStack(b); err != nil || got.err != -14 || got.pcs != nil {
+		t.Errorf("failed unwind: %+v, %v; want err -14 and no frames", got, err)
+	}
+	if _, err := toStack(b[:recordSize]); err == nil {
+		t.Error("short stack record: no error")
+	}
+}
+
+func FuzzToStack(f *testing.F) {
+	var e egressStackEvent
+	e.H = egressEvent{Sk: 1, Gen: 2, Tgid: 3, Kind: kindStack}
+	e.Size, e.Ips[0], e.Ips[1] = 16, 0x401000, 0x402000
+	b, _ := binary.Append(nil, binary.LittleEndian, &e)
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := toStack(b)
+		if err != nil {
+			return
+		}
+		if len(st.pcs) > maxFrames || (st.err != 0 && st.pcs != nil) {
+			t.Fatalf("toStack gave %d frames, err %d", len(st.pcs), st.err)
+		}
+	})
+}

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -39,6 +41,25 @@ type Options struct {
 	CgroupID uint64
 	// AllProcesses watches every process on the host.
 	AllProcesses bool
+	// Stacks, when set, has the kernel take the user-space stack of the
+	// thread at each TCP connect() (not a resolver's UDP connect: nothing
+	// joins it to a lookup yet, and it would delay the record that names
+	// the lookup's process), and
+	// turns it into frames at once, while the process still lives: the
+	// events then carry event.Sock.Stack.
+	Stacks Symbolizer
+}
+
+// Symbolizer turns the return addresses of a process's thread into frames
+// (package symbolize). It is called from the goroutine running Run, as soon
+// as the record is read.
+//
+// leafRet is the word at the thread's stack pointer on amd64 (0 elsewhere):
+// the return address into the caller of a frameless leaf function such as
+// libc's connect(), which a frame-pointer walk skips; the symbolizer checks
+// that a call instruction precedes it before it adds the frame.
+type Symbolizer interface {
+	Symbolize(pid int, pcs []uint64, leafRet uint64) []event.Frame
 }
 
 // Sink receives the observations of a Tracer. Sock is called from the
@@ -61,8 +82,66 @@ type Tracer struct {
 	// tests save real records as fuzz seeds with it.
 	onRecord func([]byte)
 
+	// stacks holds the stacks read but not yet joined to their socket's
+	// first event, by cookie; owned by Run's goroutine. stacksDropped
+	// counts those that never were (bounded table, bpf_get_stack errors).
+	stacks        map[uint64][]event.Frame
+	stacksDropped atomic.Uint64
+
 	mu     sync.Mutex // guards closed
 	closed bool
+}
+
+// maxPendingStacks bounds the stacks waiting for their socket's event: a
+// stack whose socket is never announced (evicted from the kernel's table)
+// would otherwise stay forever.
+const maxPendingStacks = 4096
+
+// StacksDropped returns how many stacks were taken but not attached to an
+// event: the kernel could not unwind (bpf_get_stack failed) or the table
+// of stacks waiting for their socket's event was full.
+func (t *Tracer) StacksDropped() uint64 { return t.stacksDropped.Load() }
+
+// stack handles a K_STACK record: the frames are symbolized now, while the
+// process is in connect(), and kept until the socket's event comes.
+func (t *Tracer) stack(raw []byte) error {
+	st, err := toStack(raw)
+	if err != nil {
+		return err
+	}
+	if st.err != 0 || len(st.pcs) == 0 {
+		t.stacksDropped.Add(1)
+		return nil
+	}
+	if t.stacks == nil {
+		t.stacks = make(map[uint64][]event.Frame)
+	}
+	if len(t.stacks) >= maxPendingStacks {
+		t.stacksDropped.Add(uint64(len(t.stacks)))
+		clear(t.stacks)
+	}
+	var leafRet uint64
+	if runtime.GOARCH == "amd64" {
+		leafRet = st.spWord
+	}
+	t.stacks[st.cookie] = t.opts.Stacks.Symbolize(int(st.pid), st.pcs, leafRet)
+	return nil
+}
+
+// attachStack gives s the stack taken for its socket, if one waits.
+func (t *Tracer) attachStack(s *event.Sock) {
+	if len(t.stacks) == 0 {
+		return
+	}
+	switch s.Kind {
+	case event.SockConnect, event.SockError:
+	default:
+		return
+	}
+	if f, ok := t.stacks[s.Cookie]; ok {
+		s.Stack = f
+		delete(t.stacks, s.Cookie)
+	}
 }
 
 // Tracepoints in attach order: process tracking first, so a fork racing
@@ -104,6 +183,7 @@ func Open(opts Options) (*Tracer, error) {
 		"cfg_mode":      mode,
 		"cfg_follow":    boolU32(opts.FollowChildren),
 		"cfg_cgroup_id": opts.CgroupID,
+		"cfg_stacks":    boolU32(opts.Stacks != nil),
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
@@ -284,11 +364,21 @@ func (t *Tracer) Run(ctx context.Context, sink Sink) error {
 		if t.onRecord != nil {
 			t.onRecord(rec.RawSample)
 		}
+		if recordKind(rec.RawSample) == kindStack {
+			if t.opts.Stacks == nil {
+				return errors.New("decode ring buffer record: a stack record, but stacks are off")
+			}
+			if err := t.stack(rec.RawSample); err != nil {
+				return err
+			}
+			continue
+		}
 		ev, err := toSock(rec.RawSample, t.monoOff, procs)
 		if err != nil {
 			// Our own kernel program wrote it: a mismatch is a build bug.
 			return err
 		}
+		t.attachStack(ev)
 		sink.Sock(ev)
 	}
 }

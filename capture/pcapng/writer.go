@@ -23,6 +23,8 @@ import (
 // The section header must hold the window, known only at the end, so
 // records go to path+".partial" first and Close writes the final file (a
 // crash leaves the .partial file, itself a valid pcapng without the window).
+// Records are flushed to the .partial file at least every FlushEvery, so
+// after a SIGKILL it replays up to what was written then, not as empty.
 type Writer struct {
 	path      string
 	tmp       *os.File
@@ -30,7 +32,14 @@ type Writer struct {
 	bodyStart int64 // offset of the first record after the header blocks
 	synth     []byte
 	closed    bool
+	// flushEvery bounds how long a record stays in the writer's buffer.
+	flushEvery time.Duration
+	lastFlush  time.Time
 }
+
+// FlushEvery is how long a written record may wait in memory before it
+// reaches the .partial file: what a killed egress can lose of a capture.
+const FlushEvery = time.Second
 
 var iface = pcapgo.NgInterface{
 	Name:                "egress-watch",
@@ -69,7 +78,19 @@ func Create(path string) (*Writer, error) {
 		os.Remove(tmp.Name())
 		return nil, fmt.Errorf("write pcapng header: %w", err)
 	}
-	return &Writer{path: path, tmp: tmp, ng: ng, bodyStart: off}, nil
+	return &Writer{path: path, tmp: tmp, ng: ng, bodyStart: off, flushEvery: FlushEvery, lastFlush: time.Now()}, nil
+}
+
+// flushed flushes the buffered records to the .partial file when the last
+// flush is older than flushEvery.
+func (w *Writer) flushed() error {
+	if now := time.Now(); now.Sub(w.lastFlush) >= w.flushEvery {
+		w.lastFlush = now
+		if err := w.ng.Flush(); err != nil {
+			return fmt.Errorf("flush pcapng records: %w", err)
+		}
+	}
+	return nil
 }
 
 // WriteFrame writes one captured frame (a Linux cooked v2 header and the
@@ -87,7 +108,7 @@ func (w *Writer) WriteFrame(t int64, frame []byte, wireLen int, proc *event.Proc
 	if err := w.ng.WritePacketWithOptions(ci, frame, opts); err != nil {
 		return fmt.Errorf("write packet to pcapng: %w", err)
 	}
-	return nil
+	return w.flushed()
 }
 
 // WriteSock writes a kernel socket event as a synthesized TCP packet whose
@@ -99,7 +120,7 @@ func (w *Writer) WriteSock(s *event.Sock) error {
 	if err := w.ng.WritePacketWithOptions(ci, w.synth, opts); err != nil {
 		return fmt.Errorf("write socket event to pcapng: %w", err)
 	}
-	return nil
+	return w.flushed()
 }
 
 // WriteDNS writes a DNS message relayed by egress run's proxy as a

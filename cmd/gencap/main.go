@@ -1,7 +1,8 @@
 // Command gencap writes a large, deterministic, synthetic pcap for the
 // replay benchmark and prints what it wrote as JSON.
 //
-//	gencap -o FILE -size 2GB -seed 1 [-flows 4096] [-dns 0.2]
+//	gencap -o FILE -size 2GB -seed 1 [-flows 4096] [-clients 256] [-dns 0.2]
+//	       [-inbound 0.1 -scans 0.5] [-windows 30s-1m,5m-6m]
 //
 // Exit codes: 0 written, 1 failed, 2 bad usage.
 package main
@@ -17,6 +18,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/egress-dev/egress/internal/gencap"
 )
@@ -41,6 +43,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	packets := fs.Int64("packets", 0, "stop starting sessions at this many packets")
 	seed := fs.Uint64("seed", 1, "PRNG seed: the same flags give the same bytes")
 	flows := fs.Int("flows", gencap.DefaultFlows, "concurrent sessions")
+	clients := fs.Int("clients", gencap.DefaultClients, "client hosts")
+	inbound := fs.Float64("inbound", 0, "share of TCP sessions opened by remote hosts to the client hosts")
+	scans := fs.Float64("scans", 0, "share of the inbound sessions that are unanswered SYN scans")
+	drop := fs.Float64("drop", gencap.DefaultDropShare, "share of outbound attempts dropped silently")
+	refuse := fs.Float64("refuse", gencap.DefaultRefuseShare, "share of outbound attempts refused (RST)")
+	reject := fs.Float64("reject", gencap.DefaultRejectShare, "share of outbound attempts rejected (ICMP)")
+	windows := fs.String("windows", "", "also count the truth of windows `FROM-TO,...` (offsets from the start, e.g. 30s-60s)")
 	dns := fs.Float64("dns", gencap.DefaultDNSShare, "share of packets that are DNS (0 for none)")
 	v6 := fs.Float64("ipv6", gencap.DefaultIPv6Share, "share of TCP connections over IPv6")
 	mean := fs.Int("mean", gencap.DefaultMeanPacketSize, "mean frame size in bytes")
@@ -61,12 +70,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		TargetPackets:    *packets,
 		Seed:             *seed,
 		Flows:            *flows,
+		Clients:          *clients,
+		InboundShare:     *inbound,
+		ScanShare:        *scans,
+		DropShare:        orNone(*drop),
+		RefuseShare:      orNone(*refuse),
+		RejectShare:      orNone(*reject),
 		Names:            *names,
 		MeanPacketSize:   *mean,
 		DNSShare:         orNone(*dns),
 		IPv6Share:        orNone(*v6),
 		PacketsPerSecond: *pps,
 		Nanosecond:       *nano,
+	}
+	if *windows != "" {
+		for _, w := range strings.Split(*windows, ",") {
+			from, to, ok := strings.Cut(strings.TrimSpace(w), "-")
+			f, err1 := time.ParseDuration(from)
+			t, err2 := time.ParseDuration(to)
+			if !ok || err1 != nil || err2 != nil || t < f {
+				fmt.Fprintf(stderr, "gencap: bad window %q: want FROM-TO offsets such as 30s-1m\n", w)
+				return 2
+			}
+			cfg.Windows = append(cfg.Windows, gencap.Window{From: f, To: t})
+		}
 	}
 	if *size != "" {
 		n, err := parseSize(*size)

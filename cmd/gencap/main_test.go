@@ -100,3 +100,30 @@ func TestUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestRunBusy: the many-host flags reach the generator, and -windows gives
+// the truth of each window.
+func TestRunBusy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "busy.pcap")
+	var stdout, stderr bytes.Buffer
+	code := run(t.Context(), []string{"-o", path, "-packets", "20000", "-flows", "50", "-clients", "400", "-pps", "1000",
+		"-inbound", "0.2", "-scans", "0.5", "-drop", "0.05", "-windows", "0s-5s,5s-1h"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	var st gencap.Stats
+	if err := json.Unmarshal(stdout.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Inbound.Scans == 0 || st.Inbound.Established == 0 || len(st.Windows) != 2 {
+		t.Fatalf("stats %+v: want inbound sessions, scans and two windows", st)
+	}
+	if got := st.Windows[0].Connections["timeout"] + st.Windows[1].Connections["timeout"]; got != st.TCP.Timeout {
+		t.Errorf("the windows count %d timeouts, the whole capture %d", got, st.TCP.Timeout)
+	}
+	for _, bad := range []string{"5s", "5s-1s", "x-1s"} {
+		if code := run(t.Context(), []string{"-o", path, "-packets", "10", "-windows", bad}, &stdout, &stderr); code != 2 {
+			t.Errorf("-windows %q: exit %d, want 2", bad, code)
+		}
+	}
+}

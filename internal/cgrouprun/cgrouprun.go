@@ -52,6 +52,7 @@ type Group struct {
 	dir  *os.File
 	// mounted is the mount point New made, unmounted by Remove.
 	mounted string
+	removed bool
 }
 
 var seq atomic.Uint64
@@ -120,9 +121,11 @@ func (g *Group) Procs() ([]int, error) {
 	return pids, nil
 }
 
-// Kill sends SIGKILL to every process in g (cgroup.kill, Linux >= 5.14;
-// else each listed process).
-func (g *Group) Kill() error {
+// Kill sends SIGKILL to every process in g and its descendants
+// (cgroup.kill, Linux >= 5.14; else each process listed in g).
+func (g *Group) Kill() error { return g.kill() }
+
+func (g *Group) kill() error {
 	if err := os.WriteFile(filepath.Join(g.Path, "cgroup.kill"), []byte("1"), 0); err == nil {
 		return nil
 	}
@@ -136,16 +139,21 @@ func (g *Group) Kill() error {
 	return nil
 }
 
-// Remove kills what is left in g, waits until it is empty (up to 5 s) and
-// removes it.
+// Remove kills what is left in g and in the cgroups the command made under
+// it (cgroup.kill takes the whole subtree), waits until the subtree is
+// empty (up to 5 s) and removes it, children first.
 func (g *Group) Remove() error {
+	if g.removed {
+		return nil
+	}
+	g.removed = true
 	defer g.unmount()
 	defer g.dir.Close()
 	var err error
 	for i := range 100 {
-		var pids []int
-		if pids, err = g.Procs(); err == nil && len(pids) == 0 {
-			break
+		var busy bool
+		if busy, err = g.populated(); err == nil && !busy || errors.Is(err, os.ErrNotExist) {
+			break // empty, or already removed (by the supervisor)
 		}
 		if i == 0 {
 			g.Kill()
@@ -154,10 +162,45 @@ func (g *Group) Remove() error {
 	}
 	// rmdir fails with EBUSY while the last processes are being reaped.
 	for range 100 {
-		if err = unix.Rmdir(g.Path); err == nil || errors.Is(err, os.ErrNotExist) {
+		if err = removeTree(g.Path); err == nil || errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("remove cgroup %s: %w", g.Path, err)
+}
+
+// populated reports whether any process is left in g or its descendants
+// (cgroup.events); without that file, whether g's own cgroup.procs lists one.
+func (g *Group) populated() (bool, error) {
+	data, err := os.ReadFile(filepath.Join(g.Path, "cgroup.events"))
+	if err != nil {
+		pids, err := g.Procs()
+		return len(pids) > 0, err
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "populated "); ok {
+			return v != "0", nil
+		}
+	}
+	return false, nil
+}
+
+// removeTree removes the cgroup dir and every cgroup under it, deepest
+// first (a cgroup with children cannot be removed). A cgroup's directory
+// holds only interface files besides its children, and rmdir is the way
+// to remove it.
+func removeTree(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			if err := removeTree(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	return unix.Rmdir(dir)
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/egress-dev/egress/dnsmsg"
@@ -48,16 +49,42 @@ type Config struct {
 	Observe func(Exchange)
 	// Timeout bounds each upstream attempt (default 2 s).
 	Timeout time.Duration
+	// MaxInFlight bounds the queries being forwarded at once (default
+	// 256): past it a query is answered SERVFAIL at once, counted in
+	// Stats.Overloaded and still observed. It bounds the proxy's memory
+	// (a goroutine and a 64 KiB buffer per query) under a query flood.
+	MaxInFlight int
+	// MaxTCP bounds the open TCP connections (default 64); past it a new
+	// connection is closed unanswered and counted in Stats.TCPRefused.
+	MaxTCP int
+}
+
+// Stats counts what the proxy did not handle normally: nothing is dropped
+// silently.
+type Stats struct {
+	// Overloaded queries were answered SERVFAIL without being forwarded
+	// (MaxInFlight queries were in flight); they are observed as such.
+	Overloaded uint64
+	// TCPRefused connections were closed unread (MaxTCP were open).
+	TCPRefused uint64
+	// KernelDropped queries never reached the proxy: the kernel dropped
+	// them when its socket buffer was full (SO_RXQ_OVFL).
+	KernelDropped uint64
 }
 
 // Proxy listens on 127.0.0.1 (and [::1] where it exists) on one port, UDP
 // and TCP.
 type Proxy struct {
-	cfg  Config
-	port uint16
-	udp  []*net.UDPConn
-	tcp  []*net.TCPListener
-	wg   sync.WaitGroup
+	cfg      Config
+	port     uint16
+	udp      []*net.UDPConn
+	tcp      []*net.TCPListener
+	wg       sync.WaitGroup
+	inFlight chan struct{} // a token per query being forwarded
+	tcpOpen  chan struct{} // a token per open TCP connection
+
+	overloaded, tcpRefused atomic.Uint64
+	kernelDropped          []atomic.Uint64 // per UDP socket: the kernel's cumulative count
 }
 
 // maxMsg is the largest DNS message the proxy handles (TCP's limit).
@@ -70,6 +97,12 @@ func Listen(cfg Config) (*Proxy, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 256
+	}
+	if cfg.MaxTCP <= 0 {
+		cfg.MaxTCP = 64
 	}
 	var lastErr error
 	for range 20 {
@@ -107,6 +140,15 @@ func bindAll(cfg Config) (*Proxy, error) {
 	return p, nil
 }
 
+// Stats returns the proxy's counts so far.
+func (p *Proxy) Stats() Stats {
+	st := Stats{Overloaded: p.overloaded.Load(), TCPRefused: p.tcpRefused.Load()}
+	for i := range p.kernelDropped {
+		st.KernelDropped += p.kernelDropped[i].Load()
+	}
+	return st
+}
+
 // Port is the loopback port the proxy listens on.
 func (p *Proxy) Port() uint16 { return p.port }
 
@@ -129,8 +171,11 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	defer cancel()
 	stop := context.AfterFunc(ctx, p.close)
 	defer stop()
-	for _, c := range p.udp {
-		p.wg.Go(func() { p.serveUDP(ctx, c) })
+	p.inFlight = make(chan struct{}, p.cfg.MaxInFlight)
+	p.tcpOpen = make(chan struct{}, p.cfg.MaxTCP)
+	p.kernelDropped = make([]atomic.Uint64, len(p.udp))
+	for i, c := range p.udp {
+		p.wg.Go(func() { p.serveUDP(ctx, c, &p.kernelDropped[i]) })
 	}
 	for _, l := range p.tcp {
 		p.wg.Go(func() { p.serveTCP(ctx, l) })
@@ -141,20 +186,55 @@ func (p *Proxy) Serve(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (p *Proxy) serveUDP(ctx context.Context, c *net.UDPConn) {
+func (p *Proxy) serveUDP(ctx context.Context, c *net.UDPConn, dropped *atomic.Uint64) {
+	// The kernel counts the datagrams it dropped for a full buffer and
+	// tells with each one read (SO_RXQ_OVFL).
+	countDrops(c)
 	buf := make([]byte, maxMsg)
+	oob := make([]byte, 64)
 	for {
-		n, from, err := c.ReadFromUDPAddrPort(buf)
+		n, oobn, _, from, err := c.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			return // closed by Serve
 		}
+		if v, ok := rxqOverflow(oob[:oobn]); ok {
+			dropped.Store(uint64(v))
+		}
 		q := append([]byte(nil), buf[:n]...)
+		select {
+		case p.inFlight <- struct{}{}:
+		default:
+			// Full: answer at once rather than hold another goroutine
+			// and buffer; the query is still observed.
+			p.overloaded.Add(1)
+			if reply := p.overload(from, q, false); reply != nil {
+				c.WriteToUDPAddrPort(reply, from)
+			}
+			continue
+		}
 		p.wg.Go(func() {
+			defer func() { <-p.inFlight }()
 			if reply := p.handle(ctx, from, q, false); reply != nil {
 				c.WriteToUDPAddrPort(reply, from)
 			}
 		})
 	}
+}
+
+// overload answers q SERVFAIL without forwarding it, and observes it.
+func (p *Proxy) overload(from netip.AddrPort, q []byte, tcp bool) []byte {
+	var m dnsmsg.Msg
+	m.Unpack(q)
+	if !m.HeaderOK() || m.Response {
+		return nil
+	}
+	now := time.Now().UnixNano()
+	reply := Reply(q, rcodeServFail)
+	if p.cfg.Observe != nil {
+		p.cfg.Observe(Exchange{Client: from, Upstream: p.cfg.Upstreams[0], TCP: tcp, Query: q, QueryTime: now,
+			Reply: reply, ReplyTime: now})
+	}
+	return reply
 }
 
 func (p *Proxy) serveTCP(ctx context.Context, l *net.TCPListener) {
@@ -163,7 +243,15 @@ func (p *Proxy) serveTCP(ctx context.Context, l *net.TCPListener) {
 		if err != nil {
 			return
 		}
+		select {
+		case p.tcpOpen <- struct{}{}:
+		default:
+			p.tcpRefused.Add(1)
+			conn.Close()
+			continue
+		}
 		p.wg.Go(func() {
+			defer func() { <-p.tcpOpen }()
 			defer conn.Close()
 			stop := context.AfterFunc(ctx, func() { conn.Close() })
 			defer stop()

@@ -301,3 +301,71 @@ func FuzzReply(f *testing.F) {
 		}
 	})
 }
+
+// TestProxyBounded: with an upstream that never answers, a flood of
+// queries holds at most MaxInFlight of them (and their buffers); the rest
+// are answered SERVFAIL at once and counted, and every one is observed.
+func TestProxyBounded(t *testing.T) {
+	silent, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	var forwarded atomic.Int32
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := silent.ReadFromUDPAddrPort(buf); err != nil {
+				return
+			}
+			forwarded.Add(1)
+		}
+	}()
+	var observed atomic.Int32
+	const limit, n = 4, 60
+	p, err := Listen(Config{Upstreams: []netip.AddrPort{silent.LocalAddr().(*net.UDPAddr).AddrPort()},
+		Policy: &policy{allow: map[string]bool{"flood.example": true}}, Timeout: 2 * time.Second, MaxInFlight: limit,
+		Observe: func(Exchange) { observed.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ctx) }()
+	c, err := net.Dial("udp", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p.Port()).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range n {
+		if _, err := c.Write(query(t, "flood.example", uint16(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.SetReadDeadline(time.Now().Add(1 * time.Second))
+	servfail := 0
+	buf := make([]byte, 512)
+	for servfail < n-limit {
+		k, err := c.Read(buf)
+		if err != nil {
+			break
+		}
+		if k >= 4 && buf[3]&0x0f == rcodeServFail {
+			servfail++
+		}
+	}
+	if servfail != n-limit {
+		t.Errorf("%d queries answered SERVFAIL within 1 s, want %d (past the %d in flight)", servfail, n-limit, limit)
+	}
+	if got := p.Stats().Overloaded; got != n-limit {
+		t.Errorf("Stats().Overloaded = %d, want %d", got, n-limit)
+	}
+	if got := forwarded.Load(); got > limit {
+		t.Errorf("%d queries forwarded at once, want at most %d", got, limit)
+	}
+	cancel()
+	<-served
+	if got := observed.Load(); got != n {
+		t.Errorf("%d exchanges observed, want all %d", got, n)
+	}
+}

@@ -7,5 +7,7 @@
 // races its own lookup. Refused names get an immediate REFUSED answer.
 //
 // Every exchange is handed to an observer, which is how egress run sees
-// the command's lookups without capturing packets.
+// the command's lookups without capturing packets. The queries in flight
+// and the TCP connections are bounded; what exceeds the bounds, and what
+// the kernel dropped before the proxy read it, is counted (Stats).
 package dnsproxy

@@ -1,12 +1,15 @@
-// Package enforce turns a --rules policy into what egress run --block
-// enforces: the DNS proxy's decisions and the kernel's allow map.
 package enforce
 
+// What egress run --block enforces of a --rules policy: the DNS proxy's
+// decisions and the kernel's allow map.
+
 import (
+	"fmt"
 	"net/netip"
 
 	"github.com/egress-dev/egress/capture/block"
 	"github.com/egress-dev/egress/event"
+	"github.com/egress-dev/egress/report"
 	"github.com/egress-dev/egress/rules"
 )
 
@@ -25,10 +28,9 @@ func (d *DNSPolicy) Ask(name string) bool {
 	if !d.Enforce {
 		return true
 	}
-	grants, denied := d.Policy.NameGrants(name)
-	// A name no host entry allows may still resolve to an allowed cidr:
-	// forward it and decide on the addresses.
-	return !denied && (len(grants) > 0 || len(d.Policy.AddrGrants()) > 0)
+	// A lookup is a call: a name no host entry allows is refused before it
+	// leaves, whatever cidr entries allow (docs/rules.md).
+	return HasHostGrant(d.Policy, name)
 }
 
 func (d *DNSPolicy) Answered(name string, cnames []string, addrs []netip.Addr) bool {
@@ -52,9 +54,6 @@ func (d *DNSPolicy) Answered(name string, cnames []string, addrs []netip.Addr) b
 				return false // cannot open the way: refuse rather than let the app hang
 			}
 			ok = true
-		}
-		for _, gr := range d.Policy.AddrGrants() {
-			ok = ok || gr.Prefix.Contains(a.Unmap())
 		}
 	}
 	return ok
@@ -102,4 +101,12 @@ func AllowGrant(b *block.Blocker, prefix netip.Prefix, gr rules.Grant) error {
 		}
 	}
 	return nil
+}
+
+// Protocols adds what the catch-all counted, by protocol, to r's hints.
+func Protocols(r *report.Report, counts []block.ProtoCount) {
+	for _, pc := range counts {
+		r.Hints = append(r.Hints, report.Hint{Kind: "catch-all", Subject: ProtoName(pc.Proto),
+			Text: fmt.Sprintf("%d packet(s) of a socket the connect/sendmsg hooks do not see, %d dropped", pc.Packets, pc.Dropped)})
+	}
 }

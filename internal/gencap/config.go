@@ -25,7 +25,8 @@ type Config struct {
 	// Flows is how many sessions run at once (default 4096).
 	Flows int
 	// Clients is how many client hosts the sessions are spread over
-	// (default 256, at most 65024).
+	// (default 256, at most 65024). With more clients than Flows, each
+	// slot's sessions take the hosts in turn.
 	Clients int
 	// Names is the size of the DNS name pool (default 4096).
 	Names int
@@ -44,6 +45,16 @@ type Config struct {
 	// ICMP unreachable (defaults 0.02, 0.02, 0.01); negative means none.
 	DropShare, RefuseShare, RejectShare float64
 
+	// InboundShare is the share of TCP sessions that a remote host
+	// (192.0.2.0/24) opens to a client host, and ScanShare the share of
+	// those that are SYN scans of a closed, silent port (one SYN, no
+	// answer); the rest are served like outbound sessions. Default none.
+	InboundShare, ScanShare float64
+
+	// Windows asks for the truth of some windows too: Stats.Windows then
+	// counts, for each, the calls that start inside it, by outcome.
+	Windows []Window
+
 	// PacketsPerSecond scales simulated time (default 100000): the per-flow
 	// round-trip times are chosen so that Flows busy sessions emit about this
 	// many packets per simulated second. Idle waits (SYN retransmits, DNS
@@ -57,6 +68,12 @@ type Config struct {
 	// Nanosecond writes nanosecond timestamps (magic 0xa1b23c4d) instead of
 	// microsecond ones.
 	Nanosecond bool
+}
+
+// Window is a span of the capture, as offsets from Config.Start (both
+// inclusive, on the timestamps as written: microseconds unless Nanosecond).
+type Window struct {
+	From, To time.Duration
 }
 
 // Defaults used where a Config field is zero.
@@ -126,6 +143,8 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("config: DNSShare %g must be below 0.9", cfg.DNSShare)
 	case cfg.IPv6Share > 1:
 		return cfg, fmt.Errorf("config: IPv6Share %g above 1", cfg.IPv6Share)
+	case cfg.InboundShare < 0 || cfg.InboundShare > 0.9 || cfg.ScanShare < 0 || cfg.ScanShare > 1:
+		return cfg, errors.New("config: InboundShare must be in 0..0.9 and ScanShare in 0..1")
 	case cfg.DropShare+cfg.RefuseShare+cfg.RejectShare > 1:
 		return cfg, errors.New("config: DropShare+RefuseShare+RejectShare above 1")
 	}

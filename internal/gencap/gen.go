@@ -22,6 +22,32 @@ type Stats struct {
 	Flows      int      `json:"flows"`      // concurrent session slots
 	TCP        TCPStats `json:"tcp"`
 	DNS        DNSStats `json:"dns"`
+	// Inbound counts the sessions remote hosts opened to the client hosts
+	// (Config.InboundShare): not egress, never in TCP.
+	Inbound InboundStats `json:"inbound"`
+	// Windows holds the truth of each Config.Windows entry, in order.
+	Windows []WindowStats `json:"windows,omitempty"`
+}
+
+// InboundStats counts inbound TCP attempts.
+type InboundStats struct {
+	Attempts    uint64 `json:"attempts"`
+	Established uint64 `json:"established"`
+	Scans       uint64 `json:"scans"` // one SYN to a silent port, never answered
+}
+
+// WindowStats is the truth for one window: the calls whose first SYN or
+// first query lies inside it, by the outcome the capture shows.
+type WindowStats struct {
+	FromNanos int64 `json:"from_ns"`
+	ToNanos   int64 `json:"to_ns"`
+	// Connections and Lookups count by outcome: established, refused,
+	// rejected, timeout (timeout or pending: whether the give-up is in the
+	// capture depends on the capture's end); answered, nodata, nxdomain,
+	// servfail, timeout.
+	Connections map[string]uint64 `json:"connections"`
+	Lookups     map[string]uint64 `json:"lookups"`
+	Inbound     uint64            `json:"inbound"` // inbound attempts
 }
 
 // TCPStats counts TCP connection attempts by expected outcome, and the
@@ -172,6 +198,7 @@ type flow struct {
 	dnsV6    bool
 
 	// TCP
+	inbound      bool // a remote host opened it to the client host
 	out          outcome
 	cli, srv     netip.Addr
 	cport, sport uint16
@@ -275,6 +302,10 @@ func newGen(cfg Config, w io.Writer) *gen {
 	g.ports = portRange / g.stride
 	g.stats.Flows = cfg.Flows
 	start := cfg.Start.UnixNano()
+	for _, w := range cfg.Windows {
+		g.stats.Windows = append(g.stats.Windows, WindowStats{FromNanos: start + int64(w.From), ToNanos: start + int64(w.To),
+			Connections: map[string]uint64{}, Lookups: map[string]uint64{}})
+	}
 	g.stats.StartNanos = start
 	for i := range g.slots {
 		g.slots[i] = slot{client: i % cfg.Clients, slotNo: i / cfg.Clients}
@@ -335,7 +366,7 @@ func (g *gen) run() error {
 		if !g.stop && g.reached() {
 			g.stop = true
 		}
-		if done && f.kind == kindTCP && f.out == outTimeout {
+		if done && f.kind == kindTCP && f.out == outTimeout && !f.inbound {
 			g.tcpGiveUps = g.noteGiveUp(g.tcpGiveUps, g.now+hold)
 		}
 		if done && f.kind == kindDNS && f.dnsOut == dnsUnanswered {
@@ -483,6 +514,11 @@ func (g *gen) begin(f *flow) {
 	cfg := &g.cfg
 	sl := &g.slots[f.slot]
 	sl.gen++
+	if cfg.Clients > cfg.Flows {
+		// More hosts than slots: each session of a slot comes from the
+		// next host in turn, so every host is used.
+		sl.client = (int(f.slot) + cfg.Flows*sl.gen) % cfg.Clients
+	}
 	f.client = sl.client
 	f.detached = false
 	f.rtt = g.gap/2 + g.rng.Int64N(g.gap+1)
@@ -515,6 +551,11 @@ func (g *gen) begin(f *flow) {
 	}
 
 	f.kind = kindTCP
+	f.inbound = false
+	if cfg.InboundShare > 0 && g.rng.Float64() < cfg.InboundShare {
+		g.beginInbound(f)
+		return
+	}
 	f.v6 = g.rng.Float64() < cfg.IPv6Share && len(g.names6) > 0
 	var nm *name
 	if f.v6 {
@@ -566,6 +607,91 @@ func (g *gen) begin(f *flow) {
 	}
 }
 
+// beginInbound makes f a session a remote host opens to f's client host:
+// served like an outbound one (the client host is the server), or a SYN
+// scan of a silent port.
+func (g *gen) beginInbound(f *flow) {
+	st := &g.stats
+	f.inbound = true
+	f.v6 = false
+	f.name = g.names4[g.pick(len(g.names4))] // for the request's Host only
+	f.cli = netip.AddrFrom4([4]byte{192, 0, 2, byte(1 + g.rng.IntN(254))})
+	f.srv = clientV4(f.client)
+	f.sport = 22
+	f.tls = false
+	f.state = stSYN
+	f.cseq, f.sseq = g.rng.Uint32(), g.rng.Uint32()
+	f.synN, f.synElapsed = 0, 0
+	f.round, f.rounds = 0, 1
+	st.Inbound.Attempts++
+	if g.rng.Float64() < g.cfg.ScanShare {
+		f.out = outTimeout
+		f.giveUp = second // one SYN, then the scanner moves on
+		f.sport = uint16(1 + g.rng.IntN(1024))
+		st.Inbound.Scans++
+		return
+	}
+	f.sport = 8443
+	f.out = outEstablished
+	st.Inbound.Established++
+}
+
+// lookupClass is the outcome a correct analyzer reports for f's lookup:
+// answered, nodata, nxdomain, servfail or timeout.
+func (g *gen) lookupClass(f *flow) string {
+	nm := &g.names[f.name]
+	switch {
+	case f.dnsOut == dnsUnanswered:
+		return "timeout"
+	case f.dnsOut == dnsServFail:
+		return "servfail"
+	case nm.nx:
+		return "nxdomain"
+	case f.qtype == typeA && !nm.v4.IsValid(), f.qtype == typeAAAA && !nm.v6.IsValid():
+		return "nodata" // with or without a CNAME chain
+	}
+	return "answered"
+}
+
+// connClass is the outcome a correct analyzer reports for f's connection.
+func connClass(o outcome) string {
+	switch o {
+	case outRefused:
+		return "refused"
+	case outRejected:
+		return "rejected"
+	case outTimeout:
+		return "timeout"
+	}
+	return "established"
+}
+
+// inWindows counts a call starting now in the windows that hold it, on the
+// timestamp as written.
+func (g *gen) inWindows(lookup bool, f *flow) {
+	if len(g.stats.Windows) == 0 {
+		return
+	}
+	t := g.now
+	if !g.cfg.Nanosecond {
+		t -= t % 1000
+	}
+	for i := range g.stats.Windows {
+		w := &g.stats.Windows[i]
+		if t < w.FromNanos || t > w.ToNanos {
+			continue
+		}
+		switch {
+		case lookup:
+			w.Lookups[g.lookupClass(f)]++
+		case f.inbound:
+			w.Inbound++
+		default:
+			w.Connections[connClass(f.out)]++
+		}
+	}
+}
+
 // countLookup records the expected outcome of the lookup f is about to do.
 func (g *gen) countLookup(f *flow) {
 	d := &g.stats.DNS
@@ -606,6 +732,9 @@ func (g *gen) step(f *flow) (delay int64, done bool, err error) {
 	case stQuery:
 		f.dnsTries++
 		st.DNS.Queries++
+		if f.dnsTries == 1 {
+			g.inWindows(true, f)
+		}
 		if err := g.dns(f, true); err != nil {
 			return 0, false, err
 		}
@@ -631,6 +760,20 @@ func (g *gen) step(f *flow) (delay int64, done bool, err error) {
 
 	case stSYN:
 		f.synN++
+		if f.synN == 1 {
+			g.inWindows(false, f)
+		}
+		if f.inbound {
+			// Not egress: counted in Inbound only.
+			if err := g.tcp(f, true, flagSYN, f.cseq, 0, 0); err != nil {
+				return 0, false, err
+			}
+			if f.out == outTimeout {
+				return f.giveUp, true, nil
+			}
+			f.state = stSYNACK
+			return f.rtt, false, nil
+		}
 		st.TCP.SYNs++
 		if f.synN > 1 {
 			st.TCP.Retrans++
@@ -660,7 +803,9 @@ func (g *gen) step(f *flow) (delay int64, done bool, err error) {
 		return f.rtt, false, nil
 
 	case stSYNACK:
-		st.TCP.SYNACKs++
+		if !f.inbound {
+			st.TCP.SYNACKs++
+		}
 		f.cseq++
 		err := g.tcp(f, false, flagSYN|flagACK, f.sseq, f.cseq, 0)
 		f.sseq++

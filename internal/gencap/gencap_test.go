@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/gopacket/gopacket"
@@ -372,5 +373,31 @@ func BenchmarkWrite(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.SetBytes(int64(st.Bytes))
+	}
+}
+
+// TestWindowTruth: a window that covers the whole capture counts every
+// call, and windows that split it add up to it.
+func TestWindowTruth(t *testing.T) {
+	cfg := small
+	cfg.InboundShare, cfg.ScanShare = 0.2, 0.5
+	cfg.Windows = []Window{{0, time.Hour}, {0, 2 * time.Second}, {2*time.Second + time.Microsecond, time.Hour}}
+	_, st := generate(t, cfg)
+	whole := st.Windows[0]
+	wantConns := map[string]uint64{"established": st.TCP.Established, "refused": st.TCP.Refused, "rejected": st.TCP.Rejected, "timeout": st.TCP.Timeout}
+	if diff := cmp.Diff(wantConns, whole.Connections); diff != "" {
+		t.Errorf("whole-capture window's connections differ from Stats (-stats +window):\n%s", diff)
+	}
+	var lookups uint64
+	for _, n := range whole.Lookups {
+		lookups += n
+	}
+	if lookups != st.DNS.Lookups || whole.Inbound != st.Inbound.Attempts || st.Inbound.Scans == 0 || st.Inbound.Established == 0 {
+		t.Errorf("window counts %d lookups and %d inbound, Stats %d and %+v", lookups, whole.Inbound, st.DNS.Lookups, st.Inbound)
+	}
+	for k, n := range whole.Connections {
+		if got := st.Windows[1].Connections[k] + st.Windows[2].Connections[k]; got != n {
+			t.Errorf("%s: the two halves count %d, the whole %d", k, got, n)
+		}
 	}
 }

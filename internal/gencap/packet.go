@@ -214,7 +214,9 @@ func buildTCP(b []byte, f *flow, out bool, flags uint8, seq, ack uint32, n int, 
 	t[16], t[17], t[18], t[19] = 0, 0, 0, 0
 	l4len := hl + n
 	binary.BigEndian.PutUint16(t[16:], fold(checksum(t[:l4len], pseudo(src, dst, protoTCP, l4len))))
-	return finish(b, f.client, out, src, dst, protoTCP, l4len, id)
+	// finish wants "the local host sends it": for an inbound session the
+	// client is the remote end.
+	return finish(b, f.client, out != f.inbound, src, dst, protoTCP, l4len, id)
 }
 
 // tcp writes one TCP segment of f; see buildTCP.

@@ -372,13 +372,13 @@ func (a *agent) Connection(c *report.Connection) error {
 	}
 	dest := c.Host
 	if dest == "" {
-		dest = c.DstIP.String()
+		dest = c.DstIP
 	}
-	a.m.Observe(metrics.Call{Destination: dest, Port: c.DstPort, Outcome: c.Outcome.String(), Process: comm,
-		Container: containerLabel(info), Count: c.Count, BlockedSeconds: time.Duration(c.Blocked).Seconds(),
+	a.m.Observe(metrics.Call{Destination: dest, Port: c.DstPort, Outcome: c.Outcome, Process: comm,
+		Container: containerLabel(info), Count: c.Count, BlockedSeconds: c.BlockedMS / 1000,
 		Failed: c.Outcome != report.Established, Unexpected: c.Verdict != nil && !c.Verdict.Expected})
 	a.conns.Add(1)
-	a.countOutcome("connection " + c.Outcome.String())
+	a.countOutcome("connection " + c.Outcome)
 	return a.line(struct {
 		Type string `json:"type"`
 		*report.Connection
@@ -403,11 +403,11 @@ func (a *agent) Lookup(l *report.Lookup) error {
 		rules.Annotate(r, rs.pol, rs.cat)
 		*l = r.Lookups[0]
 	}
-	a.m.Observe(metrics.Call{Lookup: true, Destination: l.Name, Outcome: l.Outcome.String(), Process: comm,
-		Container: containerLabel(info), Count: l.Count, BlockedSeconds: time.Duration(l.Blocked).Seconds(),
+	a.m.Observe(metrics.Call{Lookup: true, Destination: l.Name, Outcome: l.Outcome, Process: comm,
+		Container: containerLabel(info), Count: l.Count, BlockedSeconds: l.BlockedMS / 1000,
 		Failed: l.Outcome != report.Answered && l.Outcome != report.NoData, Unexpected: l.Verdict != nil && !l.Verdict.Expected})
 	a.lookups.Add(1)
-	a.countOutcome("lookup " + l.Outcome.String())
+	a.countOutcome("lookup " + l.Outcome)
 	return a.line(struct {
 		Type string `json:"type"`
 		*report.Lookup

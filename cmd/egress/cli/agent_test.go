@@ -4,12 +4,10 @@ package cli
 
 import (
 	"encoding/json"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/egress-dev/egress/containers"
 	"github.com/egress-dev/egress/metrics"
@@ -32,8 +30,8 @@ func TestAgentStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn := func(pid int, comm, host string, loopback bool) *report.Connection {
-		return &report.Connection{PID: &pid, Comm: &comm, Host: host, DstIP: netip.MustParseAddr("198.18.0.10"), DstPort: 443,
-			Outcome: report.Timeout, Loopback: loopback, Count: 1, Blocked: report.Duration(2 * time.Second)}
+		return &report.Connection{PID: &pid, Comm: &comm, Host: host, DstIP: "198.18.0.10", DstPort: 443,
+			Outcome: report.Timeout, Loopback: loopback, Count: 1, BlockedMS: 2000}
 	}
 	for _, tc := range []struct {
 		name   string

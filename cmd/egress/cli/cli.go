@@ -22,6 +22,9 @@ const (
 	// ExitUnexpected is egress run's exit code when the command succeeded
 	// but made calls the policy does not allow (enforce mode); docs/ci.md.
 	ExitUnexpected = 3
+	// ExitStopped is egress run's exit code when egress itself was
+	// interrupted (SIGINT or SIGTERM) and stopped the command.
+	ExitStopped = 130
 )
 
 // exitError carries an exit code out of a command.

@@ -112,9 +112,9 @@ func TestStory(t *testing.T) {
 		t.Fatalf("exit %d, %d connections, want 0 and 2", code, len(r.Connections))
 	}
 	for _, c := range r.Connections {
-		if c.Outcome != report.Timeout || c.Attempts != 3 || c.Blocked.MS() < 2900 || c.Blocked.MS() > 3200 || c.NameSource != report.SourceDNS {
+		if c.Outcome != report.Timeout || c.Attempts != 3 || c.BlockedMS < 2900 || c.BlockedMS > 3200 || c.NameSource != report.SourceDNS {
 			t.Errorf("connection %s:%d: outcome %s, %d SYNs, blocked %.0f ms, name from %s; want timeout, 3, about 3000 ms (the app's 3 s connect timeout), dns",
-				c.Host, c.DstPort, c.Outcome, c.Attempts, c.Blocked.MS(), c.NameSource)
+				c.Host, c.DstPort, c.Outcome, c.Attempts, c.BlockedMS, c.NameSource)
 		}
 	}
 }
@@ -169,6 +169,9 @@ func TestExitCodes(t *testing.T) {
 		{"findings", []string{"replay", story, "--fail-on", "timeout"}, ExitFindings, "--fail-on matched 2"},
 		{"no findings", []string{"replay", established, "--fail-on", "failed"}, ExitOK, ""},
 		{"findings in the window only", []string{"replay", story, "--fail-on", "timeout", "--to", "100ms"}, ExitOK, ""},
+		{"inverted window", []string{"replay", story, "--from", "2s", "--to", "1s"}, ExitUsage, "before it starts (--from"},
+		{"window after the capture", []string{"replay", story, "--from", "1h"}, ExitUsage, "the capture spans"},
+		{"window before the capture", []string{"replay", story, "--to", "2001-01-01T00:00:00Z"}, ExitUsage, "before the capture starts"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 
 	"github.com/spf13/cobra"
 
@@ -23,6 +24,7 @@ type outputFlags struct {
 	rules     string
 	catalogs  []string
 	noCatalog bool
+	appFrames string // --app-frames: the regexp for "the application's own code" in stacks
 }
 
 func (o *outputFlags) register(cmd *cobra.Command) {
@@ -33,9 +35,21 @@ func (o *outputFlags) register(cmd *cobra.Command) {
 	f.StringVar(&o.rules, "rules", "", "allowlist (YAML, docs/rules.md): calls it does not allow are unexpected (--fail-on unexpected)")
 	f.StringSliceVar(&o.catalogs, "catalog", nil, "extra catalog of known phone-homes (YAML), added to the built-in one")
 	f.BoolVar(&o.noCatalog, "no-catalog", false, "do not label calls with the catalog of known phone-homes")
+	f.StringVar(&o.appFrames, "app-frames", "", "stacks (--stacks): frames whose function, file or module match this regexp are the application's own code, for \"called from\" (default: docs/watch.md)")
+}
+
+// appFramesRe compiles --app-frames (nil when unset: the default rule).
+func (o *outputFlags) appFramesRe() *regexp.Regexp {
+	if o.appFrames == "" {
+		return nil
+	}
+	return regexp.MustCompile(o.appFrames) // validated
 }
 
 func (o *outputFlags) validate() error {
+	if _, err := regexp.Compile(o.appFrames); err != nil {
+		return usageErr("--app-frames: %v", err)
+	}
 	switch o.format {
 	case "table", "json", "jsonl", "junit", "markdown", "html":
 	default:
@@ -54,6 +68,7 @@ func (o *outputFlags) configure(cfg *pipeline.Config, out io.Writer) error {
 	if o.format == "jsonl" {
 		cfg.Stream = report.NewJSONL(out)
 	}
+	cfg.Analyze.AppFrames = o.appFramesRe()
 	var err error
 	if cfg.FailOn, err = pipeline.ParseFailOn(o.failOn, o.rules != ""); err != nil {
 		return usageErr("%v", err)
@@ -100,13 +115,21 @@ type ending struct {
 	cmdName string
 	cmdCode int
 	enforce bool
+	// stopped: egress was interrupted and stopped the command (run).
+	stopped bool
+	// failLost: lost events fail the check (run: enforce mode, --fail-on lost).
+	failLost bool
 }
 
-// exit is the one exit decision of every command, in this order: a
-// source or the tee failed (2), the command run failed (its status), the
-// policy was broken in enforce mode (3), --fail-on matched (1).
+// exit is the one exit decision of every command, in this order: egress
+// was interrupted and stopped the command (130), a source or the tee
+// failed (2), the command run failed (its status), the policy was broken
+// in enforce mode (3), --fail-on matched (1), events were lost and that
+// fails the check (1).
 func exit(res *pipeline.Result, end ending) error {
 	switch {
+	case end.stopped:
+		return &exitError{code: ExitStopped, err: fmt.Errorf("interrupted: egress stopped %s (SIGTERM passed on)", end.cmdName)}
 	case res.SourceErr != nil && errors.Is(res.SourceErr, context.Canceled) && end.interrupted != "":
 		return &exitError{code: ExitUsage, err: errors.New(end.interrupted)}
 	case res.SourceErr != nil:
@@ -125,6 +148,8 @@ func exit(res *pipeline.Result, end ending) error {
 		return &exitError{code: ExitUnexpected, err: fmt.Errorf("%d unexpected destination(s) (--mode audit reports without failing)", res.Unexpected)}
 	case len(res.Findings) > 0:
 		return &exitError{code: ExitFindings, err: errors.New(pipeline.Summarise(res.Findings))}
+	case end.failLost && res.Report.Stats.EventsLost > 0:
+		return &exitError{code: ExitFindings, err: fmt.Errorf("the trace is incomplete: %d kernel event(s) lost (--mode audit reports without failing)", res.Report.Stats.EventsLost)}
 	}
 	return nil
 }

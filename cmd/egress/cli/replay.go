@@ -94,6 +94,7 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 		if w.LocalAny && fl.local == "" {
 			cfg.Analyze.LocalAny = true
 		}
+		cfg.Steering.Port, cfg.LookupsAreCalls = w.ProxyPort, w.LookupsAreCalls
 	}
 	cfg.Sources, cfg.Backend = []capture.Source{rd}, rd.Format()
 
@@ -115,6 +116,9 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 		if err := writeHeapProfile(fl.memProfile); err != nil {
 			return usageErr("--memprofile: %v", err)
 		}
+	}
+	if res.WindowErr != nil && res.SourceErr == nil {
+		return usageErr("%v", res.WindowErr)
 	}
 	ciOutputs(e.stderr, res.Report)
 	if err := fl.out.write(e.stdout, res.Report); err != nil {

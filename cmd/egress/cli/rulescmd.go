@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/egress-dev/egress/analyze"
 	"github.com/egress-dev/egress/capture"
 	"github.com/egress-dev/egress/capture/pcapfile"
 	"github.com/egress-dev/egress/pipeline"
@@ -118,11 +117,12 @@ func readReportOrCapture(ctx context.Context, e *env, name string) (*report.Repo
 	}
 	defer rd.Close()
 	// The same window and scope as replay gives, for files egress wrote.
-	var cfg analyze.Config
+	cfg := pipeline.Config{Sources: []capture.Source{rd}}
 	if w, ok := rd.Watch(); ok {
-		cfg.From, cfg.To, cfg.LocalAny = w.From, w.To, w.LocalAny
+		cfg.Analyze.From, cfg.Analyze.To, cfg.Analyze.LocalAny = w.From, w.To, w.LocalAny
+		cfg.Steering.Port, cfg.LookupsAreCalls = w.ProxyPort, w.LookupsAreCalls
 	}
-	res := pipeline.Run(ctx, pipeline.Config{Analyze: cfg, Sources: []capture.Source{rd}})
+	res := pipeline.Run(ctx, cfg)
 	if res.SourceErr != nil {
 		return nil, fmt.Errorf("reading %s: %w", name, res.SourceErr)
 	}

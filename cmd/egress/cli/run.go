@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,10 +24,13 @@ import (
 	"github.com/egress-dev/egress/capture/block"
 	"github.com/egress-dev/egress/capture/ebpf"
 	"github.com/egress-dev/egress/capture/pcapng"
+	"github.com/egress-dev/egress/event"
 	"github.com/egress-dev/egress/internal/cgrouprun"
 	"github.com/egress-dev/egress/internal/dnsproxy"
 	"github.com/egress-dev/egress/internal/enforce"
 	"github.com/egress-dev/egress/pipeline"
+	"github.com/egress-dev/egress/report"
+	"github.com/egress-dev/egress/symbolize"
 )
 
 type runFlags struct {
@@ -35,6 +39,8 @@ type runFlags struct {
 	block     bool
 	resolvers []string
 	report    string
+	keepCaps  []string
+	stacks    bool
 	write     string
 }
 
@@ -56,8 +62,16 @@ audit mode it only reports them. CMD's own exit status wins when CMD fails.
 fail with EPERM at once, and names the policy does not allow get REFUSED from
 the proxy, so a blocked call fails fast instead of hanging (docs/block.md).
 
+CMD runs without the capabilities a CI command does not need (NET_RAW,
+NET_ADMIN, SYS_ADMIN, BPF, SYS_PTRACE...; --keep-caps keeps some), with
+no_new_privs, in its own cgroup and pid namespaces; it dies with egress
+(docs/block.md, "Threat model"). A lookup of a name no host entry allows is
+an unexpected call.
+
 Exit codes: CMD's status when it failed; 3 unexpected calls (enforce mode);
-1 --fail-on matched; 2 usage or set-up error; 0 otherwise (docs/ci.md).`,
+1 --fail-on matched, or events were lost (enforce mode, or --fail-on lost);
+130 egress was interrupted and stopped CMD; 2 usage or set-up error;
+0 otherwise (docs/ci.md).`,
 		Example: `  egress run --rules egress.yaml -- npm test
   egress run --rules egress.yaml --block --format junit --report egress.xml -- ./login.sh
   egress run --mode audit --format json -- curl -s https://example.com/`,
@@ -76,11 +90,16 @@ Exit codes: CMD's status when it failed; 3 unexpected calls (enforce mode);
 	f.BoolVar(&fl.block, "block", false, "refuse calls the --rules policy does not allow, at connect() (needs --rules)")
 	f.StringSliceVar(&fl.resolvers, "resolver", nil, "resolvers the DNS proxy forwards to (ADDR or ADDR:PORT; default: /etc/resolv.conf)")
 	f.StringVar(&fl.report, "report", "", "write the report to this file instead of stdout (CMD's output stays on stdout)")
+	f.StringSliceVar(&fl.keepCaps, "keep-caps", nil, "capabilities CMD keeps (e.g. NET_RAW,SYS_PTRACE); by default it runs without those a CI command does not need (docs/block.md)")
+	f.BoolVar(&fl.stacks, "stacks", false, "record the user-space stack of each connect() and name the code that made each call (\"called from\"; docs/watch.md)")
 	f.StringVarP(&fl.write, "write", "w", "", "write what was seen to this pcapng file (egress replay of it gives the same report)")
 	return cmd
 }
 
 func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
+	// --fail-on lost is run's own: the trace is incomplete.
+	failLost := slices.Contains(fl.out.failOn, "lost")
+	fl.out.failOn = slices.DeleteFunc(fl.out.failOn, func(s string) bool { return s == "lost" })
 	if err := fl.out.validate(); err != nil {
 		return err
 	}
@@ -115,6 +134,11 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if _, err := exec.LookPath(args[0]); err != nil {
 		return usageErr("%v", err)
 	}
+	keep, err := cgrouprun.ParseKeep(fl.keepCaps)
+	if err != nil {
+		return usageErr("--keep-caps: %v", err)
+	}
+	confine := cgrouprun.Confinement{Keep: keep}
 
 	g, err := cgrouprun.New("egress-run")
 	if err != nil {
@@ -131,48 +155,75 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	var bg sync.WaitGroup
 	defer func() { stopBg(); bg.Wait() }()
 	var sources []capture.Source
-	var backend string
+	var proxy *dnsproxy.Proxy
+	dp := &enforce.DNSPolicy{Policy: pol, Enforce: fl.block}
 	if len(upstreams) > 0 {
 		exchanges := dnsproxy.NewExchanges(4096)
-		dp := &enforce.DNSPolicy{Policy: pol, Enforce: fl.block}
-		proxy, err := dnsproxy.Listen(dnsproxy.Config{Upstreams: upstreams, Policy: dp, Observe: exchanges.Observe})
-		if err != nil {
+		if proxy, err = dnsproxy.Listen(dnsproxy.Config{Upstreams: upstreams, Policy: dp, Observe: exchanges.Observe}); err != nil {
 			return &exitError{code: ExitUsage, err: err}
-		}
-		loopback := true
-		if pol != nil {
-			loopback, _ = pol.Defaults()
-		}
-		blocker, err := block.Open(block.Options{Cgroup: g.Path, Enforce: fl.block, AllowLoopback: loopback,
-			ProxyPort: proxy.Port(), Proxy6: proxy.IPv6()})
-		if err != nil {
-			return &exitError{code: ExitUsage, err: err}
-		}
-		defer blocker.Close()
-		dp.Blocker = blocker
-		if fl.block {
-			if err := enforce.AllowAddrGrants(blocker, pol); err != nil {
-				return &exitError{code: ExitUsage, err: err}
-			}
 		}
 		bg.Go(func() { proxy.Serve(bgCtx) })
-		sources = append(sources, exchanges, blocker.Source())
-		cfg.Refusals = true
-		backend = ", dns proxy"
-		if fl.block {
-			backend += ", cgroup connect/sendmsg blocking"
-		}
+		sources = append(sources, exchanges)
+		cfg.Steering = enforce.Steering{Port: proxy.Port()}
 	} else {
 		fmt.Fprintln(e.stderr, "egress: no resolver in /etc/resolv.conf: DNS is not proxied, calls are named only by address")
 	}
+	// The cgroup programs: DNS steering, --block's refusals, and the calls
+	// the tracepoints do not see (UDP, child cgroups, ICMP and raw
+	// sockets), with or without --block.
+	loopback := true
+	if pol != nil {
+		loopback, _ = pol.Defaults()
+	}
+	bopts := block.Options{Cgroup: g.Path, CgroupID: g.ID, Enforce: fl.block, AllowLoopback: loopback}
+	if proxy != nil {
+		bopts.ProxyPort, bopts.Proxy6 = proxy.Port(), proxy.IPv6()
+	}
+	blocker, err := block.Open(bopts)
+	if err != nil {
+		return &exitError{code: ExitUsage, err: err}
+	}
+	defer blocker.Close()
+	dp.Blocker = blocker
+	if fl.block {
+		if err := enforce.AllowAddrGrants(blocker, pol); err != nil {
+			return &exitError{code: ExitUsage, err: err}
+		}
+	}
+	// A supervisor outside the cgroup keeps the programs attached and
+	// removes the cgroup tree should egress die before it does.
+	sup, err := g.Supervise(blocker.LinkFDs())
+	if err != nil {
+		return &exitError{code: ExitUsage, err: err}
+	}
+	defer func() {
+		if err := g.Remove(); err != nil {
+			fmt.Fprintf(e.stderr, "egress: %v\n", err)
+		}
+		sup.Done()
+	}()
+	sources = append(sources, blocker.Source())
+	cfg.Refusals = true
+	cfg.Seen = func(b *event.Blocked) uint64 { return blocker.Seen(block.FromEvent(b)) }
 
-	tr, err := ebpf.Open(ebpf.Options{CgroupID: g.ID})
+	opts := ebpf.Options{CgroupID: g.ID}
+	if fl.stacks {
+		opts.Stacks = symbolize.New()
+	}
+	tr, err := ebpf.Open(opts)
 	if err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
 	defer tr.Close()
 	cfg.Sources = append([]capture.Source{tr.Source()}, sources...)
-	cfg.Backend = tr.Backend() + backend
+	cfg.Backend = tr.Backend()
+	if proxy != nil {
+		cfg.Backend += ", dns proxy"
+	}
+	cfg.Backend += ", cgroup hooks and catch-all"
+	if fl.block {
+		cfg.Backend += " (blocking)"
+	}
 	if fl.write != "" {
 		w, err := pcapng.Create(fl.write)
 		if err != nil {
@@ -182,26 +233,49 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		cfg.Tee = w
 	}
 
+	// CMD runs confined (internal/cgrouprun.Launch: no capabilities it does
+	// not need, its own cgroup and pid namespaces, killed with egress).
 	cfg.Analyze.From = time.Now().UnixNano()
-	cmd := g.Command(ctx, args[0], args[1:]...)
+	cmd, err := g.Launch(ctx, confine, args[0], args[1:]...)
+	if err != nil {
+		return &exitError{code: ExitUsage, err: err}
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
 	if fl.report == "" {
 		// The report goes to stdout after CMD's output; keep them apart.
 		cmd.Stdout = e.stderr
 	}
-	cmd.WaitDelay = 2 * time.Second
+	// SIGTERM or SIGINT to egress: pass SIGTERM on, give CMD 5 s to stop.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
 	// The window is CMD's run; what it left running dies with it, and the
 	// pipeline's drain lets the kernel's last records (closes, refusals)
 	// reach the ring buffers.
 	var runErr error
 	done := make(chan struct{})
 	go func() {
-		runErr = cmd.Run()
+		runErr = cgrouprun.Run(cmd)
 		g.Kill()
 		close(done)
 	}()
 	cfg.Window = done
+	stopped := false
+	cfg.Finish = func(r *report.Report) {
+		stopped = ctx.Err() != nil
+		runFinish(r, args[0], confine, stopped, proxy)
+		enforce.Protocols(r, blocker.Protocols())
+	}
+	cfg.LookupsAreCalls = true
 	res := pipeline.Run(ctx, cfg)
+	// Clean up before the report is written: a closed stdout (| head -1)
+	// must not leave the cgroup behind.
+	if err := g.Remove(); err != nil {
+		fmt.Fprintf(e.stderr, "egress: %v\n", err)
+	}
+	sup.Done()
+	if n := tr.StacksDropped(); n > 0 {
+		fmt.Fprintf(e.stderr, "egress: --stacks: %d stacks could not be taken or joined to their call\n", n)
+	}
 	cmdCode := 0
 	var ee *exec.ExitError
 	switch {
@@ -222,11 +296,47 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
-	err = exit(res, ending{cmdName: args[0], cmdCode: cmdCode, enforce: fl.mode == "enforce"})
+	err = exit(res, ending{cmdName: args[0], cmdCode: cmdCode, enforce: fl.mode == "enforce",
+		stopped: stopped, failLost: failLost || fl.mode == "enforce"})
 	if err == nil && res.Unexpected > 0 {
 		fmt.Fprintf(e.stderr, "egress: audit: %d unexpected destination(s)\n", res.Unexpected)
 	}
 	return err
+}
+
+// runFinish adds to the report what only egress run knows: how the command
+// ran, whether egress stopped it, the DNS proxy's counters, and a headline
+// that says when the trace is incomplete.
+func runFinish(r *report.Report, name string, confine cgrouprun.Confinement, stopped bool, proxy *dnsproxy.Proxy) {
+	r.Hints = append(r.Hints, confinementHint(confine))
+	if stopped {
+		r.Hints = append(r.Hints, report.Hint{Kind: "stopped", Subject: name,
+			Text: "egress was interrupted (SIGINT or SIGTERM) and passed SIGTERM on: egress stopped the command, the report covers the run until then"})
+	}
+	if proxy != nil {
+		// Queries the kernel dropped before the proxy read them, and TCP
+		// connections it closed unread, are missing from the report.
+		ps := proxy.Stats()
+		r.Stats.EventsLost += ps.KernelDropped + ps.TCPRefused
+		if ps.Overloaded+ps.KernelDropped+ps.TCPRefused > 0 {
+			r.Hints = append(r.Hints, report.Hint{Kind: "dns-proxy", Subject: "overloaded",
+				Text: fmt.Sprintf("%d queries answered SERVFAIL without forwarding (too many in flight), %d dropped by the kernel (socket buffer full), %d TCP connections closed unread",
+					ps.Overloaded, ps.KernelDropped, ps.TCPRefused)})
+		}
+	}
+	if lost := r.Stats.EventsLost; lost > 0 {
+		r.Headline = fmt.Sprintf("INCOMPLETE: %d kernel event(s) lost, calls may be missing; %s", lost, r.Headline)
+	}
+}
+
+// confinementHint says in the report what the command ran without.
+func confinementHint(c cgrouprun.Confinement) report.Hint {
+	text := "the command ran without the capabilities " + strings.Join(c.Dropped(), ", ") +
+		", with no_new_privs, in its own cgroup namespace (rooted at the run's cgroup) and pid namespace"
+	if len(c.Keep) > 0 {
+		text += "; kept on request (--keep-caps): " + strings.Join(c.Keep, ", ")
+	}
+	return report.Hint{Kind: "confinement", Subject: "privileges", Text: text}
 }
 
 // resolvers returns the --resolver addresses, else the nameservers of

@@ -209,7 +209,8 @@ func TestPrivilegedRun(t *testing.T) {
 	t.Run("phone home hangs without --block", func(t *testing.T) {
 		res := n.egressRun(t, nil, []string{"--rules", n.policy, "--format", "junit"}, allowedURL, trackerURL)
 		_, failed := parseJUnit(t, res.stdout)
-		if res.code != ExitUnexpected || !cmpStrings(failed, []string{"telemetry.tracker.example:80/tcp"}) {
+		// The lookup is a call of its own (issue 9): no host rule allows it.
+		if res.code != ExitUnexpected || !cmpStrings(failed, []string{"telemetry.tracker.example/dns", "telemetry.tracker.example:80/tcp"}) {
 			t.Errorf("exit %d, failed cases %q; want %d and the tracker\n%s\n%s", res.code, failed, ExitUnexpected, res.stdout, res.stderr)
 		}
 		hang = res.times[trackerURL]
@@ -260,7 +261,7 @@ func TestPrivilegedRun(t *testing.T) {
 				}
 				blocked := 0
 				for _, c := range r.Connections {
-					if c.EndBasis == report.BasisBlockedConnect && c.Outcome == report.Rejected && c.DstIP.String() == "198.51.100.10" {
+					if c.EndBasis == report.BasisBlockedConnect && c.Outcome == report.Rejected && c.DstIP == "198.51.100.10" {
 						blocked++
 					}
 				}
@@ -415,7 +416,9 @@ kill $shop`, filepath.Join(bin, "shopapp"))
 
 	code, hangMS, out, stderr := run(false)
 	_, failed := parseJUnit(t, out)
-	if code != ExitUnexpected || !cmpStrings(failed, []string{"edge.vendor.test:443/tcp"}) && !cmpStrings(failed, []string{"api.vendor.test:443/tcp"}) {
+	// The lookup of the license server is a call of its own (issue 9).
+	if code != ExitUnexpected || !cmpStrings(failed, []string{"api.vendor.test/dns", "edge.vendor.test:443/tcp"}) &&
+		!cmpStrings(failed, []string{"api.vendor.test/dns", "api.vendor.test:443/tcp"}) {
 		t.Errorf("without --block: exit %d, failed %q; want %d and the license check\n%s\n%s", code, failed, ExitUnexpected, out, stderr)
 	}
 	if hangMS < 4500 {

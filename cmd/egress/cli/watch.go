@@ -20,6 +20,7 @@ import (
 	"github.com/egress-dev/egress/capture/pcapng"
 	"github.com/egress-dev/egress/containers"
 	"github.com/egress-dev/egress/pipeline"
+	"github.com/egress-dev/egress/symbolize"
 )
 
 type watchFlags struct {
@@ -30,6 +31,7 @@ type watchFlags struct {
 	trigger   string
 	grace     time.Duration
 	write     string
+	stacks    bool
 }
 
 func newWatchCmd(e *env) *cobra.Command {
@@ -68,6 +70,7 @@ with BTF; see docs/watch.md.`,
 	f.StringVarP(&fl.trigger, "trigger", "t", "", "command run with sh -c in egress's namespace; the window is its run plus --grace")
 	f.DurationVar(&fl.grace, "grace", time.Second, "with --trigger: how long to keep watching after the command ends")
 	f.StringVarP(&fl.write, "write", "w", "", "write what was seen to this pcapng file (replay it for the same report)")
+	f.BoolVar(&fl.stacks, "stacks", false, "record the user-space stack of each connect() and name the code that made each call (\"called from\"; docs/watch.md)")
 	return cmd
 }
 
@@ -151,7 +154,11 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 		defer pprof.StopCPUProfile()
 	}
 	attachStart := time.Now()
-	tr, err := ebpf.Open(ebpf.Options{PIDs: pids, FollowChildren: true})
+	opts := ebpf.Options{PIDs: pids, FollowChildren: true}
+	if fl.stacks {
+		opts.Stacks = symbolize.New()
+	}
+	tr, err := ebpf.Open(opts)
 	if err != nil {
 		return &exitError{code: ExitUsage, err: fmt.Errorf("cannot watch in the kernel: %w", err)}
 	}
@@ -187,6 +194,9 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 	}
 	cfg.Window = win.closed
 	res := pipeline.Run(ctx, cfg)
+	if n := tr.StacksDropped(); n > 0 {
+		fmt.Fprintf(e.stderr, "egress: --stacks: %d stacks could not be taken or joined to their call\n", n)
+	}
 	if trigErr := win.wait(); trigErr != nil {
 		fmt.Fprintf(e.stderr, "egress: --trigger: %v\n", trigErr)
 	}

@@ -63,7 +63,7 @@ func vendorCalls(t *testing.T, r *report.Report) (check, license report.Connecti
 func connList(r *report.Report) string {
 	var b strings.Builder
 	for _, c := range r.Connections {
-		fmt.Fprintf(&b, "\n  %s %s:%d %s blocked %.0f ms pid %v comm %v", c.Host, c.DstIP, c.DstPort, c.Outcome, c.Blocked.MS(), deref(c.PID), deref(c.Comm))
+		fmt.Fprintf(&b, "\n  %s %s:%d %s blocked %.0f ms pid %v comm %v", c.Host, c.DstIP, c.DstPort, c.Outcome, c.BlockedMS, deref(c.PID), deref(c.Comm))
 	}
 	for _, l := range r.Lookups {
 		fmt.Fprintf(&b, "\n  lookup %s %s %s attempts %d pid %v comm %v", l.Name, l.QType, l.Outcome, l.Attempts, deref(l.PID), deref(l.Comm))
@@ -112,7 +112,7 @@ func checkLookupProcs(t *testing.T, r *report.Report, shop int) {
 	t.Helper()
 	byName := map[string]string{}
 	for _, l := range r.Lookups {
-		if l.QType != "A" || l.Server.String() == "198.18.0.1:53" && strings.HasPrefix(l.Client.String(), "127.") {
+		if l.QType != "A" || l.Server == "198.18.0.1:53" && strings.HasPrefix(l.Client, "127.") {
 			continue
 		}
 		if l.PID != nil && l.Comm != nil {
@@ -143,9 +143,9 @@ func timeouts(t *testing.T, r *report.Report, shop int) {
 		if c.Outcome != report.Timeout || c.Attempts < 2 {
 			t.Errorf("%s:%d: outcome %s after %d SYNs, want a timeout with retransmits", c.DstIP, c.DstPort, c.Outcome, c.Attempts)
 		}
-		within(t, fmt.Sprintf("%s:%d blocked", c.DstIP, c.DstPort), c.Blocked.MS(), connectTimeout)
+		within(t, fmt.Sprintf("%s:%d blocked", c.DstIP, c.DstPort), c.BlockedMS, connectTimeout)
 	}
-	within(t, "window blocked", r.Window.Blocked.MS(), 2*connectTimeout)
+	within(t, "window blocked", r.Window.BlockedMS, 2*connectTimeout)
 	checkNames(t, check, license)
 	checkProcs(t, check, license, shop)
 	checkLookupProcs(t, r, shop)
@@ -173,7 +173,7 @@ var storyCases = []storyCase{
 			timeouts(t, r, shop)
 			servers := map[string]bool{}
 			for _, l := range r.Lookups {
-				servers[l.Server.String()] = true
+				servers[l.Server] = true
 			}
 			if !servers["127.0.0.53:53"] || !servers["198.18.0.1:53"] {
 				t.Errorf("lookups went to %v, want the app's to the stub (127.0.0.53) and the stub's upstream (198.18.0.1)", servers)
@@ -203,8 +203,8 @@ var storyCases = []storyCase{
 			for _, c := range []report.Connection{check, license} {
 				// The kernel keeps the ICMP as a soft error and reports no
 				// errno; the analyzer matches the captured ICMP error.
-				if c.Outcome != report.Rejected || c.ICMP == nil || c.Blocked.MS() > 100 {
-					t.Errorf("%s:%d: outcome %s (%s) icmp %v blocked %.0f ms, want rejected at once", c.DstIP, c.DstPort, c.Outcome, c.EndBasis, c.ICMP, c.Blocked.MS())
+				if c.Outcome != report.Rejected || c.ICMP == nil || c.BlockedMS > 100 {
+					t.Errorf("%s:%d: outcome %s (%s) icmp %v blocked %.0f ms, want rejected at once", c.DstIP, c.DstPort, c.Outcome, c.EndBasis, c.ICMP, c.BlockedMS)
 				}
 			}
 			if r.Stats.Packets < 8+2 {
@@ -225,8 +225,8 @@ var storyCases = []storyCase{
 		check: func(t *testing.T, r *report.Report, shop int) {
 			check, license := vendorCalls(t, r)
 			for _, c := range []report.Connection{check, license} {
-				if c.Outcome != report.Refused || c.Blocked.MS() > 500 {
-					t.Errorf("%s:%d: outcome %s blocked %.0f ms, want refused at once", c.DstIP, c.DstPort, c.Outcome, c.Blocked.MS())
+				if c.Outcome != report.Refused || c.BlockedMS > 500 {
+					t.Errorf("%s:%d: outcome %s blocked %.0f ms, want refused at once", c.DstIP, c.DstPort, c.Outcome, c.BlockedMS)
 				}
 			}
 			checkNames(t, check, license)
@@ -276,17 +276,17 @@ var storyCases = []storyCase{
 			// seen as a timeout; curl gives up on its own connect timeout,
 			// which no packet shows, so its lookups may stay pending until
 			// the window ends.
-			unanswered := map[string]report.Outcome{}
+			unanswered := map[string]string{}
 			for _, l := range r.Lookups {
 				if l.Outcome == report.Timeout || l.Outcome == report.Pending {
 					unanswered[l.Name] = l.Outcome
 				}
 			}
-			if unanswered["updates.vendor.test"] != report.Timeout || unanswered["api.vendor.test"] == 0 {
+			if unanswered["updates.vendor.test"] != report.Timeout || unanswered["api.vendor.test"] == "" {
 				t.Errorf("want the web app's lookups to time out and curl's to go unanswered: %s", connList(r))
 			}
-			if r.Window.Blocked.MS() < 2*float64(connectTimeout.Milliseconds())*0.9 {
-				t.Errorf("window blocked %.0f ms, want at least the two lookups' timeouts", r.Window.Blocked.MS())
+			if r.Window.BlockedMS < 2*float64(connectTimeout.Milliseconds())*0.9 {
+				t.Errorf("window blocked %.0f ms, want at least the two lookups' timeouts", r.Window.BlockedMS)
 			}
 		},
 	},
@@ -301,7 +301,7 @@ var storyCases = []storyCase{
 		check: func(t *testing.T, r *report.Report, shop int) {
 			timeouts(t, r, shop)
 			for _, c := range r.Connections {
-				if !c.DstIP.Is6() {
+				if !strings.Contains(c.DstIP, ":") {
 					t.Errorf("%s: want IPv6", c.DstIP)
 				}
 			}

@@ -1,0 +1,417 @@
+package analyze
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/egress-dev/egress/report"
+)
+
+// All the report's prose is in this file: the headline, from the report's
+// typed data (records, window, hosts), so that it can move to the report
+// package as it is.
+
+// culprit is a destination whose failed calls the headline names.
+type culprit struct {
+	lookup   bool
+	catchAll bool // the catch-all: dests destinations, never named
+	dests    int
+	syns     int      // connections: SYNs of all its calls
+	inferred bool     // some give-up time is inferred
+	qtypes   []string // lookups: the query types that failed
+	n        int      // calls behind this culprit (lookups of one name merge)
+	host     string
+	port     string
+	blocked  float64 // the longest single wait
+	outcome  string
+	proc     string // "shopapp[4242]" where the process is known
+	caller   string // "main.checkForUpdates (updates.go:42)" with --stacks
+}
+
+// culprits groups the failed calls by destination: a connection's host (or
+// address) and port, a lookup's name.
+func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
+	var cs []culprit
+	byDest := map[string]int{}
+	for i := range conns {
+		c := &conns[i]
+		if c.Loopback || !failed(c.Outcome) {
+			continue
+		}
+		host := c.Host
+		if host == "" {
+			host = c.DstIP
+		}
+		key := host + "\x00" + fmt.Sprint(c.DstPort)
+		if c.IsCatchAll() {
+			key = "\x00catch-all"
+		}
+		if i, ok := byDest[key]; ok {
+			d := &cs[i]
+			d.n += c.Count
+			d.syns += c.Attempts
+			d.inferred = d.inferred || c.Inferred
+			d.blocked = max(d.blocked, c.BlockedMS)
+			d.dests += c.Destinations
+			if d.outcome != c.Outcome {
+				d.outcome = "mixed"
+			}
+			continue
+		}
+		byDest[key] = len(cs)
+		cu := culprit{n: c.Count, syns: c.Attempts, inferred: c.Inferred, host: host, port: fmt.Sprint(c.DstPort),
+			blocked: c.BlockedMS, outcome: c.Outcome, catchAll: c.IsCatchAll(), dests: c.Destinations}
+		if c.PID != nil {
+			cu.proc = procName(c.PID, c.Comm)
+		}
+		cu.caller = c.CalledFrom
+		cs = append(cs, cu)
+	}
+	byName := map[string]int{}
+	for i := range looks {
+		l := &looks[i]
+		if !failed(l.Outcome) {
+			continue
+		}
+		key := l.Name
+		if l.IsCatchAll() {
+			key = "\x00catch-all"
+		}
+		if i, ok := byName[key]; ok {
+			c := &cs[i]
+			if !slices.Contains(c.qtypes, l.QType) {
+				c.qtypes = append(c.qtypes, l.QType)
+			}
+			c.n += l.Count
+			c.dests += l.Destinations
+			c.inferred = c.inferred || l.Inferred
+			c.blocked = max(c.blocked, l.BlockedMS)
+			if c.outcome != l.Outcome {
+				c.outcome = "mixed"
+			}
+			continue
+		}
+		byName[key] = len(cs)
+		cs = append(cs, culprit{lookup: true, host: l.Name, qtypes: []string{l.QType}, n: l.Count, blocked: l.BlockedMS,
+			outcome: l.Outcome, inferred: l.Inferred, catchAll: l.IsCatchAll(), dests: l.Destinations})
+	}
+	sort.SliceStable(cs, func(i, j int) bool {
+		if cs[i].catchAll != cs[j].catchAll {
+			return !cs[i].catchAll // a named destination before the catch-all
+		}
+		return cs[i].blocked > cs[j].blocked
+	})
+	return cs
+}
+
+// headline is the one line that answers "why was it slow": how much of the
+// window was blocked, and by which failed calls; with several local hosts,
+// which hosts lost the most time and to what.
+func headline(r *report.Report) string {
+	w := r.Window
+	if w.DurationMS <= 0 && len(r.Connections) == 0 && len(r.Lookups) == 0 {
+		return "no outbound connections or lookups seen"
+	}
+	nConn, nLook := 0, 0
+	for _, c := range r.Connections {
+		if !c.Loopback {
+			nConn += c.Count
+		}
+	}
+	for _, l := range r.Lookups {
+		nLook += l.Count
+	}
+	if r.HostsSeen > 1 {
+		return hostsHeadline(r, nConn, nLook)
+	}
+	head := fmt.Sprintf("the %s window was blocked %s (%s)", secs(w.DurationMS), secs(w.BlockedMS), pct(w.BlockedMS, w.DurationMS))
+	cs := culprits(r.Connections, r.Lookups)
+	if len(cs) == 0 {
+		return fmt.Sprintf("%s; %s and %s, none failed", head, count(nConn, "outbound connection"), count(nLook, "lookup"))
+	}
+	return head + " by " + describeCulprits(cs, 4)
+}
+
+// describeCulprits names the failed calls: "2 unanswered calls to a:80 (...)
+// and b:443 (...) and 4 NXDOMAIN lookups of x (...)". It names at most
+// limit destinations, the ones with the longest waits (when there are more,
+// until they cover 90% of the culprits' waits), at least one of each kind,
+// never the catch-all; the rest are counted.
+func describeCulprits(cs []culprit, limit int) string {
+	total := 0.0
+	for _, c := range cs {
+		total += c.blocked
+	}
+	named := make([]bool, len(cs))
+	sum, n := 0.0, 0
+	for i, c := range cs {
+		if c.catchAll || n == limit || (len(cs) > limit && n > 0 && sum >= 0.9*total) {
+			continue
+		}
+		named[i] = true
+		sum += c.blocked
+		n++
+	}
+	var phrases []string
+	for _, lookup := range []bool{false, true} {
+		var parts []culprit
+		calls, hiddenCalls, hiddenDests := 0, 0, 0
+		kinds := map[string]int{}
+		first := -1
+		for i, c := range cs {
+			if c.lookup != lookup {
+				continue
+			}
+			if first < 0 && !c.catchAll {
+				first = i
+			}
+			calls += c.n
+			kinds[c.outcome] += c.n
+		}
+		if calls == 0 {
+			continue
+		}
+		if first >= 0 { // at least one destination of each kind is named
+			anyNamed := false
+			for i, c := range cs {
+				anyNamed = anyNamed || (c.lookup == lookup && named[i])
+			}
+			if !anyNamed {
+				named[first] = true
+			}
+		}
+		for i, c := range cs {
+			switch {
+			case c.lookup != lookup:
+			case named[i]:
+				parts = append(parts, c)
+			case c.catchAll:
+				hiddenCalls += c.n
+				hiddenDests += max(c.dests, 1)
+			default:
+				hiddenCalls += c.n
+				hiddenDests++
+			}
+		}
+		one, many, prep, other := "call", "calls", "to ", "destination"
+		if lookup {
+			one, many, prep, other = "lookup", "lookups", "of ", "name"
+		}
+		phrase := describeOutcomes(kinds, calls, one, many)
+		if len(parts) > 0 {
+			phrase += " " + joinCulprits(parts, prep)
+		}
+		if hiddenCalls > 0 {
+			more := "more "
+			if len(parts) == 0 {
+				more = ""
+			}
+			phrase += fmt.Sprintf(" (%s%s %s%s)", more, count(hiddenCalls, one), prep, count(hiddenDests, "other "+other))
+		}
+		phrases = append(phrases, phrase)
+	}
+	return strings.Join(phrases, " and ")
+}
+
+// detail is a culprit's parenthesis: "3 SYNs, ~3.0 s", "2 calls, 6 SYNs,
+// up to ~3.0 s", "AAAA+A, 2 queries, up to 5.0 s".
+func (c culprit) detail() string {
+	wait := tilde(c.inferred) + secs(c.blocked)
+	switch {
+	case c.lookup && c.n > len(c.qtypes):
+		return fmt.Sprintf("%s, %d queries, up to %s", strings.Join(c.qtypes, "+"), c.n, wait)
+	case c.lookup:
+		return strings.Join(c.qtypes, "+") + ", " + wait
+	case c.n > 1:
+		return fmt.Sprintf("%d calls, %s, up to %s", c.n, plural(c.syns, "SYN"), wait)
+	}
+	return plural(c.syns, "SYN") + ", " + wait
+}
+
+func describeOutcomes(kinds map[string]int, n int, one, many string) string {
+	word := "failed"
+	if len(kinds) == 1 {
+		for k := range kinds {
+			switch k {
+			case report.Timeout, report.Pending:
+				word = "unanswered"
+			case report.Refused:
+				word = "refused"
+			case report.Rejected:
+				word = "rejected"
+			case report.NXDomain:
+				word = "NXDOMAIN"
+			case report.ServFail:
+				word = "SERVFAIL"
+			}
+		}
+	} else if kinds[report.Timeout]+kinds[report.Pending] == n {
+		word = "unanswered"
+	}
+	if n == 1 {
+		return "1 " + word + " " + one
+	}
+	return fmt.Sprintf("%d %s %s", n, word, many)
+}
+
+// joinCulprits writes "to a:80 (...) and :443 (...)" style lists, sharing
+// host names.
+func joinCulprits(cs []culprit, prep string) string {
+	var parts []string
+	prevHost := ""
+	for i, c := range cs {
+		// The top culprit also says which code made it (--stacks).
+		from := by(c.proc)
+		if i == 0 && c.caller != "" {
+			if from != "" {
+				from += ","
+			}
+			from += " called from " + c.caller
+		}
+		switch {
+		case c.lookup:
+			parts = append(parts, c.host+" ("+c.detail()+")")
+		case c.host == prevHost:
+			parts = append(parts, ":"+c.port+" ("+c.detail()+")"+from)
+		default:
+			parts = append(parts, c.host+":"+c.port+" ("+c.detail()+")"+from)
+			prevHost = c.host
+		}
+	}
+	if len(parts) == 1 {
+		return prep + parts[0]
+	}
+	return prep + strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
+}
+
+// hostsHeadline answers per host: the hosts that lost the most time to
+// failed calls, each with its share of its own active time and its top
+// culprits.
+func hostsHeadline(r *report.Report, nConn, nLook int) string {
+	head := fmt.Sprintf("%d hosts made %s and %s in the %s window", r.HostsSeen,
+		count(nConn, "outbound connection"), count(nLook, "lookup"), secs(r.Window.DurationMS))
+	var lost []string
+	shown := 0
+	for _, h := range r.Hosts {
+		if h.LostMS <= 0 || shown == 3 {
+			continue
+		}
+		shown++
+		who := h.Address
+		if len(h.Processes) > 0 {
+			who += " (" + strings.Join(h.Processes, ", ") + ")"
+		}
+		s := fmt.Sprintf("%s lost %s of its %s active (%s)", who, secs(h.LostMS), secs(h.ActiveMS), pct(h.LostMS, h.ActiveMS))
+		var cs []culprit
+		for _, c := range h.Culprits {
+			cs = append(cs, culprit{lookup: c.Lookup, host: c.Destination, n: c.Calls, blocked: c.LongestMS,
+				inferred: c.Inferred, outcome: c.Outcome})
+		}
+		if len(cs) > 0 {
+			s += " to " + hostCulprits(cs)
+		}
+		lost = append(lost, s)
+	}
+	if len(lost) == 0 {
+		return head + ", none failed"
+	}
+	tail := ""
+	if r.HostsFailing > shown {
+		tail = fmt.Sprintf("; %d of the %d hosts had failed calls", r.HostsFailing, r.HostsSeen)
+	}
+	return head + "; most time lost: " + strings.Join(lost, "; ") + tail
+}
+
+// hostCulprits writes a host's culprits briefly: "a:443 (3 unanswered
+// calls, up to ~9.0 s) and lookups of b (2 NXDOMAIN, up to 1 ms) and c
+// (...)".
+func hostCulprits(cs []culprit) string {
+	var conns, looks []string
+	for _, c := range cs {
+		if c.lookup {
+			word := strings.TrimPrefix(describeOutcomes(map[string]int{c.outcome: c.n}, c.n, "", ""), fmt.Sprint(c.n)+" ")
+			looks = append(looks, fmt.Sprintf("%s (%d %s, up to %s%s)", c.host, c.n, strings.TrimSpace(word), tilde(c.inferred), secs(c.blocked)))
+			continue
+		}
+		conns = append(conns, fmt.Sprintf("%s (%s, up to %s%s)", c.host, describeOutcomes(map[string]int{c.outcome: c.n}, c.n, "call", "calls"), tilde(c.inferred), secs(c.blocked)))
+	}
+	parts := conns
+	if len(looks) > 0 {
+		parts = append(parts, "lookups of "+strings.Join(looks, " and "))
+	}
+	return strings.Join(parts, " and ")
+}
+
+// secs writes a duration given in milliseconds for people: "3.1 s",
+// "12 ms", "0.36 ms" (never "0 ms" for a wait that was not zero).
+func secs(msv float64) string {
+	s := msv / 1000
+	switch {
+	case s >= 100:
+		return fmt.Sprintf("%.0f s", s)
+	case s >= 1:
+		return fmt.Sprintf("%.1f s", s)
+	case msv >= 10 || msv == 0:
+		return fmt.Sprintf("%.0f ms", msv)
+	case msv >= 1:
+		return fmt.Sprintf("%.1f ms", msv)
+	}
+	return fmt.Sprintf("%.2f ms", msv)
+}
+
+func pct(part, whole float64) string {
+	switch {
+	case whole <= 0 || part <= 0:
+		return "0%"
+	case 100*part/whole < 1:
+		return "<1%"
+	}
+	return fmt.Sprintf("%.0f%%", 100*part/whole)
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	if word == "query" {
+		return fmt.Sprintf("%d queries", n)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+func tilde(inferred bool) string {
+	if inferred {
+		return "~"
+	}
+	return ""
+}
+
+func by(proc string) string {
+	if proc == "" {
+		return ""
+	}
+	return " from " + proc
+}
+
+// procName is "comm[pid]" (comm made terminal-safe by the renderer).
+func procName(pid *int, comm *string) string {
+	if pid == nil {
+		return ""
+	}
+	if comm == nil || *comm == "" {
+		return fmt.Sprintf("pid %d", *pid)
+	}
+	return fmt.Sprintf("%s[%d]", *comm, *pid)
+}
+
+func count(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	if strings.HasSuffix(what, "y") {
+		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(what, "y"))
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package cgrouprun
+
+// MaybeLaunch does nothing where egress run does not exist.
+func MaybeLaunch() {}
