@@ -61,6 +61,7 @@ fuzz:
 # Rewrite the golden reports under testdata/golden from the current code.
 golden:
 	$(GO) test -count=1 ./cmd/egress/cli/ -run TestGolden -update
+	$(GO) test -count=1 ./report/ -run TestScenarios -update
 
 clean:
 	rm -rf bin

@@ -39,7 +39,9 @@ type Config struct {
 	// Policy and Catalog, when set, judge and label the calls.
 	Policy  *rules.Policy
 	Catalog *rules.Catalog
-	FailOn  FailOn
+	// Judge, when set, says what fails the check (report.Judge sets the
+	// verdicts every output reads; Result.Failing lists what failed).
+	Judge *report.Criteria
 	// Stream, when set, is handed each settled call as soon as it is final
 	// (--format jsonl); the report still has them all at the end.
 	Stream Stream
@@ -94,9 +96,10 @@ const DrainAfter = 200 * time.Millisecond
 // Result is what a run of the pipeline found.
 type Result struct {
 	Report *report.Report
-	// Findings are the calls --fail-on names; Unexpected counts the
-	// destinations the policy does not allow (and names --block refused).
-	Findings   []string
+	// Failing are the destinations that fail the check (Config.Judge);
+	// Unexpected counts the destinations the policy does not allow (and
+	// the names --block refused).
+	Failing    []*report.Destination
 	Unexpected int
 	// SourceErr is the first error a source stopped with (context.Canceled
 	// when a replay was interrupted): the report covers what came before.
@@ -127,7 +130,7 @@ func Run(ctx context.Context, cfg Config) *Result {
 	st := &stage{tee: cfg.Tee, live: cfg.Live}
 	var stream *streamer
 	if cfg.Stream != nil {
-		stream = &streamer{out: cfg.Stream, pol: cfg.Policy, cat: cfg.Catalog, blocked: &st.blocked,
+		stream = &streamer{out: cfg.Stream, pol: cfg.Policy, cat: cfg.Catalog, crit: cfg.Judge, blocked: &st.blocked,
 			refusals: cfg.Refusals, holdLookups: cfg.LookupsAreCalls && cfg.Policy != nil}
 		cfg.Analyze.Settled = stream
 	}
@@ -182,18 +185,21 @@ func Run(ctx context.Context, cfg Config) *Result {
 	if cfg.LookupsAreCalls && cfg.Policy != nil {
 		enforce.JudgeLookups(r, func(names ...string) bool { return enforce.HasHostGrant(cfg.Policy, names...) })
 	}
-	if stream != nil {
-		// What only the end knows, and the calls held for it.
-		stream.finish(r)
-		res.StreamErr = stream.err
-	}
+
 	for _, d := range report.Destinations(r) {
 		if d.Unexpected {
 			res.Unexpected++
 		}
 	}
 	res.Report = r
-	res.Findings = cfg.FailOn.Findings(r)
+	if cfg.Judge != nil {
+		res.Failing = report.Judge(r, *cfg.Judge)
+	}
+	if stream != nil {
+		// What only the end knows, and the calls held for it.
+		stream.finish(r)
+		res.StreamErr = stream.err
+	}
 	return res
 }
 

@@ -25,6 +25,7 @@ type streamer struct {
 	out     Stream
 	pol     *rules.Policy
 	cat     *rules.Catalog
+	crit    *report.Criteria
 	blocked *blockedCalls
 	// refusals: a source reports refused calls, whose records reach the
 	// pipeline later than the failed connect() the analyzer settles.
@@ -130,9 +131,14 @@ func (s *streamer) finish(r *report.Report) {
 
 // judge applies the rules to a report of one call and copies it back.
 func (s *streamer) judge(r *report.Report, back func(*report.Report)) {
-	if s.pol == nil && s.cat == nil {
+	if s.pol == nil && s.cat == nil && s.crit == nil {
 		return
 	}
-	rules.Annotate(r, s.pol, s.cat)
+	if s.pol != nil || s.cat != nil {
+		rules.Annotate(r, s.pol, s.cat)
+	}
+	if s.crit != nil {
+		report.Judge(r, *s.crit)
+	}
 	back(r)
 }

@@ -16,11 +16,12 @@ func TestCIEscaping(t *testing.T) {
 	evil := "x](http://evil.example)|<img>`\n::error::pwned"
 	r := &Report{Source: "s", Connections: []Connection{
 		{Host: evil, DstIP: "192.0.2.1", DstPort: 443, Proto: "tcp", Outcome: Timeout, PID: ptr(7), Comm: ptr("a|b"), Count: 1,
-			Verdict: &Verdict{Expected: false, Rule: "no rule"}},
-		{Host: "ok.example", DstIP: "192.0.2.2", DstPort: 443, Proto: "tcp", Outcome: Established, Count: 3, Verdict: &Verdict{Expected: true, Rule: "p:3"}},
-		{Host: "ok.example", DstIP: "192.0.2.3", DstPort: 443, Proto: "tcp", Outcome: Refused, Count: 1, Verdict: &Verdict{Expected: true, Rule: "p:3"}},
+			Verdict: &Verdict{Expected: ptr(false), Rule: "no rule"}},
+		{Host: "ok.example", DstIP: "192.0.2.2", DstPort: 443, Proto: "tcp", Outcome: Established, Count: 3, Verdict: &Verdict{Expected: ptr(true), Rule: "p:3"}},
+		{Host: "ok.example", DstIP: "192.0.2.3", DstPort: 443, Proto: "tcp", Outcome: Refused, Count: 1, Verdict: &Verdict{Expected: ptr(true), Rule: "p:3"}},
 		{DstIP: "127.0.0.1", DstPort: 5432, Proto: "tcp", Outcome: Established, Loopback: true, Count: 1},
 	}}
+	Judge(r, Criteria{Rules: "p", Enforce: true})
 	var md, gh, ju bytes.Buffer
 	if err := WriteMarkdown(&md, r); err != nil {
 		t.Fatal(err)
@@ -41,7 +42,7 @@ func TestCIEscaping(t *testing.T) {
 	}
 	// Inside a code span Markdown is literal; the span cannot be closed
 	// early, the table cell cannot be split, the line cannot be broken.
-	wantRow := "| ❌ | `x](http://evil.example)\\|<img>'\\x0a::error::pwned:443/tcp` | a&#124;b&#91;7&#93; | timeout | 1 | 0.000 ms | unexpected (`no rule`) |"
+	wantRow := "| ❌ | `x](http://evil.example)\\|<img>'\\x0a::error::pwned:443/tcp` | a&#124;b&#91;7&#93; | timeout | 1 | 0.000 ms | unexpected (no rule) |"
 	if !strings.Contains(md.String(), wantRow+"\n") {
 		t.Errorf("markdown lacks the escaped row\n%s\nin:\n%s", wantRow, md.String())
 	}

@@ -6,25 +6,63 @@ import (
 	"strings"
 )
 
+// MaxAnnotations is how many destinations get an annotation of their own;
+// GitHub shows only a handful per step, so the rest are one line.
+const MaxAnnotations = 10
+
 // WriteGitHubAnnotations writes GitHub Actions workflow commands to w (the
-// job's stderr or stdout): an ::error for each unexpected destination and a
-// ::warning for each expected one whose calls failed (timeout, refused,
-// rejected...), so they show on the run's summary page.
+// job's stderr): an ::error for each destination that fails the check
+// (the calls behind the exit code), a ::warning for each unexpected one
+// that does not (audit mode) and each one whose calls failed (timeouts,
+// refusals, failed lookups). The MaxAnnotations worst are written, then
+// one line counts the rest.
 func WriteGitHubAnnotations(w io.Writer, r *Report) error {
 	ew := &errWriter{w: w}
+	var shown, rest []*Destination
 	for _, d := range Destinations(r) {
-		switch {
-		case d.Unexpected:
-			ew.printf("::error title=%s::%s\n", ghProperty("egress: unexpected call to "+d.Target()), ghData(d.describe()))
-		case d.Failed():
-			ew.printf("::warning title=%s::%s\n", ghProperty("egress: failed call to "+d.Target()), ghData(d.describe()))
+		if d.Fails == FailNone && !d.Unexpected && !d.Failed() {
+			continue
+		}
+		if len(shown) < MaxAnnotations {
+			shown = append(shown, d)
+		} else {
+			rest = append(rest, d)
 		}
 	}
-	for _, l := range r.Lookups {
-		if l.Outcome != Answered && l.Outcome != NoData {
-			ew.printf("::warning title=%s::%s\n", ghProperty("egress: failed lookup of "+Safe(l.Name)),
-				ghData(fmt.Sprintf("lookup %s %s by %s: %s, blocked %s", Safe(l.Name), l.QType, proc(l.PID, l.Comm), l.Outcome, durText(l.BlockedMS))))
+	for _, d := range shown {
+		level, title := "warning", "egress: failed "
+		switch {
+		case d.Fails != FailNone:
+			level, title = "error", "egress: "
+			if d.Unexpected {
+				title += "unexpected "
+			} else {
+				title += "failed "
+			}
+		case d.Unexpected:
+			title = "egress: unexpected "
 		}
+		if d.Proto == "dns" {
+			title += "lookup of " + d.Target()
+		} else {
+			title += "call to " + d.Target()
+		}
+		ew.printf("::%s title=%s::%s\n", level, ghProperty(title), ghData(d.describe()))
+	}
+	if len(rest) > 0 {
+		level, failing, unexpected := "warning", 0, 0
+		for _, d := range rest {
+			if d.Fails != FailNone {
+				level = "error"
+				failing++
+			}
+			if d.Unexpected {
+				unexpected++
+			}
+		}
+		ew.printf("::%s title=%s::%s\n", level, ghProperty(fmt.Sprintf("egress: %d more destinations", len(rest))),
+			ghData(fmt.Sprintf("and %d more destination(s) with findings (%d failing the check, %d unexpected): %s; the step summary and the report list them",
+				len(rest), failing, unexpected, FailureSummary(rest, 5))))
 	}
 	for _, e := range r.Errors {
 		ew.printf("::error title=egress: partial report::%s\n", ghData(Safe(e)))

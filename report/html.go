@@ -29,6 +29,17 @@ const (
 // html/template's escaping.
 func WriteHTML(w io.Writer, r *Report) error {
 	page := htmlPage{Report: r, Width: 1040, Label: 330, Callers: hasCallers(r.Connections)}
+	// The verdict of each destination, as every other format gives it.
+	for _, d := range Destinations(r) {
+		if r.Check == nil && d.Catalog == "" {
+			continue
+		}
+		if len(page.Dests) >= maxTimelineRows {
+			page.HiddenDests++
+			continue
+		}
+		page.Dests = append(page.Dests, d)
+	}
 	start, end := r.Window.Start, r.Window.End
 	span := end.Sub(start)
 	if span <= 0 {
@@ -223,7 +234,9 @@ type htmlPage struct {
 	Conns                    []*Connection
 	Looks                    []*Lookup
 	TableHidden              int
-	Callers                  bool // some call has a call site: show the "called from" column
+	Callers                  bool           // some call has a call site: show the "called from" column
+	Dests                    []*Destination // with their verdicts, worst first
+	HiddenDests              int
 }
 
 type htmlRow struct {
@@ -272,7 +285,12 @@ details{margin:.5em 0}summary{cursor:pointer}
 <table><tr><th>host</th><th>processes</th><th>lost</th><th>active</th><th>calls</th><th>failed</th><th>top culprits</th></tr>
 {{range .TopHosts}}{{template "host" .}}{{end}}</table>
 {{if .MoreHosts}}<details><summary>{{len .MoreHosts}} more of the {{.Report.HostsSeen}} hosts</summary><table>{{range .MoreHosts}}{{template "host" .}}{{end}}</table></details>{{end}}{{end}}
-<h2>Timeline</h2>
+{{with .Dests}}<h2>Verdict</h2>
+<table><tr><th></th><th>destination</th><th>process</th><th>outcome</th><th>calls</th><th>waited</th><th>verdict</th></tr>
+{{range .}}<tr><td class="{{if .Fails}}hang{{else if or .Unexpected .Failed}}fail{{else}}ok{{end}}">{{if .Fails}}FAILS{{else if .Unexpected}}unexpected{{else}}ok{{end}}</td><td>{{.ID}}</td><td>{{range $i, $p := .Processes}}{{if $i}}, {{end}}{{$p}}{{end}}</td><td>{{.OutcomeText}}</td><td>{{.Calls}}</td><td>{{ms .BlockedMS}}</td><td>{{.VerdictText}}{{if .Catalog}}{{if .VerdictText}}; {{end}}known phone-home: {{.Catalog}}{{end}}</td></tr>
+{{end}}</table>
+{{end}}{{if .HiddenDests}}<p>{{.HiddenDests}} more destinations are not listed (failing ones are listed first).</p>
+{{end}}<h2>Timeline</h2>
 <p class="legend"><span><i class="sw ok"></i>answered / established</span><span><i class="sw hang"></i>unanswered (timeout, pending)</span><span><i class="sw fail"></i>refused, rejected, NXDOMAIN, SERVFAIL</span><span><i class="sw none"></i>answered without data</span><span><i class="sw hang inf"></i>give-up inferred (not seen)</span><span><i class="tick"></i>SYN sent</span></p>
 <svg width="{{.Width}}" height="{{.Height}}" role="img" aria-label="timeline of the calls">
 {{range .Axis}}<line x1="{{.X}}" y1="18" x2="{{.X}}" y2="{{$.Height}}" stroke="#ddd"/><text x="{{.X}}" y="14" text-anchor="middle">{{.Text}}</text>

@@ -35,23 +35,21 @@ func (j *JSONL) Lookup(l *Lookup) error {
 	}{"lookup", l})
 }
 
-// Summary writes the closing object.
+// Summary writes the closing object: every top-level field of the JSON
+// report, with connections and lookups replaced by their counts.
 func (j *JSONL) Summary(r *Report) error {
-	return j.line(struct {
-		Type          string   `json:"type"`
-		SchemaVersion int      `json:"schema_version"`
-		Source        string   `json:"source"`
-		Backend       string   `json:"backend"`
-		Window        Window   `json:"window"`
-		Headline      string   `json:"headline"`
-		Local         Local    `json:"local"`
-		Connections   int      `json:"connections"`
-		Lookups       int      `json:"lookups"`
-		Hints         []Hint   `json:"hints"`
-		Stats         Stats    `json:"stats"`
-		Errors        []string `json:"errors"`
-	}{"summary", r.SchemaVersion, r.Source, r.Backend, r.Window, r.Headline, r.Local,
-		len(r.Connections), len(r.Lookups), r.Hints, r.Stats, r.Errors})
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("write json lines: %w", err)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("write json lines: %w", err)
+	}
+	m["type"] = json.RawMessage(`"summary"`)
+	m["connections"] = json.RawMessage(fmt.Sprint(len(r.Connections)))
+	m["lookups"] = json.RawMessage(fmt.Sprint(len(r.Lookups)))
+	return j.line(m)
 }
 
 func (j *JSONL) line(v any) error {

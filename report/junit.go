@@ -1,12 +1,9 @@
 package report
 
 import (
-	"cmp"
 	"encoding/xml"
 	"fmt"
 	"io"
-	"net/netip"
-	"slices"
 	"strings"
 )
 
@@ -16,206 +13,12 @@ const (
 	BasisBlockedLookup  = "blocked: egress run --block answered REFUSED (name not allowed)"
 )
 
-// Destination is every outbound call to one host (or address), port and
-// protocol: the unit a CI check passes or fails. Loopback calls are left
-// out: a local database is not a phone-home.
-type Destination struct {
-	Name       string // host name, else the address
-	Port       uint16
-	Proto      string
-	Calls      int            // connection attempts (folded counts included)
-	Outcomes   map[string]int // outcome -> calls
-	Processes  []string       // "comm[pid]", sorted, at most 8
-	BlockedMS  float64
-	Unexpected bool     // some call is not allowed by the policy
-	Rule       string   // the policy's reason for the first call (FILE:LINE, "no rule"...)
-	Catalog    string   // the catalog's label, when a known phone-home
-	Reasons    []string // why calls failed where known (end basis), once each
-}
-
-// Failed says whether some call to d did not get through.
-func (d *Destination) Failed() bool {
-	for o := range d.Outcomes {
-		if o != Established {
-			return true
-		}
-	}
-	return false
-}
-
-// Target is "name:port", bracketing IPv6 addresses; a refused name
-// (Proto "dns") is just the name.
-func (d *Destination) Target() string {
-	if d.Proto == "dns" {
-		return Safe(d.Name)
-	}
-	if a, err := netip.ParseAddr(d.Name); err == nil && a.Is6() {
-		return fmt.Sprintf("[%s]:%d", d.Name, d.Port)
-	}
-	if d.Port == 0 && d.Proto == "tcp" {
-		return Safe(d.Name) // a catch-all: no port to show
-	}
-	return fmt.Sprintf("%s:%d", Safe(d.Name), d.Port)
-}
-
-// OutcomeText lists the outcomes with their counts, most frequent first.
-func (d *Destination) OutcomeText() string {
-	type oc struct {
-		o string
-		n int
-	}
-	var ocs []oc
-	for o, n := range d.Outcomes {
-		ocs = append(ocs, oc{o, n})
-	}
-	slices.SortFunc(ocs, func(a, b oc) int { return cmp.Or(cmp.Compare(b.n, a.n), cmp.Compare(a.o, b.o)) })
-	parts := make([]string, len(ocs))
-	for i, x := range ocs {
-		parts[i] = x.o
-		if x.n > 1 {
-			parts[i] = fmt.Sprintf("%s x%d", x.o, x.n)
-		}
-	}
-	return strings.Join(parts, ", ")
-}
-
-// Destinations groups r's outbound connections by destination, plus the
-// names egress run --block refused to resolve (Proto "dns"): unexpected
-// ones first, then failed ones, then by name and port.
-func Destinations(r *Report) []*Destination {
-	type key struct {
-		name  string
-		port  uint16
-		proto string
-	}
-	byKey := map[key]*Destination{}
-	var ds []*Destination
-	for i := range r.Connections {
-		c := &r.Connections[i]
-		if c.Loopback {
-			continue
-		}
-		k := key{c.Host, c.DstPort, c.Proto}
-		if k.name == "" {
-			k.name = c.DstIP
-		}
-		if c.IsCatchAll() { // issue 7: no port, and how many it stands for
-			k.name = fmt.Sprintf("%d other destinations", c.Destinations)
-		}
-		d := byKey[k]
-		if d == nil {
-			d = &Destination{Name: k.name, Port: k.port, Proto: k.proto, Outcomes: map[string]int{}}
-			byKey[k] = d
-			ds = append(ds, d)
-		}
-		n := max(c.Count, 1)
-		d.Calls += n
-		d.Outcomes[c.Outcome] += n
-		d.BlockedMS += c.BlockedMS
-		if p := proc(c.PID, c.Comm); p != "-" && !slices.Contains(d.Processes, p) && len(d.Processes) < 8 {
-			d.Processes = append(d.Processes, p)
-		}
-		if c.Outcome != Established && c.EndBasis != "" && !slices.Contains(d.Reasons, c.EndBasis) {
-			d.Reasons = append(d.Reasons, c.EndBasis)
-		}
-		if v := c.Verdict; v != nil {
-			if !v.Expected && !d.Unexpected {
-				d.Unexpected, d.Rule = true, v.Rule
-			}
-			if d.Rule == "" {
-				d.Rule = v.Rule
-			}
-			if d.Catalog == "" {
-				d.Catalog = v.Catalog
-			}
-		}
-	}
-	// Names the DNS proxy of egress run --block refused are destinations
-	// too: the app wanted to reach them, and the policy said no.
-	for i := range r.Lookups {
-		l := &r.Lookups[i]
-		// egress run judges a lookup of a name no host entry allows as a
-		// call of its own (DNS carries data out); --block refused it.
-		judged := l.Verdict != nil && !l.Verdict.Expected && l.Verdict.Rule != ""
-		if l.EndBasis != BasisBlockedLookup && !judged {
-			continue
-		}
-		k := key{l.Name, 0, "dns"}
-		d := byKey[k]
-		if d == nil {
-			rule := "no rule"
-			if judged {
-				rule = l.Verdict.Rule
-			}
-			d = &Destination{Name: l.Name, Proto: "dns", Outcomes: map[string]int{}, Unexpected: true,
-				Rule: rule, Reasons: []string{}}
-			if l.EndBasis == BasisBlockedLookup {
-				d.Reasons = append(d.Reasons, l.EndBasis)
-			}
-			byKey[k] = d
-			ds = append(ds, d)
-		}
-		n := max(l.Count, 1)
-		d.Calls += n
-		d.Outcomes[l.Outcome] += n
-		if p := proc(l.PID, l.Comm); p != "-" && !slices.Contains(d.Processes, p) && len(d.Processes) < 8 {
-			d.Processes = append(d.Processes, p)
-		}
-		if l.Verdict != nil && d.Catalog == "" {
-			d.Catalog = l.Verdict.Catalog
-		}
-	}
-	for _, d := range ds {
-		slices.Sort(d.Processes)
-	}
-	rank := func(d *Destination) int {
-		switch {
-		case d.Unexpected:
-			return 0
-		case d.Failed():
-			return 1
-		}
-		return 2
-	}
-	slices.SortStableFunc(ds, func(a, b *Destination) int {
-		return cmp.Or(cmp.Compare(rank(a), rank(b)), cmp.Compare(a.Name, b.Name), cmp.Compare(a.Port, b.Port), cmp.Compare(a.Proto, b.Proto))
-	})
-	return ds
-}
-
-// describe is one line about d for people: who called, what happened, what
-// it is.
-func (d *Destination) describe() string {
-	var b strings.Builder
-	if d.Unexpected {
-		fmt.Fprintf(&b, "unexpected call to %s/%s", d.Target(), d.Proto)
-	} else {
-		fmt.Fprintf(&b, "call to %s/%s", d.Target(), d.Proto)
-	}
-	if len(d.Processes) > 0 {
-		fmt.Fprintf(&b, " by %s", strings.Join(d.Processes, ", "))
-	}
-	fmt.Fprintf(&b, ": %s", d.OutcomeText())
-	if len(d.Reasons) > 0 {
-		fmt.Fprintf(&b, " (%s)", Safe(strings.Join(d.Reasons, ", ")))
-	}
-	if d.BlockedMS >= 1 {
-		fmt.Fprintf(&b, ", blocked %s", durText(d.BlockedMS))
-	}
-	if d.Unexpected && d.Rule != "" {
-		fmt.Fprintf(&b, "; policy: %s", Safe(d.Rule))
-	}
-	if d.Catalog != "" {
-		fmt.Fprintf(&b, "; known phone-home: %s", Safe(d.Catalog))
-	}
-	return b.String()
-}
-
 type junitSuites struct {
 	XMLName  xml.Name     `xml:"testsuites"`
 	Name     string       `xml:"name,attr"`
 	Tests    int          `xml:"tests,attr"`
 	Failures int          `xml:"failures,attr"`
+	Errors   int          `xml:"errors,attr"`
 	Time     string       `xml:"time,attr"`
 	Suites   []junitSuite `xml:"testsuite"`
 }
@@ -246,9 +49,12 @@ type junitFailure struct {
 }
 
 // WriteJUnit writes r as a JUnit XML report for CI systems: one test case
-// per destination (Destinations), failed when the policy did not expect
-// it. A report read with errors gets a suite-level error count, so a
-// partial report never passes silently.
+// per destination (Destinations), failed exactly when Judge found that it
+// fails the check (the calls behind a non-zero exit code). A case's time is
+// the union of its calls' waits; the suite's is the window. Unexpected
+// calls that do not fail the check (audit mode) pass and say so. A report
+// read with errors gets a suite-level error count, so a partial report
+// never passes silently.
 func WriteJUnit(w io.Writer, r *Report) error {
 	s := junitSuite{
 		Name:      "egress " + Safe(r.Source),
@@ -259,17 +65,29 @@ func WriteJUnit(w io.Writer, r *Report) error {
 	if !r.Window.Start.IsZero() {
 		s.Timestamp = r.Window.Start.UTC().Format("2006-01-02T15:04:05")
 	}
+	if c := r.Check; c != nil {
+		s.SystemOut += "\n" + checkText(c)
+	}
 	for _, d := range Destinations(r) {
 		c := junitCase{
-			Name:      d.Target() + "/" + d.Proto,
+			Name:      d.ID(),
 			Classname: "egress.outbound",
 			Time:      secs(d.BlockedMS),
 			SystemOut: d.describe(),
 		}
-		if d.Unexpected {
+		if d.Proto == "dns" {
+			c.Classname = "egress.lookup"
+		}
+		if v := d.VerdictText(); v != "" {
+			c.SystemOut += "\nverdict: " + v
+		}
+		if d.Unexpected && d.Fails == FailNone {
+			c.SystemOut += "\nnot failing: " + auditReason(r.Check)
+		}
+		if d.Fails != FailNone {
 			c.Failure = &junitFailure{
 				Message: d.describe(),
-				Type:    "unexpected",
+				Type:    string(d.Fails),
 				Text:    failureText(d),
 			}
 			s.Failures++
@@ -277,10 +95,17 @@ func WriteJUnit(w io.Writer, r *Report) error {
 		s.Tests++
 		s.Cases = append(s.Cases, c)
 	}
+	if s.Tests == 0 {
+		// A check that saw nothing passes visibly, instead of an empty
+		// suite some consumers treat as an error.
+		s.Tests = 1
+		s.Cases = append(s.Cases, junitCase{Name: "no outbound calls", Classname: "egress.outbound", Time: secs(0),
+			SystemOut: "no egress call or failed lookup was seen in the window"})
+	}
 	for _, e := range r.Errors {
 		s.SystemOut += "\nerror: " + Safe(e)
 	}
-	doc := junitSuites{Name: "egress", Tests: s.Tests, Failures: s.Failures, Time: s.Time, Suites: []junitSuite{s}}
+	doc := junitSuites{Name: "egress", Tests: s.Tests, Failures: s.Failures, Errors: s.Errors, Time: s.Time, Suites: []junitSuite{s}}
 	if _, err := io.WriteString(w, xml.Header); err != nil {
 		return fmt.Errorf("write junit report: %w", err)
 	}
@@ -293,6 +118,32 @@ func WriteJUnit(w io.Writer, r *Report) error {
 		return fmt.Errorf("write junit report: %w", err)
 	}
 	return nil
+}
+
+// checkText says in one line how the calls were judged.
+func checkText(c *Check) string {
+	var parts []string
+	if c.Rules != "" {
+		parts = append(parts, "policy "+Safe(c.Rules))
+	}
+	if c.Baseline != "" {
+		parts = append(parts, "baseline "+Safe(c.Baseline))
+	}
+	if c.Rules != "" || c.Baseline != "" {
+		parts = append(parts, "mode "+c.Mode)
+	}
+	if len(c.FailOn) > 0 {
+		parts = append(parts, "--fail-on "+strings.Join(c.FailOn, ","))
+	}
+	return fmt.Sprintf("check: %s: %d destination(s) fail, %d unexpected", strings.Join(parts, ", "), c.Failed, c.Unexpected)
+}
+
+// auditReason says why an unexpected destination does not fail the check.
+func auditReason(c *Check) string {
+	if c != nil && c.Mode == "audit" && c.Rules != "" {
+		return "audit mode reports unexpected calls without failing (egress run --mode enforce, or --fail-on unexpected, fails on them)"
+	}
+	return "unexpected calls fail the check with egress run --mode enforce or --fail-on unexpected"
 }
 
 func failureText(d *Destination) string {
@@ -309,6 +160,10 @@ func failureText(d *Destination) string {
 	if d.Rule != "" {
 		fmt.Fprintf(&b, "policy: %s\n", Safe(d.Rule))
 	}
+	if d.RefusedBy != "" {
+		fmt.Fprintf(&b, "refused by: %s\n", d.RefusedBy)
+	}
+	fmt.Fprintf(&b, "fails: %s\n", failsText(d.Fails))
 	if d.Catalog != "" {
 		fmt.Fprintf(&b, "catalog: %s\n", Safe(d.Catalog))
 	}
@@ -316,3 +171,16 @@ func failureText(d *Destination) string {
 }
 
 func secs(ms float64) string { return fmt.Sprintf("%.3f", ms/1000) }
+
+// failsText says in words why a destination fails the check.
+func failsText(f Failure) string {
+	switch f {
+	case FailBlocked:
+		return "not allowed by the policy; egress run --block refused it"
+	case FailUnexpected:
+		return "not allowed by the policy"
+	case FailOutcome:
+		return "its outcome is one --fail-on names"
+	}
+	return "no"
+}

@@ -25,6 +25,9 @@ func WriteJSON(w io.Writer, r *Report) error {
 	jw.field("window", r.Window, false)
 	jw.field("headline", r.Headline, false)
 	jw.field("local", r.Local, false)
+	if r.Check != nil {
+		jw.field("check", r.Check, false)
+	}
 	jw.array("connections", len(r.Connections), func(i int) any { return &r.Connections[i] })
 	jw.array("lookups", len(r.Lookups), func(i int) any { return &r.Lookups[i] })
 	jw.field("hints", r.Hints, false)
@@ -248,9 +251,7 @@ func connTable(w io.Writer, cs []Connection, origin time.Time, opt TableOptions)
 		if c.Count > 1 {
 			out += fmt.Sprintf(" x%d", c.Count)
 		}
-		if c.Verdict != nil && !c.Verdict.Expected {
-			out += " UNEXPECTED"
-		}
+		out += c.Verdict.mark()
 		dest := joinHostPort(c.DstIP, c.DstPort)
 		if c.IsCatchAll() { // no address, no port: how many it stands for
 			host, dest = "-", fmt.Sprintf("%d other destinations", c.Destinations)
@@ -324,6 +325,7 @@ func lookupTable(w io.Writer, ls []Lookup, origin time.Time, opt TableOptions) e
 		if l.Count > 1 {
 			out += fmt.Sprintf(" x%d", l.Count)
 		}
+		out += l.Verdict.mark()
 		server := l.Server
 		if l.Transport == "tcp" {
 			server += "/tcp"
@@ -341,8 +343,21 @@ func lookupTable(w io.Writer, ls []Lookup, origin time.Time, opt TableOptions) e
 		return err
 	}
 	if hidden > 0 {
-		_, err := fmt.Fprintf(w, "  ... and %d more answered lookups (--all lists them)\n", hidden)
-		return err
+		if _, err := fmt.Fprintf(w, "  ... and %d more answered lookups (--all lists them)\n", hidden); err != nil {
+			return err
+		}
+	}
+	// The labels of names that got no answer (refused names have no
+	// connection to carry them), once each.
+	seen := map[string]bool{}
+	for _, l := range ls {
+		if quiet(l.Outcome) || l.Outcome == NoData || l.Verdict == nil || l.Verdict.Catalog == "" || seen[l.Verdict.Catalog] {
+			continue
+		}
+		seen[l.Verdict.Catalog] = true
+		if _, err := fmt.Fprintf(w, "  known phone-home: %s: %s\n", Safe(l.Name), Safe(l.Verdict.Catalog)); err != nil {
+			return err
+		}
 	}
 	return nil
 }

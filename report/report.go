@@ -48,6 +48,7 @@ type Report struct {
 	Window        Window       `json:"window"`
 	Headline      string       `json:"headline"`
 	Local         Local        `json:"local"`
+	Check         *Check       `json:"check,omitempty"` // how the calls were judged (rules, baseline, --fail-on)
 	Connections   []Connection `json:"connections"`
 	Lookups       []Lookup     `json:"lookups"`
 	Hints         []Hint       `json:"hints"`
@@ -208,13 +209,6 @@ type Hint struct {
 	Kind    string `json:"kind"` // e.g. "answered-no-connect"
 	Subject string `json:"subject"`
 	Text    string `json:"text"`
-}
-
-// Verdict is the rules' view of a call (set when rules or the catalog were applied).
-type Verdict struct {
-	Expected bool   `json:"expected"`
-	Rule     string `json:"rule,omitempty"`
-	Catalog  string `json:"catalog,omitempty"` // label of a known phone-home
 }
 
 // Stats counts what was read and what could not be used: no loss is silent.

@@ -47,7 +47,7 @@ func Annotate(r *report.Report, p *Policy, c *Catalog) (unexpected int) {
 	}
 	for i := range r.Connections {
 		conn := &r.Connections[i]
-		v := &report.Verdict{Expected: true}
+		v := &report.Verdict{}
 		if c != nil && conn.Host != "" {
 			if e, ok := c.Match(conn.Host); ok {
 				v.Catalog = e.Label()
@@ -60,11 +60,13 @@ func Annotate(r *report.Report, p *Policy, c *Catalog) (unexpected int) {
 				d.Process = *conn.Comm
 			}
 			pv := p.Check(d)
-			v.Expected, v.Rule = pv.Allowed, pv.Rule
+			v.Expected, v.Rule = &pv.Allowed, pv.Rule
 			if !pv.Allowed && !conn.Loopback {
 				unexpected++
 			}
 		}
+		// No policy, no judgement: the verdict then only carries the
+		// catalog's label, and is absent without one.
 		if p != nil || v.Catalog != "" {
 			conn.Verdict = v
 		}
@@ -78,7 +80,7 @@ func Annotate(r *report.Report, p *Policy, c *Catalog) (unexpected int) {
 		// app connects (names, addresses and ports), and a lookup has no
 		// port. A name the --block proxy refused is judged by egress run.
 		if e, ok := c.Match(l.Name); ok {
-			l.Verdict = &report.Verdict{Expected: true, Catalog: e.Label()}
+			l.Verdict = &report.Verdict{Catalog: e.Label()}
 		}
 	}
 	return unexpected

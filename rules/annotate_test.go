@@ -30,14 +30,24 @@ func TestAnnotate(t *testing.T) {
 	}
 	want := []bool{true, false, false}
 	for i, c := range r.Connections {
-		if c.Verdict == nil || c.Verdict.Expected != want[i] {
+		if c.Verdict == nil || c.Verdict.Expected == nil || *c.Verdict.Expected != want[i] {
 			t.Errorf("connection %d (%s:%d): verdict %+v, want expected=%v", i, c.Host, c.DstPort, c.Verdict, want[i])
 		}
 	}
 	if v := r.Connections[2].Verdict; v == nil || v.Catalog == "" {
 		t.Errorf("the WordPress call carries no catalog label: %+v", v)
 	}
-	if v := r.Lookups[0].Verdict; v == nil || !v.Expected || v.Catalog == "" {
+	if v := r.Lookups[0].Verdict; v == nil || v.Expected != nil || v.Catalog == "" {
 		t.Errorf("lookup verdict %+v, want a catalog label and no judgement", v)
+	}
+	// Without a policy nothing is judged: the verdict carries the label
+	// only, and is absent for a call the catalog does not know.
+	r.Connections[0].Verdict, r.Connections[2].Verdict = nil, nil
+	Annotate(r, nil, cat)
+	if v := r.Connections[0].Verdict; v != nil {
+		t.Errorf("no policy: verdict %+v for an uncatalogued call, want none", v)
+	}
+	if v := r.Connections[2].Verdict; v == nil || v.Expected != nil || v.Catalog == "" {
+		t.Errorf("no policy: verdict %+v for WordPress, want the label and no expected", v)
 	}
 }

@@ -17,6 +17,10 @@ func normalizeName(s string) string {
 type pattern struct {
 	name string // normalized; for a glob, the suffix without "*."
 	glob bool
+	// shards: each "*" in the first label of name stands for a run of
+	// digits ("resultssa*.blob.example" matches resultssa0 to
+	// resultssa19). Never parsed from a policy file: baselines make them.
+	shards bool
 }
 
 func (p pattern) String() string {
@@ -27,10 +31,38 @@ func (p pattern) String() string {
 }
 
 func (p pattern) match(host string) bool {
-	if p.glob {
+	switch {
+	case p.glob:
 		return len(host) > len(p.name)+1 && strings.HasSuffix(host, p.name) && host[len(host)-len(p.name)-1] == '.'
+	case p.shards:
+		pf, prest, _ := strings.Cut(p.name, ".")
+		hf, hrest, _ := strings.Cut(host, ".")
+		return prest == hrest && matchDigitRuns(pf, hf)
 	}
 	return host == p.name
+}
+
+// matchDigitRuns matches label against pat, where each "*" of pat stands
+// for one or more digits.
+func matchDigitRuns(pat, label string) bool {
+	for {
+		star := strings.IndexByte(pat, '*')
+		if star < 0 {
+			return pat == label
+		}
+		if !strings.HasPrefix(label, pat[:star]) {
+			return false
+		}
+		label, pat = label[star:], pat[star+1:]
+		n := 0
+		for n < len(label) && label[n] >= '0' && label[n] <= '9' {
+			n++
+		}
+		if n == 0 {
+			return false
+		}
+		label = label[n:]
+	}
 }
 
 // specificity orders patterns: an exact name beats any glob, a longer glob

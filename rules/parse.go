@@ -190,6 +190,9 @@ func (p *parser) key(k *yaml.Node, seen map[string]int, known []string, where st
 	hint := "known keys: " + strings.Join(known, ", ")
 	if c := closest(k.Value, known); c != "" {
 		hint = "did you mean " + c + "?"
+	} else if where == "entry" && strings.Contains(k.Value, ".") {
+		// "- api.github.com: 443" is a YAML mapping, not the one-line form.
+		hint = "for the one-line form write " + k.Value + ":PORT with no space after the colon"
 	}
 	p.errf(k.Line, "unknown %s key %q (%s)", where, k.Value, hint)
 	return false
@@ -235,8 +238,11 @@ func (p *parser) entry(list string, e *yaml.Node) (rule, bool) {
 		p.errf(e.Line, "YAML aliases are not supported (write the entry out)")
 		return rule{}, false
 	}
+	if e.Kind == yaml.ScalarNode && e.ShortTag() == "!!str" {
+		return p.oneLine(list, e)
+	}
 	if e.Kind != yaml.MappingNode {
-		p.errf(e.Line, "%s entry is %s, not a mapping (write e.g. - host: api.example.com)", list, describe(e))
+		p.errf(e.Line, "%s entry is %s, not a mapping or host:port (write e.g. - api.example.com:443 or - host: api.example.com)", list, describe(e))
 		return rule{}, false
 	}
 	r := rule{pos: fmt.Sprintf("%s:%d", p.file, e.Line)}
@@ -303,6 +309,55 @@ func (p *parser) entry(list string, e *yaml.Node) (rule, bool) {
 	_, hasCIDR := seen["cidr"]
 	if !hasHost && !hasCIDR {
 		p.errf(e.Line, "%s entry has neither host nor cidr (add one; an entry with only ports would match any destination)", list)
+	}
+	return r, len(p.errs) == before
+}
+
+// oneLine parses the one-line form of an entry, "host:port" as
+// harden-runner's users write it: a name or "*.suffix" glob, or a cidr
+// (an IPv6 one in brackets), then a port or "lo-hi" range, any protocol
+// and process. "- api.github.com:443" is "- host: api.github.com" with
+// "port: 443".
+func (p *parser) oneLine(list string, e *yaml.Node) (rule, bool) {
+	r := rule{pos: fmt.Sprintf("%s:%d", p.file, e.Line)}
+	before := len(p.errs)
+	s := strings.TrimSpace(e.Value)
+	var dest, port string
+	if rest, ok := strings.CutPrefix(s, "["); ok {
+		d, after, found := strings.Cut(rest, "]")
+		if !found || !strings.HasPrefix(after, ":") {
+			p.errf(e.Line, "%s entry %q: write [IPv6 cidr]:port, e.g. [2001:db8::/32]:443", list, s)
+			return rule{}, false
+		}
+		dest, port = d, after[1:]
+	} else {
+		i := strings.LastIndexByte(s, ':')
+		if i < 0 {
+			p.errf(e.Line, "%s entry %q has no port (write host:port, e.g. %s:443, or the full form - host: %s to allow any port)", list, s, s, s)
+			return rule{}, false
+		}
+		dest, port = s[:i], s[i+1:]
+		if strings.Contains(dest, ":") {
+			p.errf(e.Line, "%s entry %q: put an IPv6 cidr in brackets, e.g. [2001:db8::/32]:443", list, s)
+			return rule{}, false
+		}
+	}
+	switch {
+	case dest == "":
+		p.errf(e.Line, "%s entry %q has no host before the port (write e.g. api.example.com:443)", list, s)
+	case strings.Contains(dest, "/"):
+		r.prefix = p.cidr(e.Line, dest)
+	default:
+		if pat, err := parsePattern(dest); err != nil {
+			p.errf(e.Line, "%v", err)
+		} else {
+			r.host = &pat
+		}
+	}
+	if port == "" {
+		p.errf(e.Line, "%s entry %q has an empty port (write e.g. %s:443)", list, s, dest)
+	} else if pr, ok := p.portItem(&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: port, Line: e.Line}); ok {
+		r.ports = []portRange{pr}
 	}
 	return r, len(p.errs) == before
 }

@@ -267,6 +267,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("allow:\n  - &a {host: a.example.com}\n  - *a\n"))
 	f.Add([]byte("allow: [{cidr: 198.51.100.0/24, ports: [\"1-65535\"]}]\nallow_resolvers: false\n"))
 	f.Add([]byte("allow: []\n---\n"))
+	f.Add([]byte("allow:\n  - api.github.com:443\n  - \"[2001:db8::/32]:1-2\"\n  - 198.51.100.0/24:8000-8100\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse("fuzz.yaml", data)
 		if (p == nil) == (err == nil) {

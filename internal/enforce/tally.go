@@ -368,7 +368,8 @@ func JudgeLookups(r *report.Report, hasHost func(names ...string) bool) int {
 		if hasHost(append([]string{l.Name}, l.CNAMEs...)...) {
 			continue
 		}
-		v := &report.Verdict{Rule: RuleNoHost}
+		unexpected := false
+		v := &report.Verdict{Expected: &unexpected, Rule: RuleNoHost}
 		if l.Verdict != nil {
 			v.Catalog = l.Verdict.Catalog
 		}

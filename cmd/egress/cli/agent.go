@@ -108,6 +108,21 @@ enter other namespaces) and Linux >= 5.8 with BTF; see docs/agent.md.`,
 type ruleSet struct {
 	pol *rules.Policy
 	cat *rules.Catalog
+	// crit is what the verdicts are judged by (report.Judge), as in watch
+	// and replay: with --rules, calls the policy does not allow are
+	// unexpected (audit: the agent reports them, it fails nothing).
+	crit *report.Criteria
+}
+
+// judge gives the calls of r the verdicts every other command gives them:
+// the policy's and the catalog's (rules.Annotate), then report.Judge's.
+func (rs *ruleSet) judge(r *report.Report) {
+	if rs.pol != nil || rs.cat != nil {
+		rules.Annotate(r, rs.pol, rs.cat)
+	}
+	if rs.crit != nil {
+		report.Judge(r, *rs.crit)
+	}
 }
 
 func (fl *agentFlags) loadRules() (*ruleSet, error) {
@@ -117,6 +132,7 @@ func (fl *agentFlags) loadRules() (*ruleSet, error) {
 		if rs.pol, err = rules.Load(fl.rules); err != nil {
 			return nil, err
 		}
+		rs.crit = &report.Criteria{Rules: fl.rules}
 	}
 	if !fl.noCatalog {
 		if rs.cat, err = rules.LoadCatalogWith(fl.catalogs...); err != nil {
@@ -207,6 +223,8 @@ func runAgent(ctx context.Context, e *env, fl *agentFlags) error {
 	res := pipeline.Run(ctx, cfg)
 	stopBG()
 	wg.Wait()
+	// The summary is judged like the lines, by the rules in use at the end.
+	a.rules.Load().judge(res.Report)
 	werr := report.NewJSONL(a.out).Summary(res.Report)
 	if err := tr.Close(); err != nil {
 		fmt.Fprintf(e.stderr, "egress: agent: %v\n", err)
@@ -364,19 +382,18 @@ func (a *agent) Connection(c *report.Connection) error {
 	if pid > 0 {
 		info = a.res.ForProcess(pid, comm)
 	}
+	// The pipeline was given no rules: the agent's change on SIGHUP, so
+	// it judges each call with the ones in use now.
 	r := &report.Report{Connections: []report.Connection{*c}}
-	rs := a.rules.Load()
-	if rs.pol != nil || rs.cat != nil {
-		rules.Annotate(r, rs.pol, rs.cat)
-		*c = r.Connections[0]
-	}
+	a.rules.Load().judge(r)
+	*c = r.Connections[0]
 	dest := c.Host
 	if dest == "" {
 		dest = c.DstIP
 	}
 	a.m.Observe(metrics.Call{Destination: dest, Port: c.DstPort, Outcome: c.Outcome, Process: comm,
 		Container: containerLabel(info), Count: c.Count, BlockedSeconds: c.BlockedMS / 1000,
-		Failed: c.Outcome != report.Established, Unexpected: c.Verdict != nil && !c.Verdict.Expected})
+		Failed: c.Outcome != report.Established, Unexpected: c.Verdict.Unexpected()})
 	a.conns.Add(1)
 	a.countOutcome("connection " + c.Outcome)
 	return a.line(struct {
@@ -398,14 +415,11 @@ func (a *agent) Lookup(l *report.Lookup) error {
 		info = a.res.ForProcess(pid, comm)
 	}
 	r := &report.Report{Lookups: []report.Lookup{*l}}
-	rs := a.rules.Load()
-	if rs.pol != nil || rs.cat != nil {
-		rules.Annotate(r, rs.pol, rs.cat)
-		*l = r.Lookups[0]
-	}
+	a.rules.Load().judge(r)
+	*l = r.Lookups[0]
 	a.m.Observe(metrics.Call{Lookup: true, Destination: l.Name, Outcome: l.Outcome, Process: comm,
 		Container: containerLabel(info), Count: l.Count, BlockedSeconds: l.BlockedMS / 1000,
-		Failed: l.Outcome != report.Answered && l.Outcome != report.NoData, Unexpected: l.Verdict != nil && !l.Verdict.Expected})
+		Failed: l.Outcome != report.Answered && l.Outcome != report.NoData, Unexpected: l.Verdict.Unexpected()})
 	a.lookups.Add(1)
 	a.countOutcome("lookup " + l.Outcome)
 	return a.line(struct {

@@ -363,8 +363,15 @@ func TestPrivilegedAgentPrometheus(t *testing.T) {
 	if fmt.Sprint(refusedVerdicts) != "[false false true]" {
 		t.Errorf("refused calls expected before and after SIGHUP: %v, want [false false true]", refusedVerdicts)
 	}
-	if last := lines[len(lines)-1]; last["type"] != "summary" {
+	last := lines[len(lines)-1]
+	if last["type"] != "summary" {
 		t.Errorf("last line is %v, want the summary", last["type"])
+	}
+	// The summary is judged by report.Judge with the rules in use at the
+	// end, as watch's is: audit (the agent fails nothing), the rules file.
+	check, _ := last["check"].(map[string]any)
+	if check["mode"] != "audit" || check["rules"] != rulesPath || check["failed"] != 0.0 || check["unexpected"] == nil {
+		t.Errorf("summary check: %v, want mode audit, rules %s, failed 0, an unexpected count", check, rulesPath)
 	}
 }
 

@@ -52,7 +52,7 @@ func TestAgentStream(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var out strings.Builder
 			a := &agent{fl: &tc.flags, res: containers.NewResolver(proc, ""), m: metrics.New(metrics.Limits{}), out: &lockedWriter{w: &out}}
-			a.rules.Store(&ruleSet{pol: pol})
+			a.rules.Store(&ruleSet{pol: pol, crit: &report.Criteria{Rules: "allow.yaml"}})
 			for _, c := range tc.calls {
 				if err := a.Connection(c); err != nil {
 					t.Fatal(err)
@@ -64,8 +64,11 @@ func TestAgentStream(t *testing.T) {
 					continue
 				}
 				var m struct {
-					Host      string
-					Verdict   *struct{ Expected bool }
+					Host    string
+					Verdict *struct {
+						Expected bool
+						Fails    string
+					}
 					Container *struct{ ID string }
 				}
 				if err := json.Unmarshal([]byte(line), &m); err != nil {
@@ -76,7 +79,9 @@ func TestAgentStream(t *testing.T) {
 					cid = m.Container.ID
 				}
 				got = append(got, m.Host+" "+cid)
-				if m.Verdict == nil || m.Verdict.Expected != (m.Host == "ok.example") {
+				// Judged as watch judges (report.Judge, audit): expected or
+				// not, and nothing fails the check.
+				if m.Verdict == nil || m.Verdict.Expected != (m.Host == "ok.example") || m.Verdict.Fails != "" {
 					t.Errorf("%s: verdict %+v", m.Host, m.Verdict)
 				}
 			}

@@ -1,16 +1,22 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/xml"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/egress-dev/egress/internal/gencap"
+	"github.com/egress-dev/egress/report"
 )
 
 const ciGoldenDir = "testdata/ci"
@@ -83,6 +89,7 @@ func TestCIFormats(t *testing.T) {
 					t.Errorf("the report lacks the catalog label %q", label)
 				}
 				if format == "junit" {
+					junitConsumer(t, out)
 					var doc struct {
 						Tests    int `xml:"tests,attr"`
 						Failures int `xml:"failures,attr"`
@@ -156,5 +163,166 @@ func TestActionYAML(t *testing.T) {
 				t.Errorf("action.yml passes --%s, which egress run does not have", m[1])
 			}
 		}
+	}
+}
+
+// TestCIRecorded: on recorded captures, in every format, the failures
+// shown are exactly the destinations behind the exit code: --fail-on
+// timeout on the story (its JUnit once said failures="0" while egress
+// exited 1), failed lookups as cases of their own, and a clean check.
+func TestCIRecorded(t *testing.T) {
+	t.Setenv("GITHUB_ACTIONS", "true")
+	vendor := filepath.Join(rulesDir, "allow-vendor.yaml")
+	for _, tt := range []struct {
+		name, capture string
+		flags         []string
+		code          int
+		failing       []string
+	}{
+		{"story.fail-on-timeout", "story-drop-path", []string{"--fail-on", "timeout"}, ExitFindings,
+			[]string{"api.vendor.test:443/tcp", "updates.vendor.test:80/tcp"}},
+		{"nxdomain.fail-on-nxdomain", "nxdomain", []string{"--fail-on", "nxdomain"}, ExitFindings,
+			[]string{"api.vendor.test/dns", "updates.vendor.test/dns"}},
+		{"dns-silent.fail-on-failed", "dns-silent", []string{"--fail-on", "failed"}, ExitFindings,
+			[]string{"api.vendor.test/dns", "updates.vendor.test/dns"}},
+		{"established.clean", "established", []string{"--rules", vendor, "--fail-on", "unexpected"}, ExitOK, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			capture := filepath.Join(capturesDir, tt.capture+".pcap")
+			shown := map[string][]string{}
+			for _, format := range []string{"junit", "markdown", "json"} {
+				t.Setenv("GITHUB_STEP_SUMMARY", filepath.Join(t.TempDir(), "summary.md"))
+				code, out, stderr := runMain(t, nil, append([]string{"replay", capture, "--format", format}, tt.flags...)...)
+				if code != tt.code {
+					t.Errorf("%s: exit %d, want %d\n%s", format, code, tt.code, stderr)
+				}
+				out = strings.ReplaceAll(out, capture, "testdata/captures/"+tt.capture+".pcap")
+				switch format {
+				case "junit":
+					_, shown["junit"] = parseJUnitCases(t, out)
+					shown["junitparser"] = junitConsumer(t, out)
+					checkGolden(t, tt.name+".xml", out)
+					var errs []string
+					for _, l := range strings.Split(stderr, "\n") {
+						if m := regexp.MustCompile(`^::error title=[^:]*::(?:unexpected )?(?:call to|lookup of) (\S+?/(?:tcp|udp|dns))`).FindStringSubmatch(l); m != nil {
+							errs = append(errs, m[1])
+						}
+					}
+					slices.Sort(errs)
+					shown["annotations"] = errs
+				case "markdown":
+					var rows []string
+					for _, m := range regexp.MustCompile("(?m)^\\| ❌ \\| `([^`]+)`").FindAllStringSubmatch(out, -1) {
+						rows = append(rows, m[1])
+					}
+					slices.Sort(rows)
+					shown["markdown"] = rows
+					checkGolden(t, tt.name+".md", out)
+				case "json":
+					r := decodeReport(t, out)
+					var fails []string
+					for _, d := range report.Destinations(r) {
+						if d.Fails != "" {
+							fails = append(fails, d.ID())
+						}
+					}
+					slices.Sort(fails)
+					shown["json"] = fails
+				}
+			}
+			for format, got := range shown {
+				if strings.Join(got, " ") != strings.Join(tt.failing, " ") {
+					t.Errorf("%s shows failing %q; the exit code's are %q", format, got, tt.failing)
+				}
+			}
+		})
+	}
+}
+
+// junitConsumer runs junitparser (Debian's python3-junitparser, which
+// .ci/run installs) on a JUnit report and returns the failed cases it
+// reads, sorted; see report/testdata/junit_check.py.
+func junitConsumer(t *testing.T, junit string) []string {
+	t.Helper()
+	const python = "/usr/bin/python3"
+	if err := exec.Command(python, "-c", "import junitparser").Run(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("python3-junitparser is missing (.ci/run installs it): %v", err)
+		}
+		t.Skipf("python3-junitparser not installed (apt-get install python3-junitparser): %v", err)
+	}
+	cmd := exec.Command(python, "../../../report/testdata/junit_check.py")
+	cmd.Stdin = strings.NewReader(junit)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("junitparser: %v\n%s", err, out)
+	}
+	var failed []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "FAIL" {
+			failed = append(failed, f[1])
+		}
+	}
+	slices.Sort(failed)
+	return failed
+}
+
+// TestCIBusyCapture: a busy generated capture (many hosts, drops, refusals,
+// failed lookups) judged by a policy that allows nothing: GitHub gets the
+// ten worst annotations and one line for the rest, the step summary stays
+// bounded and names the report, and JUnit, the JSON verdicts and the exit
+// decision agree on every failing destination.
+func TestCIBusyCapture(t *testing.T) {
+	var pcap bytes.Buffer
+	if _, err := gencap.Write(&pcap, gencap.Config{TargetPackets: 30000, Seed: 11, Flows: 64, Clients: 8, Names: 300}); err != nil {
+		t.Fatal(err)
+	}
+	summary := filepath.Join(t.TempDir(), "summary.md")
+	t.Setenv("GITHUB_ACTIONS", "true")
+	t.Setenv("GITHUB_STEP_SUMMARY", summary)
+	args := []string{"replay", "-", "--rules", filepath.Join(rulesDir, "allow-nothing.yaml"), "--fail-on", "unexpected,timeout"}
+	code, junit, stderr := runMain(t, pcap.Bytes(), append(args, "--format", "junit")...)
+	if code != ExitFindings {
+		t.Fatalf("exit %d, want %d\n%s", code, ExitFindings, stderr)
+	}
+	var commands, errs int
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(l, "::") {
+			commands++
+		}
+		if strings.HasPrefix(l, "::error ") {
+			errs++
+		}
+	}
+	if commands != 11 || errs != 11 || !strings.Contains(stderr, "more destinations::") {
+		t.Errorf("%d workflow commands (%d errors), want the 10 worst and one line for the rest:\n%s", commands, errs, stderr)
+	}
+	sum, err := os.ReadFile(summary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(sum), "\n"); n > 50 || len(sum) > 12<<10 || !strings.Contains(string(sum), "more destination(s)") {
+		t.Errorf("step summary: %d lines, %d bytes; want at most 50 lines, 12 KiB and a line for the rest:\n%s", n, len(sum), sum)
+	}
+	cases, failed := parseJUnitCases(t, junit)
+	if len(cases) < 100 || len(failed) < 50 {
+		t.Fatalf("%d cases, %d failed: not a busy capture", len(cases), len(failed))
+	}
+	if got := junitConsumer(t, junit); !slices.Equal(got, failed) {
+		t.Errorf("junitparser reads %d failures, encoding/xml %d", len(got), len(failed))
+	}
+	if m := regexp.MustCompile(`egress: (\d+) destination\(s\) fail the check`).FindStringSubmatch(stderr); m == nil || m[1] != strconv.Itoa(len(failed)) {
+		t.Errorf("stderr says %v failing, JUnit %d", m, len(failed))
+	}
+	_, js, _ := runMain(t, pcap.Bytes(), append(args, "--format", "json")...)
+	var fails []string
+	for _, d := range report.Destinations(decodeReport(t, js)) {
+		if d.Fails != "" {
+			fails = append(fails, d.ID())
+		}
+	}
+	slices.Sort(fails)
+	if !slices.Equal(fails, failed) {
+		t.Errorf("the JSON verdicts fail %d destinations, JUnit %d", len(fails), len(failed))
 	}
 }

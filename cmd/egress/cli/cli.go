@@ -27,10 +27,22 @@ const (
 	ExitStopped = 130
 )
 
+// egress run's own exit codes, kept apart from the wrapped command's
+// (whose status passes through unchanged) as env(1) and timeout(1) do.
+const (
+	ExitRunFindings   = 4   // CMD succeeded, and a call matched --fail-on
+	ExitRunFailed     = 125 // egress run itself failed: usage or set-up
+	ExitNotExecutable = 126 // CMD was found but could not be executed
+	ExitNotFound      = 127 // CMD was not found
+)
+
 // exitError carries an exit code out of a command.
 type exitError struct {
 	code int
 	err  error
+	// command says code is the wrapped command's own status (egress run),
+	// passed on unchanged.
+	command bool
 }
 
 func (e *exitError) Error() string {
@@ -69,13 +81,18 @@ never answers) and how much of an action's time they cost.
   sudo egress watch --pid N --trigger 'CMD'     watch a running process live (eBPF)
   sudo egress run --rules allow.yaml -- CMD     run a command, fail on unexpected calls
   egress rules check allow.yaml                 validate an allowlist
+  egress diff old.json new.json                 what is new since a baseline report
 
-Exit codes: 0 ok, 1 --fail-on matched, 2 usage or unreadable input,
-3 unexpected calls (run); docs/cli.md.
+Exit codes: 0 ok, 1 --fail-on matched (diff: something new), 2 usage or
+unreadable input. run: the command's own status, else 3 unexpected calls,
+4 --fail-on matched, 125 egress failed, 126/127 not executable/not found;
+docs/cli.md.
 `,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.Version = buildVersion()
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -84,6 +101,9 @@ Exit codes: 0 ok, 1 --fail-on matched, 2 usage or unreadable input,
 	root.AddCommand(newWatchCmd(e))
 	root.AddCommand(newRulesCmd(e))
 	root.AddCommand(newRunCmd(e))
+	root.AddCommand(newVersionCmd(e))
+	root.AddCommand(newDiffCmd(e))
+	root.AddCommand(newReportCmd(e))
 	root.AddCommand(newAgentCmd(e))
 
 	err := root.ExecuteContext(ctx)

@@ -166,7 +166,7 @@ func TestExitCodes(t *testing.T) {
 		{"bad fail-on", []string{"replay", story, "--fail-on", "slow"}, ExitUsage, "unknown --fail-on"},
 		{"missing file", []string{"replay", "/nonexistent.pcap"}, ExitUsage, "no such file"},
 		{"not a capture", []string{"replay", "cli.go"}, ExitUsage, "not a pcap or pcapng file"},
-		{"findings", []string{"replay", story, "--fail-on", "timeout"}, ExitFindings, "--fail-on matched 2"},
+		{"findings", []string{"replay", story, "--fail-on", "timeout"}, ExitFindings, "2 destination(s) fail the check: updates.vendor.test:80/tcp (timeout); api.vendor.test:443/tcp (timeout)"},
 		{"no findings", []string{"replay", established, "--fail-on", "failed"}, ExitOK, ""},
 		{"findings in the window only", []string{"replay", story, "--fail-on", "timeout", "--to", "100ms"}, ExitOK, ""},
 		{"inverted window", []string{"replay", story, "--from", "2s", "--to", "1s"}, ExitUsage, "before it starts (--from"},

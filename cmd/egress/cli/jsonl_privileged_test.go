@@ -65,8 +65,9 @@ func TestPrivilegedRunJSONL(t *testing.T) {
 	if res.code != ExitUnexpected {
 		t.Fatalf("egress run exit %d, want %d\n%s", res.code, ExitUnexpected, res.stderr)
 	}
-	code, full, stderr := runMain(t, nil, "replay", pcap, "--rules", n.policy, "--format", "json")
-	if code != ExitOK {
+	// --fail-on unexpected judges as run's enforce mode does.
+	code, full, stderr := runMain(t, nil, "replay", pcap, "--rules", n.policy, "--fail-on", "unexpected", "--format", "json")
+	if code != ExitFindings {
 		t.Fatalf("replay exit %d: %s", code, stderr)
 	}
 	checkJSONL(t, stripSource(t, res.stdout, true), stripSource(t, full, false))

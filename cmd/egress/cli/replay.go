@@ -120,11 +120,11 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 	if res.WindowErr != nil && res.SourceErr == nil {
 		return usageErr("%v", res.WindowErr)
 	}
-	ciOutputs(e.stderr, res.Report)
+	ciOutputs(e.stderr, res.Report, "")
 	if err := fl.out.write(e.stdout, res.Report); err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
-	return exit(res, ending{interrupted: "interrupted: the report covers what was read"})
+	return exit(e.stderr, res, ending{interrupted: "interrupted: the report covers what was read"})
 }
 
 func replayConfig(fl *replayFlags) (analyze.Config, error) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/egress-dev/egress/baseline"
 	"github.com/egress-dev/egress/capture"
 	"github.com/egress-dev/egress/capture/pcapfile"
 	"github.com/egress-dev/egress/pipeline"
@@ -37,20 +38,26 @@ func newRulesCmd(e *env) *cobra.Command {
 			return rulesCheck(e, args[0])
 		},
 	})
-	cmd.AddCommand(&cobra.Command{
-		Use:   "suggest (REPORT.json | CAPTURE)",
+	var suggestBaseline string
+	suggest := &cobra.Command{
+		Use:   "suggest [--baseline OLD.json] (REPORT.json | CAPTURE)",
 		Short: "Write a starter allowlist that allows exactly the calls seen in a JSON report or a capture",
 		Long: `suggest reads the JSON report of egress run, watch or replay (--format json),
 or a capture (pcap, pcapng, .gz; - for stdin), and writes to stdout a policy with
 one entry per exact host name (or address without a name), protocol and process,
-listing the ports seen. Review it before use: everything the app did is in it.`,
+listing the ports seen. Review it before use: everything the app did is in it.
+With --baseline, it starts from the destinations of an earlier JSON report and
+adds those of this one: a policy for both.`,
 		Example: `  egress run --format json -- npm test > run.json; egress rules suggest run.json > egress.yaml
-  egress rules suggest testdata/captures/story-drop-path.pcap`,
+  egress rules suggest testdata/captures/story-drop-path.pcap
+  egress rules suggest --baseline release.json run.json > egress.yaml`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return rulesSuggest(cmd.Context(), e, args[0])
+			return rulesSuggest(cmd.Context(), e, args[0], suggestBaseline)
 		},
-	})
+	}
+	suggest.Flags().StringVar(&suggestBaseline, "baseline", "", "an earlier JSON report whose destinations the policy allows too")
+	cmd.AddCommand(suggest)
 	return cmd
 }
 
@@ -80,12 +87,25 @@ func allowedText(b bool) string {
 	return "not allowed"
 }
 
-func rulesSuggest(ctx context.Context, e *env, name string) error {
+func rulesSuggest(ctx context.Context, e *env, name, baselinePath string) error {
+	var ds []rules.Dest
+	if baselinePath != "" {
+		f, err := os.Open(baselinePath)
+		if err != nil {
+			return &exitError{code: ExitUsage, err: fmt.Errorf("--baseline: %w", err)}
+		}
+		old, err := baseline.ReadReport(baselinePath, f)
+		f.Close()
+		if err != nil {
+			return &exitError{code: ExitUsage, err: fmt.Errorf("--baseline: %w", err)}
+		}
+		ds = dests(old)
+	}
 	r, err := readReportOrCapture(ctx, e, name)
 	if err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
-	_, err = e.stdout.Write(rules.Suggest(dests(r)))
+	_, err = e.stdout.Write(rules.Suggest(append(ds, dests(r)...)))
 	return err
 }
 

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -68,22 +69,32 @@ no_new_privs, in its own cgroup and pid namespaces; it dies with egress
 (docs/block.md, "Threat model"). A lookup of a name no host entry allows is
 an unexpected call.
 
-Exit codes: CMD's status when it failed; 3 unexpected calls (enforce mode);
-1 --fail-on matched, or events were lost (enforce mode, or --fail-on lost);
-130 egress was interrupted and stopped CMD; 2 usage or set-up error;
-0 otherwise (docs/ci.md).`,
+Exit codes: CMD's own status when it failed (unchanged; 128+N for signal N);
+127 CMD not found, 126 not executable; 3 unexpected calls (enforce mode);
+4 --fail-on matched, or events were lost (enforce mode, or --fail-on lost);
+130 egress was interrupted and stopped CMD; 125 egress itself failed (usage,
+set-up); 0 otherwise (docs/cli.md).`,
 		Example: `  egress run --rules egress.yaml -- npm test
   egress run --rules egress.yaml --block --format junit --report egress.xml -- ./login.sh
   egress run --mode audit --format json -- curl -s https://example.com/`,
-		Args: cobra.MinimumNArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return &exitError{code: ExitRunFailed, err: fmt.Errorf("no command: egress run [flags] -- CMD ARGS")}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.ArgsLenAtDash() != 0 {
-				return usageErr("put -- before the command: egress run [flags] -- CMD ARGS")
+				return runOwnErr(usageErr("put -- before the command: egress run [flags] -- CMD ARGS"))
 			}
-			return runRun(cmd.Context(), e, args, &fl)
+			return runOwnErr(runRun(cmd.Context(), e, args, &fl))
 		},
 	}
 	cmd.Flags().SetInterspersed(false)
+	// egress's own failures exit 125, apart from the codes CMD may return.
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &exitError{code: ExitRunFailed, err: fmt.Errorf("%w (egress run --help)", err)}
+	})
 	fl.out.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&fl.mode, "mode", "enforce", "enforce: exit 3 when CMD made unexpected calls; audit: report them only")
@@ -106,7 +117,7 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if fl.mode != "enforce" && fl.mode != "audit" {
 		return usageErr("unknown --mode %q: use enforce or audit", fl.mode)
 	}
-	if fl.block && fl.out.rules == "" {
+	if fl.block && fl.out.rules == "" && fl.out.baseline == "" {
 		return usageErr("--block needs --rules FILE (the allowlist of what may be reached)")
 	}
 	// Every call in the cgroup is the command's own.
@@ -123,6 +134,9 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if err := fl.out.configure(&cfg, out); err != nil {
 		return err
 	}
+	// Unexpected calls fail the check in enforce mode (exit 3), and with
+	// --fail-on unexpected in audit mode too (exit 4, as --fail-on does).
+	cfg.Judge = fl.out.criteria(fl.mode == "enforce" || fl.out.failsOnUnexpected())
 	pol := cfg.Policy
 	upstreams, err := resolvers(fl.resolvers)
 	if err != nil {
@@ -132,7 +146,7 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		return usageErr("--block needs a resolver for the DNS proxy: none in /etc/resolv.conf, give --resolver ADDR")
 	}
 	if _, err := exec.LookPath(args[0]); err != nil {
-		return usageErr("%v", err)
+		return commandErr(args[0], err)
 	}
 	keep, err := cgrouprun.ParseKeep(fl.keepCaps)
 	if err != nil {
@@ -285,10 +299,10 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 			cmdCode = 128 + int(ws.Signal())
 		}
 	case runErr != nil:
-		return &exitError{code: ExitUsage, err: fmt.Errorf("run %s: %w", args[0], runErr)}
+		return commandErr(args[0], runErr)
 	}
 
-	ciOutputs(e.stderr, res.Report)
+	ciOutputs(e.stderr, res.Report, fl.report)
 	err = fl.out.write(out, res.Report)
 	if f, ok := out.(*os.File); ok && err == nil && fl.report != "" {
 		err = f.Close()
@@ -296,12 +310,39 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
-	err = exit(res, ending{cmdName: args[0], cmdCode: cmdCode, enforce: fl.mode == "enforce",
+	err = exit(e.stderr, res, ending{findings: ExitRunFindings, cmdName: args[0], cmdCode: cmdCode, enforce: fl.mode == "enforce",
 		stopped: stopped, failLost: failLost || fl.mode == "enforce"})
-	if err == nil && res.Unexpected > 0 {
-		fmt.Fprintf(e.stderr, "egress: audit: %d unexpected destination(s)\n", res.Unexpected)
+	if r := res.Report; err == nil && r.Check != nil && r.Check.Unexpected > 0 {
+		var unexpected []*report.Destination
+		for _, d := range report.Destinations(r) {
+			if d.Unexpected {
+				unexpected = append(unexpected, d)
+			}
+		}
+		fmt.Fprintf(e.stderr, "egress: audit: %d unexpected destination(s) (--mode enforce fails on them): %s\n",
+			len(unexpected), report.FailureSummary(unexpected, 5))
 	}
 	return err
+}
+
+// runOwnErr maps egress's own usage and set-up failures to ExitRunFailed,
+// so they cannot be taken for the wrapped command's status 2.
+func runOwnErr(err error) error {
+	var ee *exitError
+	if errors.As(err, &ee) && ee.code == ExitUsage && !ee.command {
+		return &exitError{code: ExitRunFailed, err: ee.err}
+	}
+	return err
+}
+
+// commandErr is the error of a command that could not be started, with
+// the shell's codes: 127 not found, 126 found but not executable.
+func commandErr(name string, err error) error {
+	code := ExitNotExecutable
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+		code = ExitNotFound
+	}
+	return &exitError{code: code, err: fmt.Errorf("cannot run %s: %w", name, err)}
 }
 
 // runFinish adds to the report what only egress run knows: how the command

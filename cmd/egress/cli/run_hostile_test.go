@@ -217,7 +217,7 @@ func (r hostileRun) calls(proto, dstIP string) []report.Connection {
 
 func unexpected(cs []report.Connection) bool {
 	for _, c := range cs {
-		if c.Verdict != nil && !c.Verdict.Expected {
+		if c.Verdict.Unexpected() {
 			return true
 		}
 	}
@@ -580,7 +580,7 @@ func TestPrivilegedRunDNSExfiltration(t *testing.T) {
 				l = &res.report.Lookups[i]
 			}
 		}
-		if res.code != ExitUnexpected || l == nil || l.Verdict == nil || l.Verdict.Expected {
+		if res.code != ExitUnexpected || l == nil || !l.Verdict.Unexpected() {
 			t.Errorf("--block=%v: want exit 3 and the lookup of %s judged unexpected\n%v", block, exfilDNS, res)
 		}
 		got := h.counters(t)["dns"]

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -177,6 +178,8 @@ func parseJUnit(t *testing.T, s string) (doc junitDoc, failed []string) {
 			}
 		}
 	}
+	// JUnit lists the worst first (by wait): the tests check which fail.
+	slices.Sort(failed)
 	return doc, failed
 }
 
@@ -251,6 +254,7 @@ func TestPrivilegedRun(t *testing.T) {
 			switch format {
 			case "junit":
 				_, failed := parseJUnit(t, res.stdout)
+				slices.Sort(failed) // worst first: the order depends on the waits
 				if want := []string{"198.51.100.10:80/tcp", "telemetry.tracker.example/dns"}; !cmpStrings(failed, want) {
 					t.Errorf("failed cases %q, want %q", failed, want)
 				}
@@ -288,6 +292,18 @@ func TestPrivilegedRun(t *testing.T) {
 		if res.code != ExitOK || !strings.Contains(res.stdout, "198.51.100.10") || !strings.Contains(res.stderr, "audit: 1 unexpected destination") {
 			t.Errorf("exit %d, want 0 with the call reported\nstderr:\n%s", res.code, res.stderr)
 		}
+		if strings.Contains(res.stdout, `"fails"`) || !strings.Contains(res.stdout, `"mode": "audit"`) {
+			t.Errorf("audit mode: a call fails the check in the JSON, or the check is not audit:\n%s", res.stdout)
+		}
+		// On GitHub, audit mode warns; --fail-on unexpected still fails (4).
+		res = n.egressRun(t, []string{"GITHUB_ACTIONS=true"}, []string{"--rules", n.policy, "--block", "--mode", "audit", "--format", "junit"}, trackerIP)
+		if res.code != ExitOK || strings.Contains(res.stderr, "::error") || !strings.Contains(res.stderr, "::warning title=egress%3A unexpected call to 198.51.100.10%3A80") {
+			t.Errorf("audit on GitHub: exit %d, want 0 and a warning, no error:\n%s", res.code, res.stderr)
+		}
+		res = n.egressRun(t, nil, []string{"--rules", n.policy, "--block", "--mode", "audit", "--fail-on", "unexpected", "--format", "junit"}, trackerIP)
+		if _, failed := parseJUnit(t, res.stdout); res.code != ExitRunFindings || !cmpStrings(failed, []string{"198.51.100.10:80/tcp"}) {
+			t.Errorf("audit with --fail-on unexpected: exit %d, failed %q; want %d and the call", res.code, failed, ExitRunFindings)
+		}
 	})
 
 	t.Run("GitHub Actions", func(t *testing.T) {
@@ -314,6 +330,72 @@ func TestPrivilegedRun(t *testing.T) {
 		err := cmd.Run()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
 			t.Errorf("egress run of a command exiting 7: %v, want exit status 7", err)
+		}
+	})
+
+	// A baseline report of an earlier run: what it had is expected, and
+	// --block lets it through, so the job fails only on what is new.
+	t.Run("--baseline", func(t *testing.T) {
+		old := filepath.Join(t.TempDir(), "old.json")
+		res := n.egressRun(t, nil, []string{"--format", "json", "--report", old}, allowedURL)
+		if res.code != ExitOK {
+			t.Fatalf("baseline run: exit %d\n%s", res.code, res.stderr)
+		}
+		res = n.egressRun(t, nil, []string{"--baseline", old, "--block", "--format", "junit"}, allowedURL)
+		if _, failed := parseJUnit(t, res.stdout); res.code != ExitOK || res.codes[allowedURL] != 0 || len(failed) != 0 {
+			t.Errorf("the baseline's call again: exit %d, curl %d, failed %q; want 0, 0, none\n%s\n%s", res.code, res.codes[allowedURL], failed, res.stdout, res.stderr)
+		}
+		res = n.egressRun(t, nil, []string{"--baseline", old, "--block", "--format", "junit"}, allowedURL, trackerURL)
+		_, failed := parseJUnit(t, res.stdout)
+		if res.code != ExitUnexpected || res.codes[allowedURL] != 0 || !cmpStrings(failed, []string{"telemetry.tracker.example/dns"}) {
+			t.Errorf("a new call: exit %d, curl %d, failed %q; want %d, 0 and only the new name\n%s\n%s", res.code, res.codes[allowedURL], failed, ExitUnexpected, res.stdout, res.stderr)
+		}
+		if !strings.Contains(res.stdout, "baseline "+old) {
+			t.Errorf("the report does not name the baseline as the reason:\n%s", res.stdout)
+		}
+		cur := filepath.Join(t.TempDir(), "new.json")
+		n.egressRun(t, nil, []string{"--baseline", old, "--format", "json", "--report", cur}, allowedURL, trackerIP)
+		code, out, _ := runMain(t, nil, "diff", old, cur)
+		if code != ExitFindings || !regexp.MustCompile(`(?m)^new +198\.51\.100\.10:80/tcp +curl`).MatchString(out) {
+			t.Errorf("egress diff of the two runs: exit %d\n%s", code, out)
+		}
+	})
+
+	// The command's own status passes through unchanged; egress's own
+	// codes (3, 4, 125-127) are apart from the common ones.
+	t.Run("exit codes", func(t *testing.T) {
+		for _, tt := range []struct {
+			args []string
+			want int
+			out  string // in stdout
+		}{
+			{[]string{"--", "false"}, 1, ""},
+			{[]string{"--", "sh", "-c", "exit 2"}, 2, ""},
+			{[]string{"--rules", n.policy, "--format", "junit", "--", "true"}, ExitOK, `tests="1" failures="0"`},
+			{[]string{"--rules", n.policy, "--format", "markdown", "--", "true"}, ExitOK, "### egress: no unexpected outbound calls"},
+			// A closed port answers with RST: refused, allowed by the policy.
+			{[]string{"--rules", n.policy, "--fail-on", "refused", "--format", "junit", "--", "sh", "-c", "curl -s http://updates.shopvendor.example:443/; true"}, ExitRunFindings, `type="fail-on"`},
+			{[]string{"--", "/nonexistent/cmd"}, ExitNotFound, ""},
+			{[]string{"--no-such-flag", "--", "true"}, ExitRunFailed, ""},
+		} {
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			cmd := n.app.Command(ctx, filepath.Join(n.bin, "egress"), append([]string{"run"}, tt.args...)...)
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			err := cmd.Run()
+			cancel()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tt.want || !strings.Contains(out.String(), tt.out) {
+				t.Errorf("egress run %q: exit %d, want %d with %q in\n%s\nstderr:\n%s", tt.args, code, tt.want, tt.out, out.String(), errb.String())
+			}
+			if strings.Contains(out.String(), "no policy applied") {
+				t.Errorf("egress run %q: the report says no policy applied:\n%s", tt.args, out.String())
+			}
 		}
 	})
 }

@@ -29,8 +29,9 @@ func TestPrivilegedRunWriteReplays(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rout, rerr bytes.Buffer
-	if code := Main(t.Context(), []string{"replay", pcap, "--rules", n.policy, "--format", "json"}, nil, &rout, &rerr); code != ExitOK {
-		t.Fatalf("replay of the written file: exit %d: %s", code, rerr.String())
+	// --fail-on unexpected judges as run's enforce mode does.
+	if code := Main(t.Context(), []string{"replay", pcap, "--rules", n.policy, "--fail-on", "unexpected", "--format", "json"}, nil, &rout, &rerr); code != ExitFindings {
+		t.Fatalf("replay of the written file: exit %d, want %d: %s", code, ExitFindings, rerr.String())
 	}
 	var live, replayed map[string]any
 	if err := json.Unmarshal(liveJSON, &live); err != nil {

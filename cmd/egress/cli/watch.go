@@ -203,7 +203,8 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 	if err := fl.out.write(e.stdout, res.Report); err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
-	return exit(res, ending{sourceFailed: func(err error) error {
+	ciOutputs(e.stderr, res.Report, "")
+	return exit(e.stderr, res, ending{sourceFailed: func(err error) error {
 		return fmt.Errorf("capture failed: %w; the report covers what was seen before", err)
 	}})
 }
