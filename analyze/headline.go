@@ -25,6 +25,8 @@ type culprit struct {
 	host     string
 	port     string
 	blocked  float64 // the longest single wait
+	lost     float64 // the most one call of it lost (scheduler view)
+	showLost bool    // the detail says so
 	outcome  string
 	proc     string // "shopapp[4242]" where the process is known
 	caller   string // "main.checkForUpdates (updates.go:42)" with --stacks
@@ -54,6 +56,7 @@ func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
 			d.syns += c.Attempts
 			d.inferred = d.inferred || c.Inferred
 			d.blocked = max(d.blocked, c.BlockedMS)
+			d.lost = max(d.lost, c.LostMS)
 			d.dests += c.Destinations
 			if d.outcome != c.Outcome {
 				d.outcome = "mixed"
@@ -62,7 +65,7 @@ func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
 		}
 		byDest[key] = len(cs)
 		cu := culprit{n: c.Count, syns: c.Attempts, inferred: c.Inferred, host: host, port: fmt.Sprint(c.DstPort),
-			blocked: c.BlockedMS, outcome: c.Outcome, catchAll: c.IsCatchAll(), dests: c.Destinations}
+			blocked: c.BlockedMS, lost: c.LostMS, outcome: c.Outcome, catchAll: c.IsCatchAll(), dests: c.Destinations}
 		if c.PID != nil {
 			cu.proc = procName(c.PID, c.Comm)
 		}
@@ -88,6 +91,7 @@ func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
 			c.dests += l.Destinations
 			c.inferred = c.inferred || l.Inferred
 			c.blocked = max(c.blocked, l.BlockedMS)
+			c.lost = max(c.lost, l.LostMS)
 			if c.outcome != l.Outcome {
 				c.outcome = "mixed"
 			}
@@ -95,7 +99,7 @@ func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
 		}
 		byName[key] = len(cs)
 		cs = append(cs, culprit{lookup: true, host: l.Name, qtypes: []string{l.QType}, n: l.Count, blocked: l.BlockedMS,
-			outcome: l.Outcome, inferred: l.Inferred, catchAll: l.IsCatchAll(), dests: l.Destinations})
+			lost: l.LostMS, outcome: l.Outcome, inferred: l.Inferred, catchAll: l.IsCatchAll(), dests: l.Destinations})
 	}
 	sort.SliceStable(cs, func(i, j int) bool {
 		if cs[i].catchAll != cs[j].catchAll {
@@ -131,7 +135,39 @@ func headline(r *report.Report) string {
 	if len(cs) == 0 {
 		return fmt.Sprintf("%s; %s and %s, none failed", head, count(nConn, "outbound connection"), count(nLook, "lookup"))
 	}
+	if w.LostBasis == report.LostScheduler {
+		return lostHeadline(w, cs)
+	}
 	return head + " by " + describeCulprits(cs, 4)
+}
+
+// lostHeadline is the headline where the scheduler says what the failed
+// calls cost: "the 12.0 s window lost 5.1 s (43%) waiting on 1 unanswered
+// call to telemetry.nextjs.org:443 (..., lost 5.1 s); failed without cost:
+// ...". The calls that lost time are named first, most lost first; those
+// that failed while the app went on working are named apart.
+func lostHeadline(w report.Window, cs []culprit) string {
+	var costly, free []culprit
+	for _, c := range cs {
+		if c.lost >= 1 && !c.catchAll { // at least 1 ms
+			c.showLost = true
+			costly = append(costly, c)
+		} else {
+			free = append(free, c)
+		}
+	}
+	sort.SliceStable(costly, func(i, j int) bool { return costly[i].lost > costly[j].lost })
+	var s string
+	if len(costly) == 0 {
+		s = fmt.Sprintf("the %s window lost nothing to failed calls (blocked %s)", secs(w.DurationMS), secs(w.BlockedMS))
+	} else {
+		s = fmt.Sprintf("the %s window lost %s (%s) waiting on ", secs(w.DurationMS), secs(w.LostMS), pct(w.LostMS, w.DurationMS)) +
+			describeCulprits(costly, 4)
+	}
+	if len(free) > 0 {
+		s += "; failed without cost: " + describeCulprits(free, 4)
+	}
+	return s
 }
 
 // describeCulprits names the failed calls: "2 unanswered calls to a:80 (...)
@@ -219,6 +255,9 @@ func describeCulprits(cs []culprit, limit int) string {
 // up to ~3.0 s", "AAAA+A, 2 queries, up to 5.0 s".
 func (c culprit) detail() string {
 	wait := tilde(c.inferred) + secs(c.blocked)
+	if c.showLost {
+		wait += ", lost " + secs(c.lost)
+	}
 	switch {
 	case c.lookup && c.n > len(c.qtypes):
 		return fmt.Sprintf("%s, %d queries, up to %s", strings.Join(c.qtypes, "+"), c.n, wait)

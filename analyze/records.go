@@ -96,6 +96,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 		return
 	}
 	out, end, basis, inferred := a.resolve(at, now)
+	a.renameAttempt(at)
 	if end < at.start {
 		end = at.start // an answer captured before its SYN (reordering)
 	}
@@ -158,6 +159,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 	}
 	a.register(pl, len(a.conns), fail)
 	a.conns = append(a.conns, c)
+	a.connSp = append(a.connSp, spanOf(failed(out) && !c.Loopback && pl.tier != tierOutcome, at.start, end, at.busyAt))
 	if !streamed {
 		a.settledConnection(&a.conns[len(a.conns)-1])
 	}

@@ -6,7 +6,9 @@
 # goroutines for DURATION at each rate of RATES ("max" = as fast as it can),
 # in the MODES run back to back and interleaved (alone, watched by
 # `egress watch --pid`, by `egress watch --pid --stacks` (the user stack of
-# each connect, symbolized), under a host-wide `egress agent`), RUNS rounds,
+# each connect, symbolized), by `egress watch --pid` without the scheduler
+# view (EGRESS_SCHED=off: nosched, so the view's cost is watch's minus
+# nosched's), under a host-wide `egress agent`), RUNS rounds,
 # so a noisy neighbour on a shared machine hits every mode alike. For each run
 # it counts:
 #   - connload's throughput and its own user and system CPU (GNU time): the
@@ -28,7 +30,7 @@ WORKERS=${WORKERS:-4}
 RUNS=${RUNS:-2}
 RATES=${RATES:-max 10000 1000}
 SOAK=${SOAK:-0}
-MODES=${MODES:-alone watch stacks agent}
+MODES=${MODES:-alone watch nosched stacks agent}
 DELAY=1.5s # time for watch to attach before the load starts
 
 if [ "$(id -u)" != 0 ]; then
@@ -87,13 +89,15 @@ run() {
 	fi
 	load "$out" "$rate"
 	pids+=("$lp")
-	if [ "$mode" = watch ] || [ "$mode" = stacks ]; then
+	if [ "$mode" = watch ] || [ "$mode" = stacks ] || [ "$mode" = nosched ]; then
 		# GNU time forks connload: watch the child.
 		local child=""
 		for _ in $(seq 100); do child=$(pgrep -P "$lp" connload || true); [ -n "$child" ] && break; sleep 0.01; done
 		local stacks=()
 		[ "$mode" = stacks ] && stacks=(--stacks)
-		"$tmp/egress" watch --pid "$child" "${stacks[@]}" --format json >"$out.json" 2>"$out.err" &
+		local sv=on
+		[ "$mode" = nosched ] && sv=off
+		EGRESS_SCHED=$sv "$tmp/egress" watch --pid "$child" "${stacks[@]}" --format json >"$out.json" 2>"$out.err" &
 		eg=$!
 		pids+=("$eg")
 	fi
@@ -113,7 +117,7 @@ run() {
 		runs=$((runs - r0)) ns=$((ns - n0))
 		kill -TERM "$eg"
 		wait "$eg" || true
-		if [ "$mode" = watch ] || [ "$mode" = stacks ]; then
+		if [ "$mode" != agent ]; then
 			lost=$(jq '.stats.events_lost' "$out.json")
 			reported=$(jq '[.connections[].count] | add // 0' "$out.json")
 		else
@@ -136,7 +140,7 @@ for i in $(seq "$RUNS"); do
 done
 
 echo
-echo "mode  rate    achieved/s  load_user_s load_sys_s  egress_user_% egress_sys_% egress_peak_rss_MiB  bpf_runs  bpf_ns_per_run bpf_%_of_core  lost  reported"
+echo "mode    rate    achieved/s  load_user_s load_sys_s  egress_user_% egress_sys_% egress_peak_rss_MiB  bpf_runs  bpf_ns_per_run bpf_%_of_core  lost  reported"
 for rate in $RATES; do
 	for mode in $MODES; do
 		for i in $(seq "$RUNS"); do
@@ -144,7 +148,7 @@ for rate in $RATES; do
 			awk -v m="$m" -v r="$r" -v got="$got" -v lu="$lu" -v ls="$ls" -v eu="$eu" -v es="$es" -v rss="$rss" \
 				-v runs="$runs" -v ns="$ns" -v lost="$lost" -v rep="$rep" -v s="$secs" 'BEGIN {
 				per = runs > 0 ? ns / runs : 0
-				printf "%-6s %-7s %10.0f  %11.2f %10.2f  %13.1f %12.1f %20s %9d %15.0f %13.1f %5s %9s\n",
+				printf "%-7s %-7s %10.0f  %11.2f %10.2f  %13.1f %12.1f %20s %9d %15.0f %13.1f %5s %9s\n",
 					m, r, got, lu, ls, 100 * eu / s, 100 * es / s, rss, runs, per, 100 * ns / 1e9 / s, lost, rep }'
 		done
 	done
