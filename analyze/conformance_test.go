@@ -52,7 +52,7 @@ func epochNS(s string) int64 {
 }
 
 // tcpOutcome maps the truth's attempt outcomes to egress's.
-var tcpOutcome = map[string][]string{
+var tcpOutcome = map[string][]report.Outcome{
 	"established":                     {report.Established},
 	"refused":                         {report.Refused},
 	"icmp-unreachable":                {report.Rejected},
@@ -63,7 +63,7 @@ var tcpOutcome = map[string][]string{
 	"no-synack-seen-server-responded": {report.Established},
 }
 
-var dnsOutcome = map[string][]string{
+var dnsOutcome = map[string][]report.Outcome{
 	"answered":         {report.Answered},
 	"nodata":           {report.NoData},
 	"nxdomain":         {report.NXDomain},
@@ -232,7 +232,7 @@ func joinAP(ip string, port int) string {
 	return fmt.Sprintf("%s:%d", ip, port)
 }
 
-func contains(list []string, s string) bool {
+func contains(list []report.Outcome, s report.Outcome) bool {
 	for _, x := range list {
 		if x == s {
 			return true

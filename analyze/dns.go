@@ -266,7 +266,7 @@ func sortLookups(ls []*lookup) {
 	})
 }
 
-func rcodeOutcome(rcode uint8, answers int) string {
+func rcodeOutcome(rcode uint8, answers int) report.Outcome {
 	switch rcode {
 	case 0:
 		if answers > 0 {
@@ -280,7 +280,7 @@ func rcodeOutcome(rcode uint8, answers int) string {
 	case 5:
 		return report.DNSRefused
 	}
-	return "rcode-" + itoa(int(rcode))
+	return report.RcodeOutcome(rcode)
 }
 
 func itoa(n int) string {
@@ -298,7 +298,7 @@ func itoa(n int) string {
 }
 
 // resolveLookup decides a lookup's outcome as of time end.
-func (a *Analyzer) resolveLookup(lk *lookup, end int64) (outcome string, t int64, basis string, inferred bool) {
+func (a *Analyzer) resolveLookup(lk *lookup, end int64) (outcome report.Outcome, t int64, basis string, inferred bool) {
 	switch {
 	case lk.resp != 0:
 		return rcodeOutcome(lk.rcode, lk.nAnswers), lk.resp, "answer", false
@@ -321,7 +321,7 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 	blocked := a.blockedInWindow(lk.start, end)
 	fail := failed(out)
 	pl := a.place(len(a.lks), foldKey{lookup: true, client: lk.client.Addr().As16(), dst: lk.server.Addr().As16(),
-		port: lk.server.Port(), name: lk.name, qtype: lk.qtype, out: outcomeCode(out)}, fail, lk.client.Addr(), lk.server.Addr())
+		port: lk.server.Port(), name: lk.name, qtype: lk.qtype, out: out}, fail, lk.client.Addr(), lk.server.Addr())
 	if pl.inbound {
 		return // a lookup this host answered, not one it made
 	}

@@ -66,7 +66,7 @@ func (a *Analyzer) Finish() *report.Report {
 		switch {
 		case decided(c.FoldedBy) || c.Loopback || isEgress(c.Src.Addr(), c.Dst.Addr()):
 			if c.FoldedBy == report.FoldOutcome {
-				c.Destinations = a.otherConnDests[outcomeCode(c.Outcome)]
+				c.Destinations = a.otherConnDests[c.Outcome]
 			}
 			r.Connections = append(r.Connections, c)
 		default:
@@ -79,7 +79,7 @@ func (a *Analyzer) Finish() *report.Report {
 		srv, _ := netip.ParseAddrPort(l.Server)
 		if decided(l.FoldedBy) || err == nil && (isEgress(ad, srv.Addr()) || ad.IsLoopback()) {
 			if l.FoldedBy == report.FoldOutcome {
-				l.Destinations = a.otherLookupDests[outcomeCode(l.Outcome)]
+				l.Destinations = a.otherLookupDests[l.Outcome]
 			}
 			keepLookup[i] = true
 			r.Lookups = append(r.Lookups, l)

@@ -65,7 +65,7 @@ type foldKey struct {
 	dst    [16]byte
 	port   uint16
 	qtype  uint16
-	out    uint8
+	out    report.Outcome
 	name   string
 }
 
@@ -153,10 +153,10 @@ func (a *Analyzer) squeeze() {
 	a.squeezed = true
 	connMap := make([]int, len(a.conns))
 	kept := 0
-	connCatch := map[uint8]int{}
+	connCatch := map[report.Outcome]int{}
 	for i := range a.conns {
 		c := a.conns[i]
-		code := outcomeCode(c.Outcome)
+		code := c.Outcome
 		switch {
 		case failed(c.Outcome) || c.Loopback:
 			if c.FoldedBy == report.FoldOutcome {
@@ -208,10 +208,10 @@ func (a *Analyzer) squeeze() {
 
 	lkMap := make([]int, len(a.lks))
 	kept = 0
-	lkCatch := map[uint8]int{}
+	lkCatch := map[report.Outcome]int{}
 	for i := range a.lks {
 		l := a.lks[i]
-		code := outcomeCode(l.Outcome)
+		code := l.Outcome
 		switch {
 		case failed(l.Outcome):
 			if l.FoldedBy == report.FoldOutcome {
@@ -302,7 +302,7 @@ func (a *Analyzer) squeeze() {
 
 // catchAllIndex is the record index of the catch-all of an outcome, or -1;
 // an array, not the fold map: past every bound every call looks it up.
-func (a *Analyzer) catchAllIndex(lookup bool, out uint8) int {
+func (a *Analyzer) catchAllIndex(lookup bool, out report.Outcome) int {
 	kind := 0
 	if lookup {
 		kind = 1
@@ -310,7 +310,7 @@ func (a *Analyzer) catchAllIndex(lookup bool, out uint8) int {
 	return a.catchAlls[kind][out] - 1
 }
 
-func (a *Analyzer) setCatchAll(lookup bool, out uint8, i int) {
+func (a *Analyzer) setCatchAll(lookup bool, out report.Outcome, i int) {
 	kind := 0
 	if lookup {
 		kind = 1
@@ -407,7 +407,7 @@ func inPrefixes(ps []netip.Prefix, x netip.Addr) bool {
 
 // failed says whether an outcome means the caller did not get what it
 // asked for.
-func failed(outcome string) bool {
+func failed(outcome report.Outcome) bool {
 	switch outcome {
 	case report.Timeout, report.Pending, report.Refused, report.Rejected, report.ServFail, report.NXDomain:
 		return true

@@ -66,10 +66,10 @@ func TestFoldingKeepsEveryCall(t *testing.T) {
 	r := a.Finish()
 	conns, looks := map[string]int{}, map[string]int{}
 	for _, c := range r.Connections {
-		conns[c.Outcome] += c.Count
+		conns[c.Outcome.String()] += c.Count
 	}
 	for _, l := range r.Lookups {
-		looks[l.Outcome] += l.Count
+		looks[l.Outcome.String()] += l.Count
 	}
 	if conns["established"] != 26 || conns["timeout"]+conns["pending"] != 14 {
 		t.Errorf("connections by outcome %v, want 26 established and 14 unanswered", conns)
@@ -99,7 +99,7 @@ func TestDNSMessageRelayed(t *testing.T) {
 		t.Fatalf("%d lookups, want 1", len(rep.Lookups))
 	}
 	l := rep.Lookups[0]
-	if l.Transport != "tcp" || l.Outcome != "answered" || l.PID == nil || *l.PID != 9 {
+	if l.Transport != "tcp" || l.Outcome.String() != "answered" || l.PID == nil || *l.PID != 9 {
 		t.Errorf("lookup %+v, want an answered tcp lookup by pid 9", l)
 	}
 	if len(rep.Connections) != 1 || rep.Connections[0].Host != "tcp.example" {

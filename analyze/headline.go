@@ -25,7 +25,7 @@ type culprit struct {
 	host     string
 	port     string
 	blocked  float64 // the longest single wait
-	outcome  string
+	outcome  report.Outcome
 	proc     string // "shopapp[4242]" where the process is known
 	caller   string // "main.checkForUpdates (updates.go:42)" with --stacks
 }
@@ -56,7 +56,7 @@ func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
 			d.blocked = max(d.blocked, c.BlockedMS)
 			d.dests += c.Destinations
 			if d.outcome != c.Outcome {
-				d.outcome = "mixed"
+				d.outcome = report.Mixed
 			}
 			continue
 		}
@@ -89,7 +89,7 @@ func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
 			c.inferred = c.inferred || l.Inferred
 			c.blocked = max(c.blocked, l.BlockedMS)
 			if c.outcome != l.Outcome {
-				c.outcome = "mixed"
+				c.outcome = report.Mixed
 			}
 			continue
 		}
@@ -158,7 +158,7 @@ func describeCulprits(cs []culprit, limit int) string {
 	for _, lookup := range []bool{false, true} {
 		var parts []culprit
 		calls, hiddenCalls, hiddenDests := 0, 0, 0
-		kinds := map[string]int{}
+		kinds := map[report.Outcome]int{}
 		first := -1
 		for i, c := range cs {
 			if c.lookup != lookup {
@@ -230,7 +230,7 @@ func (c culprit) detail() string {
 	return plural(c.syns, "SYN") + ", " + wait
 }
 
-func describeOutcomes(kinds map[string]int, n int, one, many string) string {
+func describeOutcomes(kinds map[report.Outcome]int, n int, one, many string) string {
 	word := "failed"
 	if len(kinds) == 1 {
 		for k := range kinds {
@@ -331,11 +331,11 @@ func hostCulprits(cs []culprit) string {
 	var conns, looks []string
 	for _, c := range cs {
 		if c.lookup {
-			word := strings.TrimPrefix(describeOutcomes(map[string]int{c.outcome: c.n}, c.n, "", ""), fmt.Sprint(c.n)+" ")
+			word := strings.TrimPrefix(describeOutcomes(map[report.Outcome]int{c.outcome: c.n}, c.n, "", ""), fmt.Sprint(c.n)+" ")
 			looks = append(looks, fmt.Sprintf("%s (%d %s, up to %s%s)", c.host, c.n, strings.TrimSpace(word), tilde(c.inferred), secs(c.blocked)))
 			continue
 		}
-		conns = append(conns, fmt.Sprintf("%s (%s, up to %s%s)", c.host, describeOutcomes(map[string]int{c.outcome: c.n}, c.n, "call", "calls"), tilde(c.inferred), secs(c.blocked)))
+		conns = append(conns, fmt.Sprintf("%s (%s, up to %s%s)", c.host, describeOutcomes(map[report.Outcome]int{c.outcome: c.n}, c.n, "call", "calls"), tilde(c.inferred), secs(c.blocked)))
 	}
 	parts := conns
 	if len(looks) > 0 {

@@ -182,7 +182,7 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) (hosts []re
 		cu.LongestMS = max(cu.LongestMS, c.LongestMS)
 		cu.Inferred = cu.Inferred || c.Inferred
 		if cu.Outcome != c.Outcome {
-			cu.Outcome = "mixed"
+			cu.Outcome = report.Mixed
 		}
 	}
 	for i := range r.Connections {

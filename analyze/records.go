@@ -38,7 +38,7 @@ func isTimeoutErrno(errno int) bool { return errno == int(syscall.ETIMEDOUT) }
 
 // resolve decides an attempt's outcome as of time end (the window's end
 // when the attempt is still open then).
-func (a *Analyzer) resolve(at *attempt, end int64) (outcome string, t int64, basis string, inferred bool) {
+func (a *Analyzer) resolve(at *attempt, end int64) (outcome report.Outcome, t int64, basis string, inferred bool) {
 	switch at.ans {
 	case ansSynAck:
 		// Any ACK or data from the client after the SYN-ACK completes the
@@ -105,7 +105,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 	loop := at.client.Addr().IsLoopback() || at.server.Addr().IsLoopback() || at.client.Addr() == at.server.Addr()
 	fail := failed(out)
 	pl := a.place(len(a.conns), foldKey{client: at.client.Addr().As16(), dst: at.server.Addr().As16(),
-		port: at.server.Port(), name: at.host, out: outcomeCode(out)}, fail, at.client.Addr(), at.server.Addr())
+		port: at.server.Port(), name: at.host, out: out}, fail, at.client.Addr(), at.server.Addr())
 	if pl.inbound {
 		a.stats.InboundAttempts++
 		return

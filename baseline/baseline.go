@@ -128,8 +128,8 @@ func FromReport(source string, r *report.Report) *Set {
 			}
 			e.Calls += d.Calls
 			for o := range d.Outcomes {
-				if !slices.Contains(e.Outcomes, o) {
-					e.Outcomes = append(e.Outcomes, o)
+				if !slices.Contains(e.Outcomes, o.String()) {
+					e.Outcomes = append(e.Outcomes, o.String())
 				}
 			}
 			slices.Sort(e.Outcomes)

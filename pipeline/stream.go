@@ -44,7 +44,7 @@ type connKey struct {
 	srcPort uint16
 	proto   string
 	pid     int
-	outcome string
+	outcome report.Outcome
 }
 
 type lookupKey struct {

@@ -17,7 +17,7 @@ import (
 // destGroup is the failed calls to one destination.
 type destGroup struct {
 	dest     string
-	outcomes map[string]int
+	outcomes map[Outcome]int
 	calls    int
 	tries    int
 	clients  map[string]bool
@@ -27,7 +27,7 @@ type destGroup struct {
 	catchAll int // destinations a catch-all stands for
 }
 
-func (g *destGroup) add(outcome, client string, count, tries int, longest, sum float64, inferred bool) {
+func (g *destGroup) add(outcome Outcome, client string, count, tries int, longest, sum float64, inferred bool) {
 	g.outcomes[outcome] += count
 	g.calls += count
 	g.tries += tries
@@ -40,7 +40,7 @@ func (g *destGroup) add(outcome, client string, count, tries int, longest, sum f
 }
 
 func (g *destGroup) outcomeText() string {
-	keys := make([]string, 0, len(g.outcomes))
+	keys := make([]Outcome, 0, len(g.outcomes))
 	for k := range g.outcomes {
 		keys = append(keys, k)
 	}
@@ -48,7 +48,7 @@ func (g *destGroup) outcomeText() string {
 		if g.outcomes[keys[i]] != g.outcomes[keys[j]] {
 			return g.outcomes[keys[i]] > g.outcomes[keys[j]]
 		}
-		return keys[i] < keys[j]
+		return keys[i].String() < keys[j].String()
 	})
 	parts := make([]string, len(keys))
 	for i, k := range keys {
@@ -110,7 +110,7 @@ func connGroups(cs []Connection) (groups []*destGroup, okCalls, okDests int) {
 		}
 		g := byDest[dest]
 		if g == nil {
-			g = &destGroup{dest: dest, outcomes: map[string]int{}, clients: map[string]bool{}}
+			g = &destGroup{dest: dest, outcomes: map[Outcome]int{}, clients: map[string]bool{}}
 			byDest[dest] = g
 			groups = append(groups, g)
 		}
@@ -144,7 +144,7 @@ func lookupGroups(ls []Lookup) (groups []*destGroup, okCalls, okNames int) {
 		}
 		g := byName[name]
 		if g == nil {
-			g = &destGroup{dest: name, outcomes: map[string]int{}, clients: map[string]bool{}}
+			g = &destGroup{dest: name, outcomes: map[Outcome]int{}, clients: map[string]bool{}}
 			byName[name] = g
 			groups = append(groups, g)
 		}

@@ -95,7 +95,7 @@ func WriteHTML(w io.Writer, r *Report) error {
 			row := htmlRow{
 				Label:   label,
 				Proc:    proc(c.PID, c.Comm),
-				Outcome: c.Outcome, Class: outcomeClass(c.Outcome), Inferred: c.Inferred,
+				Outcome: c.Outcome.String(), Class: outcomeClass(c.Outcome), Inferred: c.Inferred,
 				X1: x(c.Start), X2: max(x(c.End), x(c.Start)+2),
 				Title: fmt.Sprintf("%s %s, %d SYNs, blocked %s%s (%s)%s", label, c.Outcome, c.Attempts, tildeIf(c.Inferred), durText(c.BlockedMS), c.EndBasis, countNote(c.Count)),
 			}
@@ -115,7 +115,7 @@ func WriteHTML(w io.Writer, r *Report) error {
 			add(htmlRow{
 				Label:   label,
 				Proc:    proc(l.PID, l.Comm),
-				Outcome: l.Outcome, Class: outcomeClass(l.Outcome), Inferred: l.Inferred,
+				Outcome: l.Outcome.String(), Class: outcomeClass(l.Outcome), Inferred: l.Inferred,
 				X1: x(l.Start), X2: max(x(l.End), x(l.Start)+2),
 				Title: fmt.Sprintf("%s via %s: %s, %d queries, blocked %s%s%s", label, l.Server, l.Outcome, l.Attempts, tildeIf(l.Inferred), durText(l.BlockedMS), countNote(l.Count)),
 			})
@@ -208,7 +208,7 @@ func tildeIf(b bool) string {
 	return ""
 }
 
-func outcomeClass(o string) string {
+func outcomeClass(o Outcome) string {
 	switch o {
 	case Established, Answered:
 		return "ok"

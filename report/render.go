@@ -202,7 +202,7 @@ func (e *errWriter) printf(format string, args ...any) {
 	}
 }
 
-func quiet(outcome string) bool {
+func quiet(outcome Outcome) bool {
 	return outcome == Established || outcome == Answered
 }
 
@@ -240,7 +240,7 @@ func connTable(w io.Writer, cs []Connection, origin time.Time, opt TableOptions)
 		} else if c.NameSource != SourceDNS {
 			host += " (" + c.NameSource + ")"
 		}
-		out := c.Outcome
+		out := c.Outcome.String()
 		if c.ICMP != nil {
 			out += ": " + c.ICMP.Meaning
 		}
@@ -321,7 +321,7 @@ func lookupTable(w io.Writer, ls []Lookup, origin time.Time, opt TableOptions) e
 		if l.Inferred {
 			blocked = "~" + blocked
 		}
-		out := l.Outcome
+		out := l.Outcome.String()
 		if l.Count > 1 {
 			out += fmt.Sprintf(" x%d", l.Count)
 		}

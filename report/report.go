@@ -13,25 +13,6 @@ import (
 // SchemaVersion is the version of the JSON report format.
 const SchemaVersion = 1
 
-// Connection outcomes.
-const (
-	Established = "established" // handshake completed (or the peers went on talking)
-	Refused     = "refused"     // RST answered the SYN
-	Rejected    = "rejected"    // ICMP unreachable / admin-prohibited answered the SYN
-	Timeout     = "timeout"     // no answer; the caller gave up
-	Pending     = "pending"     // no answer when the capture or window ended
-	Aborted     = "aborted"     // the server answered, the client did not complete the handshake
-)
-
-// Lookup outcomes (Timeout, Pending and Rejected are shared with connections).
-const (
-	Answered   = "answered"
-	NoData     = "nodata"
-	NXDomain   = "nxdomain"
-	ServFail   = "servfail"
-	DNSRefused = "refused"
-)
-
 // Name sources: where a connection's host name came from.
 const (
 	SourceDNS  = "dns"
@@ -91,7 +72,7 @@ type Connection struct {
 	SynTimesMS []float64 `json:"syn_times_ms"` // each SYN, ms after Start (bounded list)
 	SynAcks    int       `json:"synacks"`      // SYN-ACKs the server sent on this attempt's flow
 	RSTs       int       `json:"rsts"`         // RSTs either way on this attempt's flow
-	Outcome    string    `json:"outcome"`
+	Outcome    Outcome   `json:"outcome"`
 	End        time.Time `json:"end"`        // answer, give-up, or window end
 	BlockedMS  float64   `json:"blocked_ms"` // the wait inside the window; for a folded record the longest single wait
 	// BlockedSumMS is, for a folded record (Count > 1), the sum of its
@@ -141,7 +122,7 @@ type Host struct {
 type Culprit struct {
 	Lookup      bool    `json:"lookup"`
 	Destination string  `json:"destination"` // host or address and port; a lookup's name
-	Outcome     string  `json:"outcome"`     // "mixed" when several
+	Outcome     Outcome `json:"outcome"`     // Mixed when several
 	Calls       int     `json:"calls"`
 	LongestMS   float64 `json:"longest_ms"` // the longest single wait
 	Inferred    bool    `json:"inferred"`
@@ -166,7 +147,7 @@ type Lookup struct {
 	Transport string    `json:"transport"` // udp or tcp
 	Start     time.Time `json:"start"`
 	Attempts  int       `json:"attempts"`
-	Outcome   string    `json:"outcome"`
+	Outcome   Outcome   `json:"outcome"`
 	Rcode     string    `json:"rcode,omitempty"`
 	Answers   []string  `json:"answers"`
 	CNAMEs    []string  `json:"cnames,omitempty"`

@@ -83,8 +83,8 @@ type Check struct {
 	Baseline string `json:"baseline,omitempty"` // the --baseline report whose destinations are expected
 	// Mode is "enforce" when unexpected calls fail the check, "audit" when
 	// they are only reported.
-	Mode   string   `json:"mode"`
-	FailOn []string `json:"fail_on,omitempty"` // outcomes that fail the check
+	Mode   string    `json:"mode"`
+	FailOn []Outcome `json:"fail_on,omitempty"` // outcomes that fail the check
 	// Failed counts the destinations that fail the check; Unexpected those
 	// the policy does not allow, failing or not.
 	Failed     int `json:"failed"`
@@ -97,7 +97,7 @@ type Criteria struct {
 	// Enforce makes calls the policy does not allow fail the check.
 	Enforce bool
 	// FailOn lists the outcomes (Timeout, NXDomain...) that fail the check.
-	FailOn []string
+	FailOn []Outcome
 }
 
 func (c Criteria) active() bool {
@@ -110,11 +110,11 @@ func (c Criteria) active() bool {
 // returns the failing destinations, worst first: the exit decision and
 // every renderer read the same verdicts.
 func Judge(r *Report, c Criteria) []*Destination {
-	failOn := map[string]bool{}
+	failOn := map[Outcome]bool{}
 	for _, o := range c.FailOn {
 		failOn[o] = true
 	}
-	judge := func(v **Verdict, outcome, basis string, blockedBasis string) {
+	judge := func(v **Verdict, outcome Outcome, basis string, blockedBasis string) {
 		if basis == blockedBasis {
 			if *v == nil {
 				*v = &Verdict{}
@@ -186,18 +186,18 @@ type Destination struct {
 	Name       string // host name, else the address
 	Port       uint16
 	Proto      string
-	Calls      int            // calls (folded counts included)
-	Outcomes   map[string]int // outcome -> calls
-	Processes  []string       // "comm[pid]", sorted, at most 8
-	Comms      []string       // the command names of Processes, sorted, once each
-	BlockedMS  float64        // the union of the calls' waits (parallel calls count once)
-	LongestMS  float64        // the longest single wait
-	Unexpected bool           // some call is not allowed by the policy
-	Fails      Failure        // the worst of the calls' failures
-	RefusedBy  string         // who refused calls to it, when egress did
-	Rule       string         // the policy's reason for the first (unexpected) call
-	Catalog    string         // the catalog's label, when a known phone-home
-	Reasons    []string       // why calls failed where known (end basis), once each
+	Calls      int             // calls (folded counts included)
+	Outcomes   map[Outcome]int // outcome -> calls
+	Processes  []string        // "comm[pid]", sorted, at most 8
+	Comms      []string        // the command names of Processes, sorted, once each
+	BlockedMS  float64         // the union of the calls' waits (parallel calls count once)
+	LongestMS  float64         // the longest single wait
+	Unexpected bool            // some call is not allowed by the policy
+	Fails      Failure         // the worst of the calls' failures
+	RefusedBy  string          // who refused calls to it, when egress did
+	Rule       string          // the policy's reason for the first (unexpected) call
+	Catalog    string          // the catalog's label, when a known phone-home
+	Reasons    []string        // why calls failed where known (end basis), once each
 
 	spans []span
 }
@@ -241,7 +241,7 @@ func (d *Destination) OutcomeText() string {
 	}
 	var ocs []oc
 	for o, n := range d.Outcomes {
-		ocs = append(ocs, oc{o, n})
+		ocs = append(ocs, oc{o.String(), n})
 	}
 	slices.SortFunc(ocs, func(a, b oc) int { return cmp.Or(cmp.Compare(b.n, a.n), cmp.Compare(a.o, b.o)) })
 	parts := make([]string, len(ocs))
@@ -294,13 +294,13 @@ func Destinations(r *Report) []*Destination {
 	get := func(k key) *Destination {
 		d := byKey[k]
 		if d == nil {
-			d = &Destination{Name: k.name, Port: k.port, Proto: k.proto, Outcomes: map[string]int{}}
+			d = &Destination{Name: k.name, Port: k.port, Proto: k.proto, Outcomes: map[Outcome]int{}}
 			byKey[k] = d
 			ds = append(ds, d)
 		}
 		return d
 	}
-	add := func(d *Destination, count int, outcome string, pid *int, comm *string, start, end time.Time, blockedMS float64, basis string, v *Verdict) {
+	add := func(d *Destination, count int, outcome Outcome, pid *int, comm *string, start, end time.Time, blockedMS float64, basis string, v *Verdict) {
 		n := max(count, 1)
 		d.Calls += n
 		d.Outcomes[outcome] += n

@@ -30,7 +30,7 @@ const (
 
 // Sent is the outcome of a call whose answer egress cannot see (a datagram
 // or a packet was sent): the policy judges its destination.
-const Sent = "sent"
+const Sent = report.Sent
 
 // MaxRecords bounds the distinct records kept; the calls past it are
 // counted in one record named OtherDestinations.

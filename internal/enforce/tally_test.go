@@ -19,9 +19,11 @@ func TestTally(t *testing.T) {
 	r := &report.Report{Connections: []report.Connection{{SrcIP: "invalid IP", DstIP: "203.0.113.1", Proto: "tcp", Outcome: report.Rejected}}}
 	ta.Merge(r, map[netip.Addr]string{dst.Addr(): "x.example"}, nil, func(*event.Blocked) uint64 { return 7 })
 	type row struct {
-		proto, outcome, basis, host string
-		count                       int
-		pid                         bool
+		proto       string
+		outcome     report.Outcome
+		basis, host string
+		count       int
+		pid         bool
 	}
 	var got []row
 	for _, c := range r.Connections {

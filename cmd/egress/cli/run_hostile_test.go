@@ -245,7 +245,7 @@ func TestPrivilegedRunHostile(t *testing.T) {
 				t.Errorf("as %v under --block: %d echo requests reached the peer (%q); want none, exit 3 and the call reported\n%v", as, got, res.line("ping"), res)
 			}
 			res = h.egress(t, audit, append(as, "ping", peerIP)...)
-			if cs := res.calls("icmp", peerIP); res.code != ExitUnexpected || !unexpected(cs) || cs[0].Outcome != "sent" {
+			if cs := res.calls("icmp", peerIP); res.code != ExitUnexpected || !unexpected(cs) || cs[0].Outcome != report.Sent {
 				t.Errorf("as %v without --block: want exit 3 and the echo reported as sent\n%v", as, res)
 			}
 			// The peer's counter works: the reported echo did arrive.
@@ -394,7 +394,7 @@ func TestPrivilegedRunHostile(t *testing.T) {
 		if cs := res.calls("tcp", peerIP); res.line("child-cgroup") != "moved" || res.code != ExitUnexpected || !unexpected(cs) {
 			t.Errorf("without --block: %q; want the move to work, exit 3 and the child's connects reported\n%v", res.line("child-cgroup"), res)
 		}
-		outcomes := map[uint16]string{}
+		outcomes := map[uint16]report.Outcome{}
 		for _, c := range res.calls("tcp", peerIP) {
 			if c.EndBasis == enforce.BasisChild {
 				outcomes[c.DstPort] = c.Outcome

@@ -298,10 +298,10 @@ func TestPrivilegedRunStacks(t *testing.T) {
 	var got []string
 	for _, c := range r.Connections {
 		if c.DstIP == "198.51.100.10" {
-			got = append(got, c.Outcome+" "+c.CalledFrom)
+			got = append(got, c.Outcome.String()+" "+c.CalledFrom)
 		}
 	}
-	if len(got) != 1 || got[0] != report.Timeout+" "+want {
+	if len(got) != 1 || got[0] != report.Timeout.String()+" "+want {
 		t.Errorf("calls to the vendor: %q, want one timeout called from %q", got, want)
 	}
 }
