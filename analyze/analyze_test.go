@@ -54,7 +54,7 @@ type connSummary struct {
 func summarize(r *report.Report) []connSummary {
 	var out []connSummary
 	for _, c := range r.Connections {
-		out = append(out, connSummary{Dst: c.Dst.String(), Outcome: c.Outcome.String(), Attempts: c.Attempts, Blocked: c.BlockedMS, Inferred: c.Inferred, Basis: c.EndBasis})
+		out = append(out, connSummary{Dst: c.Dst().String(), Outcome: c.Outcome.String(), Attempts: c.Attempts, Blocked: c.BlockedMS, Inferred: c.Inferred, Basis: c.EndBasis})
 	}
 	return out
 }

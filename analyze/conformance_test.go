@@ -142,7 +142,7 @@ func TestConformance(t *testing.T) {
 		}
 		conns := map[connKey]report.Connection{}
 		for _, c := range r.Connections {
-			conns[connKey{c.Src.String(), c.Dst.String(), c.Start.UnixNano()}] = c
+			conns[connKey{c.Src().String(), c.Dst().String(), c.Start.UnixNano()}] = c
 		}
 		for _, ta := range truth.TCPAttempts {
 			k := connKey{joinAP(ta.ClientIP, ta.ClientPort), joinAP(ta.ServerIP, ta.ServerPort), epochNS(ta.FirstSYN)}
@@ -177,7 +177,7 @@ func TestConformance(t *testing.T) {
 		}
 		lks := map[lookupKey]report.Lookup{}
 		for _, l := range r.Lookups {
-			lks[lookupKey{l.Client, l.Server, strings.ToLower(l.Name), l.QType, l.Transport, l.Start.UnixNano()}] = l
+			lks[lookupKey{l.Client.String(), l.Server.String(), strings.ToLower(l.Name), l.QType, l.Transport, l.Start.UnixNano()}] = l
 		}
 		for _, q := range truth.DNS {
 			if q.Outcome == "response-without-query" {

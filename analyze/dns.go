@@ -319,7 +319,7 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 	}
 	out, end, basis, inferred := a.resolveLookup(lk, now)
 	blocked := a.blockedInWindow(lk.start, end)
-	fail := failed(out)
+	fail := out.Failed()
 	pl := a.place(len(a.lks), foldKey{lookup: true, client: lk.client.Addr().As16(), dst: lk.server.Addr().As16(),
 		port: lk.server.Port(), name: lk.name, qtype: lk.qtype, out: out}, fail, lk.client.Addr(), lk.server.Addr())
 	if pl.inbound {
@@ -348,8 +348,8 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 	l := report.Lookup{
 		Name:      lk.name,
 		QType:     dnsmsg.TypeString(lk.qtype),
-		Client:    lk.client.Addr().Unmap().String(),
-		Server:    addrPortString(lk.server),
+		Client:    lk.client.Addr().Unmap(),
+		Server:    unmapped(lk.server),
 		Transport: "udp",
 		Start:     time.Unix(0, lk.start).UTC(),
 		Attempts:  lk.queries,
@@ -382,7 +382,7 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 		l.FoldedBy = pl.tier.foldedBy()
 	}
 	if pl.tier == tierOutcome {
-		l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", "", []string{}, nil
+		l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", netip.AddrPort{}, []string{}, nil
 		a.stats.RecordsDropped++
 	}
 	a.register(pl, len(a.lks), fail)
@@ -415,8 +415,8 @@ func rcodeName(r uint8) string {
 	return "RCODE" + itoa(int(r))
 }
 
-func addrPortString(ap netip.AddrPort) string {
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+func unmapped(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // tcpDNS reassembles DNS messages from one TCP flow (RFC 1035 4.2.2 framing),

@@ -158,7 +158,7 @@ func (a *Analyzer) squeeze() {
 		c := a.conns[i]
 		code := c.Outcome
 		switch {
-		case failed(c.Outcome) || c.Loopback:
+		case c.Outcome.Failed() || c.Loopback:
 			if c.FoldedBy == report.FoldOutcome {
 				connCatch[code] = kept
 			}
@@ -180,12 +180,12 @@ func (a *Analyzer) squeeze() {
 			continue
 		}
 		connMap[i] = -1
-		if c.FoldedBy != report.FoldDestination && !a.egressNow(c.Src.Addr(), c.Dst.Addr()) {
+		if c.FoldedBy != report.FoldDestination && !a.egressNow(c.SrcIP, c.DstIP) {
 			a.stats.InboundAttempts += uint64(c.Count)
 			continue
 		}
-		a.noteOtherDestination(foldKey{client: c.Src.Addr().As16(), dst: c.Dst.Addr().As16(), port: c.Dst.Port(), name: c.Host, out: code})
-		a.noteFolded(c.Src.Addr(), c.Dst.Addr(), c.Start.UnixNano(), c.End.UnixNano(), false)
+		a.noteOtherDestination(foldKey{client: c.SrcIP.As16(), dst: c.DstIP.As16(), port: c.DstPort, name: c.Host, out: code})
+		a.noteFolded(c.SrcIP, c.DstIP, c.Start.UnixNano(), c.End.UnixNano(), false)
 		sum := c.BlockedSumMS
 		if c.Count == 1 {
 			sum = c.BlockedMS
@@ -193,7 +193,7 @@ func (a *Analyzer) squeeze() {
 		a.stats.RecordsDropped += uint64(c.Count)
 		j, ok := connCatch[code]
 		if !ok {
-			c.Host, c.NameSource, c.DstIP, c.DstPort, c.Dst = OtherDestinations, report.SourceNone, "", 0, netip.AddrPort{}
+			c.Host, c.NameSource, c.DstIP, c.DstPort = OtherDestinations, report.SourceNone, netip.Addr{}, 0
 			c.FoldedBy, c.BlockedSumMS = report.FoldOutcome, sum
 			connCatch[code] = kept
 			a.conns[kept] = c
@@ -213,7 +213,7 @@ func (a *Analyzer) squeeze() {
 		l := a.lks[i]
 		code := l.Outcome
 		switch {
-		case failed(l.Outcome):
+		case l.Outcome.Failed():
 			if l.FoldedBy == report.FoldOutcome {
 				lkCatch[code] = kept
 			}
@@ -234,8 +234,7 @@ func (a *Analyzer) squeeze() {
 			continue
 		}
 		lkMap[i] = -1
-		client, _ := netip.ParseAddr(l.Client)
-		server, _ := netip.ParseAddrPort(l.Server)
+		client, server := l.Client, l.Server
 		if l.FoldedBy != report.FoldDestination && !a.egressNow(client, server.Addr()) {
 			continue // a lookup this host answered
 		}
@@ -248,7 +247,7 @@ func (a *Analyzer) squeeze() {
 		a.stats.RecordsDropped += uint64(l.Count)
 		j, ok := lkCatch[code]
 		if !ok {
-			l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", "", []string{}, nil
+			l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", netip.AddrPort{}, []string{}, nil
 			l.FoldedBy, l.BlockedSumMS = report.FoldOutcome, sum
 			lkCatch[code] = kept
 			a.lks[kept] = l
@@ -401,16 +400,6 @@ func inPrefixes(ps []netip.Prefix, x netip.Addr) bool {
 		if p.Contains(x) {
 			return true
 		}
-	}
-	return false
-}
-
-// failed says whether an outcome means the caller did not get what it
-// asked for.
-func failed(outcome report.Outcome) bool {
-	switch outcome {
-	case report.Timeout, report.Pending, report.Refused, report.Rejected, report.ServFail, report.NXDomain:
-		return true
 	}
 	return false
 }

@@ -137,7 +137,7 @@ func TestDualStackHost(t *testing.T) {
 	if r.Local.Basis != "inferred-servers" || !cmp.Equal(r.Local.Addresses, []string{"198.18.0.2", "2001:db8:1::2"}) {
 		t.Errorf("local = %+v, want the app's two addresses", r.Local)
 	}
-	if len(r.Connections) != 1 || r.Connections[0].Dst.Addr() != vendor6 || r.Stats.InboundAttempts != 1 {
+	if len(r.Connections) != 1 || r.Connections[0].DstIP != vendor6 || r.Stats.InboundAttempts != 1 {
 		t.Errorf("connections %+v inbound %d, want only the vendor call and the login inbound", r.Connections, r.Stats.InboundAttempts)
 	}
 	if r.HostsSeen != 0 || strings.Contains(r.Headline, "hosts") {

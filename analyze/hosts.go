@@ -168,7 +168,7 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) (hosts []re
 		}
 	}
 	culprit := func(h *hostAcc, key culpritKey, c report.Culprit) {
-		if !failed(c.Outcome) {
+		if !c.Outcome.Failed() {
 			return
 		}
 		cu := h.culprits[key]
@@ -187,22 +187,22 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) (hosts []re
 	}
 	for i := range r.Connections {
 		c := &r.Connections[i]
-		if c.Loopback || !c.Src.IsValid() {
+		if c.Loopback || !c.SrcIP.IsValid() {
 			continue
 		}
-		h := get(c.Src.Addr())
+		h := get(c.SrcIP)
 		proc := ""
 		if c.PID != nil {
-			proc = procName(c.PID, c.Comm)
+			proc = report.ProcName(c.PID, c.Comm)
 		}
-		fail := failed(c.Outcome)
+		fail := c.Outcome.Failed()
 		note(h, c.Start.UnixNano(), c.End.UnixNano(), fail, proc)
 		if !fail {
 			continue
 		}
 		dest := c.Host
-		if dest == "" {
-			dest = c.DstIP
+		if dest == "" && c.DstIP.IsValid() {
+			dest = c.DstIP.String()
 		}
 		dest += ":" + strconv.Itoa(int(c.DstPort))
 		calls := c.Count
@@ -215,16 +215,16 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) (hosts []re
 	}
 	for i := range r.Lookups {
 		l := &r.Lookups[i]
-		client, err := netip.ParseAddr(l.Client)
-		if err != nil || client.IsLoopback() {
+		client := l.Client
+		if !client.IsValid() || client.IsLoopback() {
 			continue
 		}
 		h := get(client)
 		proc := ""
 		if l.PID != nil {
-			proc = procName(l.PID, l.Comm)
+			proc = report.ProcName(l.PID, l.Comm)
 		}
-		fail := failed(l.Outcome)
+		fail := l.Outcome.Failed()
 		note(h, l.Start.UnixNano(), l.End.UnixNano(), fail, proc)
 		if !fail {
 			continue

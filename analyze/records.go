@@ -103,7 +103,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 	// A host talking to itself (loopback, or its own address) is a local
 	// service, not egress.
 	loop := at.client.Addr().IsLoopback() || at.server.Addr().IsLoopback() || at.client.Addr() == at.server.Addr()
-	fail := failed(out)
+	fail := out.Failed()
 	pl := a.place(len(a.conns), foldKey{client: at.client.Addr().As16(), dst: at.server.Addr().As16(),
 		port: at.server.Port(), name: at.host, out: out}, fail, at.client.Addr(), at.server.Addr())
 	if pl.inbound {
@@ -140,9 +140,9 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 	c := report.Connection{
 		Host:       at.host,
 		NameSource: at.nameSource,
-		SrcIP:      at.client.Addr().Unmap().String(),
+		SrcIP:      at.client.Addr().Unmap(),
 		SrcPort:    at.client.Port(),
-		DstIP:      at.server.Addr().Unmap().String(),
+		DstIP:      at.server.Addr().Unmap(),
 		DstPort:    at.server.Port(),
 		Proto:      "tcp",
 		Start:      time.Unix(0, at.start).UTC(),
@@ -157,8 +157,6 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 		ICMP:       at.icmp,
 		Loopback:   loop,
 		Count:      1,
-		Src:        at.client,
-		Dst:        at.server,
 	}
 	if c.NameSource == "" {
 		c.NameSource = report.SourceNone
@@ -180,7 +178,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 		c.FoldedBy = pl.tier.foldedBy()
 	}
 	if pl.tier == tierOutcome {
-		c.Host, c.NameSource, c.DstIP, c.DstPort, c.Dst = OtherDestinations, report.SourceNone, "", 0, netip.AddrPort{}
+		c.Host, c.NameSource, c.DstIP, c.DstPort = OtherDestinations, report.SourceNone, netip.Addr{}, 0
 		a.stats.RecordsDropped++
 	}
 	a.register(pl, len(a.conns), fail)

@@ -88,6 +88,16 @@ func ParseOutcome(s string) (Outcome, bool) {
 	return 0, s == ""
 }
 
+// Failed says whether the outcome means the caller did not get what it
+// asked for (the headline's and the hosts' failed calls).
+func (o Outcome) Failed() bool {
+	switch o {
+	case Timeout, Pending, Refused, Rejected, ServFail, NXDomain:
+		return true
+	}
+	return false
+}
+
 // MarshalText writes the outcome's name (JSON, YAML).
 func (o Outcome) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
 

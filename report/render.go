@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 	"time"
 	"unicode"
@@ -326,7 +327,7 @@ func lookupTable(w io.Writer, ls []Lookup, origin time.Time, opt TableOptions) e
 			out += fmt.Sprintf(" x%d", l.Count)
 		}
 		out += l.Verdict.mark()
-		server := l.Server
+		server := addrPortText(l.Server)
 		if l.Transport == "tcp" {
 			server += "/tcp"
 		}
@@ -362,11 +363,28 @@ func lookupTable(w io.Writer, ls []Lookup, origin time.Time, opt TableOptions) e
 	return nil
 }
 
-func joinHostPort(ip string, port uint16) string {
-	if strings.Contains(ip, ":") {
+func joinHostPort(ip netip.Addr, port uint16) string {
+	if ip.Is6() {
 		return fmt.Sprintf("[%s]:%d", ip, port)
 	}
-	return fmt.Sprintf("%s:%d", ip, port)
+	return fmt.Sprintf("%s:%d", addrText(ip), port)
+}
+
+// addrText is a's text, "" for none (a catch-all has no address), as on
+// the wire.
+func addrText(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+// addrPortText is a's text, "" for none.
+func addrPortText(a netip.AddrPort) string {
+	if !a.Addr().IsValid() {
+		return ""
+	}
+	return a.String()
 }
 
 func proc(pid *int, comm *string) string {

@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,14 +27,14 @@ func at(ms float64) time.Time { return t0.Add(time.Duration(ms * float64(time.Mi
 
 // call builds a connection from start to end (ms after t0).
 func call(host, ip string, port uint16, outcome Outcome, start, end float64, comm string, pid int, v *Verdict) Connection {
-	return Connection{Host: host, DstIP: ip, DstPort: port, Proto: "tcp", Outcome: outcome, Count: 1, Attempts: 1,
+	return Connection{Host: host, DstIP: netip.MustParseAddr(ip), DstPort: port, Proto: "tcp", Outcome: outcome, Count: 1, Attempts: 1,
 		Start: at(start), End: at(end), BlockedMS: end - start, EndBasis: "answer", PID: ptr(pid), Comm: ptr(comm),
 		NameSource: SourceDNS, SynTimesMS: []float64{0}, Verdict: v}
 }
 
 func lookup(name, qtype string, outcome Outcome, start, end float64, comm string, pid int, basis string) Lookup {
 	return Lookup{Name: name, QType: qtype, Outcome: outcome, Count: 1, Attempts: 1, Start: at(start), End: at(end),
-		BlockedMS: end - start, Server: "127.0.0.53:53", Transport: "udp", EndBasis: basis, PID: ptr(pid), Comm: ptr(comm), Answers: []string{}}
+		BlockedMS: end - start, Server: netip.MustParseAddrPort("127.0.0.53:53"), Transport: "udp", EndBasis: basis, PID: ptr(pid), Comm: ptr(comm), Answers: []string{}}
 }
 
 func allowed(rule string) *Verdict { return &Verdict{Expected: ptr(true), Rule: rule} }

@@ -183,7 +183,8 @@ func ptrTo[T any](v T) *T { return &v }
 // check passes or fails. Loopback calls are left out: a local database is
 // not a phone-home.
 type Destination struct {
-	Name       string // host name, else the address
+	Name       string     // host name, else the address
+	Addr       netip.Addr // the address, when Name is it
 	Port       uint16
 	Proto      string
 	Calls      int             // calls (folded counts included)
@@ -220,7 +221,7 @@ func (d *Destination) Target() string {
 	if d.Proto == "dns" {
 		return Safe(d.Name)
 	}
-	if a, err := netip.ParseAddr(d.Name); err == nil && a.Is6() {
+	if d.Addr.Is6() {
 		return fmt.Sprintf("[%s]:%d", d.Name, d.Port)
 	}
 	if d.Port == 0 && d.Proto == "tcp" {
@@ -343,12 +344,16 @@ func Destinations(r *Report) []*Destination {
 		}
 		k := key{c.Host, c.DstPort, c.Proto}
 		if k.name == "" {
-			k.name = c.DstIP
+			k.name = addrText(c.DstIP)
 		}
 		if c.IsCatchAll() { // issue 7: no port, and how many it stands for
 			k.name = fmt.Sprintf("%d other destinations", c.Destinations)
 		}
-		add(get(k), c.Count, c.Outcome, c.PID, c.Comm, c.Start, c.End, c.BlockedMS, c.EndBasis, c.Verdict)
+		d := get(k)
+		if c.DstIP.IsValid() && k.name == addrText(c.DstIP) {
+			d.Addr = c.DstIP // named by its address
+		}
+		add(d, c.Count, c.Outcome, c.PID, c.Comm, c.Start, c.End, c.BlockedMS, c.EndBasis, c.Verdict)
 	}
 	for i := range r.Lookups {
 		l := &r.Lookups[i]

@@ -112,7 +112,7 @@ func checkLookupProcs(t *testing.T, r *report.Report, shop int) {
 	t.Helper()
 	byName := map[string]string{}
 	for _, l := range r.Lookups {
-		if l.QType != "A" || l.Server == "198.18.0.1:53" && strings.HasPrefix(l.Client, "127.") {
+		if l.QType != "A" || l.Server.String() == "198.18.0.1:53" && l.Client.IsLoopback() {
 			continue
 		}
 		if l.PID != nil && l.Comm != nil {
@@ -173,7 +173,7 @@ var storyCases = []storyCase{
 			timeouts(t, r, shop)
 			servers := map[string]bool{}
 			for _, l := range r.Lookups {
-				servers[l.Server] = true
+				servers[l.Server.String()] = true
 			}
 			if !servers["127.0.0.53:53"] || !servers["198.18.0.1:53"] {
 				t.Errorf("lookups went to %v, want the app's to the stub (127.0.0.53) and the stub's upstream (198.18.0.1)", servers)
@@ -301,7 +301,7 @@ var storyCases = []storyCase{
 		check: func(t *testing.T, r *report.Report, shop int) {
 			timeouts(t, r, shop)
 			for _, c := range r.Connections {
-				if !strings.Contains(c.DstIP, ":") {
+				if !c.DstIP.Is6() {
 					t.Errorf("%s: want IPv6", c.DstIP)
 				}
 			}

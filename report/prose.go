@@ -1,17 +1,15 @@
-package analyze
+package report
 
 import (
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
-
-	"github.com/egress-dev/egress/report"
 )
 
-// All the report's prose is in this file: the headline, from the report's
-// typed data (records, window, hosts), so that it can move to the report
-// package as it is.
+// The headline and the analyzer's hints are prose: they are written here,
+// from the report's typed data (records, window, hosts), so that analyze
+// writes no English.
 
 // culprit is a destination whose failed calls the headline names.
 type culprit struct {
@@ -25,24 +23,24 @@ type culprit struct {
 	host     string
 	port     string
 	blocked  float64 // the longest single wait
-	outcome  report.Outcome
+	outcome  Outcome
 	proc     string // "shopapp[4242]" where the process is known
 	caller   string // "main.checkForUpdates (updates.go:42)" with --stacks
 }
 
 // culprits groups the failed calls by destination: a connection's host (or
 // address) and port, a lookup's name.
-func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
+func culprits(conns []Connection, looks []Lookup) []culprit {
 	var cs []culprit
 	byDest := map[string]int{}
 	for i := range conns {
 		c := &conns[i]
-		if c.Loopback || !failed(c.Outcome) {
+		if c.Loopback || !c.Outcome.Failed() {
 			continue
 		}
 		host := c.Host
-		if host == "" {
-			host = c.DstIP
+		if host == "" && c.DstIP.IsValid() {
+			host = c.DstIP.String()
 		}
 		key := host + "\x00" + fmt.Sprint(c.DstPort)
 		if c.IsCatchAll() {
@@ -56,7 +54,7 @@ func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
 			d.blocked = max(d.blocked, c.BlockedMS)
 			d.dests += c.Destinations
 			if d.outcome != c.Outcome {
-				d.outcome = report.Mixed
+				d.outcome = Mixed
 			}
 			continue
 		}
@@ -64,7 +62,7 @@ func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
 		cu := culprit{n: c.Count, syns: c.Attempts, inferred: c.Inferred, host: host, port: fmt.Sprint(c.DstPort),
 			blocked: c.BlockedMS, outcome: c.Outcome, catchAll: c.IsCatchAll(), dests: c.Destinations}
 		if c.PID != nil {
-			cu.proc = procName(c.PID, c.Comm)
+			cu.proc = ProcName(c.PID, c.Comm)
 		}
 		cu.caller = c.CalledFrom
 		cs = append(cs, cu)
@@ -72,7 +70,7 @@ func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
 	byName := map[string]int{}
 	for i := range looks {
 		l := &looks[i]
-		if !failed(l.Outcome) {
+		if !l.Outcome.Failed() {
 			continue
 		}
 		key := l.Name
@@ -89,7 +87,7 @@ func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
 			c.inferred = c.inferred || l.Inferred
 			c.blocked = max(c.blocked, l.BlockedMS)
 			if c.outcome != l.Outcome {
-				c.outcome = report.Mixed
+				c.outcome = Mixed
 			}
 			continue
 		}
@@ -106,10 +104,10 @@ func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
 	return cs
 }
 
-// headline is the one line that answers "why was it slow": how much of the
+// Headline is the one line that answers "why was it slow": how much of the
 // window was blocked, and by which failed calls; with several local hosts,
 // which hosts lost the most time and to what.
-func headline(r *report.Report) string {
+func Headline(r *Report) string {
 	w := r.Window
 	if w.DurationMS <= 0 && len(r.Connections) == 0 && len(r.Lookups) == 0 {
 		return "no outbound connections or lookups seen"
@@ -126,7 +124,7 @@ func headline(r *report.Report) string {
 	if r.HostsSeen > 1 {
 		return hostsHeadline(r, nConn, nLook)
 	}
-	head := fmt.Sprintf("the %s window was blocked %s (%s)", secs(w.DurationMS), secs(w.BlockedMS), pct(w.BlockedMS, w.DurationMS))
+	head := fmt.Sprintf("the %s window was blocked %s (%s)", humanSecs(w.DurationMS), humanSecs(w.BlockedMS), pct(w.BlockedMS, w.DurationMS))
 	cs := culprits(r.Connections, r.Lookups)
 	if len(cs) == 0 {
 		return fmt.Sprintf("%s; %s and %s, none failed", head, count(nConn, "outbound connection"), count(nLook, "lookup"))
@@ -158,7 +156,7 @@ func describeCulprits(cs []culprit, limit int) string {
 	for _, lookup := range []bool{false, true} {
 		var parts []culprit
 		calls, hiddenCalls, hiddenDests := 0, 0, 0
-		kinds := map[report.Outcome]int{}
+		kinds := map[Outcome]int{}
 		first := -1
 		for i, c := range cs {
 			if c.lookup != lookup {
@@ -218,7 +216,7 @@ func describeCulprits(cs []culprit, limit int) string {
 // detail is a culprit's parenthesis: "3 SYNs, ~3.0 s", "2 calls, 6 SYNs,
 // up to ~3.0 s", "AAAA+A, 2 queries, up to 5.0 s".
 func (c culprit) detail() string {
-	wait := tilde(c.inferred) + secs(c.blocked)
+	wait := tilde(c.inferred) + humanSecs(c.blocked)
 	switch {
 	case c.lookup && c.n > len(c.qtypes):
 		return fmt.Sprintf("%s, %d queries, up to %s", strings.Join(c.qtypes, "+"), c.n, wait)
@@ -230,24 +228,24 @@ func (c culprit) detail() string {
 	return plural(c.syns, "SYN") + ", " + wait
 }
 
-func describeOutcomes(kinds map[report.Outcome]int, n int, one, many string) string {
+func describeOutcomes(kinds map[Outcome]int, n int, one, many string) string {
 	word := "failed"
 	if len(kinds) == 1 {
 		for k := range kinds {
 			switch k {
-			case report.Timeout, report.Pending:
+			case Timeout, Pending:
 				word = "unanswered"
-			case report.Refused:
+			case Refused:
 				word = "refused"
-			case report.Rejected:
+			case Rejected:
 				word = "rejected"
-			case report.NXDomain:
+			case NXDomain:
 				word = "NXDOMAIN"
-			case report.ServFail:
+			case ServFail:
 				word = "SERVFAIL"
 			}
 		}
-	} else if kinds[report.Timeout]+kinds[report.Pending] == n {
+	} else if kinds[Timeout]+kinds[Pending] == n {
 		word = "unanswered"
 	}
 	if n == 1 {
@@ -289,9 +287,9 @@ func joinCulprits(cs []culprit, prep string) string {
 // hostsHeadline answers per host: the hosts that lost the most time to
 // failed calls, each with its share of its own active time and its top
 // culprits.
-func hostsHeadline(r *report.Report, nConn, nLook int) string {
+func hostsHeadline(r *Report, nConn, nLook int) string {
 	head := fmt.Sprintf("%d hosts made %s and %s in the %s window", r.HostsSeen,
-		count(nConn, "outbound connection"), count(nLook, "lookup"), secs(r.Window.DurationMS))
+		count(nConn, "outbound connection"), count(nLook, "lookup"), humanSecs(r.Window.DurationMS))
 	var lost []string
 	shown := 0
 	for _, h := range r.Hosts {
@@ -303,7 +301,7 @@ func hostsHeadline(r *report.Report, nConn, nLook int) string {
 		if len(h.Processes) > 0 {
 			who += " (" + strings.Join(h.Processes, ", ") + ")"
 		}
-		s := fmt.Sprintf("%s lost %s of its %s active (%s)", who, secs(h.LostMS), secs(h.ActiveMS), pct(h.LostMS, h.ActiveMS))
+		s := fmt.Sprintf("%s lost %s of its %s active (%s)", who, humanSecs(h.LostMS), humanSecs(h.ActiveMS), pct(h.LostMS, h.ActiveMS))
 		var cs []culprit
 		for _, c := range h.Culprits {
 			cs = append(cs, culprit{lookup: c.Lookup, host: c.Destination, n: c.Calls, blocked: c.LongestMS,
@@ -331,11 +329,11 @@ func hostCulprits(cs []culprit) string {
 	var conns, looks []string
 	for _, c := range cs {
 		if c.lookup {
-			word := strings.TrimPrefix(describeOutcomes(map[report.Outcome]int{c.outcome: c.n}, c.n, "", ""), fmt.Sprint(c.n)+" ")
-			looks = append(looks, fmt.Sprintf("%s (%d %s, up to %s%s)", c.host, c.n, strings.TrimSpace(word), tilde(c.inferred), secs(c.blocked)))
+			word := strings.TrimPrefix(describeOutcomes(map[Outcome]int{c.outcome: c.n}, c.n, "", ""), fmt.Sprint(c.n)+" ")
+			looks = append(looks, fmt.Sprintf("%s (%d %s, up to %s%s)", c.host, c.n, strings.TrimSpace(word), tilde(c.inferred), humanSecs(c.blocked)))
 			continue
 		}
-		conns = append(conns, fmt.Sprintf("%s (%s, up to %s%s)", c.host, describeOutcomes(map[report.Outcome]int{c.outcome: c.n}, c.n, "call", "calls"), tilde(c.inferred), secs(c.blocked)))
+		conns = append(conns, fmt.Sprintf("%s (%s, up to %s%s)", c.host, describeOutcomes(map[Outcome]int{c.outcome: c.n}, c.n, "call", "calls"), tilde(c.inferred), humanSecs(c.blocked)))
 	}
 	parts := conns
 	if len(looks) > 0 {
@@ -346,7 +344,7 @@ func hostCulprits(cs []culprit) string {
 
 // secs writes a duration given in milliseconds for people: "3.1 s",
 // "12 ms", "0.36 ms" (never "0 ms" for a wait that was not zero).
-func secs(msv float64) string {
+func humanSecs(msv float64) string {
 	s := msv / 1000
 	switch {
 	case s >= 100:
@@ -395,8 +393,9 @@ func by(proc string) string {
 	return " from " + proc
 }
 
-// procName is "comm[pid]" (comm made terminal-safe by the renderer).
-func procName(pid *int, comm *string) string {
+// ProcName is "comm[pid]", "pid N" without a name, "" without a pid (comm
+// made terminal-safe by the renderer).
+func ProcName(pid *int, comm *string) string {
 	if pid == nil {
 		return ""
 	}
@@ -414,4 +413,34 @@ func count(n int, what string) string {
 		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(what, "y"))
 	}
 	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// ResolvedNotContactedHint: name was resolved to answers but no packet to
+// them was seen.
+func ResolvedNotContactedHint(name string, answers []string) Hint {
+	return Hint{
+		Kind:    "resolved-not-contacted",
+		Subject: name,
+		Text: fmt.Sprintf("%s was resolved (%s) but no packet to it appears in the capture: if the app "+
+			"should have connected, a firewall on the capturing host may drop the SYNs before the capture "+
+			"point sees them (record with nftables `log group N` and `tcpdump -i nflog:N`, or use `egress watch`)",
+			name, strings.Join(answers, ", ")),
+	}
+}
+
+// MoreResolvedHint counts the resolved-not-contacted names past the limit.
+func MoreResolvedHint(more int) Hint {
+	return Hint{Kind: "more", Subject: "", Text: fmt.Sprintf("%d more names were resolved but not contacted", more)}
+}
+
+// StackUnnamedHint: the stacks of process who (ProcName, "" when unknown)
+// name no function of the application.
+func StackUnnamedHint(who string) Hint {
+	if who == "" {
+		who = "an unknown process"
+	}
+	return Hint{Kind: "stack-unnamed", Subject: who, Text: fmt.Sprintf(
+		"the stacks of %s name no function of the application, only module+offset: its code has no symbols, or no frame pointers "+
+			"(build C/C++ with -fno-omit-frame-pointer and keep the symbol table; run Node.js with --perf-basic-prof "+
+			"--interpreted-frames-native-stack, Python 3.12+ with -X perf; see docs/watch.md)", who)}
 }
