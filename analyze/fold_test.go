@@ -161,7 +161,7 @@ func TestPerHostHeadline(t *testing.T) {
 	a.Packet(seg(0.5, other, 41000, vendor, 81, syn, 300, 0, ""))
 	a.Packet(seg(0.501, vendor, 81, other, 41000, rstack, 0, 301, ""))
 	r := a.Finish()
-	if r.HostsSeen != 2 || len(r.Hosts) != 2 || r.Hosts[0].Address != "198.18.0.2" {
+	if r.HostsSeen != 2 || len(r.Hosts) != 2 || r.Hosts[0].Address.String() != "198.18.0.2" {
 		t.Fatalf("hosts %d %+v, want 2 with the app first", r.HostsSeen, r.Hosts)
 	}
 	want := "2 hosts made 3 outbound connections and 0 lookups in the 4.0 s window; most time lost: " +

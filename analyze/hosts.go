@@ -280,11 +280,11 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) (hosts []re
 	n := len(all)
 	hosts = make([]report.Host, 0, min(n, report.MaxHosts))
 	for _, h := range all[:min(n, report.MaxHosts)] {
-		out := report.Host{Address: h.addr.String(), ActiveMS: ms(max(h.last-h.first, 0)), LostMS: ms(h.lostNS),
+		out := report.Host{Address: h.addr, ActiveMS: ms(max(h.last-h.first, 0)), LostMS: ms(h.lostNS),
 			Calls: h.calls, Failed: h.failed, Culprits: topCulprits(h, 2)}
 		if joined := a.hostAddrs(h.addr); len(joined) > 1 {
 			for _, x := range joined {
-				out.Addresses = append(out.Addresses, x.String())
+				out.Addresses = append(out.Addresses, x)
 			}
 		}
 		procs := make([]string, 0, len(h.procs))

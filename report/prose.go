@@ -297,7 +297,7 @@ func hostsHeadline(r *Report, nConn, nLook int) string {
 			continue
 		}
 		shown++
-		who := h.Address
+		who := h.Address.String()
 		if len(h.Processes) > 0 {
 			who += " (" + strings.Join(h.Processes, ", ") + ")"
 		}

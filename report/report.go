@@ -108,9 +108,9 @@ const MaxHosts = 50
 
 // Host sums up the calls of one local host inside the window.
 type Host struct {
-	Address   string   `json:"address"`
-	Addresses []string `json:"addresses,omitempty"` // all its addresses, when several are joined (dual stack)
-	Processes []string `json:"processes,omitempty"` // "comm[pid]" of its calls, where known (at most 3)
+	Address   netip.Addr   `json:"address"`
+	Addresses []netip.Addr `json:"addresses,omitempty"` // all its addresses, when several are joined (dual stack)
+	Processes []string     `json:"processes,omitempty"` // "comm[pid]" of its calls, where known (at most 3)
 	// ActiveMS is from its first call's start to its last call's end,
 	// inside the window; LostMS the union of its failed calls' waits.
 	ActiveMS float64   `json:"active_ms"`
@@ -132,10 +132,10 @@ type Culprit struct {
 
 // ICMP describes an ICMP error that rejected a connection or lookup.
 type ICMP struct {
-	Type    uint8  `json:"type"`
-	Code    uint8  `json:"code"`
-	Meaning string `json:"meaning"`
-	From    string `json:"from"`
+	Type    uint8      `json:"type"`
+	Code    uint8      `json:"code"`
+	Meaning string     `json:"meaning"`
+	From    netip.Addr `json:"from"`
 }
 
 // Lookup is one DNS query (with its retransmissions) and its outcome.
