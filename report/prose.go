@@ -444,3 +444,30 @@ func StackUnnamedHint(who string) Hint {
 			"(build C/C++ with -fno-omit-frame-pointer and keep the symbol table; run Node.js with --perf-basic-prof "+
 			"--interpreted-frames-native-stack, Python 3.12+ with -X perf; see docs/watch.md)", who)}
 }
+
+// UnhookedPacketsHint: egress run's catch-all counted packets of proto
+// from sockets the connect/sendmsg hooks do not see.
+func UnhookedPacketsHint(proto string, packets, dropped uint64) Hint {
+	return Hint{Kind: "catch-all", Subject: proto,
+		Text: fmt.Sprintf("%d packet(s) of a socket the connect/sendmsg hooks do not see, %d dropped", packets, dropped)}
+}
+
+// ChildStepsFoldedHint: past limit child-cgroup TCP connections, n steps
+// were only counted.
+func ChildStepsFoldedHint(n, limit int) Hint {
+	return Hint{Kind: "blocked-folded", Subject: fmt.Sprintf("%d step(s)", n),
+		Text: fmt.Sprintf("more than %d child-cgroup TCP connections: the steps of the rest are only counted", limit)}
+}
+
+// BlockedFoldedHint: past limit distinct calls, n calls with outcome out
+// are counted in the record named record.
+func BlockedFoldedHint(n, limit int, out Outcome, record string) Hint {
+	return Hint{Kind: "blocked-folded", Subject: fmt.Sprintf("%d call(s)", n),
+		Text: fmt.Sprintf("more than %d distinct calls refused or reported by the cgroup programs: the rest (%s) are counted in the record %q", limit, out, record)}
+}
+
+// BlockedHint: egress run --block refused n calls.
+func BlockedHint(n int) Hint {
+	return Hint{Kind: "blocked", Subject: fmt.Sprintf("%d call(s)", n),
+		Text: "egress run --block refused calls to destinations the policy does not allow: the app got EPERM at once instead of waiting"}
+}

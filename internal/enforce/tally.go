@@ -282,8 +282,7 @@ func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map
 	}
 	if t.connsOver > 0 {
 		r.Stats.RecordsDropped += uint64(t.connsOver)
-		r.Hints = append(r.Hints, report.Hint{Kind: "blocked-folded", Subject: fmt.Sprintf("%d step(s)", t.connsOver),
-			Text: fmt.Sprintf("more than %d child-cgroup TCP connections: the steps of the rest are only counted", MaxRecords)})
+		r.Hints = append(r.Hints, report.ChildStepsFoldedHint(t.connsOver, MaxRecords))
 	}
 	if len(t.order) == 0 && t.overRefused == nil && t.overReported == nil {
 		if added {
@@ -338,15 +337,13 @@ func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map
 		r.Stats.RecordsDropped += uint64(o.Count)
 		r.Connections = append(r.Connections, *o)
 		added = true
-		r.Hints = append(r.Hints, report.Hint{Kind: "blocked-folded", Subject: fmt.Sprintf("%d call(s)", o.Count),
-			Text: fmt.Sprintf("more than %d distinct calls refused or reported by the cgroup programs: the rest (%s) are counted in the record %q", MaxRecords, o.Outcome, OtherDestinations)})
+		r.Hints = append(r.Hints, report.BlockedFoldedHint(o.Count, MaxRecords, o.Outcome, OtherDestinations))
 	}
 	if added {
 		slices.SortStableFunc(r.Connections, func(a, b report.Connection) int { return a.Start.Compare(b.Start) })
 	}
 	if refusedCalls > 0 {
-		r.Hints = append(r.Hints, report.Hint{Kind: "blocked", Subject: fmt.Sprintf("%d call(s)", refusedCalls),
-			Text: "egress run --block refused calls to destinations the policy does not allow: the app got EPERM at once instead of waiting"})
+		r.Hints = append(r.Hints, report.BlockedHint(refusedCalls))
 	}
 }
 
