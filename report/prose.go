@@ -471,3 +471,32 @@ func BlockedHint(n int) Hint {
 	return Hint{Kind: "blocked", Subject: fmt.Sprintf("%d call(s)", n),
 		Text: "egress run --block refused calls to destinations the policy does not allow: the app got EPERM at once instead of waiting"}
 }
+
+// StoppedHint: egress run was interrupted and stopped the command name.
+func StoppedHint(name string) Hint {
+	return Hint{Kind: "stopped", Subject: name,
+		Text: "egress was interrupted (SIGINT or SIGTERM) and passed SIGTERM on: egress stopped the command, the report covers the run until then"}
+}
+
+// DNSProxyOverloadedHint: what egress run's DNS proxy could not forward.
+func DNSProxyOverloadedHint(overloaded, kernelDropped, tcpRefused uint64) Hint {
+	return Hint{Kind: "dns-proxy", Subject: "overloaded",
+		Text: fmt.Sprintf("%d queries answered SERVFAIL without forwarding (too many in flight), %d dropped by the kernel (socket buffer full), %d TCP connections closed unread",
+			overloaded, kernelDropped, tcpRefused)}
+}
+
+// ConfinementHint says what the command ran without: the capabilities
+// dropped, and those kept on request.
+func ConfinementHint(dropped, kept []string) Hint {
+	text := "the command ran without the capabilities " + strings.Join(dropped, ", ") +
+		", with no_new_privs, in its own cgroup namespace (rooted at the run's cgroup) and pid namespace"
+	if len(kept) > 0 {
+		text += "; kept on request (--keep-caps): " + strings.Join(kept, ", ")
+	}
+	return Hint{Kind: "confinement", Subject: "privileges", Text: text}
+}
+
+// IncompleteHeadline is headline when lost kernel events may hide calls.
+func IncompleteHeadline(lost uint64, headline string) string {
+	return fmt.Sprintf("INCOMPLETE: %d kernel event(s) lost, calls may be missing; %s", lost, headline)
+}
