@@ -36,6 +36,9 @@ type Analyzer struct {
 
 	conns   []report.Connection
 	lks     []report.Lookup
+	connSp  []lostSpan // what of each conns record can be lost
+	lkSp    []lostSpan // the same for lks
+	act     activityLog
 	folded  map[foldKey]int // index into conns/lks of a record calls can fold into
 	answers []answeredLookup
 
@@ -271,7 +274,7 @@ func (a *Analyzer) keepProc(p *event.Process) *event.Process {
 	if q, ok := a.procs[*p]; ok {
 		return q
 	}
-	q := &event.Process{PID: p.PID, Comm: p.Comm}
+	q := &event.Process{PID: p.PID, Comm: p.Comm, Parent: p.Parent}
 	if len(a.procs) < 4096 {
 		a.procs[*q] = q
 	}
@@ -390,6 +393,20 @@ func (w waitRef) setNext(t int64) {
 	w.lk.waiting = false
 }
 
+// busy notes the host's first own action after the call started: from a
+// capture alone, the call's lost time ends there.
+func (w waitRef) busy(t int64) {
+	if w.at != nil {
+		if w.at.busyAt == 0 && t > w.at.start {
+			w.at.busyAt = t
+		}
+		return
+	}
+	if w.lk.busyAt == 0 && t > w.lk.start {
+		w.lk.busyAt = t
+	}
+}
+
 func (w waitRef) drop() {
 	if w.at != nil {
 		w.at.waiting = false
@@ -435,6 +452,7 @@ func (a *Analyzer) actionName(src netip.Addr, t int64, self *attempt, qname stri
 			keep = append(keep, w)
 			continue
 		}
+		w.busy(t)
 		last := w.lastTx()
 		switch {
 		case w.answered():

@@ -47,13 +47,15 @@ type lookup struct {
 	icmp       *report.ICMP
 	icmpTime   int64
 	nextAction int64
+	busyAt     int64 // first new action of the same host after start
 	waiting    bool
 }
 
+// dnsUDP handles DNS over UDP. A query is no contact with the names its
+// server's address also answers for (the resolver and the vendor may
+// share one): the "resolved but not contacted" hint judges by what was
+// sent, not by address alone.
 func (a *Analyzer) dnsUDP(p *event.Packet) {
-	if p.DstPort == 53 {
-		a.contacted.add(p.Dst)
-	}
 	a.dnsMessage(p, p.Payload, false)
 }
 
@@ -130,10 +132,6 @@ func (a *Analyzer) dnsQuery(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
 func (a *Analyzer) dnsResponse(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
 	k := mkDNSKey(netip.AddrPortFrom(p.Dst, p.DstPort), netip.AddrPortFrom(p.Src, p.SrcPort), tcp)
 	qname := a.intern(m.QName)
-	// Names from every answer, matched or not: a response whose query was
-	// not captured still says what the address is called.
-	a.learnNames(p, m, qname)
-
 	list := a.lookups[k]
 	idx := -1
 	for i, lk := range list {
@@ -144,6 +142,14 @@ func (a *Analyzer) dnsResponse(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
 			idx = i
 		}
 	}
+	// Names from every answer, matched or not: a response whose query was
+	// not captured still says what the address is called. A matched one
+	// also says which process asked.
+	var asker *event.Process
+	if idx >= 0 {
+		asker = list[idx].proc
+	}
+	a.learnNames(p, m, qname, asker)
 	if idx < 0 {
 		a.stats.UnmatchedAnswers++
 		return
@@ -179,14 +185,14 @@ func (a *Analyzer) dnsResponse(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
 	a.finishLookup(lk, p.Time)
 }
 
-func (a *Analyzer) learnNames(p *event.Packet, m *dnsmsg.Msg, qname string) {
+func (a *Analyzer) learnNames(p *event.Packet, m *dnsmsg.Msg, qname string, asker *event.Process) {
 	if m.Rcode != 0 || qname == "" {
 		return
 	}
 	for i := range m.Answers {
 		rr := &m.Answers[i]
 		if rr.Addr.IsValid() {
-			a.names.add(rr.Addr, qname, p.Dst, p.Time, rr.TTL, &a.stats)
+			a.names.add(rr.Addr, qname, p.Dst, asker, p.Time, rr.TTL, &a.stats)
 		}
 	}
 }
@@ -394,6 +400,7 @@ func (a *Analyzer) addLookup(l report.Lookup, lk *lookup) {
 		a.answers = append(a.answers, answeredLookup{index: len(a.lks), addrs: lk.answers})
 	}
 	a.lks = append(a.lks, l)
+	a.lkSp = append(a.lkSp, spanOf(l.Outcome.Failed() && l.Name != OtherDestinations, lk.start, l.End.UnixNano(), lk.busyAt))
 	a.settledLookup(&a.lks[len(a.lks)-1])
 }
 

@@ -61,13 +61,15 @@ func (a *Analyzer) Finish() *report.Report {
 	// their calls ended (fold.go); every other record holds the calls of
 	// one client and one destination, decided here from the whole capture.
 	decided := func(by string) bool { return by == report.FoldDestination || by == report.FoldOutcome }
-	for _, c := range a.conns {
+	var connSp, lkSp []lostSpan
+	for i, c := range a.conns {
 		switch {
 		case decided(c.FoldedBy) || c.Loopback || isEgress(c.SrcIP, c.DstIP):
 			if c.FoldedBy == report.FoldOutcome {
 				c.Destinations = a.otherConnDests[c.Outcome]
 			}
 			r.Connections = append(r.Connections, c)
+			connSp = append(connSp, a.connSp[i])
 		default:
 			r.Stats.InboundAttempts += uint64(c.Count)
 		}
@@ -81,8 +83,11 @@ func (a *Analyzer) Finish() *report.Report {
 			}
 			keepLookup[i] = true
 			r.Lookups = append(r.Lookups, l)
+			lkSp = append(lkSp, a.lkSp[i])
 		}
 	}
+	r.Window.LostMS, r.Window.LostBasis = a.lostTime(r.Connections, connSp, r.Lookups, lkSp, start, end)
+	r.Stats.ActivityCoarsenedMS = a.stats.ActivityCoarsenedMS
 	r.Connections = byStart(r.Connections, func(c *report.Connection) time.Time { return c.Start })
 	r.Lookups = byStart(r.Lookups, func(l *report.Lookup) time.Time { return l.Start })
 

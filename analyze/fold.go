@@ -205,6 +205,7 @@ func (a *Analyzer) squeeze() {
 	}
 	clear(a.conns[kept:])
 	a.conns = a.conns[:kept]
+	a.connSp = moveSpans(a.connSp, connMap, kept)
 
 	lkMap := make([]int, len(a.lks))
 	kept = 0
@@ -259,6 +260,7 @@ func (a *Analyzer) squeeze() {
 	}
 	clear(a.lks[kept:])
 	a.lks = a.lks[:kept]
+	a.lkSp = moveSpans(a.lkSp, lkMap, kept)
 	answers := a.answers[:0]
 	for _, al := range a.answers {
 		if j := lkMap[al.index]; j >= 0 {

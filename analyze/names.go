@@ -3,6 +3,7 @@ package analyze
 import (
 	"net/netip"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/egress-dev/egress/appproto"
@@ -10,51 +11,90 @@ import (
 	"github.com/egress-dev/egress/report"
 )
 
-// namesPerAddr bounds the names remembered for one address (CDNs put many
-// names on one address; the most recent ones matter).
-const namesPerAddr = 4
+// namesPerAddr bounds the answers remembered for one address. CDNs (and a
+// stand-in internet) put many names on one address, and every process that
+// asks gets its own entry, so that each connect is named by its own lookup.
+const namesPerAddr = 32
 
+// nameEntry is one name learnt for an address, by one asker (client address
+// and, where known, process).
 type nameEntry struct {
 	name    string
 	client  netip.Addr // who looked it up
-	seen    int64
+	pid     int        // the process that asked; 0 when unknown
+	parent  int        // its parent; 0 when unknown
+	first   int64      // first answer: the entry names connects from then on
+	last    int64      // latest answer; a repeat never moves first
 	expires int64
+	// unused holds the times of answers no connect of the asking process
+	// has taken yet, oldest first (at most maxUnused).
+	unused []int64
+}
+
+// maxUnused bounds the answers of one name an asker may have waiting.
+const maxUnused = 16
+
+func (e *nameEntry) answered(t int64) {
+	if len(e.unused) == maxUnused {
+		e.unused = append(e.unused[:0], e.unused[1:]...)
+	}
+	e.unused = append(e.unused, t)
+}
+
+// recency is when, as of time t, the asker last had this answer: a repeat
+// answered after t does not count for a connect at t.
+func (e *nameEntry) recency(t int64) int64 {
+	if e.last <= t {
+		return e.last
+	}
+	return e.first
 }
 
 // nameTable maps addresses to the DNS names that answered them.
 type nameTable struct {
-	m   map[netip.Addr]*[namesPerAddr]nameEntry
+	m   map[netip.Addr][]nameEntry
 	max int
 }
 
 func newNameTable(max int) nameTable {
-	return nameTable{m: make(map[netip.Addr]*[namesPerAddr]nameEntry), max: max}
+	return nameTable{m: make(map[netip.Addr][]nameEntry), max: max}
 }
 
-func (nt *nameTable) add(addr netip.Addr, name string, client netip.Addr, t int64, ttl uint32, st *report.Stats) {
+func (nt *nameTable) add(addr netip.Addr, name string, client netip.Addr, asker *event.Process, t int64, ttl uint32, st *report.Stats) {
+	pid, parent := procIDs(asker)
 	addr = addr.Unmap()
-	e := nt.m[addr]
-	if e == nil {
-		if len(nt.m) >= nt.max {
-			nt.evict(st)
-		}
-		e = new([namesPerAddr]nameEntry)
-		nt.m[addr] = e
+	e, ok := nt.m[addr]
+	if !ok && len(nt.m) >= nt.max {
+		nt.evict(st)
 	}
 	exp := t + int64(ttl)*int64(time.Second)
-	// Refresh an existing entry for the same name and client, else replace
-	// the oldest slot.
-	oldest := 0
+	// A repeat of the same asker's answer extends it; it keeps its first
+	// time, so a connect made between the two answers still finds it.
 	for i := range e {
-		if e[i].name == name && e[i].client == client {
-			e[i].seen, e[i].expires = t, exp
+		if x := &e[i]; x.name == name && x.client == client && x.pid == pid {
+			x.last, x.expires = max(x.last, t), max(x.expires, exp)
+			if x.pid != 0 {
+				x.answered(t)
+			}
+			x.first = min(x.first, t)
 			return
 		}
-		if e[i].seen < e[oldest].seen {
+	}
+	ne := nameEntry{name: name, client: client, pid: pid, parent: parent, first: t, last: t, expires: exp}
+	if pid != 0 {
+		ne.answered(t)
+	}
+	if len(e) < namesPerAddr {
+		nt.m[addr] = append(e, ne)
+		return
+	}
+	oldest := 0
+	for i := range e {
+		if e[i].last < e[oldest].last {
 			oldest = i
 		}
 	}
-	e[oldest] = nameEntry{name: name, client: client, seen: t, expires: exp}
+	e[oldest] = ne
 }
 
 // evict frees about a quarter of the table: the addresses whose newest
@@ -68,7 +108,7 @@ func (nt *nameTable) evict(st *report.Stats) {
 	for a, e := range nt.m {
 		var newest int64
 		for i := range e {
-			newest = max(newest, e[i].seen)
+			newest = max(newest, e[i].last)
 		}
 		all = append(all, aged{a, newest})
 	}
@@ -84,36 +124,134 @@ func (nt *nameTable) evict(st *report.Stats) {
 	}
 }
 
-// lookup returns the name for addr as client would have it at time t: the
-// name this client looked up last (live TTL first), else any client's most
-// recent answer. Expired answers are used when nothing fresher exists: apps
-// cache longer than TTLs say.
-func (nt *nameTable) lookup(addr, client netip.Addr, t int64) (string, bool) {
-	e := nt.m[addr.Unmap()]
-	if e == nil {
-		return "", false
-	}
-	best, bestScore := -1, -1
+// agree says whether every entry that matches has name.
+func agree(e []nameEntry, match func(*nameEntry) bool, name string) bool {
 	for i := range e {
-		en := &e[i]
-		if en.name == "" || en.seen > t {
-			continue
-		}
-		score := 0
-		if en.client == client {
-			score += 2
-		}
-		if en.expires >= t {
-			score++
-		}
-		if score > bestScore || (score == bestScore && en.seen > e[best].seen) {
-			best, bestScore = i, score
+		if match(&e[i]) && !strings.EqualFold(e[i].name, name) {
+			return false
 		}
 	}
-	if best < 0 {
-		return "", false
+	return true
+}
+
+// procIDs is a process's pid and parent (0 when unknown).
+func procIDs(p *event.Process) (pid, parent int) {
+	if p == nil {
+		return 0, 0
 	}
-	return e[best].name, true
+	return p.PID, p.Parent
+}
+
+// sameTree says whether a lookup by (pid, parent) belongs to the process
+// tree of a connect by (cpid, cparent): its parent, a child or a sibling.
+func sameTree(pid, parent, cpid, cparent int) bool {
+	if pid == 0 || cpid == 0 {
+		return false
+	}
+	return pid == cparent || parent == cpid || (parent != 0 && parent == cparent)
+}
+
+// lookup returns the name for a connect from client (process pid, 0 when
+// unknown) to addr at time t, and says whether it is only a guess. In
+// order: the name this process looked up last before t whose answer holds
+// addr; else the name its process tree (parent, children, siblings) looked
+// up last; else the name this host looked up last (lookups of no known
+// process, or any when the connect's process is unknown); else any name
+// for addr, a guess when the address has several. Within each step a live
+// TTL wins over an expired one (apps cache longer than TTLs say), then
+// the most recent answer.
+func (nt *nameTable) lookup(addr, client netip.Addr, proc *event.Process, t int64) (name string, guess, ok bool) {
+	name, step := nt.lookupStep(addr, client, proc, t, false)
+	return name, step == stepGuess, step != stepNone
+}
+
+// Naming steps, best first.
+const (
+	stepProcess = 1 + iota // the connecting process's own lookup
+	stepTree               // its parent's, a child's or a sibling's
+	stepHost               // the host's lookup of no known process
+	stepAny                // any name, the address's only one
+	stepGuess              // any name, of several
+	stepNone    = 0
+)
+
+// lookupStep is lookup, saying which step named the connect. With consume
+// the connect uses up one answer of its own process: one process that
+// looked up several names sharing the address (Node's concurrent calls)
+// connects in the order its answers came back, so each connect takes the
+// earliest answer no earlier connect took, and only when all are taken the
+// most recent.
+func (nt *nameTable) lookupStep(addr, client netip.Addr, proc *event.Process, t int64, consume bool) (string, int) {
+	pid, parent := procIDs(proc)
+	e := nt.m[addr.Unmap()]
+	if len(e) == 0 {
+		return "", stepNone
+	}
+	pick := func(match func(*nameEntry) bool, future bool) int {
+		best := -1
+		var bestLive bool
+		var bestAt int64
+		for i := range e {
+			x := &e[i]
+			if !match(x) || (!future && x.first > t) {
+				continue
+			}
+			live, at := x.expires >= t, x.recency(t)
+			if x.first > t {
+				live, at = false, -x.first // answered after the connect: the nearest first
+			}
+			if best < 0 || (live && !bestLive) || (live == bestLive && at > bestAt) {
+				best, bestLive, bestAt = i, live, at
+			}
+		}
+		return best
+	}
+	if pid != 0 {
+		if consume {
+			best := -1
+			var bestAt int64
+			for i := range e {
+				x := &e[i]
+				if x.pid != pid || len(x.unused) == 0 || x.unused[0] > t {
+					continue
+				}
+				if best < 0 || x.unused[0] < bestAt {
+					best, bestAt = i, x.unused[0]
+				}
+			}
+			if best >= 0 {
+				x := &e[best]
+				x.unused = x.unused[1:]
+				return x.name, stepProcess
+			}
+		}
+		if i := pick(func(x *nameEntry) bool { return x.pid == pid }, false); i >= 0 {
+			return e[i].name, stepProcess
+		}
+		// A tree is many processes (a build's workers are siblings):
+		// its answer names the connect only when the tree agrees.
+		tree := func(x *nameEntry) bool { return x.first <= t && sameTree(x.pid, x.parent, pid, parent) }
+		if i := pick(tree, false); i >= 0 && agree(e, tree, e[i].name) {
+			return e[i].name, stepTree
+		}
+	}
+	if i := pick(func(x *nameEntry) bool { return x.client == client && (x.pid == 0 || pid == 0) }, false); i >= 0 {
+		return e[i].name, stepHost
+	}
+	i := pick(func(*nameEntry) bool { return true }, false)
+	if i < 0 {
+		// Only answers after the connect (events out of order): still
+		// the address's name, but not one the caller can have used.
+		i = pick(func(*nameEntry) bool { return true }, true)
+	}
+	guess := e[i].first > t
+	for j := range e {
+		guess = guess || !strings.EqualFold(e[j].name, e[i].name)
+	}
+	if guess {
+		return e[i].name, stepGuess
+	}
+	return e[i].name, stepAny
 }
 
 // nameAttempt names a new attempt from DNS answers seen before it, and
@@ -121,11 +259,35 @@ func (nt *nameTable) lookup(addr, client netip.Addr, t int64) (string, bool) {
 // family to an address just answered to a client of the other family alone
 // is that client's host (local.go).
 func (a *Analyzer) nameAttempt(at *attempt, t int64) {
-	if name, ok := a.names.lookup(at.server.Addr(), at.client.Addr(), t); ok {
-		at.host, at.nameSource = name, report.SourceDNS
-	}
 	if partner, ok := a.names.soleAsker(at.server.Addr(), t); ok && partner.Is4() != at.client.Addr().Unmap().Is4() {
 		a.join(at.client.Addr(), partner)
+	}
+	name, step := a.names.lookupStep(at.server.Addr(), at.client.Addr(), at.proc, t, true)
+	if step == stepNone {
+		return
+	}
+	at.host, at.nameStep, at.nameSource = name, step, report.SourceDNS
+	if step == stepGuess {
+		at.nameSource = report.SourceGuess
+	}
+}
+
+// renameAttempt looks again, when the attempt is finished, for a better
+// DNS name than it got at its start: an answer given before the connect
+// may reach the analyzer after it (live sources deliver the kernel's and
+// the capture's events by different queues). Only answers from before
+// the connect count, as at the start.
+func (a *Analyzer) renameAttempt(at *attempt) {
+	if at.nameStep == stepProcess || at.nameSource == report.SourceSNI || at.nameSource == report.SourceHTTP {
+		return
+	}
+	name, step := a.names.lookupStep(at.server.Addr(), at.client.Addr(), at.proc, at.start, false)
+	if step == stepNone || (at.nameStep != stepNone && step >= at.nameStep) {
+		return
+	}
+	at.host, at.nameStep, at.nameSource = name, step, report.SourceDNS
+	if step == stepGuess {
+		at.nameSource = report.SourceGuess
 	}
 }
 
@@ -143,7 +305,7 @@ func (nt *nameTable) soleAsker(addr netip.Addr, t int64) (netip.Addr, bool) {
 	var who netip.Addr
 	for i := range e {
 		en := &e[i]
-		if en.name == "" || en.seen > t || t-en.seen > joinWindow {
+		if en.name == "" || en.first > t || t-en.recency(t) > joinWindow {
 			continue
 		}
 		if who.IsValid() && en.client != who {
@@ -202,10 +364,11 @@ func (a *Analyzer) clientPayload(f *flow, p *event.Packet) {
 	}
 }
 
-// setAppName records a name from SNI or HTTP Host; a DNS name seen before
-// the connection wins, since it is what the client asked for.
+// setAppName records a name from SNI or HTTP Host: what the connection
+// itself says wins over any DNS answer (several names may share the
+// address). When it agrees with the DNS name, the source stays dns.
 func (a *Analyzer) setAppName(at *attempt, name, source string) {
-	if at.nameSource == report.SourceDNS || name == "" {
+	if name == "" || (at.nameSource == report.SourceDNS && strings.EqualFold(strings.TrimSuffix(name, "."), strings.TrimSuffix(at.host, "."))) {
 		return
 	}
 	at.host, at.nameSource = name, source

@@ -18,6 +18,8 @@ func (a *Analyzer) Observe(o event.Observation) {
 		a.Sock(o)
 	case *event.DNS:
 		a.DNS(o)
+	case *event.Activity:
+		a.Activity(o)
 	}
 }
 
@@ -54,6 +56,7 @@ func (a *Analyzer) settledConnection(c *report.Connection) {
 		return
 	}
 	cp := *c
+	cp.LostMS = a.settledLost(a.connSp[len(a.connSp)-1])
 	cp.SynTimesMS = append([]float64{}, c.SynTimesMS...)
 	a.cfg.Settled.Connection(&cp)
 }
@@ -67,6 +70,7 @@ func (a *Analyzer) settledLookup(l *report.Lookup) {
 		return
 	}
 	cp := *l
+	cp.LostMS = a.settledLost(a.lkSp[len(a.lkSp)-1])
 	cp.Answers = append([]string{}, l.Answers...)
 	a.cfg.Settled.Lookup(&cp)
 }

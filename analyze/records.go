@@ -96,6 +96,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 		return
 	}
 	out, end, basis, inferred := a.resolve(at, now)
+	a.renameAttempt(at)
 	if end < at.start {
 		end = at.start // an answer captured before its SYN (reordering)
 	}
@@ -183,6 +184,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 	}
 	a.register(pl, len(a.conns), fail)
 	a.conns = append(a.conns, c)
+	a.connSp = append(a.connSp, spanOf(out.Failed() && !c.Loopback && pl.tier != tierOutcome, at.start, end, at.busyAt))
 	a.settledConnection(&a.conns[len(a.conns)-1])
 }
 

@@ -54,10 +54,12 @@ type attempt struct {
 	stack           []event.Frame // eBPF --stacks: the connecting thread's stack
 
 	nextAction int64 // first new action of the same host after lastSyn
+	busyAt     int64 // first new action of the same host after start
 	newISN     int64 // a new SYN with another ISN replaced this attempt
 
 	host       string
 	nameSource string
+	nameStep   int // which naming step gave host (stepProcess...)
 	proc       *event.Process
 	waiting    bool // listed in Analyzer.waiting
 }
@@ -153,7 +155,9 @@ func (a *Analyzer) newAttempt(k flowKey, p *event.Packet) {
 	f := &flow{key: k, att: at, lastSeen: p.Time}
 	a.flows[k] = f
 	a.initiators.add(p.Src)
-	a.contacted.add(p.Dst)
+	if !isDNSTCPPort(p.DstPort) {
+		a.contacted.add(p.Dst) // DNS over TCP is no contact (see dnsUDP)
+	}
 	a.nameAttempt(at, p.Time)
 	a.action(p.Src, p.Time, at)
 	a.wait(at)

@@ -39,6 +39,9 @@ const (
 type Process struct {
 	PID  int
 	Comm string
+	// Parent is the parent's pid where the source knows it (0: unknown):
+	// names follow the asker's process tree.
+	Parent int
 }
 
 // Packet is one decoded packet: the header facts the analyzer needs.
@@ -216,7 +219,7 @@ type Undecoded struct {
 }
 
 // Observation is any of the values a source emits: *Packet, *Sock, *DNS,
-// *Blocked or *Undecoded. When is its time, Unix ns: the pipeline puts the
+// *Blocked, *Undecoded or *Activity. When is its time, Unix ns: the pipeline puts the
 // observations of all sources in that order.
 type Observation interface {
 	When() int64
@@ -227,3 +230,13 @@ func (s *Sock) When() int64      { return s.Time }
 func (d *DNS) When() int64       { return d.Time }
 func (b *Blocked) When() int64   { return b.Time }
 func (u *Undecoded) When() int64 { return u.Time }
+func (a *Activity) When() int64  { return a.Time }
+
+// Activity is the scheduler's view of the watched processes (egress watch
+// and run): from Time on, at least one of their threads runs or waits for
+// a CPU (Running), or none does: they all sleep, waiting on something.
+// Sources send one at attach (the state then) and one at every change.
+type Activity struct {
+	Time    int64 // nanoseconds since the Unix epoch
+	Running bool
+}

@@ -80,6 +80,9 @@ func clone(o event.Observation) event.Observation {
 		c := *o
 		c.Frame = bytes.Clone(o.Frame)
 		return &c
+	case *event.Activity:
+		c := *o
+		return &c
 	}
 	return o
 }

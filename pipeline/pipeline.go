@@ -62,6 +62,10 @@ type Config struct {
 	// (egress run: its confinement, the proxy's counters), before the
 	// refused calls are merged. It is live knowledge the tee does not keep.
 	Finish func(*report.Report)
+	// ParentOf, when set, gives the parent of a process forked while
+	// watched (capture/sched's Tracer.Parent), for processes whose parent
+	// /proc could not give: a short-lived resolver's tree. 0: unknown.
+	ParentOf func(pid int) int
 	// Source and Backend are written into the report.
 	Source, Backend string
 	Hold, Drain     time.Duration // defaults: ReorderHold, DrainAfter
@@ -75,6 +79,7 @@ type Tee interface {
 	WriteSock(*event.Sock) error
 	WriteDNS(*event.DNS) error
 	WriteBlocked(*event.Blocked) error
+	WriteActivity(*event.Activity) error
 	Close(comment.WatchInfo) error
 }
 
@@ -123,7 +128,7 @@ func Run(ctx context.Context, cfg Config) *Result {
 	if cfg.now == nil {
 		cfg.now = func() int64 { return time.Now().UnixNano() }
 	}
-	st := &stage{tee: cfg.Tee, live: cfg.Live}
+	st := &stage{tee: cfg.Tee, live: cfg.Live, parentOf: cfg.ParentOf}
 	var stream *streamer
 	if cfg.Stream != nil {
 		stream = &streamer{out: cfg.Stream, pol: cfg.Policy, cat: cfg.Catalog, crit: cfg.Judge, blocked: &st.blocked,
@@ -273,10 +278,11 @@ loop:
 // process to DNS traffic from the kernel's view of resolver sockets, writes
 // the tee, feeds the analyzer and collects refused calls.
 type stage struct {
-	an     *analyze.Analyzer
-	tee    Tee
-	teeErr error
-	live   bool
+	an       *analyze.Analyzer
+	tee      Tee
+	teeErr   error
+	live     bool
+	parentOf func(pid int) int
 
 	// to is the live window's end (0 while open); once the observations
 	// reach it, the analyzer is told (ended).
@@ -323,11 +329,13 @@ func (s *stage) observe(o event.Observation) {
 			// (the socket may be gone before /proc could say).
 			o.Proc = s.resolvers[netip.AddrPortFrom(o.Src, o.SrcPort)]
 		}
+		s.withParent(&o.Proc)
 		if o.Frame != nil {
 			s.write(func() error { return s.tee.WriteFrame(o.Time, o.Frame, o.WireLen, o.Proc) })
 		}
 		s.an.Packet(o)
 	case *event.Sock:
+		s.withParent(&o.Proc)
 		if o.Kind == event.SockUDPConnect {
 			// Not a call: it says whose DNS queries leave from that address.
 			if s.resolvers == nil || len(s.resolvers) >= maxResolverSockets {
@@ -343,6 +351,7 @@ func (s *stage) observe(o event.Observation) {
 		if o.Proc == nil && !o.Response && s.resolvers != nil {
 			o.Proc = s.resolvers[o.Client]
 		}
+		s.withParent(&o.Proc)
 		s.safeProc(&o.Proc)
 		s.write(func() error { return s.tee.WriteDNS(o) })
 		s.blocked.dns(o)
@@ -353,6 +362,23 @@ func (s *stage) observe(o event.Observation) {
 		s.blocked.add(o)
 	case *event.Undecoded:
 		s.write(func() error { return s.tee.WriteFrame(o.Time, o.Frame, o.WireLen, nil) })
+	case *event.Activity:
+		s.write(func() error { return s.tee.WriteActivity(o) })
+		s.an.Activity(o)
+	}
+}
+
+// withParent gives a process its parent from the scheduler view where the
+// source could not (the process had left /proc). Process values are shared
+// and never changed once emitted, so it is a copy.
+func (s *stage) withParent(p **event.Process) {
+	if s.parentOf == nil || *p == nil || (*p).Parent != 0 {
+		return
+	}
+	if parent := s.parentOf((*p).PID); parent > 0 {
+		c := **p
+		c.Parent = parent
+		*p = &c
 	}
 }
 
@@ -362,8 +388,10 @@ func (s *stage) safeProc(p **event.Process) {
 	if !s.live || *p == nil {
 		return
 	}
-	if c := comment.SafeComm((*p).Comm); c != (*p).Comm {
-		*p = &event.Process{PID: (*p).PID, Comm: c}
+	if comment.SafeComm((*p).Comm) != (*p).Comm {
+		c := **p
+		c.Comm = comment.SafeComm(c.Comm)
+		*p = &c
 	}
 }
 

@@ -65,6 +65,7 @@ func (r *recordingTee) WriteFrame(t int64, _ []byte, _ int, _ *event.Process) er
 func (r *recordingTee) WriteSock(s *event.Sock) error                               { return r.add(s.Time) }
 func (r *recordingTee) WriteDNS(d *event.DNS) error                                 { return r.add(d.Time) }
 func (r *recordingTee) WriteBlocked(b *event.Blocked) error                         { return r.add(b.Time) }
+func (r *recordingTee) WriteActivity(a *event.Activity) error                       { return r.add(a.Time) }
 func (r *recordingTee) Close(w comment.WatchInfo) error                             { r.info = w; return nil }
 
 // dnsAnswer is a response for name A with addrs.

@@ -23,6 +23,8 @@ type culprit struct {
 	host     string
 	port     string
 	blocked  float64 // the longest single wait
+	lost     float64 // the most one call of it lost (scheduler view)
+	showLost bool    // the detail says so
 	outcome  Outcome
 	proc     string // "shopapp[4242]" where the process is known
 	caller   string // "main.checkForUpdates (updates.go:42)" with --stacks
@@ -52,6 +54,7 @@ func culprits(conns []Connection, looks []Lookup) []culprit {
 			d.syns += c.Attempts
 			d.inferred = d.inferred || c.Inferred
 			d.blocked = max(d.blocked, c.BlockedMS)
+			d.lost = max(d.lost, c.LostMS)
 			d.dests += c.Destinations
 			if d.outcome != c.Outcome {
 				d.outcome = Mixed
@@ -60,7 +63,7 @@ func culprits(conns []Connection, looks []Lookup) []culprit {
 		}
 		byDest[key] = len(cs)
 		cu := culprit{n: c.Count, syns: c.Attempts, inferred: c.Inferred, host: host, port: fmt.Sprint(c.DstPort),
-			blocked: c.BlockedMS, outcome: c.Outcome, catchAll: c.IsCatchAll(), dests: c.Destinations}
+			blocked: c.BlockedMS, lost: c.LostMS, outcome: c.Outcome, catchAll: c.IsCatchAll(), dests: c.Destinations}
 		if c.PID != nil {
 			cu.proc = ProcName(c.PID, c.Comm)
 		}
@@ -86,6 +89,7 @@ func culprits(conns []Connection, looks []Lookup) []culprit {
 			c.dests += l.Destinations
 			c.inferred = c.inferred || l.Inferred
 			c.blocked = max(c.blocked, l.BlockedMS)
+			c.lost = max(c.lost, l.LostMS)
 			if c.outcome != l.Outcome {
 				c.outcome = Mixed
 			}
@@ -93,7 +97,7 @@ func culprits(conns []Connection, looks []Lookup) []culprit {
 		}
 		byName[key] = len(cs)
 		cs = append(cs, culprit{lookup: true, host: l.Name, qtypes: []string{l.QType}, n: l.Count, blocked: l.BlockedMS,
-			outcome: l.Outcome, inferred: l.Inferred, catchAll: l.IsCatchAll(), dests: l.Destinations})
+			lost: l.LostMS, outcome: l.Outcome, inferred: l.Inferred, catchAll: l.IsCatchAll(), dests: l.Destinations})
 	}
 	sort.SliceStable(cs, func(i, j int) bool {
 		if cs[i].catchAll != cs[j].catchAll {
@@ -129,7 +133,39 @@ func Headline(r *Report) string {
 	if len(cs) == 0 {
 		return fmt.Sprintf("%s; %s and %s, none failed", head, count(nConn, "outbound connection"), count(nLook, "lookup"))
 	}
+	if w.LostBasis == LostScheduler {
+		return lostHeadline(w, cs)
+	}
 	return head + " by " + describeCulprits(cs, 4)
+}
+
+// lostHeadline is the headline where the scheduler says what the failed
+// calls cost: "the 12.0 s window lost 5.1 s (43%) waiting on 1 unanswered
+// call to telemetry.nextjs.org:443 (..., lost 5.1 s); failed without cost:
+// ...". The calls that lost time are named first, most lost first; those
+// that failed while the app went on working are named apart.
+func lostHeadline(w Window, cs []culprit) string {
+	var costly, free []culprit
+	for _, c := range cs {
+		if c.lost >= 1 && !c.catchAll { // at least 1 ms
+			c.showLost = true
+			costly = append(costly, c)
+		} else {
+			free = append(free, c)
+		}
+	}
+	sort.SliceStable(costly, func(i, j int) bool { return costly[i].lost > costly[j].lost })
+	var s string
+	if len(costly) == 0 {
+		s = fmt.Sprintf("the %s window lost nothing to failed calls (blocked %s)", humanSecs(w.DurationMS), humanSecs(w.BlockedMS))
+	} else {
+		s = fmt.Sprintf("the %s window lost %s (%s) waiting on ", humanSecs(w.DurationMS), humanSecs(w.LostMS), pct(w.LostMS, w.DurationMS)) +
+			describeCulprits(costly, 4)
+	}
+	if len(free) > 0 {
+		s += "; failed without cost: " + describeCulprits(free, 4)
+	}
+	return s
 }
 
 // describeCulprits names the failed calls: "2 unanswered calls to a:80 (...)
@@ -217,6 +253,9 @@ func describeCulprits(cs []culprit, limit int) string {
 // up to ~3.0 s", "AAAA+A, 2 queries, up to 5.0 s".
 func (c culprit) detail() string {
 	wait := tilde(c.inferred) + humanSecs(c.blocked)
+	if c.showLost {
+		wait += ", lost " + humanSecs(c.lost)
+	}
 	switch {
 	case c.lookup && c.n > len(c.qtypes):
 		return fmt.Sprintf("%s, %d queries, up to %s", strings.Join(c.qtypes, "+"), c.n, wait)

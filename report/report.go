@@ -19,6 +19,10 @@ const (
 	SourceSNI  = "sni"
 	SourceHTTP = "http"
 	SourceNone = "none"
+	// SourceGuess: a DNS name for the address, but not one the connecting
+	// process (or host) is known to have looked up before the connect, and
+	// the address has several names: it may be any of them.
+	SourceGuess = "dns-guess"
 )
 
 // Report is the result of analysing one capture or one watch window.
@@ -48,7 +52,19 @@ type Window struct {
 	End        time.Time `json:"end"`
 	DurationMS float64   `json:"duration_ms"`
 	BlockedMS  float64   `json:"blocked_ms"` // union of blocked intervals inside the window
+	// LostMS is the time inside the window the action lost: at least one
+	// failed call outstanding and none of the watched threads running
+	// (LostBasis "scheduler"), or, from a capture, an upper bound: each
+	// failed call's wait until its host's next own action ("capture").
+	LostMS    float64 `json:"lost_ms"`
+	LostBasis string  `json:"lost_basis"`
 }
+
+// Lost-time bases (Window.LostBasis).
+const (
+	LostScheduler = "scheduler"
+	LostCapture   = "capture"
+)
 
 // Local says which addresses were taken as this host's, and why.
 type Local struct {
@@ -78,11 +94,14 @@ type Connection struct {
 	// BlockedSumMS is, for a folded record (Count > 1), the sum of its
 	// calls' waits inside the window; absent for a single call.
 	BlockedSumMS float64 `json:"blocked_sum_ms,omitempty"`
-	Inferred     bool    `json:"inferred"`  // End is an estimate (give-up not observed)
-	EndBasis     string  `json:"end_basis"` // how End was found: answer, client-rst, kernel, next-action, retransmit-schedule, window-end, ...
-	ICMP         *ICMP   `json:"icmp,omitempty"`
-	Loopback     bool    `json:"loopback"`
-	Count        int     `json:"count"` // identical calls folded into this record (1 unless folded)
+	// LostMS is, of BlockedMS, the time the watched processes lost
+	// (failed calls only; see Window.LostBasis).
+	LostMS   float64 `json:"lost_ms"`
+	Inferred bool    `json:"inferred"`  // End is an estimate (give-up not observed)
+	EndBasis string  `json:"end_basis"` // how End was found: answer, client-rst, kernel, next-action, retransmit-schedule, window-end, ...
+	ICMP     *ICMP   `json:"icmp,omitempty"`
+	Loopback bool    `json:"loopback"`
+	Count    int     `json:"count"` // identical calls folded into this record (1 unless folded)
 	// FoldedBy says what the calls of a folded record share (FoldClient,
 	// FoldDestination, FoldOutcome); absent for a single call.
 	FoldedBy string `json:"folded_by,omitempty"`
@@ -157,6 +176,7 @@ type Lookup struct {
 	BlockedMS float64        `json:"blocked_ms"`
 	// BlockedSumMS, FoldedBy and Destinations: as for Connection.
 	BlockedSumMS float64  `json:"blocked_sum_ms,omitempty"`
+	LostMS       float64  `json:"lost_ms"` // as Connection.LostMS
 	Inferred     bool     `json:"inferred"`
 	EndBasis     string   `json:"end_basis"`
 	ICMP         *ICMP    `json:"icmp,omitempty"`
@@ -209,4 +229,9 @@ type Stats struct {
 	InboundAttempts  uint64 `json:"inbound_attempts"`
 	OutsideWindow    uint64 `json:"outside_window"`
 	UnmatchedAnswers uint64 `json:"unmatched_dns_responses"`
+	// ActivityChanges counts the scheduler view's changes (watch, run);
+	// past its bound, idle spells shorter than ActivityCoarsenedMS were
+	// counted as running (lost_ms is then a lower bound).
+	ActivityChanges     uint64  `json:"activity_changes"`
+	ActivityCoarsenedMS float64 `json:"activity_coarsened_ms"`
 }

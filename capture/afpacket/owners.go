@@ -1,8 +1,6 @@
 package afpacket
 
 import (
-	"github.com/egress-dev/egress/internal/procfs"
-
 	"bufio"
 	"io"
 	"os"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/egress-dev/egress/capture/comment"
 	"github.com/egress-dev/egress/event"
+	"github.com/egress-dev/egress/internal/procfs"
 )
 
 // SocketOwners finds the process behind a DNS packet: the local port of
@@ -122,7 +121,11 @@ func (o *SocketOwners) lookup(k ownerKey) *event.Process {
 			ino, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64)
 			if err == nil && inodes[ino] {
 				comm, _ := os.ReadFile(filepath.Join(o.proc, strconv.Itoa(pid), "comm"))
-				return &event.Process{PID: pid, Comm: comment.SafeComm(strings.TrimSuffix(string(comm), "\n"))}
+				parent := 0
+				if stat, err := os.ReadFile(filepath.Join(o.proc, strconv.Itoa(pid), "stat")); err == nil {
+					parent, _ = procfs.ParsePPID(stat)
+				}
+				return &event.Process{PID: pid, Comm: comment.SafeComm(strings.TrimSuffix(string(comm), "\n")), Parent: parent}
 			}
 		}
 	}

@@ -64,7 +64,7 @@ func TestSocketOwnersSelf(t *testing.T) {
 	q := &event.Packet{Proto: event.ProtoUDP, Src: netip.MustParseAddr("127.0.0.1"), SrcPort: port, Dst: netip.MustParseAddr("127.0.0.53"), DstPort: 53}
 	p := o.Process(q)
 	comm, _ := os.ReadFile("/proc/self/comm")
-	want := &event.Process{PID: os.Getpid(), Comm: strings.TrimSpace(string(comm))}
+	want := &event.Process{PID: os.Getpid(), Comm: strings.TrimSpace(string(comm)), Parent: os.Getppid()}
 	if diff := cmp.Diff(want, p); diff != "" {
 		t.Fatalf("query's process (-want +got):\n%s", diff)
 	}

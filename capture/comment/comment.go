@@ -20,7 +20,8 @@ import (
 // The comments egress watch --write puts into a pcapng file.
 //
 //   - A packet comment "egress: pid=123 comm=php-fpm" names the process
-//     behind a captured packet (ParseProcessComment reads it).
+//     behind a captured packet (ParseProcessComment reads it); " ppid=N"
+//     follows where the parent is known (in socket comments too).
 //   - A packet comment "egress-sock: kind=connect cookie=... proto=6
 //     src=A:P dst=A:P errno=N pid=N comm=X [stack=...]" marks a kernel socket event: the
 //     packet itself is synthesized (a SYN, a retransmitted SYN, a SYN-ACK,
@@ -34,6 +35,10 @@ import (
 //     sktype=N uid=N connop=N cookie=N pid=N comm=X" marks a call egress
 //     run's cgroup programs refused or reported (a synthesized SYN or empty
 //     datagram); readers turn it back into an event.Blocked.
+//   - A packet comment "egress-sched: running=1" (or 0) marks a change of
+//     the scheduler view: from the packet's time on, some watched thread
+//     runs, or none does. The packet is an empty cooked header; readers
+//     turn it back into an event.Activity.
 //   - The section header comment "egress-watch: from=NS to=NS lost=N" holds
 //     the live run's window edges (Unix ns) and the events it lost, so a
 //     replay of the file can cover the same window and report the same loss.
@@ -43,7 +48,31 @@ const (
 	watchPrefix = "egress-watch:"
 	dnsPrefix   = "egress-dns:"
 	blockPrefix = "egress-blocked:"
+	schedPrefix = "egress-sched:"
 )
+
+// IsActivityComment says whether a packet comment marks a scheduler change.
+func IsActivityComment(c string) bool { return strings.HasPrefix(c, schedPrefix) }
+
+// FormatActivityComment is the comment of a scheduler change.
+func FormatActivityComment(a *event.Activity) string {
+	if a.Running {
+		return schedPrefix + " running=1"
+	}
+	return schedPrefix + " running=0"
+}
+
+// ParseActivityComment reads a comment FormatActivityComment wrote; the
+// time is the packet's, set by the caller.
+func ParseActivityComment(c string) (event.Activity, error) {
+	switch strings.TrimSpace(strings.TrimPrefix(c, schedPrefix)) {
+	case "running=1":
+		return event.Activity{Running: true}, nil
+	case "running=0":
+		return event.Activity{}, nil
+	}
+	return event.Activity{}, fmt.Errorf("parse scheduler comment %q: want running=0 or running=1", c)
+}
 
 var sockKinds = [...]string{
 	event.SockConnect:     "connect",
@@ -81,7 +110,15 @@ func FormatProcessComment(p *event.Process) string {
 	if p == nil {
 		return ""
 	}
-	return fmt.Sprintf("%s pid=%d comm=%s", procPrefix, p.PID, SafeComm(p.Comm))
+	return fmt.Sprintf("%s pid=%d comm=%s", procPrefix, p.PID, SafeComm(p.Comm)) + ppidField(p)
+}
+
+// ppidField is " ppid=N" where the parent is known.
+func ppidField(p *event.Process) string {
+	if p.Parent <= 0 {
+		return ""
+	}
+	return " ppid=" + strconv.Itoa(p.Parent)
 }
 
 // FormatSockComment is the packet comment that carries s (all but its time).
@@ -94,7 +131,7 @@ func FormatSockComment(s *event.Sock) string {
 	fmt.Fprintf(&b, "%s kind=%s cookie=%d proto=%d src=%s dst=%s errno=%d",
 		sockPrefix, kind, s.Cookie, s.Proto, addrPort(s.Src), addrPort(s.Dst), s.Errno)
 	if s.Proc != nil {
-		fmt.Fprintf(&b, " pid=%d comm=%s", s.Proc.PID, SafeComm(s.Proc.Comm))
+		fmt.Fprintf(&b, " pid=%d comm=%s%s", s.Proc.PID, SafeComm(s.Proc.Comm), ppidField(s.Proc))
 	}
 	if len(s.Stack) > 0 {
 		b.WriteString(" stack=")
@@ -222,6 +259,11 @@ func ParseSockComment(c string) (*event.Sock, error) {
 			haveProc = true
 		case "comm":
 			p.Comm = v
+		case "ppid":
+			p.Parent, err = strconv.Atoi(v)
+			if err == nil && p.Parent < 0 {
+				err = errors.New("negative")
+			}
 		case "stack":
 			s.Stack, err = parseStack(v)
 		}
@@ -337,6 +379,10 @@ func ParseProcessComment(c string) *event.Process {
 				}
 			case "comm":
 				p.Comm = v
+			case "ppid":
+				if n, err := strconv.Atoi(v); err == nil && n > 0 {
+					p.Parent = n
+				}
 			}
 		}
 	}

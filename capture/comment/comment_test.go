@@ -17,6 +17,7 @@ func TestSockComment(t *testing.T) {
 		{Kind: event.SockConnect, Cookie: 1<<63 | 5, Proto: event.ProtoTCP, Src: ap("198.18.0.2:41000"), Dst: ap("198.51.100.11:443"), Proc: &event.Process{PID: 7, Comm: "shopapp"}},
 		{Kind: event.SockError, Cookie: 9, Proto: event.ProtoTCP, Src: ap("[2001:db8:1::2]:1"), Dst: ap("[2001:db8:2::10]:80"), Errno: 113},
 		{Kind: event.SockClose, Cookie: 9, Proc: &event.Process{PID: 0, Comm: ""}},
+		{Kind: event.SockConnect, Cookie: 3, Proto: event.ProtoTCP, Src: ap("198.18.0.2:41001"), Dst: ap("198.51.100.11:443"), Proc: &event.Process{PID: 8, Comm: "curl", Parent: 7}},
 		{Kind: event.SockConnect, Cookie: 3, Proto: event.ProtoTCP, Src: ap("198.18.0.2:41000"), Dst: ap("198.51.100.10:80"), Proc: &event.Process{PID: 8, Comm: "stackapp"},
 			Stack: []event.Frame{
 				{Function: "syscall.connect", File: "/usr/local/go/src/syscall/zsyscall_linux_amd64.go", Line: 1422, Module: "/tmp/stack app", Offset: 0x49d408},
@@ -41,6 +42,7 @@ func TestSockComment(t *testing.T) {
 		"egress-sock: kind=explode",
 		"egress-sock: kind=connect src=1.2.3.4",
 		"egress-sock: kind=connect pid=-4",
+		"egress-sock: kind=connect pid=4 ppid=-1",
 		"egress-sock: kind=connect junk",
 		"egress-sock: kind=connect stack=",
 		"egress-sock: kind=connect stack=a;b;1;c",
@@ -89,6 +91,7 @@ func FuzzParseSockComment(f *testing.F) {
 	f.Add("egress-sock: kind=retransmit cookie=18446619703917651712 proto=6 src=198.18.0.2:45678 dst=198.51.100.11:443 errno=0 pid=0 comm=swapper/1")
 	f.Add("egress-sock: kind=error cookie=5 proto=6 src=[2001:db8:1::2]:41001 dst=[2001:db8:2::10]:80 errno=111")
 	f.Add("egress-sock: kind=close cookie=1 proto=6 src=0.0.0.0:0 dst=0.0.0.0:0 errno=0")
+	f.Add("egress-sock: kind=connect cookie=7 proto=6 src=198.18.0.2:50001 dst=198.18.5.5:443 errno=0 pid=31045 comm=telemetry-curl ppid=31040")
 	f.Add("egress-sock: kind=connect cookie=3 proto=6 src=198.18.0.2:41000 dst=198.51.100.10:80 errno=0 pid=8 comm=stackapp stack=syscall.connect;%2Fusr%2Flocal%2Fgo%2Fsrc%2Fsyscall%2Fzsyscall_linux_amd64.go;1422;%2Ftmp%2Fstackapp;0x49d408|main.checkForUpdates;%2Fsrc%2Fmain.go;36;%2Ftmp%2Fstackapp;0x4ec150|;;0;%5Banon%5D;0x7f0000001000")
 	f.Fuzz(func(t *testing.T, c string) {
 		s, err := ParseSockComment(c)
@@ -108,12 +111,32 @@ func FuzzParseSockComment(f *testing.F) {
 	})
 }
 
+// FuzzParseActivityComment: scheduler comments come from files of any
+// origin; whatever parses formats back to the same change.
+func FuzzParseActivityComment(f *testing.F) {
+	f.Add("egress-sched: running=1")
+	f.Add("egress-sched: running=0")
+	f.Add("egress-sched: running=2")
+	f.Fuzz(func(t *testing.T, c string) {
+		a, err := ParseActivityComment(c)
+		if err != nil {
+			return
+		}
+		again, err := ParseActivityComment(FormatActivityComment(&a))
+		if err != nil || again != a {
+			t.Fatalf("round trip of %q: %+v, %v", c, again, err)
+		}
+	})
+}
+
 func TestProcessComment(t *testing.T) {
 	tests := []struct {
 		in   string
 		want *event.Process
 	}{
 		{"egress: pid=123 comm=php-fpm", &event.Process{PID: 123, Comm: "php-fpm"}},
+		{"egress: pid=124 comm=curl ppid=123", &event.Process{PID: 124, Comm: "curl", Parent: 123}},
+		{FormatProcessComment(&event.Process{PID: 9, Comm: "a b", Parent: 2}), &event.Process{PID: 9, Comm: "a_b", Parent: 2}},
 		{"PID: 77\nCommand: curl", &event.Process{PID: 77, Comm: "curl"}},
 		{"just a note", nil},
 		{"pid=-4", nil},

@@ -8,8 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 
 	"github.com/egress-dev/egress/event"
+	"github.com/egress-dev/egress/internal/procfs"
 )
 
 // Record kinds; the values match enum kind in bpf/egress.bpf.c.
@@ -101,7 +105,7 @@ func toSock(raw []byte, monoOff int64, procs *procCache) (*event.Sock, error) {
 		Time:   int64(r.Ts) + monoOff,
 		Cookie: r.Sk ^ r.Gen<<48,
 		Proto:  event.ProtoTCP,
-		Proc:   procs.get(r.Tgid, r.Comm),
+		Proc:   procs.get(r.Tgid, r.Tid, r.Comm),
 	}
 	switch r.Kind {
 	case kindConnect:
@@ -175,8 +179,15 @@ func decodeRecord(b []byte) egressEvent {
 
 // procCache shares one event.Process per (pid, comm), so a busy process
 // does not cost a string per event. Bounded: it starts over when full.
+// The comm is the thread-group leader's: a process is named as ps names
+// it, whichever thread acted (Node's lookups run on libuv worker threads
+// named apart from the process). The leader's is read from /proc once per
+// (pid, thread comm); when that fails (the process is gone, or the test
+// has no /proc for it) the thread's is kept. The parent's pid is read
+// there too (/proc/TGID/stat).
 type procCache struct {
-	m map[procKey]*event.Process
+	m    map[procKey]*event.Process
+	proc string // "/proc"; "" reads no leader names
 }
 
 type procKey struct {
@@ -184,9 +195,11 @@ type procKey struct {
 	comm [16]int8
 }
 
-func newProcCache() *procCache { return &procCache{m: make(map[procKey]*event.Process)} }
+func newProcCache() *procCache {
+	return &procCache{m: make(map[procKey]*event.Process), proc: "/proc"}
+}
 
-func (c *procCache) get(pid uint32, comm [16]int8) *event.Process {
+func (c *procCache) get(pid, tid uint32, comm [16]int8) *event.Process {
 	if c == nil {
 		return &event.Process{PID: int(pid), Comm: cString(comm[:])}
 	}
@@ -197,7 +210,20 @@ func (c *procCache) get(pid uint32, comm [16]int8) *event.Process {
 	if len(c.m) >= 4096 {
 		clear(c.m)
 	}
-	p := &event.Process{PID: int(pid), Comm: cString(comm[:])}
+	name := cString(comm[:])
+	parent := 0
+	if c.proc != "" {
+		dir := c.proc + "/" + strconv.FormatUint(uint64(pid), 10)
+		if tid != pid {
+			if b, err := os.ReadFile(dir + "/comm"); err == nil && len(b) > 1 {
+				name = strings.TrimSuffix(string(b), "\n")
+			}
+		}
+		if b, err := os.ReadFile(dir + "/stat"); err == nil {
+			parent, _ = procfs.ParsePPID(b)
+		}
+	}
+	p := &event.Process{PID: int(pid), Comm: name, Parent: parent}
 	c.m[k] = p
 	return p
 }

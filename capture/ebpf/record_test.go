@@ -70,7 +70,7 @@ func TestToSock(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := toSock(record(t, tt.in), 500, newProcCache())
+			got, err := toSock(record(t, tt.in), 500, noLeaderCache())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,7 +109,7 @@ func FuzzToSock(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, err := toSock(b, 0, newProcCache())
+		s, err := toSock(b, 0, noLeaderCache())
 		if err != nil {
 			return
 		}

@@ -322,6 +322,10 @@ func (t *Tracer) AddPID(pid int) error {
 	return nil
 }
 
+// TrackedMap is the kernel map of watched tgids (and threads) in PIDs mode:
+// capture/sched shares it, so the scheduler view follows the same tree.
+func (t *Tracer) TrackedMap() *ebpf.Map { return t.objs.TrackedTgids }
+
 // Lost returns how many records the kernel dropped because the ring buffer
 // was full.
 func (t *Tracer) Lost() uint64 {

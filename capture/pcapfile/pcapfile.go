@@ -281,7 +281,8 @@ type captureInfo struct {
 func (r *Reader) Watch() (w comment.WatchInfo, ok bool) { return r.watch, r.watchOK }
 
 // egressEvent handles a packet whose comments mark an observation egress
-// wrote (a socket event, a relayed DNS message, a refused call): it reports
+// wrote (a socket event, a relayed DNS message, a refused call, a change of
+// the scheduler view): it reports
 // whether the packet was one (and so must not be decoded). A malformed
 // comment is returned as an error for the caller to count.
 func (r *Reader) egressEvent(sink capture.Sink, comments []string, t int64, data []byte, link decode.LinkType) (bool, error) {
@@ -315,6 +316,14 @@ func (r *Reader) egressEvent(sink capture.Sink, comments []string, t int64, data
 			}
 			b.Time = t
 			sink.Observe(b)
+			return true, nil
+		case comment.IsActivityComment(c):
+			a, err := comment.ParseActivityComment(c)
+			if err != nil {
+				return true, err
+			}
+			a.Time = t
+			sink.Observe(&a)
 			return true, nil
 		}
 	}

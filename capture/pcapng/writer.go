@@ -123,6 +123,15 @@ func (w *Writer) WriteSock(s *event.Sock) error {
 	return w.flushed()
 }
 
+// WriteActivity writes a change of the scheduler view as an empty Linux
+// cooked v2 frame whose comment carries it, so a replay of the file has
+// the same view (and the same lost time) as the live run.
+func (w *Writer) WriteActivity(a *event.Activity) error {
+	// Protocol 0, reserved, ifindex 0, ARPHRD_NONE, outgoing, no address.
+	w.synth = append(w.synth[:0], 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFE, packetOutgoing, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+	return w.writeSynth(a.Time, comment.FormatActivityComment(a), "scheduler change")
+}
+
 // WriteDNS writes a DNS message relayed by egress run's proxy as a
 // synthesized UDP datagram (the message its payload) whose comment carries
 // the rest of the observation.

@@ -20,6 +20,7 @@ import (
 type sink struct {
 	packets []event.Packet
 	socks   []event.Sock
+	acts    []event.Activity
 }
 
 func (s *sink) Packet(p *event.Packet) {
@@ -39,6 +40,8 @@ func (s *sink) Observe(o event.Observation) {
 		s.Packet(o)
 	case *event.Sock:
 		s.Sock(o)
+	case *event.Activity:
+		s.acts = append(s.acts, *o)
 	}
 }
 
@@ -261,5 +264,39 @@ func TestRunRecords(t *testing.T) {
 	want := []string{"1||1|updates.vendor.test", "1|||updates.vendor.test", "|1|1|", "1|||"}
 	if got := strings.Split(strings.TrimSpace(string(out)), "\n"); !cmp.Equal(got, want) {
 		t.Errorf("tshark reads %q, want %q", got, want)
+	}
+}
+
+// TestActivityRoundTrip: scheduler changes written to the file come back
+// as the same changes, at the same times, and are not counted as packets.
+func TestActivityRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "act.pcapng")
+	w, err := Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acts := []event.Activity{{Time: 1_700_000_000_000_000_001, Running: true}, {Time: 1_700_000_000_500_000_000}, {Time: 1_700_000_002_000_000_000, Running: true}}
+	for i := range acts {
+		if err := w.WriteActivity(&acts[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(comment.WatchInfo{From: 1, To: 2}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := pcapfile.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var got sink
+	if err := r.Run(context.Background(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(acts, got.acts); diff != "" {
+		t.Errorf("changes (-want +got):\n%s", diff)
+	}
+	if st := r.Stats(); st.Packets != 0 || len(got.packets) != 0 {
+		t.Errorf("stats %+v, %d packets: scheduler changes are not packets", st, len(got.packets))
 	}
 }

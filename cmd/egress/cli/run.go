@@ -22,9 +22,11 @@ import (
 
 	"github.com/egress-dev/egress/analyze"
 	"github.com/egress-dev/egress/capture"
+	"github.com/egress-dev/egress/capture/afpacket"
 	"github.com/egress-dev/egress/capture/block"
 	"github.com/egress-dev/egress/capture/ebpf"
 	"github.com/egress-dev/egress/capture/pcapng"
+	"github.com/egress-dev/egress/capture/sched"
 	"github.com/egress-dev/egress/event"
 	"github.com/egress-dev/egress/internal/cgrouprun"
 	"github.com/egress-dev/egress/internal/dnsproxy"
@@ -171,8 +173,13 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	var sources []capture.Source
 	var proxy *dnsproxy.Proxy
 	dp := &enforce.DNSPolicy{Policy: pol, Enforce: fl.block}
+	// Every lookup the proxy relays gets a process: the kernel's view of
+	// the cgroup's resolver sockets, else /proc among egress's descendants
+	// (the command, behind cgrouprun's launcher, and everything it starts).
+	resolvers := &resolverTable{owners: afpacket.NewSocketOwners(os.Getpid())}
 	if len(upstreams) > 0 {
 		exchanges := dnsproxy.NewExchanges(4096)
+		exchanges.Owner = resolvers.process
 		if proxy, err = dnsproxy.Listen(dnsproxy.Config{Upstreams: upstreams, Policy: dp, Observe: exchanges.Observe}); err != nil {
 			return &exitError{code: ExitUsage, err: err}
 		}
@@ -229,8 +236,20 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		return &exitError{code: ExitUsage, err: err}
 	}
 	defer tr.Close()
-	cfg.Sources = append([]capture.Source{tr.Source()}, sources...)
+	cfg.Sources = append([]capture.Source{resolverSource{tr.Source(), resolvers}}, sources...)
 	cfg.Backend = tr.Backend()
+	// The scheduler view: how much of the run the failed calls cost.
+	sv, svErr := sched.Open(sched.Options{CgroupID: g.ID})
+	if svErr != nil {
+		fmt.Fprintf(e.stderr, "egress: no scheduler view, lost time is estimated: %v\n", svErr)
+	} else {
+		defer sv.Close()
+		cfg.Sources = append(cfg.Sources, sv.Source())
+		cfg.Backend += ", scheduler view"
+		// The parents of processes forked in the cgroup, for those /proc
+		// no longer shows.
+		cfg.ParentOf = sv.Parent
+	}
 	if proxy != nil {
 		cfg.Backend += ", dns proxy"
 	}
@@ -323,6 +342,59 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 			len(unexpected), report.FailureSummary(unexpected, 5))
 	}
 	return err
+}
+
+// resolverTable maps the local address of a connected DNS socket of the
+// cgroup to its process (the kernel's view). The tracer's goroutine fills
+// it, the DNS proxy reads it while the query's socket is still open, and
+// falls back to /proc (owners) for sockets the kernel did not see connect:
+// a resolver that uses sendto() on an unconnected socket, or a record still
+// in the ring buffer. Bounded.
+type resolverTable struct {
+	mu     sync.Mutex
+	m      map[netip.AddrPort]*event.Process
+	owners *afpacket.SocketOwners // /proc lookups among egress's descendants
+}
+
+func (t *resolverTable) add(src netip.AddrPort, p *event.Process) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil || len(t.m) >= 4096 {
+		t.m = make(map[netip.AddrPort]*event.Process)
+	}
+	t.m[src] = p
+}
+
+// process returns the process whose socket sent a query from client.
+func (t *resolverTable) process(client netip.AddrPort, tcp bool) *event.Process {
+	t.mu.Lock()
+	p := t.m[client]
+	t.mu.Unlock()
+	if p != nil || t.owners == nil {
+		return p
+	}
+	proto := event.ProtoUDP
+	if tcp {
+		proto = event.ProtoTCP
+	}
+	return t.owners.Process(&event.Packet{Proto: proto, Src: client.Addr(), SrcPort: client.Port(), DstPort: 53})
+}
+
+// resolverSource is the tracer's source, remembering the resolver sockets
+// it reports in the table as they come (the pipeline sees them only after
+// its reorder hold, when the proxy has long answered).
+type resolverSource struct {
+	capture.Source
+	t *resolverTable
+}
+
+func (r resolverSource) Run(ctx context.Context, sink capture.Sink) error {
+	return r.Source.Run(ctx, capture.SinkFunc(func(o event.Observation) {
+		if s, ok := o.(*event.Sock); ok && s.Kind == event.SockUDPConnect {
+			r.t.add(s.Src, s.Proc)
+		}
+		sink.Observe(o)
+	}))
 }
 
 // runOwnErr maps egress's own usage and set-up failures to ExitRunFailed,

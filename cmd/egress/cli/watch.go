@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"github.com/egress-dev/egress/capture/afpacket"
 	"github.com/egress-dev/egress/capture/ebpf"
 	"github.com/egress-dev/egress/capture/pcapng"
+	"github.com/egress-dev/egress/capture/sched"
 	"github.com/egress-dev/egress/pipeline"
 	"github.com/egress-dev/egress/symbolize"
 )
@@ -119,6 +121,24 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 	}
 	defer tr.Close()
 	cfg.Sources, cfg.Backend = []capture.Source{tr.Source()}, tr.Backend()
+	// The scheduler view says how much of the window was lost; without
+	// it lost_ms falls back to the capture's estimate.
+	// EGRESS_SCHED=off (for benchmarks) leaves it out.
+	var sv *sched.Tracer
+	svErr := errors.New("EGRESS_SCHED=off")
+	if os.Getenv("EGRESS_SCHED") != "off" {
+		sv, svErr = sched.Open(sched.Options{Tracked: tr.TrackedMap()})
+	}
+	if svErr != nil {
+		fmt.Fprintf(e.stderr, "egress: no scheduler view, lost time is estimated: %v\n", svErr)
+	} else {
+		defer sv.Close()
+		cfg.Sources = append(cfg.Sources, sv.Source())
+		cfg.Backend += " + scheduler view"
+		// The parents of processes forked while watched, for those /proc
+		// no longer shows: a short-lived resolver's tree.
+		cfg.ParentOf = sv.Parent
+	}
 	// DNS names are a complement: without them the calls are still seen.
 	capt, capErr := afpacket.Open(afpacket.Options{
 		NetNS:  fmt.Sprintf("/proc/%d/ns/net", fl.pid),

@@ -146,12 +146,18 @@ func timeouts(t *testing.T, r *report.Report, shop int) {
 		within(t, fmt.Sprintf("%s:%d blocked", c.DstIP, c.DstPort), c.BlockedMS, connectTimeout)
 	}
 	within(t, "window blocked", r.Window.BlockedMS, 2*connectTimeout)
+	// The login waits for each call in turn: it loses every wait, and the
+	// scheduler view says so.
+	if r.Window.LostBasis != report.LostScheduler {
+		t.Errorf("lost_basis %q, want scheduler", r.Window.LostBasis)
+	}
+	within(t, "window lost", r.Window.LostMS, 2*connectTimeout)
 	checkNames(t, check, license)
 	checkProcs(t, check, license, shop)
 	checkLookupProcs(t, r, shop)
-	// The first line says it all: most of the login blocked, both calls,
+	// The first line says it all: most of the login lost, both calls,
 	// their attempts and blocked time, and the processes that made them.
-	for _, want := range []string{"window was blocked", "2 unanswered calls", "updates.vendor.test:80 (", "SYNs",
+	for _, want := range []string{"window lost", "2 unanswered calls", "updates.vendor.test:80 (", "SYNs",
 		fmt.Sprintf("from shopapp[%d]", shop), "from curl["} {
 		if !strings.Contains(r.Headline, want) {
 			t.Errorf("headline %q does not contain %q", r.Headline, want)
