@@ -214,6 +214,11 @@ func (a *Analyzer) forgetSocket(cookie uint64, at *attempt) {
 // Lost records events the source lost, so the report can say so.
 func (a *Analyzer) Lost(n uint64) { a.stats.EventsLost += n }
 
+// Stats returns the counters so far (evictions, folds, ...), for a
+// long-running caller's health; Finish's report has the final ones. Call
+// it on the goroutine that feeds the analyzer.
+func (a *Analyzer) Stats() report.Stats { return a.stats }
+
 // SourceStats merges what the source counted into the report's stats.
 func (a *Analyzer) SourceStats(s event.Stats) {
 	a.stats.Packets = s.Packets

@@ -60,6 +60,11 @@ type Config struct {
 	// them. Where the local addresses are only inferred, the egress
 	// decision is the one known at that moment.
 	Settled Settled
+	// SettleFolded also hands Settled the calls folded into an earlier
+	// record, each as its own record (count 1, its own destination even
+	// when the report folds it into "(other destinations)"): egress agent
+	// runs for days, long past MaxRecords, and must see every call.
+	SettleFolded bool
 }
 
 // Settled receives settled calls; the record is the receiver's to keep.

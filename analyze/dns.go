@@ -349,8 +349,33 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 		if pl.key.tier == tierOutcome {
 			a.stats.RecordsDropped++
 		}
+		if a.cfg.SettleFolded {
+			l := a.lookupRecord(lk, out, end, basis, inferred, blocked)
+			a.settledLookup(&l)
+		}
 		return
 	}
+	l := a.lookupRecord(lk, out, end, basis, inferred, blocked)
+	if pl.tier != tierOwn {
+		l.FoldedBy = pl.tier.foldedBy()
+	}
+	streamed := false
+	if pl.tier == tierOutcome {
+		if a.cfg.SettleFolded {
+			own := l
+			own.FoldedBy = ""
+			a.settledLookup(&own) // with its own name, not the fold's
+			streamed = true
+		}
+		l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", netip.AddrPort{}, []string{}, nil
+		a.stats.RecordsDropped++
+	}
+	a.register(pl, len(a.lks), fail)
+	a.addLookup(l, lk, !streamed)
+}
+
+// lookupRecord builds the report record of a settled lookup.
+func (a *Analyzer) lookupRecord(lk *lookup, out report.Outcome, end int64, basis string, inferred bool, blocked float64) report.Lookup {
 	l := report.Lookup{
 		Name:      lk.name,
 		QType:     dnsmsg.TypeString(lk.qtype),
@@ -384,24 +409,18 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 		pid, comm := lk.proc.PID, lk.proc.Comm
 		l.PID, l.Comm = &pid, &comm
 	}
-	if pl.tier != tierOwn {
-		l.FoldedBy = pl.tier.foldedBy()
-	}
-	if pl.tier == tierOutcome {
-		l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", netip.AddrPort{}, []string{}, nil
-		a.stats.RecordsDropped++
-	}
-	a.register(pl, len(a.lks), fail)
-	a.addLookup(l, lk)
+	return l
 }
 
-func (a *Analyzer) addLookup(l report.Lookup, lk *lookup) {
+func (a *Analyzer) addLookup(l report.Lookup, lk *lookup, settle bool) {
 	if l.Outcome == report.Answered && (lk.qtype == dnsmsg.TypeA || lk.qtype == dnsmsg.TypeAAAA) && len(a.answers) < 4096 {
 		a.answers = append(a.answers, answeredLookup{index: len(a.lks), addrs: lk.answers})
 	}
 	a.lks = append(a.lks, l)
 	a.lkSp = append(a.lkSp, spanOf(l.Outcome.Failed() && l.Name != OtherDestinations, lk.start, l.End.UnixNano(), lk.busyAt))
-	a.settledLookup(&a.lks[len(a.lks)-1])
+	if settle {
+		a.settledLookup(&a.lks[len(a.lks)-1])
+	}
 }
 
 func rcodeName(r uint8) string {

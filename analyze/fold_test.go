@@ -12,6 +12,7 @@ import (
 	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/egress-dev/egress/event"
+	"github.com/egress-dev/egress/report"
 )
 
 var resolver = netip.MustParseAddr("192.0.2.53")
@@ -187,5 +188,54 @@ func TestByStart(t *testing.T) {
 	got := byStart(rs, func(r *rec) time.Time { return r.start })
 	if !cmp.Equal(want, got, cmp.AllowUnexported(rec{})) {
 		t.Errorf("byStart differs from a stable sort")
+	}
+}
+
+type settledCalls struct {
+	conns, lookups map[string]int // by destination
+	n              int
+}
+
+func (s *settledCalls) Connection(c *report.Connection) { s.conns[c.Host] += c.Count; s.n++ }
+func (s *settledCalls) Lookup(l *report.Lookup)         { s.lookups[l.Name] += l.Count; s.n++ }
+
+// TestSettleFolded: with SettleFolded, every call reaches Settled once, with
+// its own destination, however far past the record and fold limits (the
+// agent); without it, folded calls are counted in the report only.
+func TestSettleFolded(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		s := &settledCalls{conns: map[string]int{}, lookups: map[string]int{}}
+		a := New(Config{LocalAny: true, MaxRecords: 2, Settled: s, SettleFolded: all})
+		const n = 60
+		for i := 0; i < n; i++ {
+			sec := float64(i)
+			name := fmt.Sprintf("host%d.example", i%20)
+			addr := netip.AddrFrom4([4]byte{203, 0, 113, byte(i % 20)})
+			a.Packet(dnsPacket(t, sec, uint16(i), name, addr, false))
+			a.Packet(dnsPacket(t, sec+0.001, uint16(i), name, addr, true))
+			port := uint16(20000 + i)
+			a.Packet(seg(sec+0.01, app, port, addr, 443, syn, 1, 0, ""))
+			a.Packet(seg(sec+0.02, addr, 443, app, port, synack, 9, 2, ""))
+			a.Packet(seg(sec+0.03, app, port, addr, 443, ackf, 2, 10, ""))
+		}
+		a.Finish()
+		if !all {
+			if s.n >= 2*n {
+				t.Errorf("without SettleFolded: %d calls settled, want fewer than %d", s.n, 2*n)
+			}
+			continue
+		}
+		if s.n != 2*n {
+			t.Errorf("SettleFolded: %d calls settled, want %d", s.n, 2*n)
+		}
+		for i := 0; i < 20; i++ {
+			name := fmt.Sprintf("host%d.example", i)
+			if s.conns[name] != 3 || s.lookups[name] != 3 {
+				t.Errorf("%s: %d connections and %d lookups settled, want 3 and 3", name, s.conns[name], s.lookups[name])
+			}
+		}
+		if s.conns[OtherDestinations] != 0 || s.lookups[OtherDestinations] != 0 {
+			t.Errorf("a settled call named %q", OtherDestinations)
+		}
 	}
 }

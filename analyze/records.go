@@ -136,8 +136,37 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 		if pl.key.tier == tierOutcome {
 			a.stats.RecordsDropped++
 		}
+		if a.cfg.SettleFolded {
+			c := a.connRecord(at, out, end, basis, inferred, blocked, loop)
+			a.settledConnection(&c)
+		}
 		return
 	}
+	c := a.connRecord(at, out, end, basis, inferred, blocked, loop)
+	if pl.tier != tierOwn {
+		c.FoldedBy = pl.tier.foldedBy()
+	}
+	streamed := false
+	if pl.tier == tierOutcome {
+		if a.cfg.SettleFolded {
+			own := c
+			own.FoldedBy = ""
+			a.settledConnection(&own) // with its own destination, not the fold's
+			streamed = true
+		}
+		c.Host, c.NameSource, c.DstIP, c.DstPort = OtherDestinations, report.SourceNone, netip.Addr{}, 0
+		a.stats.RecordsDropped++
+	}
+	a.register(pl, len(a.conns), fail)
+	a.conns = append(a.conns, c)
+	a.connSp = append(a.connSp, spanOf(out.Failed() && !c.Loopback && pl.tier != tierOutcome, at.start, end, at.busyAt))
+	if !streamed {
+		a.settledConnection(&a.conns[len(a.conns)-1])
+	}
+}
+
+// connRecord builds the report record of a settled attempt.
+func (a *Analyzer) connRecord(at *attempt, out report.Outcome, end int64, basis string, inferred bool, blocked float64, loop bool) report.Connection {
 	c := report.Connection{
 		Host:       at.host,
 		NameSource: at.nameSource,
@@ -175,17 +204,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 		c.PID, c.Comm = &pid, &comm
 	}
 	c.Stack, c.CalledFrom = a.stack(at.stack)
-	if pl.tier != tierOwn {
-		c.FoldedBy = pl.tier.foldedBy()
-	}
-	if pl.tier == tierOutcome {
-		c.Host, c.NameSource, c.DstIP, c.DstPort = OtherDestinations, report.SourceNone, netip.Addr{}, 0
-		a.stats.RecordsDropped++
-	}
-	a.register(pl, len(a.conns), fail)
-	a.conns = append(a.conns, c)
-	a.connSp = append(a.connSp, spanOf(out.Failed() && !c.Loopback && pl.tier != tierOutcome, at.start, end, at.busyAt))
-	a.settledConnection(&a.conns[len(a.conns)-1])
+	return c
 }
 
 // startsInWindow says whether a call that started at t is inside the

@@ -329,9 +329,16 @@ int on_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {
 	if (ctx->protocol != IPPROTO_TCP)
 		return 0;
-	__u64 sk = (__u64)ctx->skaddr;
 	int oldstate = ctx->oldstate;
 	int newstate = ctx->newstate;
+	/* This runs on every TCP state change of the host. Only a connect
+	 * (CLOSE->SYN_SENT), the way out of SYN_SENT and the close matter:
+	 * leave every other change (FIN_WAIT, CLOSE_WAIT, LAST_ACK, an
+	 * accepted connection's ESTABLISHED) before any map lookup or clock
+	 * read. */
+	if (oldstate != TCP_SYN_SENT && newstate != TCP_CLOSE && newstate != TCP_SYN_SENT)
+		return 0;
+	__u64 sk = (__u64)ctx->skaddr;
 	__u64 now = bpf_ktime_get_ns();
 
 	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {

@@ -48,6 +48,10 @@ type Config struct {
 	// Refusals says a source reports refused calls (event.Blocked): the
 	// stream then holds back failed connects until the refusals are in.
 	Refusals bool
+	// Progress, when set, is given the analyzer's counters so far about
+	// every ReorderHold/2 while a live window is open (the agent's health
+	// metrics: tables evicted, records folded), on the pipeline's goroutine.
+	Progress func(report.Stats)
 	// Seen, when set, says how many times the kernel saw a reported call
 	// (capture/block's Blocker.Seen); Steering is where run's DNS proxy
 	// listens, so connections steered to it show the server the app asked
@@ -241,6 +245,9 @@ loop:
 			q.push(o)
 		case <-tick.C:
 			st.release(&q, cfg.now()-int64(cfg.Hold))
+			if cfg.Progress != nil {
+				cfg.Progress(st.an.Stats())
+			}
 		case err := <-errs:
 			// A source ended before the window did: report, keep the others.
 			note(err)

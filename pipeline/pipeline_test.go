@@ -326,3 +326,32 @@ func TestStream(t *testing.T) {
 		t.Errorf("streamed lookups (-report +stream):\n%s", diff)
 	}
 }
+
+// TestProgress: a live run hands the analyzer's counters to Progress while
+// the window is open (the agent's health metrics), on the pipeline's
+// goroutine, and not after Run has returned.
+func TestProgress(t *testing.T) {
+	s := &story{t0: time.Now().UnixNano()}
+	window := make(chan struct{})
+	go func() {
+		time.Sleep(150 * time.Millisecond)
+		s.to = time.Now().UnixNano()
+		close(window)
+	}()
+	calls := 0
+	returned := false
+	Run(context.Background(), Config{
+		Analyze: analyze.Config{LocalAny: true, From: s.t0}, Live: true, EndAtClose: true,
+		Sources: s.sources(t, window), Window: window,
+		Progress: func(report.Stats) {
+			if returned {
+				t.Error("Progress after Run returned")
+			}
+			calls++
+		},
+	})
+	returned = true
+	if calls < 2 {
+		t.Errorf("Progress called %d times over a 350 ms live run, want one per %v", calls, ReorderHold/2)
+	}
+}

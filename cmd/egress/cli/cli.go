@@ -104,6 +104,7 @@ docs/cli.md.
 	root.AddCommand(newVersionCmd(e))
 	root.AddCommand(newDiffCmd(e))
 	root.AddCommand(newReportCmd(e))
+	root.AddCommand(newAgentCmd(e))
 
 	err := root.ExecuteContext(ctx)
 	if err == nil {

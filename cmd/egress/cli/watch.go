@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"time"
 
@@ -19,24 +20,26 @@ import (
 	"github.com/egress-dev/egress/capture/ebpf"
 	"github.com/egress-dev/egress/capture/pcapng"
 	"github.com/egress-dev/egress/capture/sched"
+	"github.com/egress-dev/egress/containers"
 	"github.com/egress-dev/egress/pipeline"
 	"github.com/egress-dev/egress/symbolize"
 )
 
 type watchFlags struct {
-	out      outputFlags
-	pid      int
-	duration time.Duration
-	trigger  string
-	grace    time.Duration
-	write    string
-	stacks   bool
+	out       outputFlags
+	pid       int
+	container string
+	duration  time.Duration
+	trigger   string
+	grace     time.Duration
+	write     string
+	stacks    bool
 }
 
 func newWatchCmd(e *env) *cobra.Command {
 	var fl watchFlags
 	cmd := &cobra.Command{
-		Use:   "watch --pid PID [--trigger CMD | --duration D]",
+		Use:   "watch --pid PID | --container NAME [--trigger CMD | --duration D]",
 		Short: "Watch a running process's outbound calls live (eBPF) and report them like replay",
 		Long: `watch follows a running process, its threads and its descendants (including
 those forked during the window) in the kernel with eBPF tracepoints: every
@@ -63,7 +66,8 @@ with BTF; see docs/watch.md.`,
 	}
 	fl.out.register(cmd)
 	f := cmd.Flags()
-	f.IntVarP(&fl.pid, "pid", "p", 0, "process to watch, with its threads and descendants (required)")
+	f.IntVarP(&fl.pid, "pid", "p", 0, "process to watch, with its threads and descendants (or --container)")
+	f.StringVar(&fl.container, "container", "", "watch the processes of this container (name, ID or ID prefix of 12+ digits; Docker, Podman, containerd, CRI-O) and their descendants")
 	f.DurationVarP(&fl.duration, "duration", "d", 0, "window length (default: until Ctrl-C, or the end of --trigger)")
 	f.StringVarP(&fl.trigger, "trigger", "t", "", "command run with sh -c in egress's namespace; the window is its run plus --grace")
 	f.DurationVar(&fl.grace, "grace", time.Second, "with --trigger: how long to keep watching after the command ends")
@@ -77,12 +81,17 @@ func (fl *watchFlags) validate() error {
 		return err
 	}
 	switch {
-	case fl.pid <= 0:
-		return usageErr("--pid is required: the process to watch")
+	case fl.pid > 0 && fl.container != "":
+		return usageErr("--pid and --container both name what to watch: use one")
+	case fl.pid <= 0 && fl.container == "":
+		return usageErr("--pid or --container is required: what to watch")
 	case fl.duration < 0 || fl.grace < 0:
 		return usageErr("--duration and --grace cannot be negative")
 	case fl.duration > 0 && fl.trigger != "":
 		return usageErr("--duration and --trigger both set the window: use one")
+	}
+	if fl.container != "" {
+		return nil
 	}
 	if _, err := os.Stat("/proc/" + strconv.Itoa(fl.pid)); err != nil {
 		return usageErr("--pid %d: no such process", fl.pid)
@@ -90,11 +99,47 @@ func (fl *watchFlags) validate() error {
 	return nil
 }
 
+// containerPIDs finds the processes of a container in /proc.
+func containerPIDs(proc, name string) ([]int, containers.Info, error) {
+	ents, err := os.ReadDir(proc)
+	if err != nil {
+		return nil, containers.Info{}, err
+	}
+	res := containers.NewResolver(proc, "")
+	var pids []int
+	var found containers.Info
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if info := res.ForPID(pid); info.Match(name) {
+			pids, found = append(pids, pid), info
+		}
+	}
+	// The container's first process (its init, the others' ancestor) first:
+	// DNS sockets are looked for under it.
+	slices.Sort(pids)
+	if len(pids) == 0 {
+		return nil, found, usageErr("--container %s: no running process of such a container (by name, ID or ID prefix of 12+ digits)", name)
+	}
+	return pids, found, nil
+}
+
 func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 	if err := fl.validate(); err != nil {
 		return err
 	}
-	cfg := pipeline.Config{Live: true, EndAtClose: true, Source: fmt.Sprintf("watch pid %d", fl.pid)}
+	pids, what := []int{fl.pid}, fmt.Sprintf("pid %d", fl.pid)
+	if fl.container != "" {
+		var info containers.Info
+		var err error
+		if pids, info, err = containerPIDs("/proc", fl.container); err != nil {
+			return err
+		}
+		what = fmt.Sprintf("container %s (%s, %d processes)", fl.container, info.ID[:12], len(pids))
+	}
+	cfg := pipeline.Config{Live: true, EndAtClose: true, Source: "watch " + what}
 	if err := fl.out.configure(&cfg, e.stdout); err != nil {
 		return err
 	}
@@ -111,7 +156,7 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 		defer pprof.StopCPUProfile()
 	}
 	attachStart := time.Now()
-	opts := ebpf.Options{PIDs: []int{fl.pid}, FollowChildren: true}
+	opts := ebpf.Options{PIDs: pids, FollowChildren: true}
 	if fl.stacks {
 		opts.Stacks = symbolize.New()
 	}
@@ -141,8 +186,8 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 	}
 	// DNS names are a complement: without them the calls are still seen.
 	capt, capErr := afpacket.Open(afpacket.Options{
-		NetNS:  fmt.Sprintf("/proc/%d/ns/net", fl.pid),
-		Owners: afpacket.NewSocketOwners(fl.pid),
+		NetNS:  fmt.Sprintf("/proc/%d/ns/net", pids[0]),
+		Owners: afpacket.NewSocketOwners(pids[0]),
 	})
 	if capErr != nil {
 		fmt.Fprintf(e.stderr, "egress: no DNS capture, destinations will be unnamed: %v\n", capErr)
@@ -151,8 +196,8 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 		cfg.Sources = append(cfg.Sources, capt.Source())
 		cfg.Backend += " + " + capt.Backend()
 	}
-	fmt.Fprintf(e.stderr, "egress: watching pid %d and its descendants with %s; attached in %v\n",
-		fl.pid, cfg.Backend, time.Since(attachStart).Round(time.Millisecond))
+	fmt.Fprintf(e.stderr, "egress: watching %s and its descendants with %s; attached in %v\n",
+		what, cfg.Backend, time.Since(attachStart).Round(time.Millisecond))
 
 	if fl.write != "" {
 		w, err := pcapng.Create(fl.write)

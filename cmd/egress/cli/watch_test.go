@@ -15,7 +15,9 @@ func TestWatchUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"watch"}, "--pid is required"},
+		{[]string{"watch"}, "--pid or --container is required"},
+		{[]string{"watch", "--pid", "1", "--container", "web"}, "use one"},
+		{[]string{"watch", "--container", "no-such-container-here"}, "no running process of such a container"},
 		{[]string{"watch", "--pid", "1", "--duration", "1s", "--trigger", "true"}, "use one"},
 		{[]string{"watch", "--pid", "1", "--grace", "-1s"}, "cannot be negative"},
 		{[]string{"watch", "--pid", "1", "--format", "xml"}, "unknown --format"},
