@@ -38,7 +38,7 @@ generate:
 	$(GO) generate ./bpf/...
 
 generate-check: generate
-	git diff --exit-code -- bpf/ capture/ebpf/ capture/block/ capture/sched/ || { echo "generated eBPF code is stale: run make generate and commit"; exit 1; }
+	git diff --exit-code -- bpf/ capture/ebpf/ internal/enforce/block/ capture/sched/ || { echo "generated eBPF code is stale: run make generate and commit"; exit 1; }
 
 # Throughput and memory of egress replay against tshark (see docs/benchmarks.md).
 bench:

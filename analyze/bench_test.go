@@ -7,7 +7,7 @@ import (
 
 	"github.com/egress-dev/egress/analyze"
 	"github.com/egress-dev/egress/capture/pcapfile"
-	"github.com/egress-dev/egress/internal/gencap"
+	"github.com/egress-dev/egress/internal/testkit/gencap"
 )
 
 // BenchmarkReplay measures the whole replay path (pcap reading, decoding,

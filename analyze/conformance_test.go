@@ -14,7 +14,7 @@ import (
 	"github.com/egress-dev/egress/analyze"
 	"github.com/egress-dev/egress/capture/pcapfile"
 	"github.com/egress-dev/egress/dnsmsg"
-	"github.com/egress-dev/egress/internal/corpustest"
+	"github.com/egress-dev/egress/internal/testkit/corpustest"
 	"github.com/egress-dev/egress/report"
 )
 

@@ -14,7 +14,7 @@ import (
 
 	"github.com/egress-dev/egress/analyze"
 	"github.com/egress-dev/egress/capture/pcapfile"
-	"github.com/egress-dev/egress/internal/gencap"
+	"github.com/egress-dev/egress/internal/testkit/gencap"
 	"github.com/egress-dev/egress/report"
 )
 

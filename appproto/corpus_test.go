@@ -10,7 +10,7 @@ import (
 
 	"github.com/egress-dev/egress/capture/decode"
 	"github.com/egress-dev/egress/event"
-	"github.com/egress-dev/egress/internal/corpustest"
+	"github.com/egress-dev/egress/internal/testkit/corpustest"
 )
 
 func corpusDir(t testing.TB) string { return corpustest.Dir(t) }

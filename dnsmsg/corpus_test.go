@@ -9,7 +9,7 @@ import (
 
 	"github.com/egress-dev/egress/capture/decode"
 	"github.com/egress-dev/egress/event"
-	"github.com/egress-dev/egress/internal/corpustest"
+	"github.com/egress-dev/egress/internal/testkit/corpustest"
 	"github.com/google/go-cmp/cmp"
 )
 

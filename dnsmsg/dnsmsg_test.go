@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/egress-dev/egress/internal/corpustest"
+	"github.com/egress-dev/egress/internal/testkit/corpustest"
 )
 
 // header builds a 12-byte DNS header.

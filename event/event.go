@@ -167,7 +167,7 @@ type DNS struct {
 }
 
 // Blocked is one call egress run's cgroup programs refused or reported
-// (capture/block): a connect() or sendmsg() refused with EPERM, a call the
+// (internal/enforce/block): a connect() or sendmsg() refused with EPERM, a call the
 // tracepoints do not see, a packet of the catch-all, a DNS connect steered
 // to the proxy, a step of a child cgroup's TCP connection.
 type Blocked struct {
@@ -183,7 +183,7 @@ type Blocked struct {
 	Proc    *Process
 }
 
-// BlockedKind is what a Blocked record says (the values of capture/block).
+// BlockedKind is what a Blocked record says (the values of internal/enforce/block).
 type BlockedKind uint8
 
 const (

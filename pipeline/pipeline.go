@@ -53,7 +53,7 @@ type Config struct {
 	// metrics: tables evicted, records folded), on the pipeline's goroutine.
 	Progress func(report.Stats)
 	// Seen, when set, says how many times the kernel saw a reported call
-	// (capture/block's Blocker.Seen); Steering is where run's DNS proxy
+	// (internal/enforce/block's Blocker.Seen); Steering is where run's DNS proxy
 	// listens, so connections steered to it show the server the app asked
 	// for. Both are live knowledge: the tee records Steering, not Seen.
 	Seen     enforce.Counter

@@ -2,7 +2,7 @@
 # bench-watch.sh: what `egress watch` and `egress agent` cost a connect-heavy
 # host.
 #
-# internal/connload connects to its own loopback listener from WORKERS
+# internal/testkit/connload connects to its own loopback listener from WORKERS
 # goroutines for DURATION at each rate of RATES ("max" = as fast as it can),
 # in the MODES run back to back and interleaved (alone, watched by
 # `egress watch --pid`, by `egress watch --pid --stacks` (the user stack of
@@ -52,7 +52,7 @@ cleanup() {
 }
 trap cleanup EXIT
 CGO_ENABLED=0 go build -o "$tmp/egress" ./cmd/egress
-CGO_ENABLED=0 go build -o "$tmp/connload" ./internal/connload
+CGO_ENABLED=0 go build -o "$tmp/connload" ./internal/testkit/connload
 sysctl -qw kernel.bpf_stats_enabled=1
 tck=$(getconf CLK_TCK)
 secs=$(awk -v d="$DURATION" 'BEGIN { sub(/s$/, "", d); print d }')

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/egress-dev/egress/event"
-	"github.com/egress-dev/egress/internal/corpustest"
+	"github.com/egress-dev/egress/internal/testkit/corpustest"
 )
 
 func corpusDir(t testing.TB) string { return corpustest.Dir(t) }

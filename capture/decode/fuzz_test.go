@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/egress-dev/egress/event"
-	"github.com/egress-dev/egress/internal/corpustest"
+	"github.com/egress-dev/egress/internal/testkit/corpustest"
 )
 
 var fuzzLinks = []LinkType{LinkNull, LinkEthernet, LinkRawDLT12, LinkRawDLT14, LinkRaw, LinkLoop,

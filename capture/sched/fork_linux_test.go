@@ -11,7 +11,7 @@ import (
 
 	ebpftracer "github.com/egress-dev/egress/capture/ebpf"
 	"github.com/egress-dev/egress/event"
-	"github.com/egress-dev/egress/internal/testnet"
+	"github.com/egress-dev/egress/internal/testkit/testnet"
 )
 
 // TestPrivilegedSchedForkExit: a shell forks short-lived children (followed

@@ -12,7 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/egress-dev/egress/event"
-	"github.com/egress-dev/egress/internal/testnet"
+	"github.com/egress-dev/egress/internal/testkit/testnet"
 )
 
 func TestDecodeRecord(t *testing.T) {

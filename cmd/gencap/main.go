@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/egress-dev/egress/internal/gencap"
+	"github.com/egress-dev/egress/internal/testkit/gencap"
 )
 
 func main() {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/egress-dev/egress/internal/gencap"
+	"github.com/egress-dev/egress/internal/testkit/gencap"
 )
 
 func TestParseSize(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/egress-dev/egress/internal/testnet"
+	"github.com/egress-dev/egress/internal/testkit/testnet"
 )
 
 // TestPrivilegedRunsInGroup: the command is in the new cgroup from its

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/egress-dev/egress/internal/testnet"
+	"github.com/egress-dev/egress/internal/testkit/testnet"
 )
 
 // TestMain lets the test binary be its own launcher and supervisor, as

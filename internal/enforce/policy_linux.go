@@ -6,8 +6,8 @@ package enforce
 import (
 	"net/netip"
 
-	"github.com/egress-dev/egress/capture/block"
 	"github.com/egress-dev/egress/event"
+	"github.com/egress-dev/egress/internal/enforce/block"
 	"github.com/egress-dev/egress/report"
 	"github.com/egress-dev/egress/rules"
 )

@@ -252,7 +252,7 @@ func ProtoName(p uint8) string {
 }
 
 // Counter tells how many times a reported (not refused) call happened in
-// all, as the kernel counted it: capture/block's Blocker.Seen.
+// all, as the kernel counted it: internal/enforce/block's Blocker.Seen.
 type Counter func(*event.Blocked) uint64
 
 // Merge puts the tally into r. A refused TCP connect is already a rejected

@@ -46,7 +46,7 @@ minute). This file is written by `testdata/record/readme.sh`: do not edit it by 
 
 | host | addresses | role |
 | --- | --- | --- |
-| app ns | 198.18.0.2, 2001:db8:1::2 | the web shop (`internal/testnet/shopapp`), HTTP on :8080, Go resolver |
+| app ns | 198.18.0.2, 2001:db8:1::2 | the web shop (`internal/testkit/testnet/shopapp`), HTTP on :8080, Go resolver |
 | router ns | 198.18.0.1 / 198.51.100.1, 2001:db8:1::1 / 2001:db8:2::1 | forwards; runs the DNS server (`dnsd`, 198.18.0.1:53) and the admin's `curl` |
 | vendor ns | 198.51.100.10 (updates), 198.51.100.11 (edge), 2001:db8:2::10, 2001:db8:2::11 | `vendord`: HTTP :80 `/check`, HTTPS :443 `/v1/license` |
 

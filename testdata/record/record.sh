@@ -102,7 +102,7 @@ capture() {
 build() {
 	log "building dnsd, vendord, shopapp"
 	(cd "$repo" && CGO_ENABLED=0 go build -o "$work/" \
-		./internal/testnet/dnsd ./internal/testnet/vendord ./internal/testnet/shopapp)
+		./internal/testkit/testnet/dnsd ./internal/testkit/testnet/vendord ./internal/testkit/testnet/shopapp)
 }
 
 topology() {

@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/egress-dev/egress/internal/testnet"
+	"github.com/egress-dev/egress/internal/testkit/testnet"
 )
 
 // The agent test's network: an app namespace (198.19.77.2) and a server
@@ -72,8 +72,8 @@ func newAgentNet(t *testing.T) *agentNet {
 			t.Fatal(err)
 		}
 	}
-	bins := testnet.Build(t, "github.com/egress-dev/egress/internal/testnet/dnsd",
-		"github.com/egress-dev/egress/internal/testnet/vendord", "github.com/egress-dev/egress/internal/testnet/callout",
+	bins := testnet.Build(t, "github.com/egress-dev/egress/internal/testkit/testnet/dnsd",
+		"github.com/egress-dev/egress/internal/testkit/testnet/vendord", "github.com/egress-dev/egress/internal/testkit/testnet/callout",
 		"github.com/egress-dev/egress/cmd/egress")
 	var logs testnet.SyncBuffer
 	t.Cleanup(func() {

@@ -15,7 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/egress-dev/egress/internal/gencap"
+	"github.com/egress-dev/egress/internal/testkit/gencap"
 	"github.com/egress-dev/egress/report"
 )
 

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/egress-dev/egress/internal/testnet"
+	"github.com/egress-dev/egress/internal/testkit/testnet"
 )
 
 // TestPrivilegedWatchJSONL: watch streams the calls of the watched process

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/egress-dev/egress/capture/pcapfile"
-	"github.com/egress-dev/egress/internal/testnet"
+	"github.com/egress-dev/egress/internal/testkit/testnet"
 	"github.com/egress-dev/egress/report"
 )
 
@@ -33,7 +33,7 @@ type lossNet struct {
 func newLossNet(t *testing.T) *lossNet {
 	t.Helper()
 	n := testnet.NewForTest(t, "nft", "curl", "sh", "python3")
-	bin := testnet.Build(t, "github.com/egress-dev/egress/cmd/egress", "github.com/egress-dev/egress/internal/testnet/dnsd")
+	bin := testnet.Build(t, "github.com/egress-dev/egress/cmd/egress", "github.com/egress-dev/egress/internal/testkit/testnet/dnsd")
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	must := func(err error) {

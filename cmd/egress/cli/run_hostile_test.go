@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/egress-dev/egress/internal/enforce"
-	"github.com/egress-dev/egress/internal/testnet"
+	"github.com/egress-dev/egress/internal/testkit/testnet"
 	"github.com/egress-dev/egress/report"
 )
 
@@ -47,8 +47,8 @@ func newHostileNet(t *testing.T) *hostileNet {
 	t.Helper()
 	n := testnet.NewForTest(t, "nft", "nsenter")
 	bin := testnet.Build(t, "github.com/egress-dev/egress/cmd/egress",
-		"github.com/egress-dev/egress/internal/testnet/dnsd", "github.com/egress-dev/egress/internal/testnet/vendord",
-		"github.com/egress-dev/egress/internal/testnet/hostile")
+		"github.com/egress-dev/egress/internal/testkit/testnet/dnsd", "github.com/egress-dev/egress/internal/testkit/testnet/vendord",
+		"github.com/egress-dev/egress/internal/testkit/testnet/hostile")
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	must := func(err error) {

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/egress-dev/egress/internal/testnet"
+	"github.com/egress-dev/egress/internal/testkit/testnet"
 	"github.com/egress-dev/egress/report"
 )
 
@@ -39,7 +39,7 @@ func newRunNet(t *testing.T) *runNet {
 	t.Helper()
 	n := testnet.NewForTest(t, "nft", "curl", "sh", "date")
 	bin := testnet.Build(t, "github.com/egress-dev/egress/cmd/egress",
-		"github.com/egress-dev/egress/internal/testnet/dnsd", "github.com/egress-dev/egress/internal/testnet/vendord")
+		"github.com/egress-dev/egress/internal/testkit/testnet/dnsd", "github.com/egress-dev/egress/internal/testkit/testnet/vendord")
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	must := func(err error) {
@@ -430,8 +430,8 @@ func cmpStrings(a, b []string) bool { return strings.Join(a, "\n") == strings.Jo
 func TestPrivilegedRunStory(t *testing.T) {
 	n := testnet.NewForTest(t, "nft", "curl", "sh", "sleep")
 	bin := testnet.Build(t, "github.com/egress-dev/egress/cmd/egress",
-		"github.com/egress-dev/egress/internal/testnet/dnsd", "github.com/egress-dev/egress/internal/testnet/vendord",
-		"github.com/egress-dev/egress/internal/testnet/shopapp")
+		"github.com/egress-dev/egress/internal/testkit/testnet/dnsd", "github.com/egress-dev/egress/internal/testkit/testnet/vendord",
+		"github.com/egress-dev/egress/internal/testkit/testnet/shopapp")
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
 	must := func(err error) {

@@ -20,7 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/egress-dev/egress/capture/pcapfile"
-	"github.com/egress-dev/egress/internal/testnet"
+	"github.com/egress-dev/egress/internal/testkit/testnet"
 	"github.com/egress-dev/egress/report"
 )
 
@@ -40,7 +40,7 @@ type stackApp struct {
 // goCallSiteLine is the line of the Dial in stackapp's checkForUpdates,
 // found by its text so an edit of the program cannot silently pass.
 func goCallSiteLine(t *testing.T) int {
-	return lineOf(t, "../../../internal/testnet/stackapp/main.go", "net.DialTimeout")
+	return lineOf(t, "../../../internal/testkit/testnet/stackapp/main.go", "net.DialTimeout")
 }
 
 // lineOf is the number of the first line of path that contains text.
@@ -76,7 +76,7 @@ func stackApps(t *testing.T) []stackApp {
 		{
 			name: "go",
 			build: func(t *testing.T, dir string) []string {
-				bin := testnet.Build(t, "github.com/egress-dev/egress/internal/testnet/stackapp")
+				bin := testnet.Build(t, "github.com/egress-dev/egress/internal/testkit/testnet/stackapp")
 				return []string{filepath.Join(bin, "stackapp"), "-vendor", "198.51.100.10:80", "-connect-timeout", "1s"}
 			},
 			calledFrom: regexp.MustCompile(`^main\.checkForUpdates \(main\.go:` + strconv.Itoa(goCallSiteLine(t)) + `\)$`),
@@ -280,7 +280,7 @@ func TestPrivilegedRunStacks(t *testing.T) {
 	}`); err != nil {
 		t.Fatal(err)
 	}
-	bin := testnet.Build(t, "github.com/egress-dev/egress/cmd/egress", "github.com/egress-dev/egress/internal/testnet/stackapp")
+	bin := testnet.Build(t, "github.com/egress-dev/egress/cmd/egress", "github.com/egress-dev/egress/internal/testkit/testnet/stackapp")
 	out, err := hosts.App.Command(ctx, filepath.Join(bin, "egress"), "run", "--stacks", "--mode", "audit", "--format", "json", "--",
 		filepath.Join(bin, "stackapp"), "-now", "-vendor", "198.51.100.10:80", "-connect-timeout", "1s").Output()
 	if err != nil {

@@ -18,7 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/egress-dev/egress/capture/pcapfile"
-	"github.com/egress-dev/egress/internal/testnet"
+	"github.com/egress-dev/egress/internal/testkit/testnet"
 	"github.com/egress-dev/egress/report"
 )
 

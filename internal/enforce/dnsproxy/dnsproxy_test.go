@@ -241,7 +241,7 @@ func TestProxyUpstreamDown(t *testing.T) {
 // realQueries returns the DNS queries of the recorded captures.
 func realQueries(tb testing.TB) [][]byte {
 	tb.Helper()
-	files, err := filepath.Glob("../../testdata/captures/*.pcap")
+	files, err := filepath.Glob("../../../testdata/captures/*.pcap")
 	if err != nil || len(files) == 0 {
 		tb.Fatalf("no captures: %v", err)
 	}

@@ -17,7 +17,7 @@ import (
 // queries with EDNS, as they really went out.
 func realQueries(tb testing.TB) [][]byte {
 	tb.Helper()
-	files, err := filepath.Glob("../../../testdata/captures/*.pcap")
+	files, err := filepath.Glob("../../../../testdata/captures/*.pcap")
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,5 +1,5 @@
 // Package dnsproxy is the small DNS forwarder egress run puts in front of
-// the command it runs: the cgroup hooks of package capture/block steer the
+// the command it runs: the cgroup hooks of package internal/enforce/block steer the
 // command's port-53 traffic to it. For each query it asks a Policy whether
 // the name may be resolved, forwards allowed queries to the real resolver,
 // lets the Policy open the kernel's allow map for the answered addresses

@@ -15,9 +15,9 @@ import (
 // namespaces need real binaries: `go run` would build inside the namespace.
 func BuildActors(t testing.TB) string {
 	t.Helper()
-	return Build(t, "github.com/egress-dev/egress/internal/testnet/dnsd",
-		"github.com/egress-dev/egress/internal/testnet/vendord",
-		"github.com/egress-dev/egress/internal/testnet/shopapp")
+	return Build(t, "github.com/egress-dev/egress/internal/testkit/testnet/dnsd",
+		"github.com/egress-dev/egress/internal/testkit/testnet/vendord",
+		"github.com/egress-dev/egress/internal/testkit/testnet/shopapp")
 }
 
 // Build builds the main packages pkgs (import paths) without cgo into a

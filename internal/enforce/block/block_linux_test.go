@@ -19,7 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/egress-dev/egress/internal/cgrouprun"
-	"github.com/egress-dev/egress/internal/testnet"
+	"github.com/egress-dev/egress/internal/testkit/testnet"
 )
 
 const helperEnv = "EGRESS_BLOCK_HELPER_PORT"
