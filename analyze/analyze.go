@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"net/netip"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/egress-dev/egress/dnsmsg"
@@ -51,7 +49,7 @@ type Analyzer struct {
 	catchAlls                              [2][256]int         // record index + 1 of each kind's catch-all per outcome
 	otherDestsOverflow                     bool
 	squeezed                               bool // successes are summarised (fold.go)
-	otherConnDests, otherLookupDests       map[uint8]int
+	otherConnDests, otherLookupDests       map[report.Outcome]int
 	// Blocked time of the calls folded into earlier records (hosts.go).
 	foldedBlocked  unionSet
 	hostFolds      map[netip.Addr]*hostFolds
@@ -65,33 +63,6 @@ type Analyzer struct {
 	stats       report.Stats
 
 	msg dnsmsg.Msg // scratch for decoding DNS
-}
-
-func outcomeCode(out string) uint8 {
-	switch out {
-	case report.Established, report.Answered:
-		return 1
-	case report.Refused:
-		return 2
-	case report.Rejected:
-		return 3
-	case report.Timeout:
-		return 4
-	case report.Pending:
-		return 5
-	case report.Aborted:
-		return 6
-	case report.NoData:
-		return 7
-	case report.NXDomain:
-		return 8
-	case report.ServFail:
-		return 9
-	}
-	if n, err := strconv.Atoi(strings.TrimPrefix(out, "rcode-")); err == nil && n >= 0 && n < 240 {
-		return uint8(16 + n) // rcode-N
-	}
-	return 0
 }
 
 // answeredLookup remembers an A/AAAA answer for the "resolved but never
@@ -122,8 +93,8 @@ func New(cfg Config) *Analyzer {
 		joins:            newJoinTable(),
 		folded:           make(map[foldKey]int),
 		otherDests:       make(map[uint64]struct{}),
-		otherConnDests:   make(map[uint8]int),
-		otherLookupDests: make(map[uint8]int),
+		otherConnDests:   make(map[report.Outcome]int),
+		otherLookupDests: make(map[report.Outcome]int),
 		foldedBlocked:    unionSet{max: maxUnion},
 		hostFolds:        make(map[netip.Addr]*hostFolds),
 	}

@@ -54,7 +54,7 @@ type connSummary struct {
 func summarize(r *report.Report) []connSummary {
 	var out []connSummary
 	for _, c := range r.Connections {
-		out = append(out, connSummary{Dst: c.Dst.String(), Outcome: c.Outcome, Attempts: c.Attempts, Blocked: c.BlockedMS, Inferred: c.Inferred, Basis: c.EndBasis})
+		out = append(out, connSummary{Dst: c.Dst().String(), Outcome: c.Outcome.String(), Attempts: c.Attempts, Blocked: c.BlockedMS, Inferred: c.Inferred, Basis: c.EndBasis})
 	}
 	return out
 }
@@ -243,8 +243,8 @@ func TestICMPRejects(t *testing.T) {
 		t.Fatalf("got %d connections, want 1", len(r.Connections))
 	}
 	c := r.Connections[0]
-	want := &report.ICMP{Type: 3, Code: 13, Meaning: "communication administratively prohibited", From: "198.18.0.1"}
-	if c.Outcome != report.Rejected || !cmp.Equal(c.ICMP, want) {
+	want := &report.ICMP{Type: 3, Code: 13, Meaning: "communication administratively prohibited", From: netip.MustParseAddr("198.18.0.1")}
+	if c.Outcome != report.Rejected || c.ICMP == nil || *c.ICMP != *want {
 		t.Errorf("got outcome %q icmp %+v, want rejected %+v", c.Outcome, c.ICMP, want)
 	}
 	// An ICMP error quoting another sequence number is not this attempt's.

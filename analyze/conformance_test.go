@@ -52,7 +52,7 @@ func epochNS(s string) int64 {
 }
 
 // tcpOutcome maps the truth's attempt outcomes to egress's.
-var tcpOutcome = map[string][]string{
+var tcpOutcome = map[string][]report.Outcome{
 	"established":                     {report.Established},
 	"refused":                         {report.Refused},
 	"icmp-unreachable":                {report.Rejected},
@@ -63,7 +63,7 @@ var tcpOutcome = map[string][]string{
 	"no-synack-seen-server-responded": {report.Established},
 }
 
-var dnsOutcome = map[string][]string{
+var dnsOutcome = map[string][]report.Outcome{
 	"answered":         {report.Answered},
 	"nodata":           {report.NoData},
 	"nxdomain":         {report.NXDomain},
@@ -142,7 +142,7 @@ func TestConformance(t *testing.T) {
 		}
 		conns := map[connKey]report.Connection{}
 		for _, c := range r.Connections {
-			conns[connKey{c.Src.String(), c.Dst.String(), c.Start.UnixNano()}] = c
+			conns[connKey{c.Src().String(), c.Dst().String(), c.Start.UnixNano()}] = c
 		}
 		for _, ta := range truth.TCPAttempts {
 			k := connKey{joinAP(ta.ClientIP, ta.ClientPort), joinAP(ta.ServerIP, ta.ServerPort), epochNS(ta.FirstSYN)}
@@ -177,7 +177,7 @@ func TestConformance(t *testing.T) {
 		}
 		lks := map[lookupKey]report.Lookup{}
 		for _, l := range r.Lookups {
-			lks[lookupKey{l.Client, l.Server, strings.ToLower(l.Name), l.QType, l.Transport, l.Start.UnixNano()}] = l
+			lks[lookupKey{l.Client.String(), l.Server.String(), strings.ToLower(l.Name), l.QType, l.Transport, l.Start.UnixNano()}] = l
 		}
 		for _, q := range truth.DNS {
 			if q.Outcome == "response-without-query" {
@@ -232,7 +232,7 @@ func joinAP(ip string, port int) string {
 	return fmt.Sprintf("%s:%d", ip, port)
 }
 
-func contains(list []string, s string) bool {
+func contains(list []report.Outcome, s report.Outcome) bool {
 	for _, x := range list {
 		if x == s {
 			return true

@@ -103,7 +103,7 @@ func TestTsharkCrossCheck(t *testing.T) {
 			}
 			got := map[string]flagCounts{}
 			for _, c := range r.Connections {
-				key := c.Src.String() + " > " + c.Dst.String()
+				key := c.Src().String() + " > " + c.Dst().String()
 				g := got[key]
 				g.SYN += c.Attempts
 				g.SYNACK += c.SynAcks

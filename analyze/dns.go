@@ -272,7 +272,7 @@ func sortLookups(ls []*lookup) {
 	})
 }
 
-func rcodeOutcome(rcode uint8, answers int) string {
+func rcodeOutcome(rcode uint8, answers int) report.Outcome {
 	switch rcode {
 	case 0:
 		if answers > 0 {
@@ -286,7 +286,7 @@ func rcodeOutcome(rcode uint8, answers int) string {
 	case 5:
 		return report.DNSRefused
 	}
-	return "rcode-" + itoa(int(rcode))
+	return report.RcodeOutcome(rcode)
 }
 
 func itoa(n int) string {
@@ -304,7 +304,7 @@ func itoa(n int) string {
 }
 
 // resolveLookup decides a lookup's outcome as of time end.
-func (a *Analyzer) resolveLookup(lk *lookup, end int64) (outcome string, t int64, basis string, inferred bool) {
+func (a *Analyzer) resolveLookup(lk *lookup, end int64) (outcome report.Outcome, t int64, basis string, inferred bool) {
 	switch {
 	case lk.resp != 0:
 		return rcodeOutcome(lk.rcode, lk.nAnswers), lk.resp, "answer", false
@@ -325,9 +325,9 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 	}
 	out, end, basis, inferred := a.resolveLookup(lk, now)
 	blocked := a.blockedInWindow(lk.start, end)
-	fail := failed(out)
+	fail := out.Failed()
 	pl := a.place(len(a.lks), foldKey{lookup: true, client: lk.client.Addr().As16(), dst: lk.server.Addr().As16(),
-		port: lk.server.Port(), name: lk.name, qtype: lk.qtype, out: outcomeCode(out)}, fail, lk.client.Addr(), lk.server.Addr())
+		port: lk.server.Port(), name: lk.name, qtype: lk.qtype, out: out}, fail, lk.client.Addr(), lk.server.Addr())
 	if pl.inbound {
 		return // a lookup this host answered, not one it made
 	}
@@ -367,7 +367,7 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 			a.settledLookup(&own) // with its own name, not the fold's
 			streamed = true
 		}
-		l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", "", []string{}, nil
+		l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", netip.AddrPort{}, []string{}, nil
 		a.stats.RecordsDropped++
 	}
 	a.register(pl, len(a.lks), fail)
@@ -375,12 +375,12 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 }
 
 // lookupRecord builds the report record of a settled lookup.
-func (a *Analyzer) lookupRecord(lk *lookup, out string, end int64, basis string, inferred bool, blocked float64) report.Lookup {
+func (a *Analyzer) lookupRecord(lk *lookup, out report.Outcome, end int64, basis string, inferred bool, blocked float64) report.Lookup {
 	l := report.Lookup{
 		Name:      lk.name,
 		QType:     dnsmsg.TypeString(lk.qtype),
-		Client:    lk.client.Addr().Unmap().String(),
-		Server:    addrPortString(lk.server),
+		Client:    lk.client.Addr().Unmap(),
+		Server:    unmapped(lk.server),
 		Transport: "udp",
 		Start:     time.Unix(0, lk.start).UTC(),
 		Attempts:  lk.queries,
@@ -417,7 +417,7 @@ func (a *Analyzer) addLookup(l report.Lookup, lk *lookup, settle bool) {
 		a.answers = append(a.answers, answeredLookup{index: len(a.lks), addrs: lk.answers})
 	}
 	a.lks = append(a.lks, l)
-	a.lkSp = append(a.lkSp, spanOf(failed(l.Outcome) && l.Name != OtherDestinations, lk.start, l.End.UnixNano(), lk.busyAt))
+	a.lkSp = append(a.lkSp, spanOf(l.Outcome.Failed() && l.Name != OtherDestinations, lk.start, l.End.UnixNano(), lk.busyAt))
 	if settle {
 		a.settledLookup(&a.lks[len(a.lks)-1])
 	}
@@ -441,8 +441,8 @@ func rcodeName(r uint8) string {
 	return "RCODE" + itoa(int(r))
 }
 
-func addrPortString(ap netip.AddrPort) string {
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+func unmapped(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // tcpDNS reassembles DNS messages from one TCP flow (RFC 1035 4.2.2 framing),

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/egress-dev/egress/report"
@@ -65,9 +64,9 @@ func (a *Analyzer) Finish() *report.Report {
 	var connSp, lkSp []lostSpan
 	for i, c := range a.conns {
 		switch {
-		case decided(c.FoldedBy) || c.Loopback || isEgress(c.Src.Addr(), c.Dst.Addr()):
+		case decided(c.FoldedBy) || c.Loopback || isEgress(c.SrcIP, c.DstIP):
 			if c.FoldedBy == report.FoldOutcome {
-				c.Destinations = a.otherConnDests[outcomeCode(c.Outcome)]
+				c.Destinations = a.otherConnDests[c.Outcome]
 			}
 			r.Connections = append(r.Connections, c)
 			connSp = append(connSp, a.connSp[i])
@@ -77,11 +76,10 @@ func (a *Analyzer) Finish() *report.Report {
 	}
 	keepLookup := make([]bool, len(a.lks))
 	for i, l := range a.lks {
-		ad, err := netip.ParseAddr(l.Client)
-		srv, _ := netip.ParseAddrPort(l.Server)
-		if decided(l.FoldedBy) || err == nil && (isEgress(ad, srv.Addr()) || ad.IsLoopback()) {
+		// Server is invalid for the catch-all record.
+		if decided(l.FoldedBy) || l.Client.IsValid() && (isEgress(l.Client, l.Server.Addr()) || l.Client.IsLoopback()) {
 			if l.FoldedBy == report.FoldOutcome {
-				l.Destinations = a.otherLookupDests[outcomeCode(l.Outcome)]
+				l.Destinations = a.otherLookupDests[l.Outcome]
 			}
 			keepLookup[i] = true
 			r.Lookups = append(r.Lookups, l)
@@ -98,7 +96,7 @@ func (a *Analyzer) Finish() *report.Report {
 	if hosts, n, failing := a.hostSummaries(r, start, end); n > 1 && !a.cfg.LocalAny {
 		r.Hosts, r.HostsSeen, r.HostsFailing = hosts, n, failing
 	}
-	r.Headline = headline(r)
+	r.Headline = report.Headline(r)
 	r.Hints = a.hints(keepLookup)
 	r.Hints = append(r.Hints, a.stackHints(r)...)
 	return r
@@ -117,18 +115,12 @@ func (a *Analyzer) stackHints(r *report.Report) []report.Hint {
 		if site, ok := report.CallSite(c.Stack, a.cfg.AppFrames); ok && site.Function != "" {
 			continue
 		}
-		who := procName(c.PID, c.Comm)
-		if who == "" {
-			who = "an unknown process"
-		}
+		who := report.ProcName(c.PID, c.Comm)
 		if seen[who] || len(hints) >= 20 {
 			continue
 		}
 		seen[who] = true
-		hints = append(hints, report.Hint{Kind: "stack-unnamed", Subject: who, Text: fmt.Sprintf(
-			"the stacks of %s name no function of the application, only module+offset: its code has no symbols, or no frame pointers "+
-				"(build C/C++ with -fno-omit-frame-pointer and keep the symbol table; run Node.js with --perf-basic-prof "+
-				"--interpreted-frames-native-stack, Python 3.12+ with -X perf; see docs/watch.md)", who)})
+		hints = append(hints, report.StackUnnamedHint(who))
 	}
 	return hints
 }
@@ -187,8 +179,8 @@ func (a *Analyzer) localFunc(l *report.Local) func(netip.Addr) bool {
 				set[x.Unmap()] = true
 			}
 			for _, lk := range a.lks {
-				if ad, err := netip.ParseAddr(lk.Client); err == nil {
-					set[ad] = true
+				if lk.Client.IsValid() {
+					set[lk.Client] = true
 				}
 			}
 		}
@@ -283,17 +275,10 @@ func (a *Analyzer) hints(keep []bool) []report.Hint {
 			more++
 			continue
 		}
-		hints = append(hints, report.Hint{
-			Kind:    "resolved-not-contacted",
-			Subject: l.Name,
-			Text: fmt.Sprintf("%s was resolved (%s) but no packet to it appears in the capture: if the app "+
-				"should have connected, a firewall on the capturing host may drop the SYNs before the capture "+
-				"point sees them (record with nftables `log group N` and `tcpdump -i nflog:N`, or use `egress watch`)",
-				l.Name, strings.Join(l.Answers, ", ")),
-		})
+		hints = append(hints, report.ResolvedNotContactedHint(l.Name, l.Answers))
 	}
 	if more > 0 {
-		hints = append(hints, report.Hint{Kind: "more", Subject: "", Text: fmt.Sprintf("%d more names were resolved but not contacted", more)})
+		hints = append(hints, report.MoreResolvedHint(more))
 	}
 	return hints
 }

@@ -65,7 +65,7 @@ type foldKey struct {
 	dst    [16]byte
 	port   uint16
 	qtype  uint16
-	out    uint8
+	out    report.Outcome
 	name   string
 }
 
@@ -153,12 +153,12 @@ func (a *Analyzer) squeeze() {
 	a.squeezed = true
 	connMap := make([]int, len(a.conns))
 	kept := 0
-	connCatch := map[uint8]int{}
+	connCatch := map[report.Outcome]int{}
 	for i := range a.conns {
 		c := a.conns[i]
-		code := outcomeCode(c.Outcome)
+		code := c.Outcome
 		switch {
-		case failed(c.Outcome) || c.Loopback:
+		case c.Outcome.Failed() || c.Loopback:
 			if c.FoldedBy == report.FoldOutcome {
 				connCatch[code] = kept
 			}
@@ -180,12 +180,12 @@ func (a *Analyzer) squeeze() {
 			continue
 		}
 		connMap[i] = -1
-		if c.FoldedBy != report.FoldDestination && !a.egressNow(c.Src.Addr(), c.Dst.Addr()) {
+		if c.FoldedBy != report.FoldDestination && !a.egressNow(c.SrcIP, c.DstIP) {
 			a.stats.InboundAttempts += uint64(c.Count)
 			continue
 		}
-		a.noteOtherDestination(foldKey{client: c.Src.Addr().As16(), dst: c.Dst.Addr().As16(), port: c.Dst.Port(), name: c.Host, out: code})
-		a.noteFolded(c.Src.Addr(), c.Dst.Addr(), c.Start.UnixNano(), c.End.UnixNano(), false)
+		a.noteOtherDestination(foldKey{client: c.SrcIP.As16(), dst: c.DstIP.As16(), port: c.DstPort, name: c.Host, out: code})
+		a.noteFolded(c.SrcIP, c.DstIP, c.Start.UnixNano(), c.End.UnixNano(), false)
 		sum := c.BlockedSumMS
 		if c.Count == 1 {
 			sum = c.BlockedMS
@@ -193,7 +193,7 @@ func (a *Analyzer) squeeze() {
 		a.stats.RecordsDropped += uint64(c.Count)
 		j, ok := connCatch[code]
 		if !ok {
-			c.Host, c.NameSource, c.DstIP, c.DstPort, c.Dst = OtherDestinations, report.SourceNone, "", 0, netip.AddrPort{}
+			c.Host, c.NameSource, c.DstIP, c.DstPort = OtherDestinations, report.SourceNone, netip.Addr{}, 0
 			c.FoldedBy, c.BlockedSumMS = report.FoldOutcome, sum
 			connCatch[code] = kept
 			a.conns[kept] = c
@@ -209,12 +209,12 @@ func (a *Analyzer) squeeze() {
 
 	lkMap := make([]int, len(a.lks))
 	kept = 0
-	lkCatch := map[uint8]int{}
+	lkCatch := map[report.Outcome]int{}
 	for i := range a.lks {
 		l := a.lks[i]
-		code := outcomeCode(l.Outcome)
+		code := l.Outcome
 		switch {
-		case failed(l.Outcome):
+		case l.Outcome.Failed():
 			if l.FoldedBy == report.FoldOutcome {
 				lkCatch[code] = kept
 			}
@@ -235,8 +235,7 @@ func (a *Analyzer) squeeze() {
 			continue
 		}
 		lkMap[i] = -1
-		client, _ := netip.ParseAddr(l.Client)
-		server, _ := netip.ParseAddrPort(l.Server)
+		client, server := l.Client, l.Server
 		if l.FoldedBy != report.FoldDestination && !a.egressNow(client, server.Addr()) {
 			continue // a lookup this host answered
 		}
@@ -249,7 +248,7 @@ func (a *Analyzer) squeeze() {
 		a.stats.RecordsDropped += uint64(l.Count)
 		j, ok := lkCatch[code]
 		if !ok {
-			l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", "", []string{}, nil
+			l.Name, l.QType, l.Server, l.Answers, l.CNAMEs = OtherDestinations, "", netip.AddrPort{}, []string{}, nil
 			l.FoldedBy, l.BlockedSumMS = report.FoldOutcome, sum
 			lkCatch[code] = kept
 			a.lks[kept] = l
@@ -304,7 +303,7 @@ func (a *Analyzer) squeeze() {
 
 // catchAllIndex is the record index of the catch-all of an outcome, or -1;
 // an array, not the fold map: past every bound every call looks it up.
-func (a *Analyzer) catchAllIndex(lookup bool, out uint8) int {
+func (a *Analyzer) catchAllIndex(lookup bool, out report.Outcome) int {
 	kind := 0
 	if lookup {
 		kind = 1
@@ -312,7 +311,7 @@ func (a *Analyzer) catchAllIndex(lookup bool, out uint8) int {
 	return a.catchAlls[kind][out] - 1
 }
 
-func (a *Analyzer) setCatchAll(lookup bool, out uint8, i int) {
+func (a *Analyzer) setCatchAll(lookup bool, out report.Outcome, i int) {
 	kind := 0
 	if lookup {
 		kind = 1
@@ -403,16 +402,6 @@ func inPrefixes(ps []netip.Prefix, x netip.Addr) bool {
 		if p.Contains(x) {
 			return true
 		}
-	}
-	return false
-}
-
-// failed says whether an outcome means the caller did not get what it
-// asked for.
-func failed(outcome string) bool {
-	switch outcome {
-	case report.Timeout, report.Pending, report.Refused, report.Rejected, report.ServFail, report.NXDomain:
-		return true
 	}
 	return false
 }

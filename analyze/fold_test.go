@@ -67,10 +67,10 @@ func TestFoldingKeepsEveryCall(t *testing.T) {
 	r := a.Finish()
 	conns, looks := map[string]int{}, map[string]int{}
 	for _, c := range r.Connections {
-		conns[c.Outcome] += c.Count
+		conns[c.Outcome.String()] += c.Count
 	}
 	for _, l := range r.Lookups {
-		looks[l.Outcome] += l.Count
+		looks[l.Outcome.String()] += l.Count
 	}
 	if conns["established"] != 26 || conns["timeout"]+conns["pending"] != 14 {
 		t.Errorf("connections by outcome %v, want 26 established and 14 unanswered", conns)
@@ -100,7 +100,7 @@ func TestDNSMessageRelayed(t *testing.T) {
 		t.Fatalf("%d lookups, want 1", len(rep.Lookups))
 	}
 	l := rep.Lookups[0]
-	if l.Transport != "tcp" || l.Outcome != "answered" || l.PID == nil || *l.PID != 9 {
+	if l.Transport != "tcp" || l.Outcome.String() != "answered" || l.PID == nil || *l.PID != 9 {
 		t.Errorf("lookup %+v, want an answered tcp lookup by pid 9", l)
 	}
 	if len(rep.Connections) != 1 || rep.Connections[0].Host != "tcp.example" {
@@ -138,7 +138,7 @@ func TestDualStackHost(t *testing.T) {
 	if r.Local.Basis != "inferred-servers" || !cmp.Equal(r.Local.Addresses, []string{"198.18.0.2", "2001:db8:1::2"}) {
 		t.Errorf("local = %+v, want the app's two addresses", r.Local)
 	}
-	if len(r.Connections) != 1 || r.Connections[0].Dst.Addr() != vendor6 || r.Stats.InboundAttempts != 1 {
+	if len(r.Connections) != 1 || r.Connections[0].DstIP != vendor6 || r.Stats.InboundAttempts != 1 {
 		t.Errorf("connections %+v inbound %d, want only the vendor call and the login inbound", r.Connections, r.Stats.InboundAttempts)
 	}
 	if r.HostsSeen != 0 || strings.Contains(r.Headline, "hosts") {
@@ -162,7 +162,7 @@ func TestPerHostHeadline(t *testing.T) {
 	a.Packet(seg(0.5, other, 41000, vendor, 81, syn, 300, 0, ""))
 	a.Packet(seg(0.501, vendor, 81, other, 41000, rstack, 0, 301, ""))
 	r := a.Finish()
-	if r.HostsSeen != 2 || len(r.Hosts) != 2 || r.Hosts[0].Address != "198.18.0.2" {
+	if r.HostsSeen != 2 || len(r.Hosts) != 2 || r.Hosts[0].Address.String() != "198.18.0.2" {
 		t.Fatalf("hosts %d %+v, want 2 with the app first", r.HostsSeen, r.Hosts)
 	}
 	want := "2 hosts made 3 outbound connections and 0 lookups in the 4.0 s window; most time lost: " +

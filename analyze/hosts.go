@@ -168,7 +168,7 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) (hosts []re
 		}
 	}
 	culprit := func(h *hostAcc, key culpritKey, c report.Culprit) {
-		if !failed(c.Outcome) {
+		if !c.Outcome.Failed() {
 			return
 		}
 		cu := h.culprits[key]
@@ -182,27 +182,27 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) (hosts []re
 		cu.LongestMS = max(cu.LongestMS, c.LongestMS)
 		cu.Inferred = cu.Inferred || c.Inferred
 		if cu.Outcome != c.Outcome {
-			cu.Outcome = "mixed"
+			cu.Outcome = report.Mixed
 		}
 	}
 	for i := range r.Connections {
 		c := &r.Connections[i]
-		if c.Loopback || !c.Src.IsValid() {
+		if c.Loopback || !c.SrcIP.IsValid() {
 			continue
 		}
-		h := get(c.Src.Addr())
+		h := get(c.SrcIP)
 		proc := ""
 		if c.PID != nil {
-			proc = procName(c.PID, c.Comm)
+			proc = report.ProcName(c.PID, c.Comm)
 		}
-		fail := failed(c.Outcome)
+		fail := c.Outcome.Failed()
 		note(h, c.Start.UnixNano(), c.End.UnixNano(), fail, proc)
 		if !fail {
 			continue
 		}
 		dest := c.Host
-		if dest == "" {
-			dest = c.DstIP
+		if dest == "" && c.DstIP.IsValid() {
+			dest = c.DstIP.String()
 		}
 		dest += ":" + strconv.Itoa(int(c.DstPort))
 		calls := c.Count
@@ -215,16 +215,16 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) (hosts []re
 	}
 	for i := range r.Lookups {
 		l := &r.Lookups[i]
-		client, err := netip.ParseAddr(l.Client)
-		if err != nil || client.IsLoopback() {
+		client := l.Client
+		if !client.IsValid() || client.IsLoopback() {
 			continue
 		}
 		h := get(client)
 		proc := ""
 		if l.PID != nil {
-			proc = procName(l.PID, l.Comm)
+			proc = report.ProcName(l.PID, l.Comm)
 		}
-		fail := failed(l.Outcome)
+		fail := l.Outcome.Failed()
 		note(h, l.Start.UnixNano(), l.End.UnixNano(), fail, proc)
 		if !fail {
 			continue
@@ -280,11 +280,11 @@ func (a *Analyzer) hostSummaries(r *report.Report, start, end int64) (hosts []re
 	n := len(all)
 	hosts = make([]report.Host, 0, min(n, report.MaxHosts))
 	for _, h := range all[:min(n, report.MaxHosts)] {
-		out := report.Host{Address: h.addr.String(), ActiveMS: ms(max(h.last-h.first, 0)), LostMS: ms(h.lostNS),
+		out := report.Host{Address: h.addr, ActiveMS: ms(max(h.last-h.first, 0)), LostMS: ms(h.lostNS),
 			Calls: h.calls, Failed: h.failed, Culprits: topCulprits(h, 2)}
 		if joined := a.hostAddrs(h.addr); len(joined) > 1 {
 			for _, x := range joined {
-				out.Addresses = append(out.Addresses, x.String())
+				out.Addresses = append(out.Addresses, x)
 			}
 		}
 		procs := make([]string, 0, len(h.procs))

@@ -87,7 +87,7 @@ func (a *Analyzer) inferredLocal() map[netip.Addr]bool {
 	// DNS clients, from the lookup records (a folded record keeps its
 	// first call's client): no cost per query.
 	for i := range a.lks {
-		if x, err := netip.ParseAddr(a.lks[i].Client); err == nil {
+		if x := a.lks[i].Client; x.IsValid() {
 			calls[a.hostOf(x)] = true
 		}
 	}

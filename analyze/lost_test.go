@@ -122,7 +122,7 @@ func TestLostTimeFromCapture(t *testing.T) {
 			c = &r.Connections[i]
 		}
 	}
-	if c == nil || !failed(c.Outcome) || !near(c.LostMS, 1500) || c.BlockedMS <= c.LostMS {
+	if c == nil || !c.Outcome.Failed() || !near(c.LostMS, 1500) || c.BlockedMS <= c.LostMS {
 		t.Fatalf("call %+v: want a failed call that lost 1500 ms of a longer wait", c)
 	}
 	if !strings.Contains(r.Headline, "was blocked") {

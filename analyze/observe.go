@@ -52,7 +52,7 @@ func (a *Analyzer) End(to int64) {
 // addresses are given, or its client already sent packets outbound. Other
 // records wait for the final report (the pipeline writes them then).
 func (a *Analyzer) settledConnection(c *report.Connection) {
-	if a.cfg.Settled == nil || !(c.Loopback || a.surelyLocal(c.Src.Addr())) {
+	if a.cfg.Settled == nil || !(c.Loopback || a.surelyLocal(c.SrcIP)) {
 		return
 	}
 	cp := *c
@@ -65,8 +65,8 @@ func (a *Analyzer) settledLookup(l *report.Lookup) {
 	if a.cfg.Settled == nil {
 		return
 	}
-	client, err := netip.ParseAddr(l.Client)
-	if err != nil || !(client.IsLoopback() || a.surelyLocal(client)) {
+	client := l.Client
+	if !client.IsValid() || !(client.IsLoopback() || a.surelyLocal(client)) {
 		return
 	}
 	cp := *l

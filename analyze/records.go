@@ -38,7 +38,7 @@ func isTimeoutErrno(errno int) bool { return errno == int(syscall.ETIMEDOUT) }
 
 // resolve decides an attempt's outcome as of time end (the window's end
 // when the attempt is still open then).
-func (a *Analyzer) resolve(at *attempt, end int64) (outcome string, t int64, basis string, inferred bool) {
+func (a *Analyzer) resolve(at *attempt, end int64) (outcome report.Outcome, t int64, basis string, inferred bool) {
 	switch at.ans {
 	case ansSynAck:
 		// Any ACK or data from the client after the SYN-ACK completes the
@@ -104,9 +104,9 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 	// A host talking to itself (loopback, or its own address) is a local
 	// service, not egress.
 	loop := at.client.Addr().IsLoopback() || at.server.Addr().IsLoopback() || at.client.Addr() == at.server.Addr()
-	fail := failed(out)
+	fail := out.Failed()
 	pl := a.place(len(a.conns), foldKey{client: at.client.Addr().As16(), dst: at.server.Addr().As16(),
-		port: at.server.Port(), name: at.host, out: outcomeCode(out)}, fail, at.client.Addr(), at.server.Addr())
+		port: at.server.Port(), name: at.host, out: out}, fail, at.client.Addr(), at.server.Addr())
 	if pl.inbound {
 		a.stats.InboundAttempts++
 		return
@@ -154,25 +154,25 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 			a.settledConnection(&own) // with its own destination, not the fold's
 			streamed = true
 		}
-		c.Host, c.NameSource, c.DstIP, c.DstPort, c.Dst = OtherDestinations, report.SourceNone, "", 0, netip.AddrPort{}
+		c.Host, c.NameSource, c.DstIP, c.DstPort = OtherDestinations, report.SourceNone, netip.Addr{}, 0
 		a.stats.RecordsDropped++
 	}
 	a.register(pl, len(a.conns), fail)
 	a.conns = append(a.conns, c)
-	a.connSp = append(a.connSp, spanOf(failed(out) && !c.Loopback && pl.tier != tierOutcome, at.start, end, at.busyAt))
+	a.connSp = append(a.connSp, spanOf(out.Failed() && !c.Loopback && pl.tier != tierOutcome, at.start, end, at.busyAt))
 	if !streamed {
 		a.settledConnection(&a.conns[len(a.conns)-1])
 	}
 }
 
 // connRecord builds the report record of a settled attempt.
-func (a *Analyzer) connRecord(at *attempt, out string, end int64, basis string, inferred bool, blocked float64, loop bool) report.Connection {
+func (a *Analyzer) connRecord(at *attempt, out report.Outcome, end int64, basis string, inferred bool, blocked float64, loop bool) report.Connection {
 	c := report.Connection{
 		Host:       at.host,
 		NameSource: at.nameSource,
-		SrcIP:      at.client.Addr().Unmap().String(),
+		SrcIP:      at.client.Addr().Unmap(),
 		SrcPort:    at.client.Port(),
-		DstIP:      at.server.Addr().Unmap().String(),
+		DstIP:      at.server.Addr().Unmap(),
 		DstPort:    at.server.Port(),
 		Proto:      "tcp",
 		Start:      time.Unix(0, at.start).UTC(),
@@ -187,8 +187,6 @@ func (a *Analyzer) connRecord(at *attempt, out string, end int64, basis string, 
 		ICMP:       at.icmp,
 		Loopback:   loop,
 		Count:      1,
-		Src:        at.client,
-		Dst:        at.server,
 	}
 	if c.NameSource == "" {
 		c.NameSource = report.SourceNone

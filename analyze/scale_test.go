@@ -79,11 +79,11 @@ func analyzeBytes(t *testing.T, data []byte, cfg analyze.Config) *report.Report 
 // generator cannot know where an analyzer bounded by the capture stops).
 func totals(r *report.Report) (conns, lookups map[string]uint64) {
 	conns, lookups = map[string]uint64{}, map[string]uint64{}
-	norm := func(o string) string {
+	norm := func(o report.Outcome) string {
 		if o == report.Pending {
-			return report.Timeout
+			return report.Timeout.String()
 		}
-		return o
+		return o.String()
 	}
 	for _, c := range r.Connections {
 		conns[norm(c.Outcome)] += uint64(c.Count)
@@ -194,7 +194,7 @@ func checkCatchAlls(t *testing.T, r *report.Report) {
 	catchAlls := map[string]int{}
 	for _, c := range r.Connections {
 		if c.IsCatchAll() {
-			catchAlls["connection "+c.Outcome]++
+			catchAlls["connection "+c.Outcome.String()]++
 		}
 		switch {
 		case c.IsCatchAll() && failedOutcome(c.Outcome):
@@ -205,7 +205,7 @@ func checkCatchAlls(t *testing.T, r *report.Report) {
 	}
 	for _, l := range r.Lookups {
 		if l.IsCatchAll() {
-			catchAlls["lookup "+l.Outcome]++
+			catchAlls["lookup "+l.Outcome.String()]++
 		}
 		switch {
 		case l.IsCatchAll() && failedOutcome(l.Outcome):
@@ -270,7 +270,7 @@ func checkDurations(t *testing.T, r *report.Report) {
 // portZero finds "host:0", "1.2.3.4:0", "(...):0", "[::1]:0".
 var portZero = regexp.MustCompile(`(\.[a-z]+|\)|\]|\d):0\b`)
 
-func failedOutcome(o string) bool {
+func failedOutcome(o report.Outcome) bool {
 	switch o {
 	case report.Timeout, report.Pending, report.Refused, report.Rejected, report.ServFail, report.NXDomain:
 		return true

@@ -350,7 +350,7 @@ func isUnreachable(p *event.Packet) bool {
 }
 
 func icmpInfo(p *event.Packet) *report.ICMP {
-	return &report.ICMP{Type: p.ICMPType, Code: p.ICMPCode, Meaning: icmpMeaning(p.Proto, p.ICMPType, p.ICMPCode), From: p.Src.String()}
+	return &report.ICMP{Type: p.ICMPType, Code: p.ICMPCode, Meaning: icmpMeaning(p.Proto, p.ICMPType, p.ICMPCode), From: p.Src}
 }
 
 func icmpMeaning(proto, typ, code uint8) string {

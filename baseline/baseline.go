@@ -90,7 +90,7 @@ type Entry struct {
 	Calls    int
 	Outcomes []string // the distinct outcomes, sorted
 	sharded  bool
-	addr     bool // Name is an address
+	ip       netip.Addr // the address, when Name is one
 }
 
 // Set is the destinations of one report.
@@ -107,8 +107,7 @@ func FromReport(source string, r *report.Report) *Set {
 	s := &Set{Source: source, entries: map[Key]*Entry{}, byDest: map[Key][]*Entry{}}
 	for _, d := range report.Destinations(r) {
 		name, sharded := d.Name, false
-		_, err := netip.ParseAddr(d.Name)
-		isAddr := err == nil
+		isAddr := d.Addr.IsValid()
 		if !isAddr {
 			name, sharded = Name(d.Name)
 		}
@@ -120,7 +119,7 @@ func FromReport(source string, r *report.Report) *Set {
 			k := Key{Name: name, Port: d.Port, Proto: d.Proto, Process: p}
 			e := s.entries[k]
 			if e == nil {
-				e = &Entry{Key: k, sharded: sharded, addr: isAddr}
+				e = &Entry{Key: k, sharded: sharded, ip: d.Addr}
 				s.entries[k] = e
 				dk := k
 				dk.Process = ""
@@ -128,8 +127,8 @@ func FromReport(source string, r *report.Report) *Set {
 			}
 			e.Calls += d.Calls
 			for o := range d.Outcomes {
-				if !slices.Contains(e.Outcomes, o) {
-					e.Outcomes = append(e.Outcomes, o)
+				if !slices.Contains(e.Outcomes, o.String()) {
+					e.Outcomes = append(e.Outcomes, o.String())
 				}
 			}
 			slices.Sort(e.Outcomes)
@@ -254,12 +253,8 @@ func (s *Set) Allowed() (as []rules.Allowed, skipped []Key) {
 	for _, e := range s.Entries() {
 		a := rules.Allowed{Process: e.Process, Port: e.Port, Proto: e.Proto}
 		switch {
-		case e.addr:
-			ip, err := netip.ParseAddr(e.Name)
-			if err != nil {
-				continue
-			}
-			ip = ip.Unmap().WithZone("")
+		case e.ip.IsValid():
+			ip := e.ip.Unmap().WithZone("")
 			a.Prefix = netip.PrefixFrom(ip, ip.BitLen())
 		default:
 			a.Host, a.Shards = e.Name, e.sharded

@@ -34,9 +34,12 @@ func TestName(t *testing.T) {
 	}
 }
 
-func conn(host, ip string, port uint16, outcome, comm string) report.Connection {
-	c := report.Connection{Host: host, DstIP: ip, DstPort: port, Proto: "tcp", Outcome: outcome, Count: 1,
+func conn(host, ip string, port uint16, outcome report.Outcome, comm string) report.Connection {
+	c := report.Connection{Host: host, DstPort: port, Proto: "tcp", Outcome: outcome, Count: 1,
 		Start: time.Unix(100, 0), End: time.Unix(101, 0)}
+	if ip != "" {
+		c.DstIP = netip.MustParseAddr(ip)
+	}
 	if comm != "" {
 		pid := 42
 		c.PID, c.Comm = &pid, &comm

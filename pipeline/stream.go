@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/egress-dev/egress/report"
@@ -40,17 +41,17 @@ type streamer struct {
 
 type connKey struct {
 	start   time.Time
-	src     string
+	src     netip.Addr
 	srcPort uint16
 	proto   string
 	pid     int
-	outcome string
+	outcome report.Outcome
 }
 
 type lookupKey struct {
 	start       time.Time
-	client      string
-	server      string
+	client      netip.Addr
+	server      netip.AddrPort
 	name, qtype string
 	transport   string
 	pid         int

@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"encoding/xml"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -15,11 +16,11 @@ func ptr[T any](v T) *T { return &v }
 func TestCIEscaping(t *testing.T) {
 	evil := "x](http://evil.example)|<img>`\n::error::pwned"
 	r := &Report{Source: "s", Connections: []Connection{
-		{Host: evil, DstIP: "192.0.2.1", DstPort: 443, Proto: "tcp", Outcome: Timeout, PID: ptr(7), Comm: ptr("a|b"), Count: 1,
+		{Host: evil, DstIP: netip.MustParseAddr("192.0.2.1"), DstPort: 443, Proto: "tcp", Outcome: Timeout, PID: ptr(7), Comm: ptr("a|b"), Count: 1,
 			Verdict: &Verdict{Expected: ptr(false), Rule: "no rule"}},
-		{Host: "ok.example", DstIP: "192.0.2.2", DstPort: 443, Proto: "tcp", Outcome: Established, Count: 3, Verdict: &Verdict{Expected: ptr(true), Rule: "p:3"}},
-		{Host: "ok.example", DstIP: "192.0.2.3", DstPort: 443, Proto: "tcp", Outcome: Refused, Count: 1, Verdict: &Verdict{Expected: ptr(true), Rule: "p:3"}},
-		{DstIP: "127.0.0.1", DstPort: 5432, Proto: "tcp", Outcome: Established, Loopback: true, Count: 1},
+		{Host: "ok.example", DstIP: netip.MustParseAddr("192.0.2.2"), DstPort: 443, Proto: "tcp", Outcome: Established, Count: 3, Verdict: &Verdict{Expected: ptr(true), Rule: "p:3"}},
+		{Host: "ok.example", DstIP: netip.MustParseAddr("192.0.2.3"), DstPort: 443, Proto: "tcp", Outcome: Refused, Count: 1, Verdict: &Verdict{Expected: ptr(true), Rule: "p:3"}},
+		{DstIP: netip.MustParseAddr("127.0.0.1"), DstPort: 5432, Proto: "tcp", Outcome: Established, Loopback: true, Count: 1},
 	}}
 	Judge(r, Criteria{Rules: "p", Enforce: true})
 	var md, gh, ju bytes.Buffer

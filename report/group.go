@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -17,21 +18,21 @@ import (
 // destGroup is the failed calls to one destination.
 type destGroup struct {
 	dest     string
-	outcomes map[string]int
+	outcomes map[Outcome]int
 	calls    int
 	tries    int
-	clients  map[string]bool
+	clients  map[netip.Addr]bool
 	longest  float64
 	sum      float64
 	inferred bool
 	catchAll int // destinations a catch-all stands for
 }
 
-func (g *destGroup) add(outcome, client string, count, tries int, longest, sum float64, inferred bool) {
+func (g *destGroup) add(outcome Outcome, client netip.Addr, count, tries int, longest, sum float64, inferred bool) {
 	g.outcomes[outcome] += count
 	g.calls += count
 	g.tries += tries
-	if client != "" && len(g.clients) <= 1000 {
+	if client.IsValid() && len(g.clients) <= 1000 {
 		g.clients[client] = true
 	}
 	g.longest = max(g.longest, longest)
@@ -40,7 +41,7 @@ func (g *destGroup) add(outcome, client string, count, tries int, longest, sum f
 }
 
 func (g *destGroup) outcomeText() string {
-	keys := make([]string, 0, len(g.outcomes))
+	keys := make([]Outcome, 0, len(g.outcomes))
 	for k := range g.outcomes {
 		keys = append(keys, k)
 	}
@@ -48,7 +49,7 @@ func (g *destGroup) outcomeText() string {
 		if g.outcomes[keys[i]] != g.outcomes[keys[j]] {
 			return g.outcomes[keys[i]] > g.outcomes[keys[j]]
 		}
-		return keys[i] < keys[j]
+		return keys[i].String() < keys[j].String()
 	})
 	parts := make([]string, len(keys))
 	for i, k := range keys {
@@ -110,7 +111,7 @@ func connGroups(cs []Connection) (groups []*destGroup, okCalls, okDests int) {
 		}
 		g := byDest[dest]
 		if g == nil {
-			g = &destGroup{dest: dest, outcomes: map[string]int{}, clients: map[string]bool{}}
+			g = &destGroup{dest: dest, outcomes: map[Outcome]int{}, clients: map[netip.Addr]bool{}}
 			byDest[dest] = g
 			groups = append(groups, g)
 		}
@@ -144,7 +145,7 @@ func lookupGroups(ls []Lookup) (groups []*destGroup, okCalls, okNames int) {
 		}
 		g := byName[name]
 		if g == nil {
-			g = &destGroup{dest: name, outcomes: map[string]int{}, clients: map[string]bool{}}
+			g = &destGroup{dest: name, outcomes: map[Outcome]int{}, clients: map[netip.Addr]bool{}}
 			byName[name] = g
 			groups = append(groups, g)
 		}
@@ -192,7 +193,7 @@ func groupTable(w io.Writer, groups []*destGroup, what, calls, tries string) err
 	t.Header(what, "clients", calls, tries, "outcome", "longest wait", "total wait")
 	for _, g := range groups {
 		if err := t.Append(Safe(g.dest), g.clientsText(), fmt.Sprint(g.calls), fmt.Sprint(g.tries), g.outcomeText(),
-			tildeIf(g.inferred)+durText(g.longest), durText(g.sum)); err != nil {
+			tilde(g.inferred)+durText(g.longest), durText(g.sum)); err != nil {
 			return err
 		}
 	}

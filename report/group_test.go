@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +12,8 @@ import (
 // first, the longest total wait first, one row each, and sums up the rest.
 func TestGroupedTable(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	conn := func(host, dst, src, outcome string, count int, blocked float64) Connection {
-		return Connection{Host: host, DstIP: dst, DstPort: 443, SrcIP: src, Outcome: outcome, Count: count, Attempts: count,
+	conn := func(host, dst, src string, outcome Outcome, count int, blocked float64) Connection {
+		return Connection{Host: host, DstIP: netip.MustParseAddr(dst), DstPort: 443, SrcIP: netip.MustParseAddr(src), Outcome: outcome, Count: count, Attempts: count,
 			BlockedMS: blocked, BlockedSumMS: blocked * float64(count), Start: t0, End: t0}
 	}
 	r := &Report{

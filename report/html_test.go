@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,11 +18,11 @@ func TestHTMLEscapesAndDraws(t *testing.T) {
 		Source:   "x.pcap",
 		Window:   Window{Start: t0, End: t0.Add(3 * time.Second), DurationMS: 3000},
 		Connections: []Connection{{
-			PID: &pid, Comm: &comm, Host: "<img src=x onerror=alert(1)>.example", DstIP: "203.0.113.9", DstPort: 443,
+			PID: &pid, Comm: &comm, Host: "<img src=x onerror=alert(1)>.example", DstIP: netip.MustParseAddr("203.0.113.9"), DstPort: 443,
 			Start: t0, End: t0.Add(3 * time.Second), Outcome: Timeout, Attempts: 3, SynTimesMS: []float64{0, 1000, 2000},
 			BlockedMS: 3000, Inferred: true, Count: 1,
 		}},
-		Lookups: []Lookup{{Name: "ok.example", QType: "A", Server: "192.0.2.53:53", Start: t0, End: t0.Add(time.Millisecond), Outcome: Answered, Count: 1}},
+		Lookups: []Lookup{{Name: "ok.example", QType: "A", Server: netip.MustParseAddrPort("192.0.2.53:53"), Start: t0, End: t0.Add(time.Millisecond), Outcome: Answered, Count: 1}},
 	}
 	var b bytes.Buffer
 	if err := WriteHTML(&b, r); err != nil {
@@ -54,7 +55,7 @@ func TestHTMLBusy(t *testing.T) {
 		Window: Window{Start: t0, End: t0.Add(time.Hour), DurationMS: 3600000},
 		Local:  Local{Basis: "flag", Addresses: []string{"198.18.0.0/15"}}}
 	for i := 0; i < 20000; i++ {
-		c := Connection{Host: fmt.Sprintf("ok%d.example", i%500), DstIP: "198.51.100.1", DstPort: 443, SrcIP: fmt.Sprintf("198.18.0.%d", i%40),
+		c := Connection{Host: fmt.Sprintf("ok%d.example", i%500), DstIP: netip.MustParseAddr("198.51.100.1"), DstPort: 443, SrcIP: netip.AddrFrom4([4]byte{198, 18, 0, byte(i % 40)}),
 			Start: t0.Add(time.Duration(i) * 100 * time.Millisecond), Outcome: Established, Attempts: 1, Count: 1}
 		switch i % 100 {
 		case 7:

@@ -133,7 +133,11 @@ func checkText(c *Check) string {
 		parts = append(parts, "mode "+c.Mode)
 	}
 	if len(c.FailOn) > 0 {
-		parts = append(parts, "--fail-on "+strings.Join(c.FailOn, ","))
+		names := make([]string, len(c.FailOn))
+		for i, o := range c.FailOn {
+			names[i] = o.String()
+		}
+		parts = append(parts, "--fail-on "+strings.Join(names, ","))
 	}
 	return fmt.Sprintf("check: %s: %d destination(s) fail, %d unexpected", strings.Join(parts, ", "), c.Failed, c.Unexpected)
 }

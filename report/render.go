@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 	"time"
 	"unicode"
@@ -202,7 +203,7 @@ func (e *errWriter) printf(format string, args ...any) {
 	}
 }
 
-func quiet(outcome string) bool {
+func quiet(outcome Outcome) bool {
 	return outcome == Established || outcome == Answered
 }
 
@@ -240,7 +241,7 @@ func connTable(w io.Writer, cs []Connection, origin time.Time, opt TableOptions)
 		} else if c.NameSource != SourceDNS {
 			host += " (" + c.NameSource + ")"
 		}
-		out := c.Outcome
+		out := c.Outcome.String()
 		if c.ICMP != nil {
 			out += ": " + c.ICMP.Meaning
 		}
@@ -321,12 +322,12 @@ func lookupTable(w io.Writer, ls []Lookup, origin time.Time, opt TableOptions) e
 		if l.Inferred {
 			blocked = "~" + blocked
 		}
-		out := l.Outcome
+		out := l.Outcome.String()
 		if l.Count > 1 {
 			out += fmt.Sprintf(" x%d", l.Count)
 		}
 		out += l.Verdict.mark()
-		server := l.Server
+		server := addrPortText(l.Server)
 		if l.Transport == "tcp" {
 			server += "/tcp"
 		}
@@ -362,11 +363,28 @@ func lookupTable(w io.Writer, ls []Lookup, origin time.Time, opt TableOptions) e
 	return nil
 }
 
-func joinHostPort(ip string, port uint16) string {
-	if strings.Contains(ip, ":") {
+func joinHostPort(ip netip.Addr, port uint16) string {
+	if ip.Is6() {
 		return fmt.Sprintf("[%s]:%d", ip, port)
 	}
-	return fmt.Sprintf("%s:%d", ip, port)
+	return fmt.Sprintf("%s:%d", addrText(ip), port)
+}
+
+// addrText is a's text, "" for none (a catch-all has no address), as on
+// the wire.
+func addrText(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+// addrPortText is a's text, "" for none.
+func addrPortText(a netip.AddrPort) string {
+	if !a.Addr().IsValid() {
+		return ""
+	}
+	return a.String()
 }
 
 func proc(pid *int, comm *string) string {

@@ -13,25 +13,6 @@ import (
 // SchemaVersion is the version of the JSON report format.
 const SchemaVersion = 1
 
-// Connection outcomes.
-const (
-	Established = "established" // handshake completed (or the peers went on talking)
-	Refused     = "refused"     // RST answered the SYN
-	Rejected    = "rejected"    // ICMP unreachable / admin-prohibited answered the SYN
-	Timeout     = "timeout"     // no answer; the caller gave up
-	Pending     = "pending"     // no answer when the capture or window ended
-	Aborted     = "aborted"     // the server answered, the client did not complete the handshake
-)
-
-// Lookup outcomes (Timeout, Pending and Rejected are shared with connections).
-const (
-	Answered   = "answered"
-	NoData     = "nodata"
-	NXDomain   = "nxdomain"
-	ServFail   = "servfail"
-	DNSRefused = "refused"
-)
-
 // Name sources: where a connection's host name came from.
 const (
 	SourceDNS  = "dns"
@@ -93,23 +74,23 @@ type Local struct {
 
 // Connection is one outbound connection attempt (one client socket, one ISN).
 type Connection struct {
-	PID        *int      `json:"pid"`
-	Comm       *string   `json:"comm"`
-	Host       string    `json:"host"` // "" when no name is known
-	NameSource string    `json:"name_source"`
-	SrcIP      string    `json:"src_ip"`
-	SrcPort    uint16    `json:"src_port"`
-	DstIP      string    `json:"dst_ip"`
-	DstPort    uint16    `json:"dst_port"`
-	Proto      string    `json:"proto"`
-	Start      time.Time `json:"start"`        // first SYN
-	Attempts   int       `json:"attempts"`     // SYNs sent (1 + retransmissions)
-	SynTimesMS []float64 `json:"syn_times_ms"` // each SYN, ms after Start (bounded list)
-	SynAcks    int       `json:"synacks"`      // SYN-ACKs the server sent on this attempt's flow
-	RSTs       int       `json:"rsts"`         // RSTs either way on this attempt's flow
-	Outcome    string    `json:"outcome"`
-	End        time.Time `json:"end"`        // answer, give-up, or window end
-	BlockedMS  float64   `json:"blocked_ms"` // the wait inside the window; for a folded record the longest single wait
+	PID        *int       `json:"pid"`
+	Comm       *string    `json:"comm"`
+	Host       string     `json:"host"` // "" when no name is known
+	NameSource string     `json:"name_source"`
+	SrcIP      netip.Addr `json:"src_ip"`
+	SrcPort    uint16     `json:"src_port"`
+	DstIP      netip.Addr `json:"dst_ip"` // invalid ("" on the wire) for a catch-all
+	DstPort    uint16     `json:"dst_port"`
+	Proto      string     `json:"proto"`
+	Start      time.Time  `json:"start"`        // first SYN
+	Attempts   int        `json:"attempts"`     // SYNs sent (1 + retransmissions)
+	SynTimesMS []float64  `json:"syn_times_ms"` // each SYN, ms after Start (bounded list)
+	SynAcks    int        `json:"synacks"`      // SYN-ACKs the server sent on this attempt's flow
+	RSTs       int        `json:"rsts"`         // RSTs either way on this attempt's flow
+	Outcome    Outcome    `json:"outcome"`
+	End        time.Time  `json:"end"`        // answer, give-up, or window end
+	BlockedMS  float64    `json:"blocked_ms"` // the wait inside the window; for a folded record the longest single wait
 	// BlockedSumMS is, for a folded record (Count > 1), the sum of its
 	// calls' waits inside the window; absent for a single call.
 	BlockedSumMS float64 `json:"blocked_sum_ms,omitempty"`
@@ -133,20 +114,22 @@ type Connection struct {
 	// application frame (see CallSite): "main.checkForUpdates (updates.go:42)".
 	Stack      []Frame `json:"stack,omitempty"`
 	CalledFrom string  `json:"called_from,omitempty"`
-
-	// Addr fields for analysis and sorting; not serialised.
-	Src netip.AddrPort `json:"-"`
-	Dst netip.AddrPort `json:"-"`
 }
+
+// Src is the connection's local socket.
+func (c *Connection) Src() netip.AddrPort { return netip.AddrPortFrom(c.SrcIP, c.SrcPort) }
+
+// Dst is the connection's destination.
+func (c *Connection) Dst() netip.AddrPort { return netip.AddrPortFrom(c.DstIP, c.DstPort) }
 
 // MaxHosts bounds Report.Hosts.
 const MaxHosts = 50
 
 // Host sums up the calls of one local host inside the window.
 type Host struct {
-	Address   string   `json:"address"`
-	Addresses []string `json:"addresses,omitempty"` // all its addresses, when several are joined (dual stack)
-	Processes []string `json:"processes,omitempty"` // "comm[pid]" of its calls, where known (at most 3)
+	Address   netip.Addr   `json:"address"`
+	Addresses []netip.Addr `json:"addresses,omitempty"` // all its addresses, when several are joined (dual stack)
+	Processes []string     `json:"processes,omitempty"` // "comm[pid]" of its calls, where known (at most 3)
 	// ActiveMS is from its first call's start to its last call's end,
 	// inside the window; LostMS the union of its failed calls' waits.
 	ActiveMS float64   `json:"active_ms"`
@@ -160,7 +143,7 @@ type Host struct {
 type Culprit struct {
 	Lookup      bool    `json:"lookup"`
 	Destination string  `json:"destination"` // host or address and port; a lookup's name
-	Outcome     string  `json:"outcome"`     // "mixed" when several
+	Outcome     Outcome `json:"outcome"`     // Mixed when several
 	Calls       int     `json:"calls"`
 	LongestMS   float64 `json:"longest_ms"` // the longest single wait
 	Inferred    bool    `json:"inferred"`
@@ -168,29 +151,29 @@ type Culprit struct {
 
 // ICMP describes an ICMP error that rejected a connection or lookup.
 type ICMP struct {
-	Type    uint8  `json:"type"`
-	Code    uint8  `json:"code"`
-	Meaning string `json:"meaning"`
-	From    string `json:"from"`
+	Type    uint8      `json:"type"`
+	Code    uint8      `json:"code"`
+	Meaning string     `json:"meaning"`
+	From    netip.Addr `json:"from"`
 }
 
 // Lookup is one DNS query (with its retransmissions) and its outcome.
 type Lookup struct {
-	PID       *int      `json:"pid"`
-	Comm      *string   `json:"comm"`
-	Name      string    `json:"name"`
-	QType     string    `json:"qtype"`
-	Client    string    `json:"client"`
-	Server    string    `json:"server"`
-	Transport string    `json:"transport"` // udp or tcp
-	Start     time.Time `json:"start"`
-	Attempts  int       `json:"attempts"`
-	Outcome   string    `json:"outcome"`
-	Rcode     string    `json:"rcode,omitempty"`
-	Answers   []string  `json:"answers"`
-	CNAMEs    []string  `json:"cnames,omitempty"`
-	End       time.Time `json:"end"`
-	BlockedMS float64   `json:"blocked_ms"`
+	PID       *int           `json:"pid"`
+	Comm      *string        `json:"comm"`
+	Name      string         `json:"name"`
+	QType     string         `json:"qtype"`
+	Client    netip.Addr     `json:"client"`
+	Server    netip.AddrPort `json:"server"`    // invalid ("" on the wire) for a catch-all
+	Transport string         `json:"transport"` // udp or tcp
+	Start     time.Time      `json:"start"`
+	Attempts  int            `json:"attempts"`
+	Outcome   Outcome        `json:"outcome"`
+	Rcode     string         `json:"rcode,omitempty"`
+	Answers   []string       `json:"answers"`
+	CNAMEs    []string       `json:"cnames,omitempty"`
+	End       time.Time      `json:"end"`
+	BlockedMS float64        `json:"blocked_ms"`
 	// BlockedSumMS, FoldedBy and Destinations: as for Connection.
 	BlockedSumMS float64  `json:"blocked_sum_ms,omitempty"`
 	LostMS       float64  `json:"lost_ms"` // as Connection.LostMS

@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -31,9 +32,9 @@ func TestTableHasNoEscapes(t *testing.T) {
 		Headline: "the 1 s window was blocked \x1b[31m1 s",
 		Connections: []Connection{{
 			PID: &pid, Comm: &comm, Host: "\x1b[1mevil.example", NameSource: SourceSNI,
-			DstIP: "203.0.113.9", DstPort: 443, Outcome: Timeout, Attempts: 3, Count: 1,
+			DstIP: netip.MustParseAddr("203.0.113.9"), DstPort: 443, Outcome: Timeout, Attempts: 3, Count: 1,
 		}},
-		Lookups: []Lookup{{Name: "x\x1bc.example", QType: "A", Server: "192.0.2.53:53", Outcome: Answered, Count: 1}},
+		Lookups: []Lookup{{Name: "x\x1bc.example", QType: "A", Server: netip.MustParseAddrPort("192.0.2.53:53"), Outcome: Answered, Count: 1}},
 		Hints:   []Hint{{Kind: "k", Text: "hint \x1b[2J"}},
 	}
 	var b bytes.Buffer

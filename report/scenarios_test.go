@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,15 +26,15 @@ var t0 = time.Date(2026, 11, 27, 16, 0, 0, 0, time.UTC)
 func at(ms float64) time.Time { return t0.Add(time.Duration(ms * float64(time.Millisecond))) }
 
 // call builds a connection from start to end (ms after t0).
-func call(host, ip string, port uint16, outcome string, start, end float64, comm string, pid int, v *Verdict) Connection {
-	return Connection{Host: host, DstIP: ip, DstPort: port, Proto: "tcp", Outcome: outcome, Count: 1, Attempts: 1,
+func call(host, ip string, port uint16, outcome Outcome, start, end float64, comm string, pid int, v *Verdict) Connection {
+	return Connection{Host: host, DstIP: netip.MustParseAddr(ip), DstPort: port, Proto: "tcp", Outcome: outcome, Count: 1, Attempts: 1,
 		Start: at(start), End: at(end), BlockedMS: end - start, EndBasis: "answer", PID: ptr(pid), Comm: ptr(comm),
 		NameSource: SourceDNS, SynTimesMS: []float64{0}, Verdict: v}
 }
 
-func lookup(name, qtype, outcome string, start, end float64, comm string, pid int, basis string) Lookup {
+func lookup(name, qtype string, outcome Outcome, start, end float64, comm string, pid int, basis string) Lookup {
 	return Lookup{Name: name, QType: qtype, Outcome: outcome, Count: 1, Attempts: 1, Start: at(start), End: at(end),
-		BlockedMS: end - start, Server: "127.0.0.53:53", Transport: "udp", EndBasis: basis, PID: ptr(pid), Comm: ptr(comm), Answers: []string{}}
+		BlockedMS: end - start, Server: netip.MustParseAddrPort("127.0.0.53:53"), Transport: "udp", EndBasis: basis, PID: ptr(pid), Comm: ptr(comm), Answers: []string{}}
 }
 
 func allowed(rule string) *Verdict { return &Verdict{Expected: ptr(true), Rule: rule} }
@@ -85,7 +86,7 @@ func scenarios() []scenario {
 			call("updates.vendor.test", "198.51.100.10", 80, Timeout, 100, 3106, "", 0, nil),
 			call("api.vendor.test", "198.51.100.11", 443, Timeout, 3200, 6201, "", 0, nil),
 			call("cdn.vendor.test", "198.51.100.12", 443, Established, 50, 60, "", 0, nil),
-		}}, 6338), Criteria{FailOn: []string{Timeout}}, []string{"api.vendor.test:443/tcp", "updates.vendor.test:80/tcp"}},
+		}}, 6338), Criteria{FailOn: []Outcome{Timeout}}, []string{"api.vendor.test:443/tcp", "updates.vendor.test:80/tcp"}},
 		{"block", win(&Report{Source: "run ./login.sh", Headline: "no egress call blocked the 0.4 s window", Connections: []Connection{
 			call("updates.shopvendor.example", "198.18.0.1", 80, Established, 10, 12, "curl", 200, allowed("ci-shop.yaml:4")),
 			func() Connection {
@@ -104,7 +105,7 @@ func scenarios() []scenario {
 			lookup("api.vendor.test", "A", Timeout, 100, 5100, "", 0, "resolver-timeout"),
 			lookup("api.vendor.test", "AAAA", Timeout, 100, 5100, "", 0, "resolver-timeout"),
 			lookup("ok.vendor.test", "A", Answered, 5, 6, "", 0, "answer"),
-		}}, 5100), Criteria{FailOn: []string{NXDomain, ServFail, Timeout}}, []string{"api.vendor.test/dns", "updates.vendor.test/dns"}},
+		}}, 5100), Criteria{FailOn: []Outcome{NXDomain, ServFail, Timeout}}, []string{"api.vendor.test/dns", "updates.vendor.test/dns"}},
 	}
 	// A busy job: 240 destinations, 30 of them unexpected (10 refused by
 	// --block at the lookup, with resolver retries), 40 timing out.

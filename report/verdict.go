@@ -83,8 +83,8 @@ type Check struct {
 	Baseline string `json:"baseline,omitempty"` // the --baseline report whose destinations are expected
 	// Mode is "enforce" when unexpected calls fail the check, "audit" when
 	// they are only reported.
-	Mode   string   `json:"mode"`
-	FailOn []string `json:"fail_on,omitempty"` // outcomes that fail the check
+	Mode   string    `json:"mode"`
+	FailOn []Outcome `json:"fail_on,omitempty"` // outcomes that fail the check
 	// Failed counts the destinations that fail the check; Unexpected those
 	// the policy does not allow, failing or not.
 	Failed     int `json:"failed"`
@@ -97,7 +97,7 @@ type Criteria struct {
 	// Enforce makes calls the policy does not allow fail the check.
 	Enforce bool
 	// FailOn lists the outcomes (Timeout, NXDomain...) that fail the check.
-	FailOn []string
+	FailOn []Outcome
 }
 
 func (c Criteria) active() bool {
@@ -110,11 +110,11 @@ func (c Criteria) active() bool {
 // returns the failing destinations, worst first: the exit decision and
 // every renderer read the same verdicts.
 func Judge(r *Report, c Criteria) []*Destination {
-	failOn := map[string]bool{}
+	failOn := map[Outcome]bool{}
 	for _, o := range c.FailOn {
 		failOn[o] = true
 	}
-	judge := func(v **Verdict, outcome, basis string, blockedBasis string) {
+	judge := func(v **Verdict, outcome Outcome, basis string, blockedBasis string) {
 		if basis == blockedBasis {
 			if *v == nil {
 				*v = &Verdict{}
@@ -183,21 +183,22 @@ func ptrTo[T any](v T) *T { return &v }
 // check passes or fails. Loopback calls are left out: a local database is
 // not a phone-home.
 type Destination struct {
-	Name       string // host name, else the address
+	Name       string     // host name, else the address
+	Addr       netip.Addr // the address, when Name is it
 	Port       uint16
 	Proto      string
-	Calls      int            // calls (folded counts included)
-	Outcomes   map[string]int // outcome -> calls
-	Processes  []string       // "comm[pid]", sorted, at most 8
-	Comms      []string       // the command names of Processes, sorted, once each
-	BlockedMS  float64        // the union of the calls' waits (parallel calls count once)
-	LongestMS  float64        // the longest single wait
-	Unexpected bool           // some call is not allowed by the policy
-	Fails      Failure        // the worst of the calls' failures
-	RefusedBy  string         // who refused calls to it, when egress did
-	Rule       string         // the policy's reason for the first (unexpected) call
-	Catalog    string         // the catalog's label, when a known phone-home
-	Reasons    []string       // why calls failed where known (end basis), once each
+	Calls      int             // calls (folded counts included)
+	Outcomes   map[Outcome]int // outcome -> calls
+	Processes  []string        // "comm[pid]", sorted, at most 8
+	Comms      []string        // the command names of Processes, sorted, once each
+	BlockedMS  float64         // the union of the calls' waits (parallel calls count once)
+	LongestMS  float64         // the longest single wait
+	Unexpected bool            // some call is not allowed by the policy
+	Fails      Failure         // the worst of the calls' failures
+	RefusedBy  string          // who refused calls to it, when egress did
+	Rule       string          // the policy's reason for the first (unexpected) call
+	Catalog    string          // the catalog's label, when a known phone-home
+	Reasons    []string        // why calls failed where known (end basis), once each
 
 	spans []span
 }
@@ -220,7 +221,7 @@ func (d *Destination) Target() string {
 	if d.Proto == "dns" {
 		return Safe(d.Name)
 	}
-	if a, err := netip.ParseAddr(d.Name); err == nil && a.Is6() {
+	if d.Addr.Is6() {
 		return fmt.Sprintf("[%s]:%d", d.Name, d.Port)
 	}
 	if d.Port == 0 && d.Proto == "tcp" {
@@ -241,7 +242,7 @@ func (d *Destination) OutcomeText() string {
 	}
 	var ocs []oc
 	for o, n := range d.Outcomes {
-		ocs = append(ocs, oc{o, n})
+		ocs = append(ocs, oc{o.String(), n})
 	}
 	slices.SortFunc(ocs, func(a, b oc) int { return cmp.Or(cmp.Compare(b.n, a.n), cmp.Compare(a.o, b.o)) })
 	parts := make([]string, len(ocs))
@@ -294,13 +295,13 @@ func Destinations(r *Report) []*Destination {
 	get := func(k key) *Destination {
 		d := byKey[k]
 		if d == nil {
-			d = &Destination{Name: k.name, Port: k.port, Proto: k.proto, Outcomes: map[string]int{}}
+			d = &Destination{Name: k.name, Port: k.port, Proto: k.proto, Outcomes: map[Outcome]int{}}
 			byKey[k] = d
 			ds = append(ds, d)
 		}
 		return d
 	}
-	add := func(d *Destination, count int, outcome string, pid *int, comm *string, start, end time.Time, blockedMS float64, basis string, v *Verdict) {
+	add := func(d *Destination, count int, outcome Outcome, pid *int, comm *string, start, end time.Time, blockedMS float64, basis string, v *Verdict) {
 		n := max(count, 1)
 		d.Calls += n
 		d.Outcomes[outcome] += n
@@ -343,12 +344,16 @@ func Destinations(r *Report) []*Destination {
 		}
 		k := key{c.Host, c.DstPort, c.Proto}
 		if k.name == "" {
-			k.name = c.DstIP
+			k.name = addrText(c.DstIP)
 		}
 		if c.IsCatchAll() { // issue 7: no port, and how many it stands for
 			k.name = fmt.Sprintf("%d other destinations", c.Destinations)
 		}
-		add(get(k), c.Count, c.Outcome, c.PID, c.Comm, c.Start, c.End, c.BlockedMS, c.EndBasis, c.Verdict)
+		d := get(k)
+		if c.DstIP.IsValid() && k.name == addrText(c.DstIP) {
+			d.Addr = c.DstIP // named by its address
+		}
+		add(d, c.Count, c.Outcome, c.PID, c.Comm, c.Start, c.End, c.BlockedMS, c.EndBasis, c.Verdict)
 	}
 	for i := range r.Lookups {
 		l := &r.Lookups[i]

@@ -2,7 +2,6 @@ package rules
 
 import (
 	"fmt"
-	"net/netip"
 	"os"
 
 	"github.com/egress-dev/egress/report"
@@ -39,12 +38,7 @@ func LoadCatalogWith(paths ...string) (*Catalog, error) {
 // destination was expected. Either may be nil. It returns how many egress
 // calls were unexpected under the policy.
 func Annotate(r *report.Report, p *Policy, c *Catalog) (unexpected int) {
-	resolvers := map[netip.Addr]bool{}
-	for _, l := range r.Lookups {
-		if ap, err := netip.ParseAddrPort(l.Server); err == nil {
-			resolvers[ap.Addr()] = true
-		}
-	}
+	resolvers := Resolvers(r)
 	for i := range r.Connections {
 		conn := &r.Connections[i]
 		v := &report.Verdict{}
@@ -54,12 +48,7 @@ func Annotate(r *report.Report, p *Policy, c *Catalog) (unexpected int) {
 			}
 		}
 		if p != nil {
-			ip, _ := netip.ParseAddr(conn.DstIP)
-			d := Dest{Host: conn.Host, IP: ip, Port: conn.DstPort, Proto: conn.Proto, Resolver: resolvers[ip] && conn.DstPort == 53}
-			if conn.Comm != nil {
-				d.Process = *conn.Comm
-			}
-			pv := p.Check(d)
+			pv := p.Check(DestOf(conn, resolvers))
 			v.Expected, v.Rule = &pv.Allowed, pv.Rule
 			if !pv.Allowed && !conn.Loopback {
 				unexpected++

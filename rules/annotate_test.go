@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/egress-dev/egress/report"
@@ -19,11 +20,11 @@ func TestAnnotate(t *testing.T) {
 	}
 	r := &report.Report{
 		Connections: []report.Connection{
-			{Host: "api.vendor.test", DstIP: "198.51.100.11", DstPort: 443, Proto: "tcp"},
-			{Host: "api.vendor.test", DstIP: "198.51.100.11", DstPort: 80, Proto: "tcp"},
-			{Host: "api.wordpress.org", DstIP: "203.0.113.5", DstPort: 443, Proto: "tcp"},
+			{Host: "api.vendor.test", DstIP: netip.MustParseAddr("198.51.100.11"), DstPort: 443, Proto: "tcp"},
+			{Host: "api.vendor.test", DstIP: netip.MustParseAddr("198.51.100.11"), DstPort: 80, Proto: "tcp"},
+			{Host: "api.wordpress.org", DstIP: netip.MustParseAddr("203.0.113.5"), DstPort: 443, Proto: "tcp"},
 		},
-		Lookups: []report.Lookup{{Name: "api.wordpress.org", QType: "A", Server: "192.0.2.53:53"}},
+		Lookups: []report.Lookup{{Name: "api.wordpress.org", QType: "A", Server: netip.MustParseAddrPort("192.0.2.53:53")}},
 	}
 	if n := Annotate(r, pol, cat); n != 2 {
 		t.Errorf("Annotate counted %d unexpected calls, want 2 (port 80, and WordPress)", n)

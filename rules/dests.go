@@ -10,8 +10,8 @@ import (
 func Resolvers(r *report.Report) map[netip.Addr]bool {
 	resolvers := map[netip.Addr]bool{}
 	for _, l := range r.Lookups {
-		if ap, err := netip.ParseAddrPort(l.Server); err == nil {
-			resolvers[ap.Addr()] = true
+		if l.Server.Addr().IsValid() {
+			resolvers[l.Server.Addr()] = true
 		}
 	}
 	return resolvers
@@ -20,8 +20,7 @@ func Resolvers(r *report.Report) map[netip.Addr]bool {
 // DestOf is connection c as the policy judges it; resolvers (from
 // Resolvers) marks the DNS servers the app used.
 func DestOf(c *report.Connection, resolvers map[netip.Addr]bool) Dest {
-	ip, _ := netip.ParseAddr(c.DstIP)
-	d := Dest{Host: c.Host, IP: ip, Port: c.DstPort, Proto: c.Proto, Resolver: resolvers[ip] && c.DstPort == 53}
+	d := Dest{Host: c.Host, IP: c.DstIP, Port: c.DstPort, Proto: c.Proto, Resolver: resolvers[c.DstIP] && c.DstPort == 53}
 	if c.Comm != nil {
 		d.Process = *c.Comm
 	}

@@ -4,7 +4,6 @@ package enforce
 // decisions and the kernel's allow map.
 
 import (
-	"fmt"
 	"net/netip"
 
 	"github.com/egress-dev/egress/event"
@@ -106,7 +105,6 @@ func AllowGrant(b *block.Blocker, prefix netip.Prefix, gr rules.Grant) error {
 // Protocols adds what the catch-all counted, by protocol, to r's hints.
 func Protocols(r *report.Report, counts []block.ProtoCount) {
 	for _, pc := range counts {
-		r.Hints = append(r.Hints, report.Hint{Kind: "catch-all", Subject: ProtoName(pc.Proto),
-			Text: fmt.Sprintf("%d packet(s) of a socket the connect/sendmsg hooks do not see, %d dropped", pc.Packets, pc.Dropped)})
+		r.Hints = append(r.Hints, report.UnhookedPacketsHint(ProtoName(pc.Proto), pc.Packets, pc.Dropped))
 	}
 }

@@ -30,7 +30,7 @@ const (
 
 // Sent is the outcome of a call whose answer egress cannot see (a datagram
 // or a packet was sent): the policy judges its destination.
-const Sent = "sent"
+const Sent = report.Sent
 
 // MaxRecords bounds the distinct records kept; the calls past it are
 // counted in one record named OtherDestinations.
@@ -150,8 +150,8 @@ func (t *Tally) Add(b event.Blocked) {
 	}
 	c := report.Connection{
 		NameSource: report.SourceNone,
-		DstIP:      b.Dst.Addr().String(), DstPort: b.Dst.Port(), Proto: ProtoName(b.Proto),
-		Start: tm, End: tm, SynTimesMS: []float64{}, Count: 1, Dst: b.Dst,
+		DstIP:      b.Dst.Addr(), DstPort: b.Dst.Port(), Proto: ProtoName(b.Proto),
+		Start: tm, End: tm, SynTimesMS: []float64{}, Count: 1,
 		Loopback: b.Dst.Addr().IsLoopback(),
 	}
 	if pid > 0 {
@@ -188,7 +188,7 @@ func (t *Tally) conn(b event.Blocked) {
 			return
 		}
 		c = &report.Connection{PID: &pid, Comm: &comm, NameSource: report.SourceNone,
-			DstIP: b.Dst.Addr().String(), DstPort: b.Dst.Port(), Proto: "tcp", Dst: b.Dst,
+			DstIP: b.Dst.Addr(), DstPort: b.Dst.Port(), Proto: "tcp",
 			Start: tm, End: tm, Attempts: 1, SynTimesMS: []float64{0}, Outcome: report.Pending,
 			EndBasis: BasisChild, Count: 1}
 		t.conns[b.Cookie] = c
@@ -220,7 +220,7 @@ func (t *Tally) conn(b event.Blocked) {
 // DNS server its process asked for (the first, when it asked several).
 func (t *Tally) unsteer(rc *report.Connection) {
 	if t.Steering.Port == 0 || rc.Proto != "tcp" || rc.DstPort != t.Steering.Port || rc.PID == nil ||
-		!rc.Dst.Addr().Unmap().IsLoopback() {
+		!rc.DstIP.Unmap().IsLoopback() {
 		return
 	}
 	servers := t.steered[*rc.PID]
@@ -228,8 +228,7 @@ func (t *Tally) unsteer(rc *report.Connection) {
 		return
 	}
 	s := servers[0]
-	rc.Dst = s
-	rc.DstIP, rc.DstPort = s.Addr().String(), s.Port()
+	rc.DstIP, rc.DstPort = s.Addr(), s.Port()
 	rc.Loopback = s.Addr().IsLoopback()
 }
 
@@ -268,17 +267,14 @@ func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map
 		}
 	}
 	for i := range r.Connections {
-		rc := &r.Connections[i]
-		// A refused connect() never got a source address.
-		if !rc.Src.Addr().IsValid() && rc.SrcIP == "invalid IP" {
-			rc.SrcIP = ""
-		}
-		t.unsteer(rc)
+		// A refused connect() never got a source address: SrcIP is
+		// invalid, "" on the wire.
+		t.unsteer(&r.Connections[i])
 	}
 	added := false
 	for _, ck := range t.connOrder {
 		c := t.conns[ck]
-		if name, ok := names[c.Dst.Addr().Unmap()]; ok {
+		if name, ok := names[c.DstIP.Unmap()]; ok {
 			c.Host, c.NameSource = name, report.SourceDNS
 		}
 		r.Connections = append(r.Connections, *c)
@@ -286,8 +282,7 @@ func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map
 	}
 	if t.connsOver > 0 {
 		r.Stats.RecordsDropped += uint64(t.connsOver)
-		r.Hints = append(r.Hints, report.Hint{Kind: "blocked-folded", Subject: fmt.Sprintf("%d step(s)", t.connsOver),
-			Text: fmt.Sprintf("more than %d child-cgroup TCP connections: the steps of the rest are only counted", MaxRecords)})
+		r.Hints = append(r.Hints, report.ChildStepsFoldedHint(t.connsOver, MaxRecords))
 	}
 	if len(t.order) == 0 && t.overRefused == nil && t.overReported == nil {
 		if added {
@@ -321,7 +316,7 @@ func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map
 		if matched {
 			continue
 		}
-		if name, ok := names[c.Dst.Addr().Unmap()]; ok {
+		if name, ok := names[c.DstIP.Unmap()]; ok {
 			c.Host, c.NameSource = name, report.SourceDNS
 		}
 		r.Connections = append(r.Connections, *c)
@@ -342,15 +337,13 @@ func (t *Tally) Merge(r *report.Report, names map[netip.Addr]string, refused map
 		r.Stats.RecordsDropped += uint64(o.Count)
 		r.Connections = append(r.Connections, *o)
 		added = true
-		r.Hints = append(r.Hints, report.Hint{Kind: "blocked-folded", Subject: fmt.Sprintf("%d call(s)", o.Count),
-			Text: fmt.Sprintf("more than %d distinct calls refused or reported by the cgroup programs: the rest (%s) are counted in the record %q", MaxRecords, o.Outcome, OtherDestinations)})
+		r.Hints = append(r.Hints, report.BlockedFoldedHint(o.Count, MaxRecords, o.Outcome, OtherDestinations))
 	}
 	if added {
 		slices.SortStableFunc(r.Connections, func(a, b report.Connection) int { return a.Start.Compare(b.Start) })
 	}
 	if refusedCalls > 0 {
-		r.Hints = append(r.Hints, report.Hint{Kind: "blocked", Subject: fmt.Sprintf("%d call(s)", refusedCalls),
-			Text: "egress run --block refused calls to destinations the policy does not allow: the app got EPERM at once instead of waiting"})
+		r.Hints = append(r.Hints, report.BlockedHint(refusedCalls))
 	}
 }
 

@@ -16,12 +16,14 @@ func TestTally(t *testing.T) {
 	ta.Add(event.Blocked{Proc: &event.Process{PID: 5, Comm: "app"}, Proto: 17, Dst: dst, Kind: event.BlockedCall})
 	ta.Add(event.Blocked{Proc: &event.Process{PID: 6, Comm: "ping"}, Proto: 1, Dst: netip.MustParseAddrPort("198.51.100.8:0"), Kind: event.BlockedPacket, Refused: true})
 	ta.Add(event.Blocked{Proto: 253, Dst: netip.MustParseAddrPort("198.51.100.9:0"), Kind: event.BlockedPacket})
-	r := &report.Report{Connections: []report.Connection{{SrcIP: "invalid IP", DstIP: "203.0.113.1", Proto: "tcp", Outcome: report.Rejected}}}
+	r := &report.Report{Connections: []report.Connection{{DstIP: netip.MustParseAddr("203.0.113.1"), Proto: "tcp", Outcome: report.Rejected}}}
 	ta.Merge(r, map[netip.Addr]string{dst.Addr(): "x.example"}, nil, func(*event.Blocked) uint64 { return 7 })
 	type row struct {
-		proto, outcome, basis, host string
-		count                       int
-		pid                         bool
+		proto       string
+		outcome     report.Outcome
+		basis, host string
+		count       int
+		pid         bool
 	}
 	var got []row
 	for _, c := range r.Connections {
@@ -42,7 +44,7 @@ func TestTally(t *testing.T) {
 			t.Errorf("record %d: %+v, want %+v", i, got[i], want[i])
 		}
 	}
-	if r.Connections[0].SrcIP != "" {
+	if b, _ := r.Connections[0].SrcIP.MarshalText(); len(b) != 0 {
 		t.Errorf("a refused connect's src_ip is %q, want empty", r.Connections[0].SrcIP)
 	}
 }

@@ -388,14 +388,14 @@ func (a *agent) Connection(c *report.Connection) error {
 	a.rules.Load().judge(r)
 	*c = r.Connections[0]
 	dest := c.Host
-	if dest == "" {
-		dest = c.DstIP
+	if dest == "" && c.DstIP.IsValid() {
+		dest = c.DstIP.String()
 	}
-	a.m.Observe(metrics.Call{Destination: dest, Port: c.DstPort, Outcome: c.Outcome, Process: comm,
+	a.m.Observe(metrics.Call{Destination: dest, Port: c.DstPort, Outcome: c.Outcome.String(), Process: comm,
 		Container: containerLabel(info), Count: c.Count, BlockedSeconds: c.BlockedMS / 1000,
 		Failed: c.Outcome != report.Established, Unexpected: c.Verdict.Unexpected()})
 	a.conns.Add(1)
-	a.countOutcome("connection " + c.Outcome)
+	a.countOutcome("connection " + c.Outcome.String())
 	return a.line(struct {
 		Type string `json:"type"`
 		*report.Connection
@@ -417,11 +417,11 @@ func (a *agent) Lookup(l *report.Lookup) error {
 	r := &report.Report{Lookups: []report.Lookup{*l}}
 	a.rules.Load().judge(r)
 	*l = r.Lookups[0]
-	a.m.Observe(metrics.Call{Lookup: true, Destination: l.Name, Outcome: l.Outcome, Process: comm,
+	a.m.Observe(metrics.Call{Lookup: true, Destination: l.Name, Outcome: l.Outcome.String(), Process: comm,
 		Container: containerLabel(info), Count: l.Count, BlockedSeconds: l.BlockedMS / 1000,
 		Failed: l.Outcome != report.Answered && l.Outcome != report.NoData, Unexpected: l.Verdict.Unexpected()})
 	a.lookups.Add(1)
-	a.countOutcome("lookup " + l.Outcome)
+	a.countOutcome("lookup " + l.Outcome.String())
 	return a.line(struct {
 		Type string `json:"type"`
 		*report.Lookup

@@ -4,6 +4,7 @@ package cli
 
 import (
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,7 +31,7 @@ func TestAgentStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn := func(pid int, comm, host string, loopback bool) *report.Connection {
-		return &report.Connection{PID: &pid, Comm: &comm, Host: host, DstIP: "198.18.0.10", DstPort: 443,
+		return &report.Connection{PID: &pid, Comm: &comm, Host: host, DstIP: netip.MustParseAddr("198.18.0.10"), DstPort: 443,
 			Outcome: report.Timeout, Loopback: loopback, Count: 1, BlockedMS: 2000}
 	}
 	for _, tc := range []struct {

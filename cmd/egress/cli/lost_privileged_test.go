@@ -87,7 +87,7 @@ func TestPrivilegedLostTime(t *testing.T) {
 			within(t, "window lost", r.Window.LostMS, wait)
 			var calls int
 			for _, c := range r.Connections {
-				if c.DstIP != sharedAddr {
+				if c.DstIP.String() != sharedAddr {
 					continue
 				}
 				calls++

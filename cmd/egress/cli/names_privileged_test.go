@@ -123,7 +123,7 @@ func namedByTree(t *testing.T, what string, r *report.Report) {
 	right, total := 0, 0
 	var wrong []string
 	for _, c := range r.Connections {
-		if c.DstIP != sharedAddr || c.Comm == nil {
+		if c.DstIP.String() != sharedAddr || c.Comm == nil {
 			continue
 		}
 		total++
@@ -312,7 +312,7 @@ func TestPrivilegedLookupLeaderComm(t *testing.T) {
 			}
 		}
 		for _, c := range r.Connections {
-			if c.DstIP == sharedAddr && (c.Host != "telemetry.nextjs.org" || c.Comm == nil || *c.Comm != "python3") {
+			if c.DstIP.String() == sharedAddr && (c.Host != "telemetry.nextjs.org" || c.Comm == nil || *c.Comm != "python3") {
 				t.Errorf("%s: connection %s by %v", what, c.Host, deref(c.Comm))
 			}
 		}
@@ -404,7 +404,7 @@ func TestPrivilegedRunNextStyleBuild(t *testing.T) {
 	}
 	names := map[string]int{}
 	for _, c := range r.Connections {
-		if c.DstIP != sharedAddr {
+		if c.DstIP.String() != sharedAddr {
 			continue
 		}
 		if c.NameSource != report.SourceDNS || c.Comm == nil || *c.Comm != "next-build" {

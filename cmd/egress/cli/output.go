@@ -73,7 +73,7 @@ func (o *outputFlags) validate() error {
 	return nil
 }
 
-var failOutcomes = map[string][]string{
+var failOutcomes = map[string][]report.Outcome{
 	"timeout":  {report.Timeout},
 	"pending":  {report.Pending},
 	"refused":  {report.Refused},
@@ -116,7 +116,7 @@ func (o *outputFlags) policy() (*rules.Policy, error) {
 // criteria is what fails the check (report.Judge): unexpected calls when
 // enforce, and the outcomes --fail-on names.
 func (o *outputFlags) criteria(enforce bool) *report.Criteria {
-	var outcomes []string
+	var outcomes []report.Outcome
 	for _, f := range o.failOn {
 		for _, out := range failOutcomes[f] {
 			if !slices.Contains(outcomes, out) {

@@ -421,10 +421,9 @@ func commandErr(name string, err error) error {
 // ran, whether egress stopped it, the DNS proxy's counters, and a headline
 // that says when the trace is incomplete.
 func runFinish(r *report.Report, name string, confine cgrouprun.Confinement, stopped bool, proxy *dnsproxy.Proxy) {
-	r.Hints = append(r.Hints, confinementHint(confine))
+	r.Hints = append(r.Hints, report.ConfinementHint(confine.Dropped(), confine.Keep))
 	if stopped {
-		r.Hints = append(r.Hints, report.Hint{Kind: "stopped", Subject: name,
-			Text: "egress was interrupted (SIGINT or SIGTERM) and passed SIGTERM on: egress stopped the command, the report covers the run until then"})
+		r.Hints = append(r.Hints, report.StoppedHint(name))
 	}
 	if proxy != nil {
 		// Queries the kernel dropped before the proxy read them, and TCP
@@ -432,24 +431,12 @@ func runFinish(r *report.Report, name string, confine cgrouprun.Confinement, sto
 		ps := proxy.Stats()
 		r.Stats.EventsLost += ps.KernelDropped + ps.TCPRefused
 		if ps.Overloaded+ps.KernelDropped+ps.TCPRefused > 0 {
-			r.Hints = append(r.Hints, report.Hint{Kind: "dns-proxy", Subject: "overloaded",
-				Text: fmt.Sprintf("%d queries answered SERVFAIL without forwarding (too many in flight), %d dropped by the kernel (socket buffer full), %d TCP connections closed unread",
-					ps.Overloaded, ps.KernelDropped, ps.TCPRefused)})
+			r.Hints = append(r.Hints, report.DNSProxyOverloadedHint(ps.Overloaded, ps.KernelDropped, ps.TCPRefused))
 		}
 	}
 	if lost := r.Stats.EventsLost; lost > 0 {
-		r.Headline = fmt.Sprintf("INCOMPLETE: %d kernel event(s) lost, calls may be missing; %s", lost, r.Headline)
+		r.Headline = report.IncompleteHeadline(lost, r.Headline)
 	}
-}
-
-// confinementHint says in the report what the command ran without.
-func confinementHint(c cgrouprun.Confinement) report.Hint {
-	text := "the command ran without the capabilities " + strings.Join(c.Dropped(), ", ") +
-		", with no_new_privs, in its own cgroup namespace (rooted at the run's cgroup) and pid namespace"
-	if len(c.Keep) > 0 {
-		text += "; kept on request (--keep-caps): " + strings.Join(c.Keep, ", ")
-	}
-	return report.Hint{Kind: "confinement", Subject: "privileges", Text: text}
 }
 
 // resolvers returns the --resolver addresses, else the nameservers of

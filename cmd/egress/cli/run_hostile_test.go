@@ -208,7 +208,7 @@ func (r hostileRun) line(mode string) string {
 func (r hostileRun) calls(proto, dstIP string) []report.Connection {
 	var out []report.Connection
 	for _, c := range r.report.Connections {
-		if c.Proto == proto && (dstIP == "" || c.DstIP == dstIP) {
+		if c.Proto == proto && (dstIP == "" || c.DstIP.String() == dstIP) {
 			out = append(out, c)
 		}
 	}
@@ -245,7 +245,7 @@ func TestPrivilegedRunHostile(t *testing.T) {
 				t.Errorf("as %v under --block: %d echo requests reached the peer (%q); want none, exit 3 and the call reported\n%v", as, got, res.line("ping"), res)
 			}
 			res = h.egress(t, audit, append(as, "ping", peerIP)...)
-			if cs := res.calls("icmp", peerIP); res.code != ExitUnexpected || !unexpected(cs) || cs[0].Outcome != "sent" {
+			if cs := res.calls("icmp", peerIP); res.code != ExitUnexpected || !unexpected(cs) || cs[0].Outcome != report.Sent {
 				t.Errorf("as %v without --block: want exit 3 and the echo reported as sent\n%v", as, res)
 			}
 			// The peer's counter works: the reported echo did arrive.
@@ -381,8 +381,10 @@ func TestPrivilegedRunHostile(t *testing.T) {
 		}
 		t.Logf("kill-egress: %s", res.line("kill-egress"))
 		for _, c := range res.calls("tcp", peerIP) {
-			if c.SrcIP == "invalid IP" {
-				t.Errorf("a refused connect has src_ip %q", c.SrcIP)
+			// The report was read back from JSON: "invalid IP" would not
+			// even decode; the wire text of a missing source is "".
+			if b, _ := c.SrcIP.MarshalText(); string(b) == "invalid IP" {
+				t.Errorf("a refused connect has src_ip %q", b)
 			}
 		}
 	})
@@ -394,7 +396,7 @@ func TestPrivilegedRunHostile(t *testing.T) {
 		if cs := res.calls("tcp", peerIP); res.line("child-cgroup") != "moved" || res.code != ExitUnexpected || !unexpected(cs) {
 			t.Errorf("without --block: %q; want the move to work, exit 3 and the child's connects reported\n%v", res.line("child-cgroup"), res)
 		}
-		outcomes := map[uint16]string{}
+		outcomes := map[uint16]report.Outcome{}
 		for _, c := range res.calls("tcp", peerIP) {
 			if c.EndBasis == enforce.BasisChild {
 				outcomes[c.DstPort] = c.Outcome
@@ -605,7 +607,7 @@ func TestPrivilegedRunDNSOverTCP(t *testing.T) {
 	server := 0
 	for _, c := range res.report.Connections {
 		switch {
-		case c.Proto == "tcp" && c.DstIP == peerIP && c.DstPort == 53 && !c.Loopback:
+		case c.Proto == "tcp" && c.DstIP.String() == peerIP && c.DstPort == 53 && !c.Loopback:
 			server++
 		case c.Proto == "tcp" && c.Loopback:
 			t.Errorf("a connection to the proxy's address is reported: %s:%d", c.DstIP, c.DstPort)

@@ -265,7 +265,7 @@ func TestPrivilegedRun(t *testing.T) {
 				}
 				blocked := 0
 				for _, c := range r.Connections {
-					if c.EndBasis == report.BasisBlockedConnect && c.Outcome == report.Rejected && c.DstIP == "198.51.100.10" {
+					if c.EndBasis == report.BasisBlockedConnect && c.Outcome == report.Rejected && c.DstIP.String() == "198.51.100.10" {
 						blocked++
 					}
 				}

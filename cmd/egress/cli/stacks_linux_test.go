@@ -181,7 +181,7 @@ func runStackApp(t *testing.T, app stackApp) {
 	}
 	c := r.Connections[0]
 	t.Logf("called from %q (%d frames); headline %q", c.CalledFrom, len(c.Stack), r.Headline)
-	if c.DstIP != "198.51.100.10" || c.DstPort != 80 || c.Outcome != report.Timeout {
+	if c.DstIP.String() != "198.51.100.10" || c.DstPort != 80 || c.Outcome != report.Timeout {
 		t.Errorf("call %s:%d %s, want a timeout to 198.51.100.10:80", c.DstIP, c.DstPort, c.Outcome)
 	}
 	if !app.calledFrom.MatchString(c.CalledFrom) {
@@ -297,11 +297,11 @@ func TestPrivilegedRunStacks(t *testing.T) {
 	want := "main.checkForUpdates (main.go:" + strconv.Itoa(goCallSiteLine(t)) + ")"
 	var got []string
 	for _, c := range r.Connections {
-		if c.DstIP == "198.51.100.10" {
-			got = append(got, c.Outcome+" "+c.CalledFrom)
+		if c.DstIP.String() == "198.51.100.10" {
+			got = append(got, c.Outcome.String()+" "+c.CalledFrom)
 		}
 	}
-	if len(got) != 1 || got[0] != report.Timeout+" "+want {
+	if len(got) != 1 || got[0] != report.Timeout.String()+" "+want {
 		t.Errorf("calls to the vendor: %q, want one timeout called from %q", got, want)
 	}
 }

@@ -1,17 +1,15 @@
-package analyze
+package report
 
 import (
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
-
-	"github.com/egress-dev/egress/report"
 )
 
-// All the report's prose is in this file: the headline, from the report's
-// typed data (records, window, hosts), so that it can move to the report
-// package as it is.
+// The headline and the analyzer's hints are prose: they are written here,
+// from the report's typed data (records, window, hosts), so that analyze
+// writes no English.
 
 // culprit is a destination whose failed calls the headline names.
 type culprit struct {
@@ -27,24 +25,24 @@ type culprit struct {
 	blocked  float64 // the longest single wait
 	lost     float64 // the most one call of it lost (scheduler view)
 	showLost bool    // the detail says so
-	outcome  string
+	outcome  Outcome
 	proc     string // "shopapp[4242]" where the process is known
 	caller   string // "main.checkForUpdates (updates.go:42)" with --stacks
 }
 
 // culprits groups the failed calls by destination: a connection's host (or
 // address) and port, a lookup's name.
-func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
+func culprits(conns []Connection, looks []Lookup) []culprit {
 	var cs []culprit
 	byDest := map[string]int{}
 	for i := range conns {
 		c := &conns[i]
-		if c.Loopback || !failed(c.Outcome) {
+		if c.Loopback || !c.Outcome.Failed() {
 			continue
 		}
 		host := c.Host
-		if host == "" {
-			host = c.DstIP
+		if host == "" && c.DstIP.IsValid() {
+			host = c.DstIP.String()
 		}
 		key := host + "\x00" + fmt.Sprint(c.DstPort)
 		if c.IsCatchAll() {
@@ -59,7 +57,7 @@ func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
 			d.lost = max(d.lost, c.LostMS)
 			d.dests += c.Destinations
 			if d.outcome != c.Outcome {
-				d.outcome = "mixed"
+				d.outcome = Mixed
 			}
 			continue
 		}
@@ -67,7 +65,7 @@ func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
 		cu := culprit{n: c.Count, syns: c.Attempts, inferred: c.Inferred, host: host, port: fmt.Sprint(c.DstPort),
 			blocked: c.BlockedMS, lost: c.LostMS, outcome: c.Outcome, catchAll: c.IsCatchAll(), dests: c.Destinations}
 		if c.PID != nil {
-			cu.proc = procName(c.PID, c.Comm)
+			cu.proc = ProcName(c.PID, c.Comm)
 		}
 		cu.caller = c.CalledFrom
 		cs = append(cs, cu)
@@ -75,7 +73,7 @@ func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
 	byName := map[string]int{}
 	for i := range looks {
 		l := &looks[i]
-		if !failed(l.Outcome) {
+		if !l.Outcome.Failed() {
 			continue
 		}
 		key := l.Name
@@ -93,7 +91,7 @@ func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
 			c.blocked = max(c.blocked, l.BlockedMS)
 			c.lost = max(c.lost, l.LostMS)
 			if c.outcome != l.Outcome {
-				c.outcome = "mixed"
+				c.outcome = Mixed
 			}
 			continue
 		}
@@ -110,10 +108,10 @@ func culprits(conns []report.Connection, looks []report.Lookup) []culprit {
 	return cs
 }
 
-// headline is the one line that answers "why was it slow": how much of the
+// Headline is the one line that answers "why was it slow": how much of the
 // window was blocked, and by which failed calls; with several local hosts,
 // which hosts lost the most time and to what.
-func headline(r *report.Report) string {
+func Headline(r *Report) string {
 	w := r.Window
 	if w.DurationMS <= 0 && len(r.Connections) == 0 && len(r.Lookups) == 0 {
 		return "no outbound connections or lookups seen"
@@ -130,12 +128,12 @@ func headline(r *report.Report) string {
 	if r.HostsSeen > 1 {
 		return hostsHeadline(r, nConn, nLook)
 	}
-	head := fmt.Sprintf("the %s window was blocked %s (%s)", secs(w.DurationMS), secs(w.BlockedMS), pct(w.BlockedMS, w.DurationMS))
+	head := fmt.Sprintf("the %s window was blocked %s (%s)", humanSecs(w.DurationMS), humanSecs(w.BlockedMS), pct(w.BlockedMS, w.DurationMS))
 	cs := culprits(r.Connections, r.Lookups)
 	if len(cs) == 0 {
 		return fmt.Sprintf("%s; %s and %s, none failed", head, count(nConn, "outbound connection"), count(nLook, "lookup"))
 	}
-	if w.LostBasis == report.LostScheduler {
+	if w.LostBasis == LostScheduler {
 		return lostHeadline(w, cs)
 	}
 	return head + " by " + describeCulprits(cs, 4)
@@ -146,7 +144,7 @@ func headline(r *report.Report) string {
 // call to telemetry.nextjs.org:443 (..., lost 5.1 s); failed without cost:
 // ...". The calls that lost time are named first, most lost first; those
 // that failed while the app went on working are named apart.
-func lostHeadline(w report.Window, cs []culprit) string {
+func lostHeadline(w Window, cs []culprit) string {
 	var costly, free []culprit
 	for _, c := range cs {
 		if c.lost >= 1 && !c.catchAll { // at least 1 ms
@@ -159,9 +157,9 @@ func lostHeadline(w report.Window, cs []culprit) string {
 	sort.SliceStable(costly, func(i, j int) bool { return costly[i].lost > costly[j].lost })
 	var s string
 	if len(costly) == 0 {
-		s = fmt.Sprintf("the %s window lost nothing to failed calls (blocked %s)", secs(w.DurationMS), secs(w.BlockedMS))
+		s = fmt.Sprintf("the %s window lost nothing to failed calls (blocked %s)", humanSecs(w.DurationMS), humanSecs(w.BlockedMS))
 	} else {
-		s = fmt.Sprintf("the %s window lost %s (%s) waiting on ", secs(w.DurationMS), secs(w.LostMS), pct(w.LostMS, w.DurationMS)) +
+		s = fmt.Sprintf("the %s window lost %s (%s) waiting on ", humanSecs(w.DurationMS), humanSecs(w.LostMS), pct(w.LostMS, w.DurationMS)) +
 			describeCulprits(costly, 4)
 	}
 	if len(free) > 0 {
@@ -194,7 +192,7 @@ func describeCulprits(cs []culprit, limit int) string {
 	for _, lookup := range []bool{false, true} {
 		var parts []culprit
 		calls, hiddenCalls, hiddenDests := 0, 0, 0
-		kinds := map[string]int{}
+		kinds := map[Outcome]int{}
 		first := -1
 		for i, c := range cs {
 			if c.lookup != lookup {
@@ -254,9 +252,9 @@ func describeCulprits(cs []culprit, limit int) string {
 // detail is a culprit's parenthesis: "3 SYNs, ~3.0 s", "2 calls, 6 SYNs,
 // up to ~3.0 s", "AAAA+A, 2 queries, up to 5.0 s".
 func (c culprit) detail() string {
-	wait := tilde(c.inferred) + secs(c.blocked)
+	wait := tilde(c.inferred) + humanSecs(c.blocked)
 	if c.showLost {
-		wait += ", lost " + secs(c.lost)
+		wait += ", lost " + humanSecs(c.lost)
 	}
 	switch {
 	case c.lookup && c.n > len(c.qtypes):
@@ -269,24 +267,24 @@ func (c culprit) detail() string {
 	return plural(c.syns, "SYN") + ", " + wait
 }
 
-func describeOutcomes(kinds map[string]int, n int, one, many string) string {
+func describeOutcomes(kinds map[Outcome]int, n int, one, many string) string {
 	word := "failed"
 	if len(kinds) == 1 {
 		for k := range kinds {
 			switch k {
-			case report.Timeout, report.Pending:
+			case Timeout, Pending:
 				word = "unanswered"
-			case report.Refused:
+			case Refused:
 				word = "refused"
-			case report.Rejected:
+			case Rejected:
 				word = "rejected"
-			case report.NXDomain:
+			case NXDomain:
 				word = "NXDOMAIN"
-			case report.ServFail:
+			case ServFail:
 				word = "SERVFAIL"
 			}
 		}
-	} else if kinds[report.Timeout]+kinds[report.Pending] == n {
+	} else if kinds[Timeout]+kinds[Pending] == n {
 		word = "unanswered"
 	}
 	if n == 1 {
@@ -328,9 +326,9 @@ func joinCulprits(cs []culprit, prep string) string {
 // hostsHeadline answers per host: the hosts that lost the most time to
 // failed calls, each with its share of its own active time and its top
 // culprits.
-func hostsHeadline(r *report.Report, nConn, nLook int) string {
+func hostsHeadline(r *Report, nConn, nLook int) string {
 	head := fmt.Sprintf("%d hosts made %s and %s in the %s window", r.HostsSeen,
-		count(nConn, "outbound connection"), count(nLook, "lookup"), secs(r.Window.DurationMS))
+		count(nConn, "outbound connection"), count(nLook, "lookup"), humanSecs(r.Window.DurationMS))
 	var lost []string
 	shown := 0
 	for _, h := range r.Hosts {
@@ -338,11 +336,11 @@ func hostsHeadline(r *report.Report, nConn, nLook int) string {
 			continue
 		}
 		shown++
-		who := h.Address
+		who := h.Address.String()
 		if len(h.Processes) > 0 {
 			who += " (" + strings.Join(h.Processes, ", ") + ")"
 		}
-		s := fmt.Sprintf("%s lost %s of its %s active (%s)", who, secs(h.LostMS), secs(h.ActiveMS), pct(h.LostMS, h.ActiveMS))
+		s := fmt.Sprintf("%s lost %s of its %s active (%s)", who, humanSecs(h.LostMS), humanSecs(h.ActiveMS), pct(h.LostMS, h.ActiveMS))
 		var cs []culprit
 		for _, c := range h.Culprits {
 			cs = append(cs, culprit{lookup: c.Lookup, host: c.Destination, n: c.Calls, blocked: c.LongestMS,
@@ -370,11 +368,11 @@ func hostCulprits(cs []culprit) string {
 	var conns, looks []string
 	for _, c := range cs {
 		if c.lookup {
-			word := strings.TrimPrefix(describeOutcomes(map[string]int{c.outcome: c.n}, c.n, "", ""), fmt.Sprint(c.n)+" ")
-			looks = append(looks, fmt.Sprintf("%s (%d %s, up to %s%s)", c.host, c.n, strings.TrimSpace(word), tilde(c.inferred), secs(c.blocked)))
+			word := strings.TrimPrefix(describeOutcomes(map[Outcome]int{c.outcome: c.n}, c.n, "", ""), fmt.Sprint(c.n)+" ")
+			looks = append(looks, fmt.Sprintf("%s (%d %s, up to %s%s)", c.host, c.n, strings.TrimSpace(word), tilde(c.inferred), humanSecs(c.blocked)))
 			continue
 		}
-		conns = append(conns, fmt.Sprintf("%s (%s, up to %s%s)", c.host, describeOutcomes(map[string]int{c.outcome: c.n}, c.n, "call", "calls"), tilde(c.inferred), secs(c.blocked)))
+		conns = append(conns, fmt.Sprintf("%s (%s, up to %s%s)", c.host, describeOutcomes(map[Outcome]int{c.outcome: c.n}, c.n, "call", "calls"), tilde(c.inferred), humanSecs(c.blocked)))
 	}
 	parts := conns
 	if len(looks) > 0 {
@@ -385,7 +383,7 @@ func hostCulprits(cs []culprit) string {
 
 // secs writes a duration given in milliseconds for people: "3.1 s",
 // "12 ms", "0.36 ms" (never "0 ms" for a wait that was not zero).
-func secs(msv float64) string {
+func humanSecs(msv float64) string {
 	s := msv / 1000
 	switch {
 	case s >= 100:
@@ -434,8 +432,9 @@ func by(proc string) string {
 	return " from " + proc
 }
 
-// procName is "comm[pid]" (comm made terminal-safe by the renderer).
-func procName(pid *int, comm *string) string {
+// ProcName is "comm[pid]", "pid N" without a name, "" without a pid (comm
+// made terminal-safe by the renderer).
+func ProcName(pid *int, comm *string) string {
 	if pid == nil {
 		return ""
 	}
@@ -453,4 +452,90 @@ func count(n int, what string) string {
 		return fmt.Sprintf("%d %sies", n, strings.TrimSuffix(what, "y"))
 	}
 	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// ResolvedNotContactedHint: name was resolved to answers but no packet to
+// them was seen.
+func ResolvedNotContactedHint(name string, answers []string) Hint {
+	return Hint{
+		Kind:    "resolved-not-contacted",
+		Subject: name,
+		Text: fmt.Sprintf("%s was resolved (%s) but no packet to it appears in the capture: if the app "+
+			"should have connected, a firewall on the capturing host may drop the SYNs before the capture "+
+			"point sees them (record with nftables `log group N` and `tcpdump -i nflog:N`, or use `egress watch`)",
+			name, strings.Join(answers, ", ")),
+	}
+}
+
+// MoreResolvedHint counts the resolved-not-contacted names past the limit.
+func MoreResolvedHint(more int) Hint {
+	return Hint{Kind: "more", Subject: "", Text: fmt.Sprintf("%d more names were resolved but not contacted", more)}
+}
+
+// StackUnnamedHint: the stacks of process who (ProcName, "" when unknown)
+// name no function of the application.
+func StackUnnamedHint(who string) Hint {
+	if who == "" {
+		who = "an unknown process"
+	}
+	return Hint{Kind: "stack-unnamed", Subject: who, Text: fmt.Sprintf(
+		"the stacks of %s name no function of the application, only module+offset: its code has no symbols, or no frame pointers "+
+			"(build C/C++ with -fno-omit-frame-pointer and keep the symbol table; run Node.js with --perf-basic-prof "+
+			"--interpreted-frames-native-stack, Python 3.12+ with -X perf; see docs/watch.md)", who)}
+}
+
+// UnhookedPacketsHint: egress run's catch-all counted packets of proto
+// from sockets the connect/sendmsg hooks do not see.
+func UnhookedPacketsHint(proto string, packets, dropped uint64) Hint {
+	return Hint{Kind: "catch-all", Subject: proto,
+		Text: fmt.Sprintf("%d packet(s) of a socket the connect/sendmsg hooks do not see, %d dropped", packets, dropped)}
+}
+
+// ChildStepsFoldedHint: past limit child-cgroup TCP connections, n steps
+// were only counted.
+func ChildStepsFoldedHint(n, limit int) Hint {
+	return Hint{Kind: "blocked-folded", Subject: fmt.Sprintf("%d step(s)", n),
+		Text: fmt.Sprintf("more than %d child-cgroup TCP connections: the steps of the rest are only counted", limit)}
+}
+
+// BlockedFoldedHint: past limit distinct calls, n calls with outcome out
+// are counted in the record named record.
+func BlockedFoldedHint(n, limit int, out Outcome, record string) Hint {
+	return Hint{Kind: "blocked-folded", Subject: fmt.Sprintf("%d call(s)", n),
+		Text: fmt.Sprintf("more than %d distinct calls refused or reported by the cgroup programs: the rest (%s) are counted in the record %q", limit, out, record)}
+}
+
+// BlockedHint: egress run --block refused n calls.
+func BlockedHint(n int) Hint {
+	return Hint{Kind: "blocked", Subject: fmt.Sprintf("%d call(s)", n),
+		Text: "egress run --block refused calls to destinations the policy does not allow: the app got EPERM at once instead of waiting"}
+}
+
+// StoppedHint: egress run was interrupted and stopped the command name.
+func StoppedHint(name string) Hint {
+	return Hint{Kind: "stopped", Subject: name,
+		Text: "egress was interrupted (SIGINT or SIGTERM) and passed SIGTERM on: egress stopped the command, the report covers the run until then"}
+}
+
+// DNSProxyOverloadedHint: what egress run's DNS proxy could not forward.
+func DNSProxyOverloadedHint(overloaded, kernelDropped, tcpRefused uint64) Hint {
+	return Hint{Kind: "dns-proxy", Subject: "overloaded",
+		Text: fmt.Sprintf("%d queries answered SERVFAIL without forwarding (too many in flight), %d dropped by the kernel (socket buffer full), %d TCP connections closed unread",
+			overloaded, kernelDropped, tcpRefused)}
+}
+
+// ConfinementHint says what the command ran without: the capabilities
+// dropped, and those kept on request.
+func ConfinementHint(dropped, kept []string) Hint {
+	text := "the command ran without the capabilities " + strings.Join(dropped, ", ") +
+		", with no_new_privs, in its own cgroup namespace (rooted at the run's cgroup) and pid namespace"
+	if len(kept) > 0 {
+		text += "; kept on request (--keep-caps): " + strings.Join(kept, ", ")
+	}
+	return Hint{Kind: "confinement", Subject: "privileges", Text: text}
+}
+
+// IncompleteHeadline is headline when lost kernel events may hide calls.
+func IncompleteHeadline(lost uint64, headline string) string {
+	return fmt.Sprintf("INCOMPLETE: %d kernel event(s) lost, calls may be missing; %s", lost, headline)
 }
