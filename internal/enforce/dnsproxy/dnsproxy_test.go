@@ -3,11 +3,8 @@ package dnsproxy
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,9 +13,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/egress-dev/egress/dnsmsg"
+	"github.com/egress-dev/egress/internal/testkit/corpustest"
 )
 
 // upstream is a loopback resolver that answers every A query with addr
@@ -241,37 +238,7 @@ func TestProxyUpstreamDown(t *testing.T) {
 // realQueries returns the DNS queries of the recorded captures.
 func realQueries(tb testing.TB) [][]byte {
 	tb.Helper()
-	files, err := filepath.Glob("../../../testdata/captures/*.pcap")
-	if err != nil || len(files) == 0 {
-		tb.Fatalf("no captures: %v", err)
-	}
-	var out [][]byte
-	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		r, err := pcapgo.NewReader(f)
-		if err != nil {
-			f.Close()
-			tb.Fatalf("reading %s: %v", name, err)
-		}
-		for {
-			data, _, err := r.ReadPacketData()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				tb.Fatalf("reading %s: %v", name, err)
-			}
-			p := gopacket.NewPacket(data, r.LinkType(), gopacket.Default)
-			if udp, ok := p.Layer(layers.LayerTypeUDP).(*layers.UDP); ok && udp.DstPort == 53 {
-				out = append(out, udp.Payload)
-			}
-		}
-		f.Close()
-	}
-	return out
+	return corpustest.RecordedQueries(tb)
 }
 
 // FuzzReply: whatever a client sends, a refusal parses, keeps the ID and

@@ -1,15 +1,9 @@
 package main
 
 import (
-	"errors"
-	"io"
-	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
-	"github.com/gopacket/gopacket/pcapgo"
+	"github.com/egress-dev/egress/internal/testkit/corpustest"
 )
 
 // realQueries returns the DNS queries (UDP payloads to port 53) found in the
@@ -17,37 +11,7 @@ import (
 // queries with EDNS, as they really went out.
 func realQueries(tb testing.TB) [][]byte {
 	tb.Helper()
-	files, err := filepath.Glob("../../../../testdata/captures/*.pcap")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var out [][]byte
-	for _, name := range files {
-		f, err := os.Open(name)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		r, err := pcapgo.NewReader(f)
-		if err != nil {
-			f.Close()
-			tb.Fatalf("reading %s: %v", name, err)
-		}
-		for {
-			data, _, err := r.ReadPacketData()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				tb.Fatalf("reading %s: %v", name, err)
-			}
-			p := gopacket.NewPacket(data, r.LinkType(), gopacket.Default)
-			if udp, ok := p.Layer(layers.LayerTypeUDP).(*layers.UDP); ok && udp.DstPort == 53 {
-				out = append(out, udp.Payload)
-			}
-		}
-		f.Close()
-	}
-	return out
+	return corpustest.RecordedQueries(tb)
 }
 
 // TestRealQueries answers every query the captures hold, so the fuzz seeds
