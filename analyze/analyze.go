@@ -16,12 +16,20 @@ import (
 type Analyzer struct {
 	cfg Config
 
-	flows    map[flowKey]*flow
+	flows map[flowKey]*flow
+	// freeFlows are finished flows, with their attempts, to reuse (tcp.go).
+	freeFlows []*flow
+	// noReuse allocates every flow and lookup anew (tests compare it with
+	// reuse: a report must not depend on it).
+	noReuse  bool
+	reused   int // flows and lookups taken from the free lists
 	orphans  map[flowKey]orphanSynAck
 	lookups  map[dnsKey][]*lookup
 	nLookups int
-	names    nameTable
-	sockets  map[uint64]*attempt // eBPF sockets by cookie
+	// freeLookups are finished lookups to reuse (dns.go).
+	freeLookups []*lookup
+	names       nameTable
+	sockets     map[uint64]*attempt // eBPF sockets by cookie
 	// socketByTuple finds kernel sockets by their 4-tuple, for ICMP errors
 	// captured as packets.
 	socketByTuple map[flowKey]*attempt
@@ -341,6 +349,7 @@ func (a *Analyzer) finishFlows(fs []*flow, now int64) {
 	for _, f := range fs {
 		a.finishFlow(f, now)
 		delete(a.flows, f.key)
+		a.recycleFlow(f)
 	}
 }
 
@@ -478,6 +487,24 @@ func (a *Analyzer) actionName(src netip.Addr, t int64, self *attempt, qname stri
 		list[i] = waitRef{}
 	}
 	a.waiting[src] = keep
+}
+
+// unwait takes w off the waiting list of host src.
+func (a *Analyzer) unwait(src netip.Addr, w waitRef) {
+	list := a.waiting[src]
+	for i := range list {
+		if list[i] == w {
+			n := len(list) - 1
+			copy(list[i:], list[i+1:])
+			list[n] = waitRef{}
+			if n == 0 {
+				delete(a.waiting, src)
+			} else {
+				a.waiting[src] = list[:n]
+			}
+			return
+		}
+	}
 }
 
 func (a *Analyzer) sweepWaiting(now int64) {

@@ -118,12 +118,14 @@ func (a *Analyzer) dnsQuery(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
 	list := a.lookups[k]
 	if len(list) >= maxPerKey {
 		a.finishLookup(list[0], p.Time)
+		a.recycle(list[0])
 		list = list[1:]
 		a.nLookups--
 		a.stats.LookupsEvicted++
 	}
-	lk := &lookup{client: client, server: server, tcp: tcp, id: m.ID, name: name, qtype: m.QType,
-		start: p.Time, lastQuery: p.Time, queries: 1, proc: a.keepProc(p.Proc)}
+	lk := a.newLookup()
+	lk.client, lk.server, lk.tcp, lk.id, lk.name, lk.qtype = client, server, tcp, m.ID, name, m.QType
+	lk.start, lk.lastQuery, lk.queries, lk.proc = p.Time, p.Time, 1, a.keepProc(p.Proc)
 	a.lookups[k] = append(list, lk)
 	a.nLookups++
 	a.waitLookup(lk)
@@ -183,6 +185,43 @@ func (a *Analyzer) dnsResponse(p *event.Packet, m *dnsmsg.Msg, tcp bool) {
 	}
 	a.nLookups--
 	a.finishLookup(lk, p.Time)
+	a.recycle(lk)
+}
+
+// maxFreeLookups bounds the finished lookups kept for reuse.
+const maxFreeLookups = 4096
+
+// newLookup returns a zeroed lookup, a finished one where there is one: a
+// busy capture makes hundreds of thousands of queries, and a new lookup for
+// each was a third of everything the replay allocated (docs/benchmarks.md).
+func (a *Analyzer) newLookup() *lookup {
+	n := len(a.freeLookups)
+	if n == 0 {
+		return new(lookup)
+	}
+	lk := a.freeLookups[n-1]
+	a.freeLookups[n-1] = nil
+	a.freeLookups = a.freeLookups[:n-1]
+	a.reused++
+	return lk
+}
+
+// recycle makes a finished lookup, no longer in a.lookups, free for reuse.
+// Nothing may point to it afterwards: it leaves its host's waiting list, and
+// the slices its record or a.answers share (cnames, handed-over answers)
+// are not reused.
+func (a *Analyzer) recycle(lk *lookup) {
+	if a.noReuse {
+		return
+	}
+	if lk.waiting {
+		a.unwait(lk.client.Addr(), waitRef{lk: lk})
+	}
+	answers := lk.answers[:0]
+	*lk = lookup{answers: answers}
+	if len(a.freeLookups) < maxFreeLookups {
+		a.freeLookups = append(a.freeLookups, lk)
+	}
 }
 
 func (a *Analyzer) learnNames(p *event.Packet, m *dnsmsg.Msg, qname string, asker *event.Process) {
@@ -249,6 +288,7 @@ func (a *Analyzer) finishLookups(match func(*lookup) bool, now int64, evicted bo
 	sortLookups(done)
 	for _, lk := range done {
 		a.finishLookup(lk, now)
+		a.recycle(lk)
 		a.nLookups--
 		if evicted {
 			a.stats.LookupsEvicted++
@@ -415,6 +455,7 @@ func (a *Analyzer) lookupRecord(lk *lookup, out report.Outcome, end int64, basis
 func (a *Analyzer) addLookup(l report.Lookup, lk *lookup, settle bool) {
 	if l.Outcome == report.Answered && (lk.qtype == dnsmsg.TypeA || lk.qtype == dnsmsg.TypeAAAA) && len(a.answers) < 4096 {
 		a.answers = append(a.answers, answeredLookup{index: len(a.lks), addrs: lk.answers})
+		lk.answers = nil // a.answers has them now; not reused with lk
 	}
 	a.lks = append(a.lks, l)
 	a.lkSp = append(a.lkSp, spanOf(l.Outcome.Failed() && l.Name != OtherDestinations, lk.start, l.End.UnixNano(), lk.busyAt))

@@ -41,14 +41,16 @@ func (a *Analyzer) Finish() *report.Report {
 		a.finishAttempt(at, now)
 	}
 	a.finishLookups(func(*lookup) bool { return true }, now, false)
+	a.dropTables()
 
 	r := &report.Report{
 		SchemaVersion: report.SchemaVersion,
-		Connections:   a.conns[:0:len(a.conns)], // filtered in place: the Analyzer is done
-		Lookups:       make([]report.Lookup, 0, len(a.lks)),
-		Hints:         []report.Hint{},
-		Errors:        []string{},
-		Stats:         a.stats,
+		// Both filtered in place: the Analyzer is done, and a copy of a
+		// busy capture's records was the replay's peak of memory.
+		Connections: a.conns[:0:len(a.conns)],
+		Hints:       []report.Hint{},
+		Errors:      []string{},
+		Stats:       a.stats,
 	}
 	if a.first != 0 || a.cfg.From != 0 {
 		r.Window.Start = time.Unix(0, start).UTC()
@@ -75,17 +77,24 @@ func (a *Analyzer) Finish() *report.Report {
 		}
 	}
 	keepLookup := make([]bool, len(a.lks))
-	for i, l := range a.lks {
+	for i := range a.lks {
 		// Server is invalid for the catch-all record.
-		if decided(l.FoldedBy) || l.Client.IsValid() && (isEgress(l.Client, l.Server.Addr()) || l.Client.IsLoopback()) {
+		l := &a.lks[i]
+		keepLookup[i] = decided(l.FoldedBy) || l.Client.IsValid() && (isEgress(l.Client, l.Server.Addr()) || l.Client.IsLoopback())
+	}
+	// The hints read the records by their index: before the filter.
+	hints := a.hints(keepLookup)
+	r.Lookups = a.lks[:0:len(a.lks)]
+	for i, l := range a.lks {
+		if keepLookup[i] {
 			if l.FoldedBy == report.FoldOutcome {
 				l.Destinations = a.otherLookupDests[l.Outcome]
 			}
-			keepLookup[i] = true
 			r.Lookups = append(r.Lookups, l)
 			lkSp = append(lkSp, a.lkSp[i])
 		}
 	}
+	clear(a.lks[len(r.Lookups):])
 	r.Window.LostMS, r.Window.LostBasis = a.lostTime(r.Connections, connSp, r.Lookups, lkSp, start, end)
 	r.Stats.ActivityCoarsenedMS = a.stats.ActivityCoarsenedMS
 	r.Connections = byStart(r.Connections, func(c *report.Connection) time.Time { return c.Start })
@@ -97,9 +106,20 @@ func (a *Analyzer) Finish() *report.Report {
 		r.Hosts, r.HostsSeen, r.HostsFailing = hosts, n, failing
 	}
 	r.Headline = report.Headline(r)
-	r.Hints = a.hints(keepLookup)
+	r.Hints = hints
 	r.Hints = append(r.Hints, a.stackHints(r)...)
 	return r
+}
+
+// dropTables lets the collector have the tables that follow open calls,
+// once every call is finished: the report is built and written with them
+// gone, so replay's peak memory is the larger of the two, not their sum.
+func (a *Analyzer) dropTables() {
+	a.flows, a.freeFlows, a.orphans = nil, nil, nil
+	a.lookups, a.freeLookups = nil, nil
+	a.sockets, a.socketByTuple, a.waiting = nil, nil, nil
+	a.names = nameTable{}
+	a.folded, a.otherDests, a.interned = nil, nil, nil
 }
 
 // stackHints says, once per process, when its stacks (--stacks) name no

@@ -143,16 +143,13 @@ func (a *Analyzer) newAttempt(k flowKey, p *event.Packet) {
 	if len(a.flows) >= a.cfg.MaxFlows {
 		a.sweep(p.Time, true)
 	}
-	at := &attempt{
-		client:     netip.AddrPortFrom(p.Src, p.SrcPort),
-		server:     netip.AddrPortFrom(p.Dst, p.DstPort),
-		isn:        p.Seq,
-		synPayload: uint32(len(p.Payload)),
-		start:      p.Time,
-		proc:       a.keepProc(p.Proc),
-	}
+	f := a.newFlow()
+	at := f.att
+	at.client, at.server = netip.AddrPortFrom(p.Src, p.SrcPort), netip.AddrPortFrom(p.Dst, p.DstPort)
+	at.isn, at.synPayload = p.Seq, uint32(len(p.Payload))
+	at.start, at.proc = p.Time, a.keepProc(p.Proc)
 	at.addSyn(p.Time)
-	f := &flow{key: k, att: at, lastSeen: p.Time}
+	f.key, f.lastSeen = k, p.Time
 	a.flows[k] = f
 	a.initiators.add(p.Src)
 	if !isDNSTCPPort(p.DstPort) {
@@ -173,6 +170,47 @@ func (a *Analyzer) newAttempt(k flowKey, p *event.Packet) {
 	}
 	if len(p.Payload) > 0 {
 		a.clientPayload(f, p)
+	}
+}
+
+// maxFreeFlows bounds the finished flows kept for reuse.
+const maxFreeFlows = 4096
+
+// newFlow returns a zeroed flow with its zeroed attempt, finished ones where
+// there are some: a flow and its attempt were allocated for every SYN, a
+// quarter of everything a busy replay allocated (docs/benchmarks.md). A new
+// pair is one allocation.
+func (a *Analyzer) newFlow() *flow {
+	if n := len(a.freeFlows); n > 0 {
+		f := a.freeFlows[n-1]
+		a.freeFlows[n-1] = nil
+		a.freeFlows = a.freeFlows[:n-1]
+		a.reused++
+		return f
+	}
+	fa := new(struct {
+		f  flow
+		at attempt
+	})
+	fa.f.att = &fa.at
+	return &fa.f
+}
+
+// recycleFlow makes a finished flow, no longer in a.flows, and its attempt
+// free for reuse. Nothing may point to them afterwards: the attempt leaves
+// its host's waiting list (a record copies what it keeps of an attempt).
+func (a *Analyzer) recycleFlow(f *flow) {
+	if a.noReuse {
+		return
+	}
+	at := f.att
+	if at.waiting {
+		a.unwait(at.client.Addr(), waitRef{at: at})
+	}
+	*at = attempt{}
+	*f = flow{att: at}
+	if len(a.freeFlows) < maxFreeFlows {
+		a.freeFlows = append(a.freeFlows, f)
 	}
 }
 
@@ -210,9 +248,11 @@ func (a *Analyzer) fromClient(f *flow, p *event.Packet, syn, ack bool) {
 		// A new ISN on the same 4-tuple: the old socket is gone.
 		at.newISN = p.Time
 		a.action(p.Src, p.Time, nil)
+		k := f.key
 		a.finishFlow(f, p.Time)
-		delete(a.flows, f.key)
-		a.newAttempt(f.key, p)
+		delete(a.flows, k)
+		a.recycleFlow(f)
+		a.newAttempt(k, p)
 		return
 	case p.Flags&event.TCPRst != 0:
 		f.finOrRst = true

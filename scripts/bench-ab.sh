@@ -25,7 +25,7 @@ for i in $(seq "$runs"); do
 	done
 done
 for b in old new; do
-	awk -v b="$b" '$1 == b { w[n] = $2; u[n] = $3; r[n] = $4; n++
+	awk -v b="$b" '$1 == b { n += 0; w[n] = $2; u[n] = $3; r[n] = $4; n++
 			if (n == 1 || $2 < mw) mw = $2
 			if (n == 1 || $3 < mu) mu = $3 }
 		function med(a, n,   i, j, t) { for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }; return n % 2 ? a[int(n / 2)] : (a[n / 2 - 1] + a[n / 2]) / 2 }
