@@ -346,10 +346,11 @@ func (a *Analyzer) sweep(now int64, force bool) {
 // finishFlows finishes and forgets flows, in start order.
 func (a *Analyzer) finishFlows(fs []*flow, now int64) {
 	sort.Slice(fs, func(i, j int) bool { return flowLess(fs[i], fs[j]) })
-	for _, f := range fs {
+	for i, f := range fs {
 		a.finishFlow(f, now)
 		delete(a.flows, f.key)
 		a.recycleFlow(f)
+		fs[i] = nil
 	}
 }
 

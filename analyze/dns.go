@@ -286,9 +286,10 @@ func (a *Analyzer) finishLookups(match func(*lookup) bool, now int64, evicted bo
 		}
 	}
 	sortLookups(done)
-	for _, lk := range done {
+	for i, lk := range done {
 		a.finishLookup(lk, now)
 		a.recycle(lk)
+		done[i] = nil
 		a.nLookups--
 		if evicted {
 			a.stats.LookupsEvicted++

@@ -26,10 +26,15 @@ func (a *Analyzer) Finish() *report.Report {
 	// may lie past the window's end (Config.Settle): an answer just after
 	// --to is an answer.
 	now := max(a.last, end)
+	// Nothing is reused from here on, and what is finished is let go at
+	// once: the records still grow, and the end of a busy replay was its
+	// peak of memory.
+	a.noReuse, a.freeFlows, a.freeLookups = true, nil, nil
 	all := make([]*flow, 0, len(a.flows))
 	for _, f := range a.flows {
 		all = append(all, f)
 	}
+	a.flows = nil
 	a.finishFlows(all, now)
 	socks := make([]*attempt, 0, len(a.sockets))
 	for c, at := range a.sockets {

@@ -70,7 +70,14 @@ func (e *nameEntry) recency(t int64) int64 {
 type nameTable struct {
 	m   map[netip.Addr][]nameEntry
 	max int
+	// entries counts the entries of every address, bounded by
+	// entriesPerAddr*max: namesPerAddr entries at each of max addresses
+	// would be 180 MB, and a hostile capture can ask for that.
+	entries int
 }
+
+// entriesPerAddr is the mean entries per address the table makes room for.
+const entriesPerAddr = 4
 
 func newNameTable(max int) nameTable {
 	return nameTable{m: make(map[netip.Addr][]nameEntry), max: max}
@@ -80,14 +87,16 @@ func (nt *nameTable) add(addr netip.Addr, name string, client netip.Addr, asker 
 	pid, parent := procIDs(asker)
 	addr = addr.Unmap()
 	e, ok := nt.m[addr]
-	if !ok && len(nt.m) >= nt.max {
+	if !ok && len(nt.m) >= nt.max || nt.entries >= entriesPerAddr*nt.max {
 		nt.evict(st)
+		e = nt.m[addr]
 	}
 	exp := t + int64(ttl)*int64(time.Second)
 	// A repeat of the same asker's answer extends it; it keeps its first
 	// time, so a connect made between the two answers still finds it.
 	for i := range e {
-		if x := &e[i]; x.name == name && x.client == client && x.pid == pid {
+		// The asker first: entries of one address differ mostly by it.
+		if x := &e[i]; x.client == client && x.pid == pid && x.name == name {
 			x.last, x.expires = max(x.last, t), max(x.expires, exp)
 			if x.pid != 0 {
 				x.answered(t)
@@ -102,6 +111,7 @@ func (nt *nameTable) add(addr netip.Addr, name string, client netip.Addr, asker 
 	}
 	if len(e) < namesPerAddr {
 		nt.m[addr] = append(e, ne)
+		nt.entries++
 		return
 	}
 	oldest := 0
@@ -134,7 +144,14 @@ func (nt *nameTable) evict(st *report.Stats) {
 		}
 		return all[i].addr.Less(all[j].addr)
 	})
-	for _, x := range all[:len(all)-nt.max*3/4] {
+	// A quarter of the addresses, or more until a quarter of the entries
+	// are free.
+	n := len(all) - nt.max*3/4
+	for i, x := range all {
+		if i >= n && nt.entries < entriesPerAddr*nt.max*3/4 {
+			break
+		}
+		nt.entries -= len(nt.m[x.addr])
 		delete(nt.m, x.addr)
 		st.NamesEvicted++
 	}
@@ -143,7 +160,7 @@ func (nt *nameTable) evict(st *report.Stats) {
 // agree says whether every entry that matches has name.
 func agree(e []nameEntry, match func(*nameEntry) bool, name string) bool {
 	for i := range e {
-		if match(&e[i]) && !strings.EqualFold(e[i].name, name) {
+		if match(&e[i]) && e[i].name != name && !strings.EqualFold(e[i].name, name) {
 			return false
 		}
 	}
@@ -263,7 +280,7 @@ func (nt *nameTable) lookupStep(addr, client netip.Addr, proc *event.Process, t 
 	}
 	guess := e[i].first > t
 	for j := range e {
-		guess = guess || !strings.EqualFold(e[j].name, e[i].name)
+		guess = guess || e[j].name != e[i].name && !strings.EqualFold(e[j].name, e[i].name)
 	}
 	if guess {
 		return e[i].name, stepGuess

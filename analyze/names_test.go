@@ -291,3 +291,35 @@ func TestNamesOneProcessInOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestNameTableEntriesBounded: every asker of an address gets its own entry,
+// so a capture of many clients asking for names that share few addresses
+// must still stay within entriesPerAddr*MaxNames entries, counted as
+// evictions.
+func TestNameTableEntriesBounded(t *testing.T) {
+	const maxNames = 8
+	nt := newNameTable(maxNames)
+	var st report.Stats
+	for i := 0; i < 4000; i++ {
+		addr := netip.AddrFrom4([4]byte{203, 0, 113, byte(i % 4)})
+		client := netip.AddrFrom4([4]byte{198, 18, byte(i / 256), byte(i)})
+		nt.add(addr, fmt.Sprintf("n%d.example.test", i%7), client, nil, int64(i), 60, &st)
+		total := 0
+		for _, e := range nt.m {
+			total += len(e)
+		}
+		if total != nt.entries {
+			t.Fatalf("after %d answers the table counts %d entries, holds %d", i+1, nt.entries, total)
+		}
+		if total > entriesPerAddr*maxNames {
+			t.Fatalf("after %d answers the table holds %d entries, bound %d", i+1, total, entriesPerAddr*maxNames)
+		}
+	}
+	if st.NamesEvicted == 0 {
+		t.Fatal("nothing was evicted: the bound was never reached")
+	}
+	// The newest answer is still there.
+	if name, _, ok := nt.lookup(netip.AddrFrom4([4]byte{203, 0, 113, 3}), netip.AddrFrom4([4]byte{198, 18, 15, 159}), nil, 4000); !ok || name != "n2.example.test" {
+		t.Errorf("the newest answer's name = %q, %v; want n2.example.test (answer 3999)", name, ok)
+	}
+}
