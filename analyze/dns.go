@@ -368,7 +368,7 @@ func (a *Analyzer) finishLookup(lk *lookup, now int64) {
 	blocked := a.blockedInWindow(lk.start, end)
 	fail := out.Failed()
 	pl := a.place(len(a.lks), foldKey{lookup: true, client: lk.client.Addr().As16(), dst: lk.server.Addr().As16(),
-		port: lk.server.Port(), name: lk.name, qtype: lk.qtype, out: out}, fail, lk.client.Addr(), lk.server.Addr())
+		port: lk.server.Port(), name: nameKey(lk.name), qtype: lk.qtype, out: out}, fail, lk.client.Addr(), lk.server.Addr())
 	if pl.inbound {
 		return // a lookup this host answered, not one it made
 	}

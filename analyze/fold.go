@@ -66,7 +66,21 @@ type foldKey struct {
 	port   uint16
 	qtype  uint16
 	out    report.Outcome
-	name   string
+	// name is the name's FNV-1a hash (nameKey): with no pointer in the
+	// key the collector never scans the fold map, and a key hashes as
+	// plain memory. Two names of one hash would share a record; among
+	// the tens of thousands of names of a busy capture that is about as
+	// likely as 1 in 10^10.
+	name uint64
+}
+
+// nameKey is the FNV-1a hash of a name, for foldKey.
+func nameKey(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * 1099511628211
+	}
+	return h
 }
 
 // placement is where a call goes: a new record (index < 0) with this key
@@ -184,7 +198,7 @@ func (a *Analyzer) squeeze() {
 			a.stats.InboundAttempts += uint64(c.Count)
 			continue
 		}
-		a.noteOtherDestination(foldKey{client: c.SrcIP.As16(), dst: c.DstIP.As16(), port: c.DstPort, name: c.Host, out: code})
+		a.noteOtherDestination(foldKey{client: c.SrcIP.As16(), dst: c.DstIP.As16(), port: c.DstPort, name: nameKey(c.Host), out: code})
 		a.noteFolded(c.SrcIP, c.DstIP, c.Start.UnixNano(), c.End.UnixNano(), false)
 		sum := c.BlockedSumMS
 		if c.Count == 1 {
@@ -239,7 +253,7 @@ func (a *Analyzer) squeeze() {
 		if l.FoldedBy != report.FoldDestination && !a.egressNow(client, server.Addr()) {
 			continue // a lookup this host answered
 		}
-		a.noteOtherDestination(foldKey{lookup: true, client: client.As16(), dst: server.Addr().As16(), port: server.Port(), name: l.Name, out: code})
+		a.noteOtherDestination(foldKey{lookup: true, client: client.As16(), dst: server.Addr().As16(), port: server.Port(), name: nameKey(l.Name), out: code})
 		a.noteFolded(client, server.Addr(), l.Start.UnixNano(), l.End.UnixNano(), false)
 		sum := l.BlockedSumMS
 		if l.Count == 1 {
@@ -354,9 +368,8 @@ func (a *Analyzer) noteOtherDestination(k foldKey) {
 	h := uint64(14695981039346656037) ^ uint64(k.out)
 	if k.lookup {
 		h = (h ^ 1) * 1099511628211
-		for i := 0; i < len(k.name); i++ {
-			h = (h ^ uint64(k.name[i])) * 1099511628211
-		}
+		h = (h ^ k.name) * 1099511628211
+		h ^= h >> 29
 	} else {
 		// Eight bytes at a time: the address halves and the port.
 		for _, w := range [3]uint64{binary.LittleEndian.Uint64(k.dst[:8]), binary.LittleEndian.Uint64(k.dst[8:]), uint64(k.port)} {

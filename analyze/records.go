@@ -106,7 +106,7 @@ func (a *Analyzer) finishAttempt(at *attempt, now int64) {
 	loop := at.client.Addr().IsLoopback() || at.server.Addr().IsLoopback() || at.client.Addr() == at.server.Addr()
 	fail := out.Failed()
 	pl := a.place(len(a.conns), foldKey{client: at.client.Addr().As16(), dst: at.server.Addr().As16(),
-		port: at.server.Port(), name: at.host, out: out}, fail, at.client.Addr(), at.server.Addr())
+		port: at.server.Port(), name: nameKey(at.host), out: out}, fail, at.client.Addr(), at.server.Addr())
 	if pl.inbound {
 		a.stats.InboundAttempts++
 		return
