@@ -16,7 +16,6 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -35,7 +34,7 @@ type Reader struct {
 	pos    atomic.Int64 // bytes consumed from the file, for progress
 	format string
 
-	pcap *pcapgo.Reader
+	pcap *classic
 	ng   *pcapgo.NgReader
 	link decode.LinkType
 	dec  *decode.Decoder
@@ -103,7 +102,7 @@ func newReader(name string, rd io.Reader, size int64) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read capture header of %s: %w (is it empty?)", name, noEOF(err))
 	}
-	var src io.Reader = br
+	src := br
 	compressed := ""
 	if magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
@@ -127,11 +126,11 @@ func newReader(name string, rd io.Reader, size int64) (*Reader, error) {
 			r.stats.Lost = r.watch.Lost
 		}
 	case isPcapMagic(magic):
-		pr, err := pcapgo.NewReader(src)
+		pr, err := newClassic(src)
 		if err != nil {
 			return nil, fmt.Errorf("read pcap header of %s: %w", name, err)
 		}
-		r.pcap, r.format, r.link = pr, "pcap"+compressed, decode.LinkType(pr.LinkType())
+		r.pcap, r.format, r.link = pr, "pcap"+compressed, decode.LinkType(pr.link)
 	default:
 		return nil, fmt.Errorf("%s is not a pcap or pcapng file (magic %x): convert it with `editcap -F pcapng`", name, magic)
 	}
@@ -194,7 +193,7 @@ func (r *Reader) Run(ctx context.Context, sink capture.Sink) error {
 		}
 		if len(comments) > 0 {
 			// Socket events of egress watch files are not packets seen.
-			if isEvent, err := r.egressEvent(sink, comments, ci.Timestamp.UnixNano(), data, link); isEvent {
+			if isEvent, err := r.egressEvent(sink, comments, ci.Timestamp, data, link); isEvent {
 				if err != nil {
 					r.stats.Packets++
 					r.stats.Undecodable++
@@ -205,7 +204,7 @@ func (r *Reader) Run(ctx context.Context, sink capture.Sink) error {
 		r.stats.Packets++
 		r.stats.Bytes += uint64(ci.Length)
 		// Decode resets every other field.
-		p.Time, p.WireLen, p.Iface = ci.Timestamp.UnixNano(), ci.Length, ci.InterfaceIndex
+		p.Time, p.WireLen, p.Iface = ci.Timestamp, ci.Length, ci.InterfaceIndex
 		if err := r.dec.Decode(link, data, &p); err != nil {
 			// Counted, never silently dropped: the report's stats show them.
 			// A fragment held for reassembly is neither: its datagram is
@@ -232,13 +231,14 @@ func (r *Reader) Run(ctx context.Context, sink capture.Sink) error {
 
 func (r *Reader) next() (data []byte, ci captureInfo, comments []string, dir event.Direction, link decode.LinkType, err error) {
 	if r.pcap != nil {
-		d, c, err := r.pcap.ZeroCopyReadPacketData()
-		return d, captureInfo{c.Timestamp, c.Length, 0}, nil, event.DirUnknown, r.link, err
+		d, ns, wire, err := r.pcap.next()
+		return d, captureInfo{ns, wire, 0}, nil, event.DirUnknown, r.link, err
 	}
 	d, c, opts, err := r.ng.ZeroCopyReadPacketDataWithOptions()
 	if err != nil {
 		return nil, captureInfo{}, nil, 0, 0, err
 	}
+	ns := c.Timestamp.UnixNano()
 	link = decode.LinkType(layers.LinkTypeEthernet)
 	if len(c.AncillaryData) > 0 {
 		if lt, ok := c.AncillaryData[0].(layers.LinkType); ok {
@@ -253,7 +253,7 @@ func (r *Reader) next() (data []byte, ci captureInfo, comments []string, dir eve
 			dir = event.DirOut
 		}
 	}
-	return d, captureInfo{c.Timestamp, c.Length, c.InterfaceIndex}, opts.Comments, dir, link, nil
+	return d, captureInfo{ns, c.Length, c.InterfaceIndex}, opts.Comments, dir, link, nil
 }
 
 // process reads the process behind a packet from its pcapng comments, as
@@ -270,7 +270,7 @@ func (r *Reader) process(comments []string) *event.Process {
 }
 
 type captureInfo struct {
-	Timestamp      time.Time
+	Timestamp      int64 // ns since the epoch
 	Length         int
 	InterfaceIndex int
 }
