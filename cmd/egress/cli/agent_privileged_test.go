@@ -83,10 +83,10 @@ func newAgentNet(t *testing.T) *agentNet {
 	})
 	args := append([]string{"-listen", "198.19.77.1:53"}, testnet.DNSArgs([]string{
 		agentAllowed + " A 198.19.77.10", agentRefused + " A 198.19.77.11", agentDropped + " A 198.19.77.12"})...)
-	if _, err := srv.Start(filepath.Join(bins, "dnsd"), &logs, args...); err != nil {
+	if _, err := srv.StartListening(ctx, "udp", 53, filepath.Join(bins, "dnsd"), &logs, args...); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := srv.Start(filepath.Join(bins, "vendord"), &logs, "-http", "198.19.77.10:80", "-https", ""); err != nil {
+	if _, err := srv.StartListening(ctx, "tcp", 80, filepath.Join(bins, "vendord"), &logs, "-http", "198.19.77.10:80", "-https", ""); err != nil {
 		t.Fatal(err)
 	}
 	return &agentNet{app: app, srv: srv, bins: bins}

@@ -66,7 +66,7 @@ table inet egress_names_test {
 			t.Logf("server logs:\n%s", logs.String())
 		}
 	})
-	_, err = srv.Start(filepath.Join(bin, "dnsd"), &logs, "-listen", "198.18.0.1:53",
+	_, err = srv.StartListening(ctx, "udp", 53, filepath.Join(bin, "dnsd"), &logs, "-listen", "198.18.0.1:53",
 		"-rr", "telemetry.nextjs.org A "+sharedAddr, "-rr", "registry.npmjs.org A "+sharedAddr)
 	must(err)
 	// Each name is fetched by its own command name, so the report's comm

@@ -97,9 +97,9 @@ table netdev hostile_peer {
 			t.Logf("peer logs:\n%s", logs.String())
 		}
 	})
-	_, err = peer.Start(filepath.Join(bin, "dnsd"), &logs, "-listen", peerIP+":53", "-rr", exfilDNS+" A "+peerIP)
+	_, err = peer.StartListening(ctx, "udp", 53, filepath.Join(bin, "dnsd"), &logs, "-listen", peerIP+":53", "-rr", exfilDNS+" A "+peerIP)
 	must(err)
-	_, err = peer.Start(filepath.Join(bin, "vendord"), &logs, "-http", ":80", "-https", "")
+	_, err = peer.StartListening(ctx, "tcp", 80, filepath.Join(bin, "vendord"), &logs, "-http", ":80", "-https", "")
 	must(err)
 	for i := 0; ; i++ { // the servers start asynchronously
 		if out, _ := app.Run(ctx, filepath.Join(bin, "hostile"), "tcp", peerIP+":80"); string(out) == "tcp: ok\n" {

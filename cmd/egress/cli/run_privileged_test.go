@@ -72,11 +72,11 @@ table inet egress_run_test {
 			t.Logf("server logs:\n%s", logs.String())
 		}
 	})
-	_, err = srv.Start(filepath.Join(bin, "dnsd"), &logs, "-listen", "198.18.0.1:53",
+	_, err = srv.StartListening(ctx, "udp", 53, filepath.Join(bin, "dnsd"), &logs, "-listen", "198.18.0.1:53",
 		"-rr", "updates.shopvendor.example A 198.18.0.1",
 		"-rr", "telemetry.tracker.example A 198.51.100.10")
 	must(err)
-	_, err = srv.Start(filepath.Join(bin, "vendord"), &logs, "-http", ":80", "-https", "")
+	_, err = srv.StartListening(ctx, "tcp", 80, filepath.Join(bin, "vendord"), &logs, "-http", ":80", "-https", "")
 	must(err)
 	// The servers start asynchronously.
 	for i := 0; ; i++ {
@@ -457,10 +457,10 @@ table inet egress_test {
 			t.Logf("server logs:\n%s", logs.String())
 		}
 	})
-	_, err = router.Start(filepath.Join(bin, "dnsd"), &logs,
+	_, err = router.StartListening(ctx, "udp", 53, filepath.Join(bin, "dnsd"), &logs,
 		append([]string{"-listen", "198.18.0.1:53"}, testnet.DNSArgs(testnet.StoryRecords4)...)...)
 	must(err)
-	_, err = vendor.Start(filepath.Join(bin, "vendord"), &logs)
+	_, err = vendor.StartListening(ctx, "tcp", 80, filepath.Join(bin, "vendord"), &logs)
 	must(err)
 
 	// The login, as a command: start the shop, log in once, stop it.

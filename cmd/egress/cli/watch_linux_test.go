@@ -360,9 +360,9 @@ func runStoryCase(t *testing.T, bin string, c storyCase) {
 			t.Logf("server logs:\n%s", logs.String())
 		}
 	})
-	_, err = router.Start(filepath.Join(bin, "dnsd"), &logs, append([]string{"-listen", "198.18.0.1:53"}, c.dns...)...)
+	_, err = router.StartListening(ctx, "udp", 53, filepath.Join(bin, "dnsd"), &logs, append([]string{"-listen", "198.18.0.1:53"}, c.dns...)...)
 	must(err)
-	_, err = vendor.Start(filepath.Join(bin, "vendord"), &logs)
+	_, err = vendor.StartListening(ctx, "tcp", 80, filepath.Join(bin, "vendord"), &logs)
 	must(err)
 	if c.stub {
 		_, err = app.Start("dnsmasq", &logs, "--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces",

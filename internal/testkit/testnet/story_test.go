@@ -43,10 +43,10 @@ table inet egress_test {
 			t.Logf("server logs:\n%s", logs.String())
 		}
 	})
-	_, err = router.Start(filepath.Join(bin, "dnsd"), &logs,
+	_, err = router.StartListening(ctx, "udp", 53, filepath.Join(bin, "dnsd"), &logs,
 		append([]string{"-listen", "198.18.0.1:53"}, DNSArgs(StoryRecords4)...)...)
 	must(err)
-	_, err = vendor.Start(filepath.Join(bin, "vendord"), &logs)
+	_, err = vendor.StartListening(ctx, "tcp", 80, filepath.Join(bin, "vendord"), &logs)
 	must(err)
 	_, err = app.Start(filepath.Join(bin, "shopapp"), &logs, "-listen", "198.18.0.2:8080", "-connect-timeout", "1s")
 	must(err)

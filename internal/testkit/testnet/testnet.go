@@ -292,3 +292,42 @@ func (p *Process) Err() error {
 	<-p.done
 	return p.err
 }
+
+// WaitListening waits, at most five seconds, until something in the
+// namespace listens on port (network "udp" or "tcp"), on any address: a server
+// started with Start is asynchronous, and a client that asks before it
+// binds gets a refusal the test did not mean (a DNS query answered by an
+// ICMP port unreachable is a failed lookup in the report).
+func (ns *Namespace) WaitListening(ctx context.Context, network string, port uint16) error {
+	flag := "-lnt"
+	if network == "udp" {
+		flag = "-lnu"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for {
+		out, err := ns.Run(ctx, "ss", "-H", flag, "sport", "=", fmt.Sprintf(":%d", port))
+		if err == nil && len(bytes.TrimSpace(out)) > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("nothing listens on %s port %d in %s after 5 s (ss: %v)", network, port, ns.Name, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// StartListening starts a server with Start and waits until it listens on
+// port (WaitListening); the process is stopped again when it does not.
+func (ns *Namespace) StartListening(ctx context.Context, network string, port uint16, name string, output io.Writer, args ...string) (*Process, error) {
+	p, err := ns.Start(name, output, args...)
+	if err != nil {
+		return nil, err
+	}
+	if err := ns.WaitListening(ctx, network, port); err != nil {
+		p.Stop()
+		return nil, fmt.Errorf("%s: %w", filepath.Base(name), err)
+	}
+	return p, nil
+}

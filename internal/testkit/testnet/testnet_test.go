@@ -48,7 +48,7 @@ func TestPrivilegedTwoNamespaces(t *testing.T) {
 	// Start; a closed port answers with a RST (curl exit 7).
 	bin := BuildActors(t)
 	var logs SyncBuffer
-	srv, err := right.Start(filepath.Join(bin, "vendord"), &logs, "-http", ":80", "-https", "")
+	srv, err := right.StartListening(ctx, "tcp", 80, filepath.Join(bin, "vendord"), &logs, "-http", ":80", "-https", "")
 	if err != nil {
 		t.Fatal(err)
 	}
