@@ -101,9 +101,12 @@ func (a *Analyzer) place(n int, k foldKey, fail bool, src, dst netip.Addr) place
 	if a.squeezed && !fail {
 		return a.catchAll(k, src, dst)
 	}
+	if n < half || fail && n < max {
+		return placement{index: -1, key: k, tier: tierOwn} // a record of its own, seen or not
+	}
 	i, seen := a.folded[k]
 	switch {
-	case n < half, fail && n < max, !seen && n < max:
+	case !seen && n < max:
 		return placement{index: -1, key: k, tier: tierOwn}
 	case seen:
 		return placement{index: i, key: k}

@@ -94,9 +94,15 @@ func (nt *nameTable) add(addr netip.Addr, name string, client netip.Addr, asker 
 	exp := t + int64(ttl)*int64(time.Second)
 	// A repeat of the same asker's answer extends it; it keeps its first
 	// time, so a connect made between the two answers still finds it.
+	// One pass finds the repeat and, for a full address, the oldest entry.
+	oldest := 0
 	for i := range e {
+		x := &e[i]
+		if x.last < e[oldest].last {
+			oldest = i
+		}
 		// The asker first: entries of one address differ mostly by it.
-		if x := &e[i]; x.client == client && x.pid == pid && x.name == name {
+		if x.client == client && x.pid == pid && x.name == name {
 			x.last, x.expires = max(x.last, t), max(x.expires, exp)
 			if x.pid != 0 {
 				x.answered(t)
@@ -113,12 +119,6 @@ func (nt *nameTable) add(addr netip.Addr, name string, client netip.Addr, asker 
 		nt.m[addr] = append(e, ne)
 		nt.entries++
 		return
-	}
-	oldest := 0
-	for i := range e {
-		if e[i].last < e[oldest].last {
-			oldest = i
-		}
 	}
 	e[oldest] = ne
 }
