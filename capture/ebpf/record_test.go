@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -188,4 +189,15 @@ func FuzzToStack(f *testing.F) {
 			t.Fatalf("toStack gave %d frames, err %d", len(st.pcs), st.err)
 		}
 	})
+}
+
+// TestRingBytesChecked: a ring size the kernel would refuse is a clear
+// error before anything is loaded (no privileges needed to see it).
+func TestRingBytesChecked(t *testing.T) {
+	for _, n := range []int{3000, 4096 + 1, 3 << 12, 2 << 30} {
+		_, err := Open(Options{AllProcesses: true, RingBytes: n})
+		if err == nil || !strings.Contains(err.Error(), "ring buffer size") {
+			t.Errorf("RingBytes %d: err = %v, want the ring size refused", n, err)
+		}
+	}
 }

@@ -48,6 +48,11 @@ type Options struct {
 	// turns it into frames at once, while the process still lives: the
 	// events then carry event.Sock.Stack.
 	Stacks Symbolizer
+	// RingBytes is the size of the ring buffer the kernel writes records
+	// to (0: 4 MiB); a power of two, at least a page. A record that finds
+	// it full is counted in Lost, never silently dropped: a small ring is
+	// how the tests make the kernel lose records.
+	RingBytes int
 }
 
 // Symbolizer turns the return addresses of a process's thread into frames
@@ -169,6 +174,9 @@ func Open(opts Options) (*Tracer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if n := opts.RingBytes; n != 0 && (n < os.Getpagesize() || n&(n-1) != 0 || n > 1<<30) {
+		return nil, fmt.Errorf("ring buffer size %d bytes: want a power of two from the page size (%d) to 1 GiB", n, os.Getpagesize())
+	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("remove memlock limit (needs CAP_SYS_RESOURCE or root): %w", err)
 	}
@@ -188,6 +196,9 @@ func Open(opts Options) (*Tracer, error) {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
 		}
+	}
+	if n := opts.RingBytes; n != 0 {
+		spec.Maps["events"].MaxEntries = uint32(n)
 	}
 	t := &Tracer{opts: opts, monoOff: monoOffset()}
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {

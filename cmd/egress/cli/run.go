@@ -231,6 +231,9 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if fl.stacks {
 		opts.Stacks = symbolize.New()
 	}
+	if opts.RingBytes, err = ringBytes(); err != nil {
+		return &exitError{code: ExitUsage, err: err}
+	}
 	tr, err := ebpf.Open(opts)
 	if err != nil {
 		return &exitError{code: ExitUsage, err: err}

@@ -160,6 +160,11 @@ func runWatch(ctx context.Context, e *env, fl *watchFlags) error {
 	if fl.stacks {
 		opts.Stacks = symbolize.New()
 	}
+	ring, err := ringBytes()
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	opts.RingBytes = ring
 	tr, err := ebpf.Open(opts)
 	if err != nil {
 		return &exitError{code: ExitUsage, err: fmt.Errorf("cannot watch in the kernel: %w", err)}
@@ -273,4 +278,20 @@ func openWindow(ctx context.Context, e *env, fl *watchFlags) (*window, error) {
 func (w *window) wait() error {
 	<-w.trigDone
 	return w.trigErr
+}
+
+// ringBytes reads EGRESS_RING_KIB, the size in KiB of the ring buffer the
+// kernel writes socket events to (unset: the tracer's 4 MiB). It is for
+// tests and tuning: a small ring makes a burst of connects lose events,
+// which the report must then count and the headline call INCOMPLETE.
+func ringBytes() (int, error) {
+	v := os.Getenv("EGRESS_RING_KIB")
+	if v == "" {
+		return 0, nil
+	}
+	kib, err := strconv.Atoi(v)
+	if err != nil || kib <= 0 {
+		return 0, fmt.Errorf("EGRESS_RING_KIB=%q: want a size in KiB, a power of two of at least the page size", v)
+	}
+	return kib << 10, nil
 }
