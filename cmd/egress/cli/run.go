@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -29,7 +30,6 @@ import (
 	"github.com/egress-dev/egress/event"
 	"github.com/egress-dev/egress/internal/cgrouprun"
 	"github.com/egress-dev/egress/internal/enforce"
-	"github.com/egress-dev/egress/internal/enforce/block"
 	"github.com/egress-dev/egress/internal/enforce/dnsproxy"
 	"github.com/egress-dev/egress/pipeline"
 	"github.com/egress-dev/egress/report"
@@ -109,18 +109,26 @@ set-up); 0 otherwise (docs/cli.md).`,
 	return cmd
 }
 
-func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
-	// --fail-on lost is run's own: the trace is incomplete.
-	failLost := slices.Contains(fl.out.failOn, "lost")
+// check validates run's flags and takes --fail-on lost, run's own (the
+// trace is incomplete), out of the output flags.
+func (fl *runFlags) check() (failLost bool, err error) {
+	failLost = slices.Contains(fl.out.failOn, "lost")
 	fl.out.failOn = slices.DeleteFunc(fl.out.failOn, func(s string) bool { return s == "lost" })
-	if err := fl.out.validate(); err != nil {
+	switch err := fl.out.validate(); {
+	case err != nil:
+		return false, err
+	case fl.mode != "enforce" && fl.mode != "audit":
+		return false, usageErr("unknown --mode %q: use enforce or audit", fl.mode)
+	case fl.block && fl.out.rules == "" && fl.out.baseline == "":
+		return false, usageErr("--block needs --rules FILE (the allowlist of what may be reached)")
+	}
+	return failLost, nil
+}
+
+func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
+	failLost, err := fl.check()
+	if err != nil {
 		return err
-	}
-	if fl.mode != "enforce" && fl.mode != "audit" {
-		return usageErr("unknown --mode %q: use enforce or audit", fl.mode)
-	}
-	if fl.block && fl.out.rules == "" && fl.out.baseline == "" {
-		return usageErr("--block needs --rules FILE (the allowlist of what may be reached)")
 	}
 	// Every call in the cgroup is the command's own.
 	cfg := pipeline.Config{Live: true, Analyze: analyze.Config{LocalAny: true}, Source: "run " + strings.Join(args, " ")}
@@ -139,7 +147,6 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	// Unexpected calls fail the check in enforce mode (exit 3), and with
 	// --fail-on unexpected in audit mode too (exit 4, as --fail-on does).
 	cfg.Judge = fl.out.criteria(fl.mode == "enforce" || fl.out.failsOnUnexpected())
-	pol := cfg.Policy
 	upstreams, err := resolvers(fl.resolvers)
 	if err != nil {
 		return usageErr("%v", err)
@@ -166,54 +173,22 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		}
 	}()
 
-	// The proxy serves until the sources have been drained.
-	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
-	var bg sync.WaitGroup
-	defer func() { stopBg(); bg.Wait() }()
-	var sources []capture.Source
-	var proxy *dnsproxy.Proxy
-	dp := &enforce.DNSPolicy{Policy: pol, Enforce: fl.block}
 	// Every lookup the proxy relays gets a process: the kernel's view of
 	// the cgroup's resolver sockets, else /proc among egress's descendants
 	// (the command, behind cgrouprun's launcher, and everything it starts).
 	resolvers := &resolverTable{owners: afpacket.NewSocketOwners(os.Getpid())}
-	if len(upstreams) > 0 {
-		exchanges := dnsproxy.NewExchanges(4096)
-		exchanges.Owner = resolvers.process
-		if proxy, err = dnsproxy.Listen(dnsproxy.Config{Upstreams: upstreams, Policy: dp, Observe: exchanges.Observe}); err != nil {
-			return &exitError{code: ExitUsage, err: err}
-		}
-		bg.Go(func() { proxy.Serve(bgCtx) })
-		sources = append(sources, exchanges)
-		cfg.Steering = enforce.Steering{Port: proxy.Port()}
-	} else {
+	if len(upstreams) == 0 {
 		fmt.Fprintln(e.stderr, "egress: no resolver in /etc/resolv.conf: DNS is not proxied, calls are named only by address")
 	}
-	// The cgroup programs: DNS steering, --block's refusals, and the calls
-	// the tracepoints do not see (UDP, child cgroups, ICMP and raw
-	// sockets), with or without --block.
-	loopback := true
-	if pol != nil {
-		loopback, _ = pol.Defaults()
-	}
-	bopts := block.Options{Cgroup: g.Path, CgroupID: g.ID, Enforce: fl.block, AllowLoopback: loopback}
-	if proxy != nil {
-		bopts.ProxyPort, bopts.Proxy6 = proxy.Port(), proxy.IPv6()
-	}
-	blocker, err := block.Open(bopts)
+	guard, err := enforce.StartGuard(ctx, enforce.GuardOptions{Cgroup: g.Path, CgroupID: g.ID,
+		Upstreams: upstreams, Policy: cfg.Policy, Block: fl.block, Owner: resolvers.process})
 	if err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
-	defer blocker.Close()
-	dp.Blocker = blocker
-	if fl.block {
-		if err := enforce.AllowAddrGrants(blocker, pol); err != nil {
-			return &exitError{code: ExitUsage, err: err}
-		}
-	}
+	defer guard.Close()
 	// A supervisor outside the cgroup keeps the programs attached and
 	// removes the cgroup tree should egress die before it does.
-	sup, err := g.Supervise(blocker.LinkFDs())
+	sup, err := g.Supervise(guard.Blocker.LinkFDs())
 	if err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
@@ -223,42 +198,15 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 		}
 		sup.Done()
 	}()
-	sources = append(sources, blocker.Source())
-	cfg.Refusals = true
-	cfg.Seen = func(b *event.Blocked) uint64 { return blocker.Seen(block.FromEvent(b)) }
+	cfg.Refusals, cfg.Seen, cfg.Steering = true, guard.Seen, guard.Steering()
 
-	opts := ebpf.Options{CgroupID: g.ID}
-	if fl.stacks {
-		opts.Stacks = symbolize.New()
-	}
-	if opts.RingBytes, err = ringBytes(); err != nil {
-		return &exitError{code: ExitUsage, err: err}
-	}
-	tr, err := ebpf.Open(opts)
+	tr, sv, err := runTracers(e, &cfg, fl, g.ID, resolvers, guard)
 	if err != nil {
-		return &exitError{code: ExitUsage, err: err}
+		return err
 	}
 	defer tr.Close()
-	cfg.Sources = append([]capture.Source{resolverSource{tr.Source(), resolvers}}, sources...)
-	cfg.Backend = tr.Backend()
-	// The scheduler view: how much of the run the failed calls cost.
-	sv, svErr := sched.Open(sched.Options{CgroupID: g.ID})
-	if svErr != nil {
-		fmt.Fprintf(e.stderr, "egress: no scheduler view, lost time is estimated: %v\n", svErr)
-	} else {
+	if sv != nil {
 		defer sv.Close()
-		cfg.Sources = append(cfg.Sources, sv.Source())
-		cfg.Backend += ", scheduler view"
-		// The parents of processes forked in the cgroup, for those /proc
-		// no longer shows.
-		cfg.ParentOf = sv.Parent
-	}
-	if proxy != nil {
-		cfg.Backend += ", dns proxy"
-	}
-	cfg.Backend += ", cgroup hooks and catch-all"
-	if fl.block {
-		cfg.Backend += " (blocking)"
 	}
 	if fl.write != "" {
 		w, err := pcapng.Create(fl.write)
@@ -298,8 +246,8 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	stopped := false
 	cfg.Finish = func(r *report.Report) {
 		stopped = ctx.Err() != nil
-		runFinish(r, args[0], confine, stopped, proxy)
-		enforce.Protocols(r, blocker.Protocols())
+		runFinish(r, args[0], confine, stopped, guard.Proxy)
+		enforce.Protocols(r, guard.Blocker.Protocols())
 	}
 	cfg.LookupsAreCalls = true
 	res := pipeline.Run(ctx, cfg)
@@ -312,16 +260,9 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	if n := tr.StacksDropped(); n > 0 {
 		fmt.Fprintf(e.stderr, "egress: --stacks: %d stacks could not be taken or joined to their call\n", n)
 	}
-	cmdCode := 0
-	var ee *exec.ExitError
-	switch {
-	case errors.As(runErr, &ee):
-		cmdCode = ee.ExitCode()
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			cmdCode = 128 + int(ws.Signal())
-		}
-	case runErr != nil:
-		return commandErr(args[0], runErr)
+	cmdCode, err := commandStatus(args[0], runErr)
+	if err != nil {
+		return err
 	}
 
 	ciOutputs(e.stderr, res.Report, fl.report)
@@ -334,17 +275,84 @@ func runRun(ctx context.Context, e *env, args []string, fl *runFlags) error {
 	}
 	err = exit(e.stderr, res, ending{findings: ExitRunFindings, cmdName: args[0], cmdCode: cmdCode, enforce: fl.mode == "enforce",
 		stopped: stopped, failLost: failLost || fl.mode == "enforce"})
-	if r := res.Report; err == nil && r.Check != nil && r.Check.Unexpected > 0 {
-		var unexpected []*report.Destination
-		for _, d := range report.Destinations(r) {
-			if d.Unexpected {
-				unexpected = append(unexpected, d)
-			}
-		}
-		fmt.Fprintf(e.stderr, "egress: audit: %d unexpected destination(s) (--mode enforce fails on them): %s\n",
-			len(unexpected), report.FailureSummary(unexpected, 5))
+	if err == nil {
+		auditNote(e.stderr, res.Report)
 	}
 	return err
+}
+
+// runTracers opens the kernel's views of the cgroup: the socket tracer
+// (its resolver sockets feed resolvers) and, where the kernel allows, the
+// scheduler view for lost time; it adds them and the guard's sources to
+// cfg. sv is nil without the scheduler view.
+func runTracers(e *env, cfg *pipeline.Config, fl *runFlags, cgroupID uint64, resolvers *resolverTable, guard *enforce.Guard) (*ebpf.Tracer, *sched.Tracer, error) {
+	opts := ebpf.Options{CgroupID: cgroupID}
+	if fl.stacks {
+		opts.Stacks = symbolize.New()
+	}
+	ring, err := ringBytes()
+	if err != nil {
+		return nil, nil, &exitError{code: ExitUsage, err: err}
+	}
+	opts.RingBytes = ring
+	tr, err := ebpf.Open(opts)
+	if err != nil {
+		return nil, nil, &exitError{code: ExitUsage, err: err}
+	}
+	cfg.Sources = append([]capture.Source{resolverSource{tr.Source(), resolvers}}, guard.Sources()...)
+	cfg.Backend = tr.Backend()
+	// The scheduler view: how much of the run the failed calls cost.
+	sv, svErr := sched.Open(sched.Options{CgroupID: cgroupID})
+	if svErr != nil {
+		fmt.Fprintf(e.stderr, "egress: no scheduler view, lost time is estimated: %v\n", svErr)
+		sv = nil
+	} else {
+		cfg.Sources = append(cfg.Sources, sv.Source())
+		cfg.Backend += ", scheduler view"
+		// The parents of processes forked in the cgroup, for those /proc
+		// no longer shows.
+		cfg.ParentOf = sv.Parent
+	}
+	if guard.Proxy != nil {
+		cfg.Backend += ", dns proxy"
+	}
+	cfg.Backend += ", cgroup hooks and catch-all"
+	if fl.block {
+		cfg.Backend += " (blocking)"
+	}
+	return tr, sv, nil
+}
+
+// commandStatus is the wrapped command's exit status as a shell gives it
+// (128+N for a signal), or the error of a command that could not run.
+func commandStatus(name string, runErr error) (int, error) {
+	var ee *exec.ExitError
+	switch {
+	case errors.As(runErr, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
+		return ee.ExitCode(), nil
+	case runErr != nil:
+		return 0, commandErr(name, runErr)
+	}
+	return 0, nil
+}
+
+// auditNote says on stderr which destinations audit mode let pass that
+// enforce mode would fail on.
+func auditNote(stderr io.Writer, r *report.Report) {
+	if r.Check == nil || r.Check.Unexpected == 0 {
+		return
+	}
+	var unexpected []*report.Destination
+	for _, d := range report.Destinations(r) {
+		if d.Unexpected {
+			unexpected = append(unexpected, d)
+		}
+	}
+	fmt.Fprintf(stderr, "egress: audit: %d unexpected destination(s) (--mode enforce fails on them): %s\n",
+		len(unexpected), report.FailureSummary(unexpected, 5))
 }
 
 // resolverTable maps the local address of a connected DNS socket of the
