@@ -183,6 +183,12 @@ func Run(ctx context.Context, cfg Config) *Result {
 	if cfg.Finish != nil {
 		cfg.Finish(r)
 	}
+	// Lost events may hide calls, whichever source lost them (the
+	// tracer's ring, AF_PACKET's drops, run's DNS proxy): the headline
+	// says so first.
+	if lost := r.Stats.EventsLost; lost > 0 {
+		r.Headline = report.IncompleteHeadline(lost, r.Headline)
+	}
 	st.blocked.merge(r, cfg.Seen, cfg.Steering)
 	if cfg.Policy != nil || cfg.Catalog != nil {
 		rules.Annotate(r, cfg.Policy, cfg.Catalog)

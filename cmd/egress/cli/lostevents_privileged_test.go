@@ -85,6 +85,32 @@ func TestPrivilegedRunLostEvents(t *testing.T) {
 			t.Errorf("audit mode exit %d, want 0: it reports without failing", code)
 		}
 	})
+	t.Run("watch", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "load")
+		load := exec.Command("sh", "-c", fmt.Sprintf("exec %s -delay 1s -duration 1s -workers 8 > %s", filepath.Join(bin, "connload"), out))
+		if err := load.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer load.Wait()
+		defer load.Process.Kill()
+		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, "egress"), "watch", "--pid", fmt.Sprint(load.Process.Pid), "--duration", "3s", "--format", "json")
+		cmd.Env = append(os.Environ(), tiny...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		var ee *exec.ExitError
+		if err := cmd.Run(); err != nil && !errors.As(err, &ee) {
+			t.Fatalf("egress watch: %v\n%s", err, stderr.String())
+		}
+		var r report.Report
+		if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+			t.Fatalf("egress watch: no JSON report: %v\n%s", err, stderr.String())
+		}
+		if r.Stats.EventsLost == 0 || !strings.HasPrefix(r.Headline, "INCOMPLETE: ") {
+			t.Errorf("watch through a 4 KiB ring: %d events lost, headline %q: the loss must be counted and shown", r.Stats.EventsLost, r.Headline)
+		}
+	})
 	t.Run("default_ring", func(t *testing.T) {
 		const workers = 2
 		code, r, connects, failed := run(t, nil, nil, "-duration", "1s", "-workers", fmt.Sprint(workers), "-rate", "2000")

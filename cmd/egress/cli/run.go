@@ -445,9 +445,6 @@ func runFinish(r *report.Report, name string, confine cgrouprun.Confinement, sto
 			r.Hints = append(r.Hints, report.DNSProxyOverloadedHint(ps.Overloaded, ps.KernelDropped, ps.TCPRefused))
 		}
 	}
-	if lost := r.Stats.EventsLost; lost > 0 {
-		r.Headline = report.IncompleteHeadline(lost, r.Headline)
-	}
 }
 
 // resolvers returns the --resolver addresses, else the nameservers of
