@@ -76,7 +76,9 @@ type Key struct {
 func (k Key) String() string {
 	s := k.Name
 	if k.Proto != "dns" {
-		if a, err := netip.ParseAddr(k.Name); err == nil && a.Is6() {
+		// Only an IPv6 address has a colon: names and IPv4 addresses
+		// have none, so Name need not be parsed again.
+		if strings.Contains(k.Name, ":") {
 			s = "[" + s + "]"
 		}
 		s += fmt.Sprintf(":%d", k.Port)
