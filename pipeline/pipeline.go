@@ -171,17 +171,26 @@ func Run(ctx context.Context, cfg Config) *Result {
 	if res.SourceErr != nil && !(cfg.Live && errors.Is(res.SourceErr, context.Canceled)) {
 		r.Errors = append(r.Errors, res.SourceErr.Error())
 	}
+	analyzed := len(r.Hints)
+	if cfg.Finish != nil {
+		cfg.Finish(r)
+	}
 	if cfg.Tee != nil {
+		// The file says what the live run said beyond its records: the
+		// hints its finish step added and every event lost (the proxy's
+		// too), so that replaying it gives the same report.
 		if st.teeErr == nil {
-			st.teeErr = cfg.Tee.Close(comment.WatchInfo{From: res.From, To: res.To, Lost: stats.Lost,
-				LocalAny: cfg.Analyze.LocalAny, ProxyPort: cfg.Steering.Port, LookupsAreCalls: cfg.LookupsAreCalls})
+			var hints []comment.Hint
+			for _, h := range r.Hints[analyzed:] {
+				hints = append(hints, comment.Hint{Kind: h.Kind, Subject: h.Subject, Text: h.Text})
+			}
+			st.teeErr = cfg.Tee.Close(comment.WatchInfo{From: res.From, To: res.To, Lost: r.Stats.EventsLost,
+				LocalAny: cfg.Analyze.LocalAny, ProxyPort: cfg.Steering.Port, LookupsAreCalls: cfg.LookupsAreCalls,
+				Hints: hints})
 		}
 		if res.TeeErr = st.teeErr; res.TeeErr != nil {
 			r.Errors = append(r.Errors, res.TeeErr.Error())
 		}
-	}
-	if cfg.Finish != nil {
-		cfg.Finish(r)
 	}
 	// Lost events may hide calls, whichever source lost them (the
 	// tracer's ring, AF_PACKET's drops, run's DNS proxy): the headline

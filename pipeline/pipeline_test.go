@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/netip"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -232,7 +233,7 @@ func TestLive(t *testing.T) {
 	if r.Stats.OutsideWindow != 1 || r.Stats.EventsLost != 2 || r.Stats.Packets != 2 {
 		t.Errorf("stats %+v: want 1 outside the window, 2 lost, 2 packets", r.Stats)
 	}
-	if tee.info != (comment.WatchInfo{From: s.t0, To: s.to, Lost: 2, LocalAny: true}) {
+	if !reflect.DeepEqual(tee.info, comment.WatchInfo{From: s.t0, To: s.to, Lost: 2, LocalAny: true}) {
 		t.Errorf("tee closed with %+v", tee.info)
 	}
 	if len(r.Hints) == 0 || r.Hints[len(r.Hints)-1].Kind != "blocked" {

@@ -295,7 +295,21 @@ type WatchInfo struct {
 	// --rules: a name no host entry allows is unexpected); a replay with
 	// the same rules judges them the same way.
 	LookupsAreCalls bool
+	// Hints are what the live run said that its records cannot: how the
+	// command was confined, the DNS proxy's overload, a stop by signal,
+	// the catch-all's protocols (report.Hint's fields), so a replay says
+	// it too. At most maxHints, each field at most maxHintLen bytes.
+	Hints []Hint
 }
+
+// Hint is a report hint carried in the section header.
+type Hint struct{ Kind, Subject, Text string }
+
+const (
+	hintPrefix = "egress-hint"
+	maxHints   = 64
+	maxHintLen = 4096
+)
 
 // FormatWatchComment is the section header comment that carries w.
 func FormatWatchComment(w WatchInfo) string {
@@ -309,12 +323,53 @@ func FormatWatchComment(w WatchInfo) string {
 	if w.LookupsAreCalls {
 		c += " lookups=calls"
 	}
+	for i, h := range w.Hints {
+		if i == maxHints {
+			break
+		}
+		c += "\n" + hintPrefix + " " + strconv.Quote(clip(h.Kind)) + " " + strconv.Quote(clip(h.Subject)) + " " + strconv.Quote(clip(h.Text))
+	}
 	return c
+}
+
+func clip(s string) string {
+	if len(s) > maxHintLen {
+		return s[:maxHintLen]
+	}
+	return s
+}
+
+// parseHint reads the three quoted fields after hintPrefix.
+func parseHint(rest string) (Hint, bool) {
+	var f [3]string
+	for i := range f {
+		rest = strings.TrimLeft(rest, " ")
+		q, err := strconv.QuotedPrefix(rest)
+		if err != nil || len(q) > 4*maxHintLen+2 {
+			return Hint{}, false
+		}
+		if f[i], err = strconv.Unquote(q); err != nil {
+			return Hint{}, false
+		}
+		rest = rest[len(q):]
+	}
+	if strings.TrimSpace(rest) != "" {
+		return Hint{}, false
+	}
+	return Hint{Kind: f[0], Subject: f[1], Text: f[2]}, true
 }
 
 // ParseWatchComment reads a section comment written by FormatWatchComment
 // (ok is false for any other comment).
 func ParseWatchComment(c string) (w WatchInfo, ok bool) {
+	var hints []Hint
+	for _, line := range strings.Split(c, "\n") {
+		if rest, found := strings.CutPrefix(strings.TrimSpace(line), hintPrefix+" "); found {
+			if h, ok := parseHint(rest); ok && len(hints) < maxHints {
+				hints = append(hints, h)
+			}
+		}
+	}
 	for _, line := range strings.Split(c, "\n") {
 		rest, found := strings.CutPrefix(strings.TrimSpace(line), watchPrefix)
 		if !found {
@@ -344,6 +399,7 @@ func ParseWatchComment(c string) (w WatchInfo, ok bool) {
 				return WatchInfo{}, false
 			}
 		}
+		v.Hints = hints
 		return v, true
 	}
 	return WatchInfo{}, false

@@ -2,6 +2,8 @@ package comment
 
 import (
 	"net/netip"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -59,8 +61,24 @@ func TestSockComment(t *testing.T) {
 func TestWatchComment(t *testing.T) {
 	w := WatchInfo{From: 1_700_000_000_123_456_789, To: 1_700_000_009_000_000_001, Lost: 12}
 	got, ok := ParseWatchComment("written by egress\n" + FormatWatchComment(w))
-	if !ok || got != w {
+	if !ok || !reflect.DeepEqual(got, w) {
 		t.Errorf("got %+v %v, want %+v", got, ok, w)
+	}
+	// Hints round-trip whatever their text holds; a field past maxHintLen
+	// is cut, and past maxHints the rest are left out.
+	w.Hints = []Hint{{"confined", "curl", "dropped: NET_RAW, \"SYS_ADMIN\"\nkept: none"}, {"stopped", "", "égress \x00 \\"}}
+	got, ok = ParseWatchComment(FormatWatchComment(w))
+	if !ok || !reflect.DeepEqual(got, w) {
+		t.Errorf("with hints: got %+v %v, want %+v", got, ok, w)
+	}
+	long := WatchInfo{Hints: make([]Hint, maxHints+5)}
+	long.Hints[0].Text = strings.Repeat("x", 3*maxHintLen)
+	got, ok = ParseWatchComment(FormatWatchComment(long))
+	if !ok || len(got.Hints) != maxHints || len(got.Hints[0].Text) != maxHintLen {
+		t.Errorf("long hints: ok %v, %d hints, first %d bytes; want %d hints, %d bytes", ok, len(got.Hints), len(got.Hints[0].Text), maxHints, maxHintLen)
+	}
+	if got, ok := ParseWatchComment("egress-watch: from=1 to=2 lost=0\negress-hint \"a\" \"b\"\negress-hint \"a\" \"b\" \"c\" junk"); !ok || len(got.Hints) != 0 {
+		t.Errorf("malformed hint lines: got %+v %v, want the window and no hints", got, ok)
 	}
 	for _, bad := range []string{"", "egress-watch: from=x", "egress-watch: to=-5", "Sample capture"} {
 		if got, ok := ParseWatchComment(bad); ok {
@@ -190,7 +208,7 @@ func TestDNSAndBlockedComments(t *testing.T) {
 		}
 	}
 	w := WatchInfo{From: 1, To: 0, Lost: 2, LocalAny: true}
-	if got, ok := ParseWatchComment(FormatWatchComment(w)); !ok || got != w {
+	if got, ok := ParseWatchComment(FormatWatchComment(w)); !ok || !reflect.DeepEqual(got, w) {
 		t.Errorf("watch comment with local=any: got %+v %v", got, ok)
 	}
 }

@@ -82,7 +82,8 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	info := comment.WatchInfo{From: 1_699_999_999_000_000_000, To: 1_700_000_004_000_000_000, Lost: 3}
+	info := comment.WatchInfo{From: 1_699_999_999_000_000_000, To: 1_700_000_004_000_000_000, Lost: 3,
+		Hints: []comment.Hint{{Kind: "confined", Subject: "shop_app", Text: "capabilities dropped: \"NET_RAW\"\nand more"}}}
 	if err := w.Close(info); err != nil {
 		t.Fatal(err)
 	}
@@ -113,8 +114,8 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("packet = %+v (proc %+v)", p, p.Proc)
 	}
 	wi, ok := r.Watch()
-	if !ok || wi != info {
-		t.Errorf("Watch() = %+v, %v; want %+v", wi, ok, info)
+	if diff := cmp.Diff(info, wi); !ok || diff != "" {
+		t.Errorf("Watch() ok %v, (-want +got):\n%s", ok, diff)
 	}
 	st := r.Stats()
 	if st.Packets != 1 || st.Lost != 3 || st.Undecodable != 0 {

@@ -16,6 +16,7 @@ import (
 	"github.com/egress-dev/egress/capture"
 	"github.com/egress-dev/egress/capture/pcapfile"
 	"github.com/egress-dev/egress/pipeline"
+	"github.com/egress-dev/egress/report"
 )
 
 type replayFlags struct {
@@ -95,6 +96,12 @@ func runReplay(ctx context.Context, e *env, name string, fl *replayFlags) error 
 			cfg.Analyze.LocalAny = true
 		}
 		cfg.Steering.Port, cfg.LookupsAreCalls = w.ProxyPort, w.LookupsAreCalls
+		// What the live run said beyond its records, said again.
+		cfg.Finish = func(r *report.Report) {
+			for _, h := range w.Hints {
+				r.Hints = append(r.Hints, report.Hint{Kind: h.Kind, Subject: h.Subject, Text: h.Text})
+			}
+		}
 	}
 	cfg.Sources, cfg.Backend = []capture.Source{rd}, rd.Format()
 
