@@ -245,3 +245,33 @@ func FuzzParseEventComments(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseWatchComment: a section comment from a file is untrusted; what
+// parses must write back and parse to the same WatchInfo, within bounds.
+func FuzzParseWatchComment(f *testing.F) {
+	f.Add("egress-watch: from=1 to=2 lost=3 local=any proxy=53 lookups=calls")
+	f.Add(FormatWatchComment(WatchInfo{From: 5, Hints: []Hint{{"confinement", "sh", "dropped \"NET_RAW\"\nkept none"}}}))
+	f.Add("egress-hint \"a\" \"b\" \"c\"\negress-watch: from=9")
+	f.Fuzz(func(t *testing.T, c string) {
+		w, ok := ParseWatchComment(c)
+		if !ok {
+			return
+		}
+		if len(w.Hints) > maxHints {
+			t.Fatalf("%d hints, bound %d", len(w.Hints), maxHints)
+		}
+		again, ok := ParseWatchComment(FormatWatchComment(w))
+		if !ok {
+			t.Fatalf("%+v does not parse back", w)
+		}
+		for i := range w.Hints {
+			w.Hints[i] = Hint{clip(w.Hints[i].Kind), clip(w.Hints[i].Subject), clip(w.Hints[i].Text)}
+		}
+		if len(w.Hints) == 0 {
+			w.Hints = nil
+		}
+		if !reflect.DeepEqual(again, w) {
+			t.Fatalf("round trip: got %+v, want %+v", again, w)
+		}
+	})
+}
