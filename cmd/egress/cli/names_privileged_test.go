@@ -43,13 +43,8 @@ func newLossNet(t *testing.T) *lossNet {
 		}
 	}
 	pfx := netip.MustParsePrefix
-	app, err := n.Namespace(ctx, "app")
+	app, srv, err := n.Pair(ctx, "app", pfx("198.18.0.2/24"), "srv", pfx("198.18.0.1/24"))
 	must(err)
-	srv, err := n.Namespace(ctx, "srv")
-	must(err)
-	must(n.Link(ctx, app, "eth0", srv, "eth0"))
-	must(app.Addr(ctx, "eth0", pfx("198.18.0.2/24")))
-	must(srv.Addr(ctx, "eth0", pfx("198.18.0.1/24")))
 	must(srv.Addr(ctx, "eth0", pfx(sharedAddr+"/32")))
 	must(app.Route(ctx, pfx(sharedAddr+"/32"), netip.MustParseAddr("198.18.0.1")))
 	must(app.Nft(ctx, `

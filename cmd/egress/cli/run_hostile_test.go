@@ -58,13 +58,8 @@ func newHostileNet(t *testing.T) *hostileNet {
 		}
 	}
 	pfx := netip.MustParsePrefix
-	app, err := n.Namespace(ctx, "app")
+	app, peer, err := n.Pair(ctx, "app", pfx("198.18.0.2/24"), "peer", pfx(peerIP+"/24"))
 	must(err)
-	peer, err := n.Namespace(ctx, "peer")
-	must(err)
-	must(n.Link(ctx, app, "eth0", peer, "eth0"))
-	must(app.Addr(ctx, "eth0", pfx("198.18.0.2/24")))
-	must(peer.Addr(ctx, "eth0", pfx(peerIP+"/24")))
 	must(app.Addr(ctx, "eth0", pfx("2001:db8:9::2/64")))
 	must(peer.Addr(ctx, "eth0", pfx(peerIP6+"/64")))
 	// Unprivileged ping sockets, as systemd-based distributions allow.

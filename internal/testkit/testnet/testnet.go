@@ -153,6 +153,27 @@ func (n *Net) Link(ctx context.Context, a *Namespace, aIf string, b *Namespace, 
 	return b.ip(ctx, "link", "set", bIf, "up")
 }
 
+// Pair makes two namespaces joined by eth0 in each, with one address each:
+// the app host and the peer it calls, as most privileged tests need.
+func (n *Net) Pair(ctx context.Context, aName string, aAddr netip.Prefix, bName string, bAddr netip.Prefix) (a, b *Namespace, err error) {
+	if a, err = n.Namespace(ctx, aName); err != nil {
+		return nil, nil, err
+	}
+	if b, err = n.Namespace(ctx, bName); err != nil {
+		return nil, nil, err
+	}
+	if err := n.Link(ctx, a, "eth0", b, "eth0"); err != nil {
+		return nil, nil, err
+	}
+	if err := a.Addr(ctx, "eth0", aAddr); err != nil {
+		return nil, nil, err
+	}
+	if err := b.Addr(ctx, "eth0", bAddr); err != nil {
+		return nil, nil, err
+	}
+	return a, b, nil
+}
+
 func (ns *Namespace) ip(ctx context.Context, args ...string) error {
 	if _, err := run(ctx, "", "ip", append([]string{"-n", ns.Name}, args...)...); err != nil {
 		return fmt.Errorf("in %s: %w", ns.Name, err)
